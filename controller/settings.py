@@ -1,0 +1,79 @@
+"""One typed settings model, read from the environment like the original worker.
+
+Names and defaults follow the original worker's README (JOBS_DIR, WORKDIR, XTB_TIMEOUT,
+LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT, POLL_INTERVAL,
+HEALTH_CHECK_INTERVAL); the cluster-only settings configure the runner pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value we cannot use."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    jobs_dir: Path = Field(Path("./jobs"), description="JOBS_DIR: the job store")
+    workdir: Path | None = Field(None, description="WORKDIR: scratch root for xtb runs")
+    xtb_timeout: float = Field(300, gt=0, description="XTB_TIMEOUT: seconds for one xtb call")
+    log_dir: Path | None = Field(None, description="LOG_DIR: also log to a file here")
+    worker_id: str = Field("worker_1", min_length=1, max_length=63)
+    max_concurrent_jobs: int = Field(3, ge=1, le=10_000)
+    job_timeout: float = Field(3600, gt=0, description="JOB_TIMEOUT: default per-job timeout")
+    poll_interval: float = Field(5, gt=0)
+    health_check_interval: float = Field(30, gt=0)
+    # How long a worker may go without renewing its heartbeat before others take back
+    # its RUNNING jobs (a worker renews every poll interval).
+    lease_seconds: float = Field(60, gt=0)
+    max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+
+    # --- in the cluster (qforge controller) ---
+    namespace: str = "default"
+    runner_image: str = "qforge-runner:latest"
+    image_pull_policy: str = "IfNotPresent"
+    pvc_name: str = "qforge-jobs"
+    runner_cpu: str = "1"
+    runner_memory: str = "1Gi"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class: str | None = None
+    ttl_seconds_after_finished: int | None = Field(3600, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables, then apply explicit overrides.
+
+        Raises SettingsError with one line naming the variable when a value is bad.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            key = name.upper()
+            if key in env and env[key] != "":
+                raw = env[key]
+                if name in {"node_selector", "tolerations", "affinity"}:
+                    try:
+                        values[name] = json.loads(raw)
+                    except json.JSONDecodeError as exc:
+                        raise SettingsError(f"{key} is not valid JSON: {exc.msg}") from None
+                else:
+                    values[name] = raw
+            del field
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            raise SettingsError(f"{field.upper()}: {err['msg']}") from None
