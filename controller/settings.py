@@ -49,6 +49,11 @@ class Settings(BaseModel):
     affinity: dict[str, Any] = Field(default_factory=dict)
     priority_class: str | None = None
     ttl_seconds_after_finished: int | None = Field(3600, ge=0)
+    # sizeLimit of the runner pod's scratch emptyDir (xtb's temporary files, HOME, TMPDIR).
+    runner_scratch_size: str = Field("1Gi", min_length=1)
+    # Folder of the job store inside the PVC ("" = the PVC's root, as the chart mounts it):
+    # a runner pod mounts the PVC with subPath "<pvc_sub_path>/<job_id>".
+    pvc_sub_path: str = Field("", pattern=r"^([^/.][^/]*(/[^/.][^/]*)*)?$")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -75,5 +80,5 @@ class Settings(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             err = exc.errors()[0]
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            raise SettingsError(f"{field.upper()}: {err['msg']}") from None
+            where = str(err["loc"][0]) if err["loc"] else "?"
+            raise SettingsError(f"{where.upper()}: {err['msg']}") from None
