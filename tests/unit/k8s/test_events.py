@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -109,3 +110,23 @@ def test_messages() -> None:
         "job water completed, total energy -5.07054440 Eh, HOMO-LUMO gap 14.3846 eV"
     )
     assert events.completed_message("water", None) == "job water completed"
+
+
+def test_every_field_survives_the_kubernetes_clients_typed_model() -> None:
+    """Round-trip through the client's CoreV1Event model: a misspelt field would be dropped."""
+    client = pytest.importorskip("kubernetes.client")
+    api = client.ApiClient()
+    event = events.build_event(
+        job_name="qf-w",
+        namespace="n",
+        reason="Completed",
+        message="m",
+        now=NOW,
+        job_uid="u",
+        host="h",
+    )
+    typed = api.deserialize(json.dumps(event), "CoreV1Event", "application/json")
+    back = api.sanitize_for_serialization(typed)
+    for stamp in ("firstTimestamp", "lastTimestamp"):  # the model keeps datetimes
+        assert datetime.fromisoformat(back.pop(stamp)) == datetime.fromisoformat(event[stamp])
+    assert back == {k: v for k, v in event.items() if not k.endswith("Timestamp")}
