@@ -1,0 +1,80 @@
+{{/* Chart name (nameOverride or "qforge"). */}}
+{{- define "qforge.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: prefix of every object of the release, at most 63 characters. */}}
+{{- define "qforge.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "qforge.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object of the release, without a component. */}}
+{{- define "qforge.baseLabels" -}}
+helm.sh/chart: {{ include "qforge.chart" . }}
+app.kubernetes.io/name: {{ include "qforge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels of the controller's objects (Deployment, ConfigMap, RBAC, claim). */}}
+{{- define "qforge.labels" -}}
+{{ include "qforge.baseLabels" . }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{/* Labels selecting the controller pod (component "controller"; runner Jobs carry
+component "runner" and are never selected by these). */}}
+{{- define "qforge.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "qforge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "qforge.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "qforge.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The job store's claim: an existing one, or the one this chart creates. */}}
+{{- define "qforge.pvcName" -}}
+{{- if not (or .Values.persistence.create .Values.persistence.existingClaim) }}
+{{- fail "persistence: set persistence.existingClaim, or persistence.create=true to create the job store's claim" }}
+{{- end }}
+{{- if .Values.persistence.existingClaim }}
+{{- .Values.persistence.existingClaim }}
+{{- else }}
+{{- printf "%s-jobs" (include "qforge.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{- define "qforge.controllerImage" -}}
+{{- printf "%s:%s" .Values.controller.image.repository (default .Chart.AppVersion .Values.controller.image.tag) }}
+{{- end }}
+
+{{- define "qforge.runnerImage" -}}
+{{- printf "%s:%s" .Values.runner.image.repository (default .Chart.AppVersion .Values.runner.image.tag) }}
+{{- end }}
+
+{{/* True ("true") when the store can only be attached to one node at a time. */}}
+{{- define "qforge.singleNodeStore" -}}
+{{- if and (not .Values.persistence.existingClaim) (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}true{{ end }}
+{{- end }}
