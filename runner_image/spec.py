@@ -1,0 +1,255 @@
+"""The job spec: what to compute for one molecule, validated before anything runs."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from runner_image.elements import ATOMIC_NUMBER
+from runner_image.molecule import Molecule, parse_molecule, parse_qcschema_molecule
+
+
+class Method(StrEnum):
+    gfn2 = "gfn2"
+    gfn1 = "gfn1"
+    gfn0 = "gfn0"
+    gfnff = "gfnff"
+
+
+class Task(StrEnum):
+    opt = "opt"  # geometry optimisation
+    sp = "sp"  # single point
+    hess = "hess"  # numerical Hessian (frequencies) at the input geometry
+    ohess = "ohess"  # optimisation, then the Hessian at the optimised geometry
+
+
+class OptLevel(StrEnum):
+    """xtb's optimisation levels (``xtb --opt LEVEL``), loosest to tightest."""
+
+    crude = "crude"
+    sloppy = "sloppy"
+    loose = "loose"
+    lax = "lax"
+    normal = "normal"
+    tight = "tight"
+    vtight = "vtight"
+    extreme = "extreme"
+
+
+# The ALPB solvents of xtb 6.5 (``xtb --help``, option --alpb), as xtb spells them.
+ALPB_SOLVENTS: Final[frozenset[str]] = frozenset({
+    "acetone", "acetonitrile", "aniline", "benzaldehyde", "benzene", "ch2cl2", "chcl3",
+    "cs2", "dioxane", "dmf", "dmso", "ether", "ethylacetate", "furane", "hexandecane",
+    "hexane", "methanol", "nitromethane", "octanol", "woctanol", "phenol", "toluene",
+    "thf", "water",
+})  # fmt: skip
+_COMMON_SOLVENTS: Final = ("water", "methanol", "acetonitrile", "dmso", "thf", "toluene")
+
+# How each method is called in print (QCSchema model.method, xtb's own banner).
+METHOD_NAMES: Final[Mapping[Method, str]] = {
+    Method.gfn2: "GFN2-xTB",
+    Method.gfn1: "GFN1-xTB",
+    Method.gfn0: "GFN0-xTB",
+    Method.gfnff: "GFN-FF",
+}
+# The heaviest element each method is parametrised for: H-Rn for the xTB methods,
+# H-Lr for GFN-FF.
+MAX_ATOMIC_NUMBER: Final[Mapping[Method, int]] = {
+    Method.gfn2: 86,
+    Method.gfn1: 86,
+    Method.gfn0: 86,
+    Method.gfnff: 103,
+}
+
+# Kubernetes label syntax (a job's name and labels are copied onto its Kubernetes Job).
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Memory as a Kubernetes quantity: 512Mi, 2Gi, 1.5G, 1e9 (bytes).
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([KMGTPE]i|[kMGTPE]|[eE]\d+)?$")
+_SUFFIX: Final[Mapping[str, int]] = {
+    "": 1,
+    **{s + "i": 1024 ** (k + 1) for k, s in enumerate("KMGTPE")},
+    **{s: 1000 ** (k + 1) for k, s in enumerate("kMGTPE")},
+}
+MIN_MEMORY: Final = 64 * 1024**2  # below this xtb cannot even start
+
+
+def is_label_value(value: str) -> bool:
+    """A valid Kubernetes label value: empty, or ≤63 of [A-Za-z0-9-_.], alphanumeric ends."""
+    return value == "" or bool(_LABEL_NAME.match(value))
+
+
+def is_label_key(key: str) -> bool:
+    """A valid Kubernetes label key: ``[prefix/]name``, prefix a DNS subdomain ≤253."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def memory_bytes(quantity: str) -> int:
+    """Bytes in a Kubernetes memory quantity (``"512Mi"`` → 536870912); ValueError if bad."""
+    match = _QUANTITY.match(quantity.strip())
+    if not match:
+        raise ValueError(f"memory {quantity!r} is not a Kubernetes quantity like 512Mi or 2Gi")
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix[:1] in ("e", "E"):
+        return int(float(number) * 10 ** int(suffix[1:]))
+    return int(float(number) * _SUFFIX[suffix])
+
+
+def electron_problem(molecule: Molecule, charge: int, uhf: int) -> str | None:
+    """Why `charge` and `uhf` cannot describe `molecule`, in a sentence; None when they can.
+
+    electrons = sum of atomic numbers - charge; it must be positive, at least uhf, and
+    have the parity of uhf (the unpaired electrons), as xtb assumes. The same holds for
+    GFN-FF: a force field ignores the spin, but the molecule must still exist.
+    """
+    formula = molecule.formula
+    electrons = molecule.nuclear_charge_sum() - charge
+    if electrons < 0:
+        return (f"charge {charge} would remove more electrons than {formula} has "
+                f"({molecule.nuclear_charge_sum()})")
+    if electrons == 0:
+        return f"charge {charge} leaves no electrons for {formula}: xtb has nothing to compute"
+    if uhf > electrons:
+        return (f"uhf {uhf} asks for more unpaired electrons than the {electrons} "
+                f"that charge {charge} leaves for {formula}")
+    if (electrons - uhf) % 2:
+        parity = "odd" if electrons % 2 else "even"
+        fix = f"uhf={1 - uhf}" if uhf <= 1 else f"an {parity} uhf such as uhf={uhf - 1}"
+        return (f"charge {charge} with uhf {uhf} leaves {electrons} electrons for {formula}: "
+                f"an {parity} count needs {fix} (or another charge)")
+    return None
+
+
+class JobSpec(BaseModel):
+    """One calculation: a molecule and how to compute it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    molecule: Molecule
+    method: Method = Method.gfn2
+    task: Task = Task.opt
+    opt_level: OptLevel = OptLevel.normal
+    charge: int = Field(0, ge=-1000, le=1000)
+    uhf: int = Field(0, ge=0, le=1000, description="number of unpaired electrons")
+    solvent: str | None = Field(None, description="ALPB solvent, e.g. water")
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
+    cpu: int = Field(1, ge=1, le=64)
+    memory: str | None = Field(None, description="Kubernetes quantity, e.g. 512Mi or 2Gi")
+    priority: int = Field(0, ge=-1000, le=1000)
+    name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("molecule", mode="before")
+    @classmethod
+    def _molecule_from_text(cls, value: Any) -> Any:
+        """Also accept XYZ / QCSchema text, or a QCSchema molecule object."""
+        if isinstance(value, str):
+            return parse_molecule(value)
+        if isinstance(value, Mapping) and "schema_name" in value:
+            return parse_qcschema_molecule(value)
+        return value
+
+    @field_validator("solvent")
+    @classmethod
+    def _known_solvent(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lower()
+        if name in ALPB_SOLVENTS:
+            return name
+        close = difflib.get_close_matches(name, sorted(ALPB_SOLVENTS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown solvent {value!r}: {hint}ALPB solvents include "
+            f"{', '.join(_COMMON_SOLVENTS)} ({len(ALPB_SOLVENTS)} in all, see xtb --help)"
+        )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_quantity(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        size = memory_bytes(value)
+        if size < MIN_MEMORY:
+            raise ValueError(
+                f"memory {value!r} is only {size} bytes; xtb needs at least 64Mi "
+                "(write units: 512Mi, 2Gi)"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_label_value(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value or not is_label_value(value):
+            raise ValueError(
+                f"name {value!r} must be 1-63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not is_label_key(key):
+                raise ValueError(
+                    f"label key {key!r} is not a valid Kubernetes label key "
+                    "([prefix/]name, name 1-63 of letters, digits, '-', '_', '.')"
+                )
+            if not is_label_value(value):
+                raise ValueError(
+                    f"label {key}={value!r}: a value is at most 63 letters, digits, '-', "
+                    "'_' or '.', starting and ending with a letter or digit"
+                )
+        return labels
+
+    @model_validator(mode="after")
+    def _chemistry(self) -> JobSpec:
+        limit = MAX_ATOMIC_NUMBER[self.method]
+        for i, sym in enumerate(self.molecule.symbols, start=1):
+            if ATOMIC_NUMBER[sym] > limit:
+                raise ValueError(
+                    f"atom {i} ({sym}): {METHOD_NAMES[self.method]} has no parameters "
+                    f"for elements beyond Z={limit}"
+                )
+        problem = electron_problem(self.molecule, self.charge, self.uhf)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def electrons(self) -> int:
+        return self.molecule.nuclear_charge_sum() - self.charge
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return None if self.memory is None else memory_bytes(self.memory)
+
+    def xtb_args(self) -> list[str]:
+        """xtb's command-line flags for this spec; the geometry file goes before them.
+
+        ``xtb input.xyz --gfn 2 --opt normal --chrg 0 --uhf 0 --alpb water --json``
+        """
+        args = ["--gfnff"] if self.method is Method.gfnff else ["--gfn", self.method.value[3:]]
+        if self.task is Task.sp:
+            args.append("--sp")
+        elif self.task is Task.hess:
+            args.append("--hess")
+        else:  # opt, ohess
+            args += [f"--{self.task.value}", self.opt_level.value]
+        args += ["--chrg", str(self.charge), "--uhf", str(self.uhf)]
+        if self.solvent:
+            args += ["--alpb", self.solvent]
+        args.append("--json")
+        return args

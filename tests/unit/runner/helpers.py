@@ -1,0 +1,66 @@
+"""Shared helpers of the runner's unit tests: molecules and the recorded xtb fixtures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner_image.molecule import Molecule, parse_xyz
+from runner_image.spec import JobSpec
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+WATER = """3
+water
+O  0.000000  0.000000  0.117790
+H  0.000000  0.755453 -0.471161
+H  0.000000 -0.755453 -0.471161
+"""
+HYDROXYL = """2
+hydroxyl
+O 0.0 0.0 0.0
+H 0.0 0.0 0.97
+"""
+CAFFEINE_FORMULA = "C8H10N4O2"
+
+
+def water() -> Molecule:
+    return parse_xyz(WATER)
+
+
+def water_spec(**fields: Any) -> JobSpec:
+    return JobSpec(molecule=water(), **fields)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded xtb run (see fixtures/record.py)."""
+
+    folder: Path
+    returncode: int
+    files: frozenset[str]
+    stdout: str
+    stderr: str
+
+    def scratch(self, tmp: Path) -> Path:
+        """A copy of the files xtb left, as the harness would find them."""
+        out = tmp / self.folder.name
+        shutil.copytree(self.folder, out)
+        for name in ("meta.json", "stdout.txt", "stderr.txt"):
+            (out / name).unlink()
+        return out
+
+
+def recorded(name: str) -> Recorded:
+    folder = FIXTURES / name
+    meta = json.loads((folder / "meta.json").read_text())
+    return Recorded(
+        folder=folder,
+        returncode=meta["returncode"],
+        files=frozenset(meta["files"]),
+        stdout=(folder / "stdout.txt").read_text(),
+        stderr=(folder / "stderr.txt").read_text(),
+    )

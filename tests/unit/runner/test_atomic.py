@@ -1,0 +1,104 @@
+"""Atomic writes: whole files only, no temp files left, readable by others."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from runner_image import atomic
+from runner_image.atomic import copy_file_atomic, write_json_atomic, write_text_atomic
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_json_and_text(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    write_json_atomic(target, {"energy": -5.07, "name": "wäter"})
+    assert json.loads(target.read_text(encoding="utf-8")) == {"energy": -5.07, "name": "wäter"}
+    assert target.read_text(encoding="utf-8").endswith("}\n")
+    write_text_atomic(target, "replaced\n")
+    assert target.read_text() == "replaced\n"
+    assert _leftovers(tmp_path) == []
+
+
+def test_files_are_readable_by_others(tmp_path: Path) -> None:
+    target = tmp_path / "metadata.json"
+    write_text_atomic(target, "{}\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_copy_file_atomic(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(bytes(range(256)) * 100)
+    copy_file_atomic(src, tmp_path / "dst.bin")
+    assert (tmp_path / "dst.bin").read_bytes() == src.read_bytes()
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "result.json"
+    write_json_atomic(target, {"version": 1})
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        write_json_atomic(target, {"version": 2})
+    assert json.loads(target.read_text()) == {"version": 1}
+    assert _leftovers(tmp_path) == []
+
+
+def test_unserialisable_data_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(TypeError):
+        write_json_atomic(tmp_path / "x.json", {"bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_reader_never_sees_half_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "result.json"
+    versions = [{"writer": i, "payload": str(i) * 20_000} for i in range(2)]
+    write_json_atomic(target, versions[0])
+    done = threading.Event()
+    seen: list[int] = []
+    bad: list[str] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            text = target.read_text()
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError:
+                bad.append(f"partial read of {len(text)} characters")
+                return
+            if data != versions[data["writer"]]:
+                bad.append("mixed content")
+                return
+            seen.append(data["writer"])
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(100):
+            write_json_atomic(target, versions[i % 2])
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert bad == []
+    assert seen  # the reader did read while the writer wrote
+    assert _leftovers(tmp_path) == []
+
+
+def test_fsync_dir_ignores_folders_it_cannot_open(tmp_path: Path) -> None:
+    atomic.fsync_dir(tmp_path / "missing")  # no exception
+    assert os.path.isdir(tmp_path)
