@@ -533,6 +533,7 @@ def test_schema_rejects_a_typo(
         ({"runner": {"nodeSelector": ["pool=chem"]}}, "nodeSelector"),
         ({"runner": {"ttlSecondsAfterFinished": 1.5}}, "ttlSecondsAfterFinished"),
         ({"runner": {"resources": {"cpu": "two"}}}, "cpu"),
+        ({"runner": {"resources": {"cpu": "500m"}}}, "cpu"),
         ({"runner": {"image": {"pullPolicy": "Sometimes"}}}, "pullPolicy"),
         ({"persistence": {"accessModes": ["ReadWriteOncePod"]}}, "accessModes"),
         ({"persistence": {"create": "yes"}}, "create"),
