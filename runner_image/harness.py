@@ -1,0 +1,334 @@
+"""The xtb harness: build the input, run xtb, parse, assess, write result.json.
+
+`run_job` is the one entry point, used by ``qforge-runner`` in a runner pod and by the
+local worker's threads. It never raises for anything a calculation can do: every
+outcome, including our own crashes, becomes a `RunReport` that is also written to
+``JOB_DIR/result.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from runner_image.atomic import copy_file_atomic, write_json_atomic
+from runner_image.errors import InputError
+from runner_image.failures import classify_failure
+from runner_image.molecule import parse_xyz
+from runner_image.process import run_process
+from runner_image.quality import assess
+from runner_image.result import ErrorType, JobError, JobResult, RunReport
+from runner_image.spec import JobSpec, Method, Task
+from runner_image.xtb_output import (
+    TextOutput,
+    parse_charges,
+    parse_json_output,
+    parse_text_output,
+    parse_vibspectrum,
+    tail,
+    vibrational_frequencies,
+)
+
+logger = logging.getLogger(__name__)
+
+RESULT_FILE: Final = "result.json"
+INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
+STDOUT_FILE: Final = "xtb.log"
+STDERR_FILE: Final = "xtb.err"
+# What is copied from the scratch folder into the job folder, when xtb wrote it.
+ARTIFACTS: Final = (
+    "xtbout.json", "xtbopt.xyz", "xtbopt.log", STDOUT_FILE, STDERR_FILE, "charges", "wbo",
+    "gfnff_charges", "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
+)  # fmt: skip
+# OpenMP threads get this much stack unless the environment says otherwise (xtb's
+# manual recommends a large one: big molecules overflow the default few MB).
+OMP_STACKSIZE: Final = "1G"
+
+
+class OutputError(Exception):
+    """xtb finished cleanly but left no usable result."""
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with microseconds, e.g. 2026-11-28T13:30:39.123456Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def xtb_environment(spec: JobSpec, xtb_path: str,
+                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """xtb's environment: threads from the CPU allowance, stack size, parameter path."""
+    env = dict(os.environ if base is None else base)
+    threads = str(spec.cpu)
+    env["OMP_NUM_THREADS"] = threads
+    env["MKL_NUM_THREADS"] = threads
+    env["OPENBLAS_NUM_THREADS"] = threads  # Debian's xtb links OpenBLAS
+    env["OMP_MAX_ACTIVE_LEVELS"] = "1"  # no nested parallel regions: threads == cpu
+    env.setdefault("OMP_STACKSIZE", OMP_STACKSIZE)
+    if not env.get("XTBPATH"):
+        # GFN0 and GFN-FF read parameter files from XTBPATH; Debian's package puts them
+        # in <prefix>/share/xtb but sets XTBPATH only through environment modules.
+        share = Path(xtb_path).resolve().parent.parent / "share" / "xtb"
+        if share.is_dir():
+            env["XTBPATH"] = str(share)
+    return env
+
+
+def _deadline(*limits: float | None) -> float | None:
+    given = [t for t in limits if t is not None]
+    return min(given) if given else None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def _dipole(json_dipole: tuple[float, float, float] | None,
+            text: TextOutput) -> tuple[float, float, float] | None:
+    """The final dipole. xtb 6.5's xtbout.json keeps the dipole of the *first* single
+    point of an optimisation, so the text output's final one (3 decimals) decides; the
+    JSON's more precise numbers are used when they agree with it."""
+    if text.dipole is None:
+        return json_dipole
+    if json_dipole is not None and all(
+        abs(j - t) <= 6e-4 for j, t in zip(json_dipole, text.dipole, strict=True)
+    ):
+        return json_dipole
+    return text.dipole
+
+
+def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float) -> JobResult:
+    """Build the result from what a successful xtb run left in `scratch`."""
+    text = parse_text_output(stdout)
+    warnings = list(text.warnings)
+    raw_json = _read(scratch / "xtbout.json")
+    js = parse_json_output(raw_json) if raw_json is not None else None
+    if js is not None and js.energy is not None:
+        energy: float | None = js.energy
+        from_text = False
+    else:
+        energy, from_text = text.energy, True
+        if js is not None:
+            warnings.append(f"xtbout.json unusable ({js.problem}): values from xtb's text output")
+        elif spec.method is not Method.gfnff:  # GFN-FF never writes one
+            warnings.append("xtbout.json missing: values from xtb's text output")
+    if energy is None:
+        raise OutputError("xtb finished but its output holds no total energy")
+    usable = js if js is not None and not from_text else None
+
+    gap = usable.gap if usable and usable.gap is not None else text.gap
+    if spec.method is Method.gfnff:
+        gap = None  # a force field has no orbitals
+
+    geometry = None
+    if spec.task in (Task.opt, Task.ohess):
+        opt_text = _read(scratch / "xtbopt.xyz")
+        if opt_text is None:
+            raise OutputError("the optimisation finished but xtb wrote no xtbopt.xyz")
+        try:
+            geometry = parse_xyz(opt_text)
+        except InputError as exc:
+            raise OutputError(f"xtbopt.xyz is unreadable: {exc}") from None
+
+    charges = usable.partial_charges if usable else None
+    for name in ("charges", "gfnff_charges"):
+        raw = _read(scratch / name) if charges is None else None
+        if raw is not None:
+            try:
+                charges = parse_charges(raw)
+            except (ValueError, IndexError):
+                charges = None
+    if charges is not None and len(charges) != spec.molecule.natoms:
+        charges = None
+
+    frequencies = None
+    if spec.task in (Task.hess, Task.ohess):
+        modes = usable.frequencies if usable else None
+        if modes is None:
+            vib = _read(scratch / "vibspectrum")
+            modes = parse_vibspectrum(vib) if vib is not None else None
+        if modes is None:
+            raise OutputError("the Hessian finished but xtb reported no frequencies")
+        final = geometry or spec.molecule
+        frequencies = vibrational_frequencies(modes, final.geometry)
+
+    converged = text.opt_converged is not False
+    version = usable.xtb_version if usable and usable.xtb_version else text.xtb_version
+    return JobResult(
+        energy=energy,
+        gap=gap,
+        dipole=None if spec.method is Method.gfnff else _dipole(
+            usable.dipole if usable else None, text),
+        partial_charges=charges,
+        geometry=geometry,
+        frequencies=frequencies,
+        converged=converged,
+        xtb_version=version,
+        method=spec.method,
+        task=spec.task,
+        wall_time=wall_time,
+        quality=assess(method=spec.method, converged=converged, gap=gap,
+                       frequencies=frequencies, from_text_output=from_text, warnings=warnings),
+        formula=spec.molecule.formula,
+    )
+
+
+def copy_artifacts(scratch: Path, job_dir: Path) -> list[str]:
+    """Copy xtb's files into the job folder (atomically each); drop stale ones of an
+    earlier attempt that this run did not write. Returns the names copied."""
+    copied = []
+    for name in ARTIFACTS:
+        src, dst = scratch / name, job_dir / name
+        if src.is_file():
+            copy_file_atomic(src, dst)
+            copied.append(name)
+        elif dst.exists():
+            dst.unlink()
+    return copied
+
+
+def _safe(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:40] or "job"
+
+
+def _execute(job_dir: Path, spec: JobSpec, label: str, scratch_root: Path | None,
+             deadline: float | None, cancel: threading.Event | None, xtb: str,
+             log: logging.Logger) -> tuple[JobResult | None, JobError | None]:
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / RESULT_FILE).unlink(missing_ok=True)  # an earlier attempt's, now stale
+    xtb_path = shutil.which(xtb)
+    if xtb_path is None:
+        return None, JobError(
+            type=ErrorType.infrastructure_error,
+            message=f"the xtb program {xtb!r} was not found (is xtb installed and on PATH?)",
+        )
+    try:
+        scratch = Path(
+            tempfile.mkdtemp(prefix=f"qforge-{_safe(label)}-", dir=scratch_root)
+        ).resolve()
+    except OSError as exc:  # also: no usable temp folder at all (read-only root file system)
+        where = scratch_root or os.environ.get("TMPDIR") or "the temp folder"
+        return None, JobError(
+            type=ErrorType.infrastructure_error,
+            message=f"cannot create a scratch folder in {where}: {exc.strerror or exc} "
+            "(set QFORGE_SCRATCH or TMPDIR to a writable folder)",
+        )
+    try:
+        if cancel is not None and cancel.is_set():
+            return None, JobError(type=ErrorType.cancelled, message="cancelled before xtb started")
+        (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
+        argv = [xtb_path, INPUT_FILE, *spec.xtb_args()]
+        log.info("Starting xtb for job %s: xtb %s (%d thread%s)", label, " ".join(argv[1:]),
+                 spec.cpu, "" if spec.cpu == 1 else "s")
+        try:
+            proc = run_process(
+                argv, cwd=scratch, env=xtb_environment(spec, xtb_path),
+                stdout=scratch / STDOUT_FILE, stderr=scratch / STDERR_FILE,
+                timeout=deadline, cancel=cancel,
+            )
+        except OSError as exc:
+            return None, JobError(
+                type=ErrorType.infrastructure_error,
+                message=f"cannot start xtb ({xtb_path}): {exc.strerror or exc}",
+            )
+        stdout = _read(scratch / STDOUT_FILE) or ""
+        stderr = _read(scratch / STDERR_FILE) or ""
+        result: JobResult | None = None
+        error: JobError | None = None
+        if proc.cancelled:
+            error = JobError(type=ErrorType.cancelled,
+                             message=f"cancelled; xtb was stopped after {proc.elapsed:.1f} s",
+                             detail=tail(stdout, 10) or None)
+        elif proc.timed_out:
+            error = JobError(
+                type=ErrorType.timeout,
+                message=f"xtb did not finish within the time limit of {deadline:g} s and was "
+                "stopped; give the job a longer timeout or choose a cheaper task",
+                detail=tail(stdout, 10) or None,
+            )
+        else:
+            files = {p.name for p in scratch.iterdir()}
+            error = classify_failure(proc.returncode, stdout, stderr, files, spec)
+            if error is None:
+                try:
+                    result = collect_result(scratch, stdout, spec, proc.elapsed)
+                except OutputError as exc:
+                    error = JobError(type=ErrorType.xtb_error, message=str(exc),
+                                     detail=tail(stdout) or None)
+        copy_artifacts(scratch, job_dir)
+        if result is not None:
+            log.info("xtb finished for job %s in %.2f s: E=%.7f Eh", label, proc.elapsed,
+                     result.energy)
+        elif error is not None:
+            log.warning("xtb failed for job %s after %.2f s (%s): %s", label, proc.elapsed,
+                        error.type.value, error.message)
+        return result, error
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run_job(
+    job_dir: Path,
+    spec: JobSpec,
+    *,
+    job_id: str | None = None,
+    scratch_root: Path | None = None,
+    timeout: float | None = None,
+    xtb_timeout: float | None = None,
+    cancel: threading.Event | None = None,
+    xtb: str = "xtb",
+    log: logging.Logger | None = None,
+) -> RunReport:
+    """Run the calculation `spec` for the job folder `job_dir`; write and return its report.
+
+    xtb runs in a fresh scratch folder under `scratch_root` (default: $TMPDIR), in its own
+    process group, with OMP_NUM_THREADS = spec.cpu. The deadline is the smallest of
+    `timeout`, `xtb_timeout` and ``spec.timeout`` (seconds; None: no limit); at the
+    deadline, or when `cancel` is set, the whole group is stopped (SIGTERM, then
+    SIGKILL). Artifacts are copied into `job_dir`, then ``result.json`` is written
+    atomically, then the scratch folder is removed.
+    """
+    log = log or logger
+    job_dir = Path(job_dir)
+    label = job_id or job_dir.name
+    started = utcnow()
+    deadline = _deadline(timeout, xtb_timeout, spec.timeout)
+    result: JobResult | None
+    error: JobError | None
+    try:
+        result, error = _execute(job_dir, spec, label, scratch_root, deadline, cancel, xtb, log)
+    except Exception as exc:  # the report must still be written; nothing escapes
+        log.error("The runner failed for job %s: %s: %s", label, type(exc).__name__, exc)
+        log.debug("Traceback of the runner failure", exc_info=True)
+        result, error = None, JobError(
+            type=ErrorType.infrastructure_error,
+            message=f"the runner failed: {type(exc).__name__}: {exc}",
+        )
+    if result is None and error is None:
+        error = JobError(type=ErrorType.infrastructure_error, message="xtb left no result")
+    report = RunReport(success=result is not None, result=result,
+                       error=None if result is not None else error,
+                       job_id=job_id, started_at=started, finished_at=utcnow())
+    try:
+        write_json_atomic(job_dir / RESULT_FILE, report.model_dump(mode="json"))
+    except OSError as exc:
+        log.error("Cannot write %s for job %s: %s", RESULT_FILE, label, exc)
+        report = RunReport(
+            success=False,
+            error=JobError(type=ErrorType.infrastructure_error,
+                           message=f"cannot write {job_dir / RESULT_FILE}: "
+                           f"{exc.strerror or exc}",
+                           detail=report.error.message if report.error else None),
+            job_id=job_id, started_at=started, finished_at=utcnow(),
+        )
+    return report

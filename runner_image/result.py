@@ -1,0 +1,256 @@
+"""What a run produced: the result, or a typed error; and its QCSchema export.
+
+`RunReport` is exactly what ``result.json`` holds. Units: energies in Eh, the HOMO-LUMO
+gap in eV, the dipole in atomic units (e·bohr, as xtb and QCSchema give it),
+frequencies in cm⁻¹ (imaginary ones as negative numbers), geometries in Ångström.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from runner_image import __version__
+from runner_image.molecule import Molecule
+from runner_image.spec import METHOD_NAMES, JobSpec, Method, Task
+
+DEBYE_PER_AU: Final = 2.541746473  # 1 e·bohr in debye
+
+
+class ErrorType(StrEnum):
+    """Why a job failed; the type says whether running it again can help."""
+
+    input_error = "input_error"  # fix the input; a retry fails the same way
+    convergence_error = "convergence_error"  # SCC or geometry did not converge
+    timeout = "timeout"  # the job's time ran out
+    resource_error = "resource_error"  # out of memory, evicted
+    xtb_error = "xtb_error"  # xtb stopped with an error of its own
+    infrastructure_error = "infrastructure_error"  # no xtb, unwritable folders, a crash of ours
+    cancelled = "cancelled"  # a person (or a shutdown) stopped it
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: ErrorType
+    message: str = Field(description="one line a chemist can act on")
+    detail: str | None = Field(None, description="e.g. the tail of xtb's output")
+
+
+class Quality(BaseModel):
+    """A quality assessment of a finished calculation (see `runner_image.quality`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    converged: bool
+    gap_ok: bool
+    imaginary_frequencies: int = 0
+    from_text_output: bool = Field(
+        False, description="xtbout.json was missing or unreadable: values from xtb's text output"
+    )
+    warnings: tuple[str, ...] = ()
+    ok: bool
+
+
+class JobResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    energy: float = Field(allow_inf_nan=False, description="total energy, Eh")
+    gap: float | None = Field(description="HOMO-LUMO gap, eV (None for GFN-FF)")
+    dipole: tuple[float, float, float] | None = Field(
+        description="dipole moment, atomic units (e·bohr); None for GFN-FF"
+    )
+    partial_charges: tuple[float, ...] | None = Field(description="atomic partial charges, e")
+    geometry: Molecule | None = Field(description="optimised geometry (opt, ohess), Å")
+    frequencies: tuple[float, ...] | None = Field(
+        description="vibrational frequencies (hess, ohess), cm⁻¹, imaginary ones negative; "
+        "translations and rotations left out (3N-6, or 3N-5 for a linear molecule)"
+    )
+    converged: bool
+    xtb_version: str | None
+    method: Method
+    task: Task
+    wall_time: float = Field(ge=0, description="seconds xtb ran")
+    quality: Quality
+    formula: str | None = None
+
+    @property
+    def dipole_debye(self) -> float | None:
+        """The dipole's magnitude in debye."""
+        if self.dipole is None:
+            return None
+        return math.hypot(*self.dipole) * DEBYE_PER_AU
+
+    def summary(self) -> dict[str, Any]:
+        """The few numbers metadata.json keeps (no per-atom arrays)."""
+        dipole = self.dipole_debye
+        return {
+            "energy": self.energy,
+            "gap": self.gap,
+            "converged": self.converged,
+            "formula": self.formula,
+            "method": self.method.value,
+            "task": self.task.value,
+            "wall_time": round(self.wall_time, 3),
+            "xtb_version": self.xtb_version,
+            "dipole_debye": None if dipole is None else round(dipole, 4),
+            "quality": {
+                "ok": self.quality.ok,
+                "converged": self.quality.converged,
+                "gap_ok": self.quality.gap_ok,
+                "imaginary_frequencies": self.quality.imaginary_frequencies,
+                "from_text_output": self.quality.from_text_output,
+                "warnings": list(self.quality.warnings),
+            },
+        }
+
+
+class RunReport(BaseModel):
+    """What ``result.json`` holds: one run of one job, a result or an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    success: bool
+    result: JobResult | None = None
+    error: JobError | None = None
+    job_id: str | None = None
+    started_at: str = Field(description="ISO-8601 UTC")
+    finished_at: str = Field(description="ISO-8601 UTC")
+
+    @model_validator(mode="after")
+    def _result_or_error(self) -> RunReport:
+        if self.success and (self.result is None or self.error is not None):
+            raise ValueError("a successful report has a result and no error")
+        if not self.success and (self.error is None or self.result is not None):
+            raise ValueError("a failed report has an error and no result")
+        return self
+
+
+# --------------------------------------------------------------------------- QCSchema
+
+# Our error types in QCEngine's vocabulary (random_error: running again may help).
+_QCENGINE_ERROR: Final[dict[ErrorType, str]] = {
+    ErrorType.input_error: "input_error",
+    ErrorType.convergence_error: "convergence_error",
+    ErrorType.timeout: "resource_error",
+    ErrorType.resource_error: "resource_error",
+    ErrorType.xtb_error: "unknown_error",
+    ErrorType.infrastructure_error: "random_error",
+    ErrorType.cancelled: "random_error",
+}
+
+
+def _qcschema_molecule(molecule: Molecule, spec: JobSpec) -> dict[str, Any]:
+    return {
+        "schema_name": "qcschema_molecule",
+        "schema_version": 2,
+        "name": spec.name or molecule.formula,
+        "symbols": list(molecule.symbols),
+        "geometry": molecule.geometry_bohr(),
+        "molecular_charge": float(spec.charge),
+        "molecular_multiplicity": spec.uhf + 1,
+        "fix_com": True,
+        "fix_orientation": True,
+    }
+
+
+def _keywords(spec: JobSpec) -> dict[str, Any]:
+    keywords: dict[str, Any] = {"task": spec.task.value}
+    if spec.task in (Task.opt, Task.ohess):
+        keywords["opt_level"] = spec.opt_level.value
+    if spec.solvent:
+        keywords["alpb_solvent"] = spec.solvent
+    return keywords
+
+
+def _provenance() -> dict[str, Any]:
+    return {"creator": "qforge", "version": __version__, "routine": "runner_image.harness.run_job"}
+
+
+def to_qcschema(
+    spec: JobSpec, report: RunReport, *, hessian: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """The run as QCSchema: an AtomicResult on success, a FailedOperation otherwise.
+
+    The result is the single point at the final geometry: for opt/ohess the molecule is
+    the optimised one. Pass `hessian` (xtb's ``hessian`` file, `read_hessian`, Eh/bohr²)
+    to export a hess/ohess run with driver "hessian"; otherwise the driver is "energy".
+    Frequencies, the gap, partial charges and the quality assessment are in
+    ``extras["qforge"]``.
+    """
+    model = {"method": METHOD_NAMES[spec.method], "basis": None}
+    result = report.result
+    if not report.success or result is None:
+        error = report.error or JobError(
+            type=ErrorType.infrastructure_error, message="the run reported no result"
+        )
+        return {
+            "id": report.job_id,
+            "success": False,
+            "input_data": {
+                "schema_name": "qcschema_input",
+                "schema_version": 1,
+                "molecule": _qcschema_molecule(spec.molecule, spec),
+                "driver": "energy",
+                "model": model,
+                "keywords": _keywords(spec),
+                "provenance": _provenance(),
+            },
+            "error": {
+                "error_type": _QCENGINE_ERROR[error.type],
+                "error_message": error.message,
+                "extras": {"qforge_error_type": error.type.value, "detail": error.detail},
+            },
+            "extras": {"qforge": {"job_id": report.job_id, "started_at": report.started_at,
+                                  "finished_at": report.finished_at}},
+        }
+
+    molecule = result.geometry or spec.molecule
+    properties: dict[str, Any] = {
+        "return_energy": result.energy,
+        "calcinfo_natom": molecule.natoms,
+    }
+    if result.dipole is not None:
+        properties["scf_dipole_moment"] = list(result.dipole)
+    driver = "energy"
+    return_result: float | list[float] = result.energy
+    if hessian is not None and spec.task in (Task.hess, Task.ohess):
+        n3 = 3 * molecule.natoms
+        if len(hessian) != n3 * n3:
+            raise ValueError(f"hessian has {len(hessian)} elements, {molecule.natoms} atoms "
+                             f"need {n3 * n3}")
+        driver, return_result = "hessian", list(hessian)
+        properties["return_hessian"] = list(hessian)
+    return {
+        "schema_name": "qcschema_output",
+        "schema_version": 1,
+        "id": report.job_id,
+        "molecule": _qcschema_molecule(molecule, spec),
+        "driver": driver,
+        "model": model,
+        "keywords": _keywords(spec),
+        "provenance": _provenance(),
+        "properties": properties,
+        "return_result": return_result,
+        "success": True,
+        "extras": {
+            "qforge": {
+                "job_id": report.job_id,
+                "xtb_version": result.xtb_version,
+                "homo_lumo_gap_ev": result.gap,
+                "partial_charges": None if result.partial_charges is None
+                else list(result.partial_charges),
+                "frequencies_cm-1": None if result.frequencies is None
+                else list(result.frequencies),
+                "converged": result.converged,
+                "wall_time": result.wall_time,
+                "quality": result.quality.model_dump(mode="json"),
+                "started_at": report.started_at,
+                "finished_at": report.finished_at,
+            }
+        },
+    }
