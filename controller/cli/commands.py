@@ -1,0 +1,214 @@
+"""What each `qforge` subcommand does. Parsing lives in main.py, rendering in render.py."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from controller.cli import render
+from controller.record import JobRecord, Status
+from controller.settings import Settings
+from controller.store.jobstore import CorruptRecord, JobStore, load_result_json
+from runner_image.errors import InputError
+from runner_image.molecule import parse_molecule, qcschema_charge_uhf
+from runner_image.result import RunReport, to_qcschema
+from runner_image.spec import JobSpec
+
+SPEC_OPTIONS = ("method", "task", "opt_level", "charge", "uhf", "solvent", "timeout", "cpu",
+                "memory", "priority", "name")
+
+
+def _read_input(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a molecule file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (expected XYZ or QCSchema JSON)") from None
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def build_spec(args: argparse.Namespace, text: str) -> JobSpec:
+    """The job spec from a molecule text and the submit options; InputError if invalid."""
+    molecule = parse_molecule(text)
+    fields: dict[str, Any] = {"molecule": molecule}
+    if text.lstrip().startswith("{"):
+        charge, uhf = qcschema_charge_uhf(json.loads(text))
+        fields.update(charge=charge, uhf=uhf)
+    for name in SPEC_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            fields[name] = value
+    labels = _labels(getattr(args, "label", []) or [])
+    if labels:
+        fields["labels"] = labels
+    try:
+        return JobSpec(**fields)
+    except ValidationError as exc:
+        raise InputError(render.validation_message(exc)) from None
+
+
+def submit(args: argparse.Namespace, settings: Settings) -> int:
+    text = _read_input(args.file)
+    spec = build_spec(args, text)
+    store = JobStore(settings.jobs_dir)
+    record = store.submit(spec, input_text=spec.molecule.to_xyz())
+    if not args.wait:
+        if args.json:
+            render.print_json({"job_id": record.job_id, "status": record.status.value})
+        else:
+            print(f"Submitted job {record.job_id} ({spec.molecule.formula}, "
+                  f"{spec.method.value} {spec.task.value}): QUEUED")
+        return 0
+    final = wait_for(store, record.job_id, timeout=args.wait_timeout, quiet=args.json)
+    if args.json:
+        render.print_json({"job_id": final.job_id, "status": final.status.value})
+    else:
+        render.print_outcome(final)
+    return 0 if final.status is Status.COMPLETED else 1
+
+
+def wait_for(store: JobStore, job_id: str, *, timeout: float | None,
+             quiet: bool = False, interval: float = 0.5) -> JobRecord:
+    """Poll a job until it is terminal, printing each status change with the elapsed
+    time (and a live line on a terminal)."""
+    start = time.monotonic()
+    last: Status | None = None
+    tty = sys.stderr.isatty() and not quiet
+    record = store.read(job_id)
+    while True:
+        # A reader never sees half a file, but a hand edit may be in progress.
+        with contextlib.suppress(CorruptRecord):
+            record = store.read(job_id)
+        elapsed = time.monotonic() - start
+        if record.status is not last:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            if not quiet:
+                print(f"[{elapsed:.1f}s] Job {job_id} status: {record.status.value}",
+                      file=sys.stderr, flush=True)
+            last = record.status
+        if record.status.terminal:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            return record
+        if timeout is not None and elapsed > timeout:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            print(f"qforge: gave up waiting after {timeout:g}s; job {job_id} is "
+                  f"{record.status.value} (see `qforge show {job_id}`)", file=sys.stderr)
+            return record
+        if tty:
+            why = render.waiting_line(store, record)
+            sys.stderr.write(f"\r\033[K  {record.status.value.lower()} {elapsed:5.0f}s {why}")
+            sys.stderr.flush()
+        time.sleep(interval)
+
+
+def list_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    store = JobStore(settings.jobs_dir)
+    records: list[JobRecord] = []
+    for item in store.iter_records():
+        if isinstance(item, CorruptRecord):
+            print(f"qforge: warning: skipping {item}", file=sys.stderr)
+            continue
+        if args.status and item.status.value != args.status:
+            continue
+        records.append(item)
+    records.sort(key=lambda r: r.created_ns)
+    if args.json:
+        render.print_json([r.model_dump(mode="json") for r in records])
+    else:
+        render.print_table(records)
+    return 0
+
+
+def show(args: argparse.Namespace, settings: Settings) -> int:
+    store = JobStore(settings.jobs_dir)
+    record = store.read(args.job_id)
+    if args.json:
+        render.print_json(record.model_dump(mode="json"))
+    else:
+        render.print_show(store, record, settings)
+    return 0
+
+
+def result(args: argparse.Namespace, settings: Settings) -> int:
+    store = JobStore(settings.jobs_dir)
+    record = store.read(args.job_id)
+    if not record.status.terminal:
+        print(f"qforge: job {record.job_id} is {record.status.value}: no result yet",
+              file=sys.stderr)
+        return 1
+    data = load_result_json(store.layout.job_dir(record.job_id))
+    report: RunReport | None = None
+    if data is not None:
+        try:
+            report = RunReport.model_validate(data)
+        except ValidationError:
+            report = None
+    if args.format == "json":
+        render.print_json(data if data is not None else record.model_dump(mode="json"))
+    elif args.format == "qcschema":
+        if report is None:
+            print(f"qforge: job {record.job_id} has no readable result.json", file=sys.stderr)
+            return 1
+        render.print_json(to_qcschema(record.spec, report))
+    else:  # xyz
+        geometry = report.result.geometry if report and report.result else None
+        if geometry is None:
+            print(f"qforge: job {record.job_id} ({record.spec.task.value}) has no optimised "
+                  f"geometry; its input is {store.layout.job_dir(record.job_id)}/input.xyz",
+                  file=sys.stderr)
+            return 1 if record.status is not Status.COMPLETED else 2
+        sys.stdout.write(geometry.to_xyz())
+    return 0 if record.status is Status.COMPLETED else 1
+
+
+def cancel(args: argparse.Namespace, settings: Settings) -> int:
+    store = JobStore(settings.jobs_dir)
+    record = store.request_cancel(args.job_id)
+    if record.status.terminal:
+        print(f"Job {record.job_id} is already {record.status.value}; nothing to cancel")
+    else:
+        print(f"Cancel requested for job {record.job_id} ({record.status.value}); "
+              "the worker or controller will stop it")
+    return 0
+
+
+def worker(args: argparse.Namespace, settings: Settings) -> int:
+    from controller.logs import setup_logging
+    from controller.worker import run_worker
+
+    setup_logging(settings.log_dir)
+    return run_worker(settings, until_idle=args.until_idle)
+
+
+def controller(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from controller.k8s.operator import run_operator
+    except ImportError as exc:
+        raise InputError(
+            f"the Kubernetes controller is not available here ({exc}); "
+            "install qforge[k8s]") from None
+    return run_operator(settings, liveness=args.liveness)

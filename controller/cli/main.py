@@ -1,0 +1,189 @@
+"""`qforge`: submit, list, show, result, cancel, worker, controller.
+
+Exit codes: 0 success; 1 the job failed (with --wait, or `result` of a failed job);
+2 invalid input or usage (one line on stderr, nothing written); 3 no such job.
+Nothing a user can type produces a traceback (QFORGE_DEBUG=1 shows one for bugs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from controller.cli import commands
+from controller.ids import InvalidJobId
+from controller.settings import Settings, SettingsError
+from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
+from runner_image.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"qforge: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="qforge", description="xtb calculations as jobs")
+    p.add_argument("--jobs-dir", type=Path, default=None,
+                   help="the job store (env JOBS_DIR, default ./jobs)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("submit", help="submit a molecule (XYZ or QCSchema JSON)")
+    s.add_argument("file", help="molecule file, or - for stdin")
+    s.add_argument("--method", choices=["gfn2", "gfn1", "gfn0", "gfnff"])
+    s.add_argument("--task", choices=["opt", "sp", "hess", "ohess"])
+    s.add_argument("--opt-level", dest="opt_level",
+                   choices=["crude", "sloppy", "loose", "lax", "normal", "tight", "vtight",
+                            "extreme"])
+    s.add_argument("--charge", type=_int)
+    s.add_argument("--uhf", type=_int, help="number of unpaired electrons")
+    s.add_argument("--solvent", help="ALPB solvent, e.g. water")
+    s.add_argument("--timeout", type=_positive_float, help="seconds (default JOB_TIMEOUT)")
+    s.add_argument("--cpu", type=_positive_int, help="cores (OMP_NUM_THREADS)")
+    s.add_argument("--memory", help="memory limit in the cluster, e.g. 1Gi")
+    s.add_argument("--priority", type=_int, help="higher runs first (-1000..1000)")
+    s.add_argument("--name", help="a name (also the job id's stem)")
+    s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="a label copied onto the Kubernetes Job (repeatable)")
+    s.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
+    s.add_argument("--wait-timeout", type=_positive_float, default=None,
+                   help="give up waiting after this many seconds (exit 1)")
+    s.add_argument("--json", action="store_true", help='print {"job_id": ..., "status": ...}')
+
+    ls = sub.add_parser("list", help="list jobs")
+    ls.add_argument("--status", type=str.upper,
+                    choices=["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
+    ls.add_argument("--json", action="store_true")
+
+    sh = sub.add_parser("show", help="a job's status, placement or why it waits, result")
+    sh.add_argument("job_id")
+    sh.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("result", help="a completed job's result")
+    r.add_argument("job_id")
+    r.add_argument("--format", choices=["json", "xyz", "qcschema"], default="json")
+
+    c = sub.add_parser("cancel", help="cancel a queued or running job")
+    c.add_argument("job_id")
+
+    w = sub.add_parser("worker", help="run the local worker")
+    w.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
+    w.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
+    w.add_argument("--until-idle", action="store_true",
+                   help="exit when nothing is queued or running")
+    w.add_argument("--worker-id", dest="worker_id")
+
+    k = sub.add_parser("controller", help="run the Kubernetes controller (kopf)")
+    k.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                   help="kopf's health endpoint")
+    k.add_argument("--namespace", default=None)
+    k.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
+    k.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
+    return p
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return Settings.from_env(None, jobs_dir=args.jobs_dir, **overrides)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cmd = args.command
+    if cmd == "submit":
+        return commands.submit(args, _settings(args))
+    if cmd == "list":
+        return commands.list_jobs(args, _settings(args))
+    if cmd == "show":
+        return commands.show(args, _settings(args))
+    if cmd == "result":
+        return commands.result(args, _settings(args))
+    if cmd == "cancel":
+        return commands.cancel(args, _settings(args))
+    if cmd == "worker":
+        settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
+                             poll_interval=args.poll_interval, worker_id=args.worker_id)
+        return commands.worker(args, settings)
+    if cmd == "controller":
+        settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
+                             poll_interval=args.poll_interval, namespace=args.namespace)
+        return commands.controller(args, settings)
+    raise UsageError(f"unknown command {cmd}")  # pragma: no cover - argparse guards
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"qforge: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except (InputError, SettingsError, InvalidJobId, UsageError) as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        return _fail(EXIT_USAGE, f"{loc}: {err['msg']}" if loc else err["msg"])
+    except JobNotFound as exc:
+        return _fail(EXIT_NO_JOB, str(exc))
+    except CorruptRecord as exc:
+        return _fail(EXIT_FAILED, str(exc))
+    except StoreError as exc:
+        return _fail(EXIT_USAGE, str(exc))
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(EXIT_USAGE, f"{exc.strerror or exc}{where}")
+    except Exception as exc:
+        if os.environ.get("QFORGE_DEBUG"):
+            raise
+        return _fail(4, f"internal error: {type(exc).__name__}: {exc} "
+                        "(set QFORGE_DEBUG=1 for details)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

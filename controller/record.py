@@ -1,0 +1,76 @@
+"""The job record kept in `$JOBS_DIR/<job_id>/metadata.json` — the single source of truth."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runner_image.result import JobError
+from runner_image.spec import JobSpec
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC with microseconds, e.g. 2026-11-28T13:30:39.123456Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Placement(BaseModel):
+    """Where a job runs or ran."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    executor: Literal["local", "kubernetes"]
+    worker_id: str | None = None
+    instance: str | None = None
+    host: str | None = None
+    k8s_job: str | None = None
+    pod: str | None = None
+    node: str | None = None
+
+
+class JobRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    job_id: str
+    status: Status
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    # Nanosecond submit stamp: orders jobs FIFO within one priority.
+    created_ns: int
+    spec: JobSpec
+    result: dict[str, Any] | None = None
+    error: JobError | None = None
+    placement: Placement | None = None
+    attempts: int = Field(0, ge=0)
+    # Why a job is not running yet (the Kubernetes executor fills this in).
+    waiting_reason: str | None = None
+
+    def evolve(self, **changes: Any) -> JobRecord:
+        """A copy with changes applied and `updated_at` bumped (the model is frozen)."""
+        changes.setdefault("updated_at", utcnow())
+        data = self.model_dump()
+        data.update(changes)
+        return JobRecord.model_validate(data)

@@ -1,0 +1,345 @@
+"""The scheduling core: one pass finds queued jobs, respects the cap and priorities,
+claims, launches, records outcomes, acts on cancel requests and recovers the jobs of
+dead workers. The same core drives the local executor (`qforge worker`) and the
+Kubernetes executor (`qforge controller`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from controller.record import JobRecord, Placement, Status, utcnow
+from controller.scheduling.executor import Executor, Outcome, Update
+from controller.settings import Settings
+from controller.store.index import IndexKeeper
+from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
+from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
+from controller.store.liveness import Liveness
+from runner_image.result import ErrorType, JobError
+
+log = logging.getLogger("controller.worker")
+
+KUBERNETES_INSTANCE_PREFIX = "k8s."
+# Heartbeats are rewritten at most this often (a pass can run many times a second when
+# short jobs end one after another); far below any sensible lease.
+BEAT_EVERY = 1.0
+
+
+@dataclass
+class PassReport:
+    queued: int = 0
+    launched: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    running_anywhere: int = 0
+
+
+def make_instance(worker_id: str) -> str:
+    """A unique name for this process: two workers sharing WORKER_ID never collide."""
+    host = socket.gethostname().split(".")[0]
+    return sanitize_instance(f"{worker_id}.{host}.{os.getpid()}.{secrets.token_hex(2)}")
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: JobStore,
+        executor: Executor,
+        settings: Settings,
+        *,
+        instance: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.settings = settings
+        self.instance = instance or make_instance(settings.worker_id)
+        self.clock = clock
+        self.index = IndexKeeper(store)
+        self.liveness = Liveness(store, self.instance, settings.worker_id,
+                                 settings.lease_seconds, clock)
+        self._claimed: dict[str, Claimed] = {}
+        self.wake = threading.Event()
+        executor.attach(self.wake)
+        self._last_beat = -1e18
+        self._last_health = -1e18
+        self.last_pass_finished: float | None = None
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self.store.ensure()
+        report = self.index.rebuild()
+        if report.markers_created or report.markers_removed:
+            log.info(
+                "Index rebuilt: %d jobs, %d queued (%d markers added, %d stale removed)",
+                report.jobs, report.queued, report.markers_created, report.markers_removed,
+            )
+        self._adopt_own()
+        self.liveness.beat(0)
+
+    def _adopt_own(self) -> None:
+        """Jobs this instance claimed before a restart (a stable instance name, as the
+        Kubernetes controller uses) are handed back to the executor or requeued."""
+        for marker in self.store.running_markers():
+            if marker.instance != self.instance:
+                continue
+            try:
+                record = self.store.read(marker.job_id)
+            except (JobNotFound, CorruptRecord) as exc:
+                log.error("Job %s: dropped its claim: %s", marker.job_id, exc)
+                self.store.drop_running_marker(marker)
+                continue
+            claimed = Claimed(record, marker)
+            if record.status is not Status.RUNNING:
+                self.store.drop_running_marker(marker)
+                if record.status is Status.QUEUED:
+                    self.store.ensure_queue_marker(record)
+            elif self.executor.adopt(claimed):
+                log.info("Resuming job %s", record.job_id)
+                self._claimed[record.job_id] = claimed
+            else:
+                log.info("Job %s was interrupted by a restart: back in the queue",
+                         record.job_id)
+                self.store.requeue(record, marker, count_attempt=False)
+
+    def shutdown(self) -> None:
+        """Stop the executor; interrupted jobs go back to the queue."""
+        for outcome in self.executor.shutdown():
+            self._record(outcome)
+        self.liveness.retire()
+
+    def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
+        log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
+        while not stop.is_set():
+            report = self.run_once()
+            if until_idle and report.queued == 0 and report.running_anywhere == 0 \
+                    and not self.executor.active():
+                log.info("Nothing queued or running: worker is idle, exiting")
+                return
+            # Wake early when a running job ends, so a free slot is filled at once.
+            deadline = self.clock() + self.settings.poll_interval
+            while not stop.is_set() and self.clock() < deadline:
+                if self.wake.wait(min(0.5, max(0.0, deadline - self.clock()))):
+                    break
+            self.wake.clear()
+
+    # ------------------------------------------------------------------ pass
+    def run_once(self) -> PassReport:
+        report = PassReport()
+        self.index.refresh()
+        for outcome in self.executor.collect():
+            self._record(outcome)
+            report.finished.append(outcome.job_id)
+        for update in self.executor.updates():
+            self._apply(update)
+        self._handle_cancels(report)
+        self._recover_dead(report)
+        self._launch(report)
+        if self.clock() - self._last_beat >= BEAT_EVERY:
+            self.liveness.beat(len(self._claimed))
+            self._last_beat = self.clock()
+        report.running_anywhere = len(self.store.running_markers())
+        self._health()
+        self.last_pass_finished = self.clock()
+        return report
+
+    def _launch(self, report: PassReport) -> None:
+        free = self.executor.free_slots()
+        keys = self.store.queued()
+        report.queued = len(keys)
+        if not keys or free <= 0:
+            return
+        log.info("Found %d queued jobs", len(keys))
+        placement = self._placement()
+        for key in keys:
+            if free <= 0:
+                break
+            claimed = self.store.claim(key, self.instance, placement)
+            if claimed is None:
+                continue
+            if self.store.cancel_requested(key.job_id):
+                self._finish(claimed, claimed.record.evolve(
+                    status=Status.CANCELLED, finished_at=utcnow(),
+                    error=JobError(type=ErrorType.cancelled,
+                                   message="cancelled by user before it started")))
+                report.cancelled.append(key.job_id)
+                continue
+            log.info("Starting execution for job %s", key.job_id)
+            self._claimed[key.job_id] = claimed
+            try:
+                self.executor.launch(claimed)
+            except Exception as exc:  # one bad job never stops the others
+                log.exception("Could not launch job %s", key.job_id)
+                del self._claimed[key.job_id]
+                self._finish(claimed, claimed.record.evolve(
+                    status=Status.FAILED, finished_at=utcnow(),
+                    error=JobError(type=ErrorType.infrastructure_error,
+                                   message=f"could not launch: {exc}")))
+                continue
+            report.launched.append(key.job_id)
+            report.queued -= 1
+            free -= 1
+
+    def _placement(self) -> Placement:
+        return Placement(
+            executor="kubernetes" if self.executor.kind == "kubernetes" else "local",
+            worker_id=self.settings.worker_id,
+            instance=self.instance,
+            host=socket.gethostname(),
+        )
+
+    # -------------------------------------------------------------- outcomes
+    def _record(self, outcome: Outcome) -> None:
+        claimed = self._claimed.pop(outcome.job_id, None)
+        if claimed is None:
+            log.warning("Outcome for job %s that this worker did not claim", outcome.job_id)
+            return
+        try:
+            current = self.store.read(outcome.job_id)
+        except (JobNotFound, CorruptRecord) as exc:
+            log.error("Job %s: cannot record its outcome: %s", outcome.job_id, exc)
+            self.store.drop_running_marker(claimed.marker)
+            return
+        if outcome.requeue:
+            log.info("Job %s interrupted: back in the queue", outcome.job_id)
+            self.store.requeue(current, claimed.marker, count_attempt=False)
+            return
+        now = utcnow()
+        placement = outcome.placement or current.placement
+        report = outcome.report
+        if report is not None and report.success and report.result is not None:
+            result = report.result
+            record = current.evolve(
+                status=Status.COMPLETED, finished_at=now, result=result.summary(),
+                error=None, placement=placement)
+            gap = f", gap {result.gap:.4f} eV" if result.gap is not None else ""
+            log.info("Job %s completed: E=%.10f Eh%s in %.2f s",
+                     outcome.job_id, result.energy, gap, result.wall_time)
+        else:
+            error = outcome.error or (report.error if report else None) or JobError(
+                type=ErrorType.infrastructure_error, message="the runner reported nothing")
+            status = Status.CANCELLED if error.type == ErrorType.cancelled else Status.FAILED
+            record = current.evolve(status=status, finished_at=now, error=error,
+                                    placement=placement)
+            log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
+                     error.type, error.message)
+        self._finish(claimed, record)
+
+    def _apply(self, update: Update) -> None:
+        if update.job_id not in self._claimed:
+            return
+        try:
+            record = self.store.read(update.job_id)
+        except (JobNotFound, CorruptRecord):
+            return
+        if record.status is not Status.RUNNING:
+            return
+        changes: dict[str, object] = {}
+        if update.placement is not None and update.placement != record.placement:
+            changes["placement"] = update.placement
+        if update.waiting_reason != record.waiting_reason:
+            changes["waiting_reason"] = update.waiting_reason
+        if changes:
+            self.store.write(record.evolve(**changes))
+            if update.waiting_reason:
+                log.info("Job %s waits: %s", update.job_id, update.waiting_reason)
+
+    def _finish(self, claimed: Claimed, record: JobRecord) -> None:
+        self.store.finish(claimed, record)
+
+    # ---------------------------------------------------------------- cancel
+    def _handle_cancels(self, report: PassReport) -> None:
+        active = self.executor.active()
+        for job_id in self.store.cancel_requests():
+            if job_id in active:
+                if self.executor.cancel(job_id):
+                    log.info("Cancelling running job %s", job_id)
+                continue
+            try:
+                record = self.store.read(job_id)
+            except (JobNotFound, CorruptRecord):
+                self.store.clear_cancel(job_id)
+                continue
+            if record.status.terminal:
+                self.store.clear_cancel(job_id)
+            elif record.status is Status.QUEUED:
+                key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
+                if self.store.cancel_queued(key, self.instance, self._placement()):
+                    log.info("Job %s cancelled before it started", job_id)
+                    report.cancelled.append(job_id)
+            # RUNNING elsewhere: its owner acts on the request.
+
+    # -------------------------------------------------------------- recovery
+    def _recover_dead(self, report: PassReport) -> None:
+        markers = self.store.running_markers()
+        try:
+            beating = set(os.listdir(self.store.layout.workers))
+        except FileNotFoundError:
+            beating = set()
+        instances = {m.instance for m in markers} | beating
+        # A Kubernetes controller's jobs run in the cluster, not in its process: only a
+        # controller (adopting them on start) may act on them.
+        instances = {i for i in instances if not i.startswith(KUBERNETES_INSTANCE_PREFIX)}
+        dead = self.liveness.dead(instances)
+        if not dead:
+            return
+        for marker in markers:
+            if marker.instance in dead:
+                self._recover(marker, report)
+        still_owning = {m.instance for m in self.store.running_markers()}
+        for inst in dead - still_owning:
+            (self.store.layout.workers / inst).unlink(missing_ok=True)
+
+    def _recover(self, marker: RunningMarker, report: PassReport) -> None:
+        mine = self.store.take_over(marker, self.instance)
+        if mine is None:
+            return  # another worker is recovering it
+        try:
+            record = self.store.read(marker.job_id)
+        except (JobNotFound, CorruptRecord) as exc:
+            log.error("Job %s: dropped the dead worker's claim: %s", marker.job_id, exc)
+            self.store.drop_running_marker(mine)
+            return
+        claimed = Claimed(record, mine)
+        if record.status.terminal:
+            self.store.drop_running_marker(mine)
+            return
+        if record.status is Status.QUEUED:  # died between claim and record write
+            self.store.drop_running_marker(mine)
+            self.store.ensure_queue_marker(record)
+            return
+        who = marker.instance
+        if self.store.cancel_requested(record.job_id):
+            self._finish(claimed, record.evolve(
+                status=Status.CANCELLED, finished_at=utcnow(),
+                error=JobError(type=ErrorType.cancelled, message="cancelled by user")))
+        elif record.attempts >= self.settings.max_attempts:
+            log.warning("Job %s: worker %s died running it; attempt %d of %d: failing it",
+                        record.job_id, who, record.attempts, self.settings.max_attempts)
+            self._finish(claimed, record.evolve(
+                status=Status.FAILED, finished_at=utcnow(),
+                error=JobError(
+                    type=ErrorType.infrastructure_error,
+                    message=(f"the worker running it stopped responding "
+                             f"{record.attempts} times; giving up"))))
+        else:
+            log.warning("Job %s: worker %s stopped responding; requeued (attempt %d of %d)",
+                        record.job_id, who, record.attempts, self.settings.max_attempts)
+            self.store.requeue(record, mine, count_attempt=True)
+        report.recovered.append(record.job_id)
+
+    # ---------------------------------------------------------------- health
+    def _health(self) -> None:
+        now = self.clock()
+        if now - self._last_health >= self.settings.health_check_interval:
+            self._last_health = now
+            log.info("Health check: active_jobs=%d, status=healthy, worker=%s",
+                     len(self._claimed), self.settings.worker_id)

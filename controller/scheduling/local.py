@@ -1,0 +1,124 @@
+"""The local executor: xtb through the runner harness, in threads of this process.
+
+No new Python interpreter per job: a thread calls `runner_image.harness.run_job`,
+which starts xtb in its own process group and kills that whole group on timeout or
+cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from controller.record import JobRecord
+from controller.scheduling.executor import Outcome, Update
+from controller.settings import Settings
+from controller.store.jobstore import Claimed, JobStore
+from runner_image.harness import run_job
+from runner_image.result import ErrorType, JobError, RunReport
+
+log = logging.getLogger("controller.worker")
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def __init__(self, store: JobStore, settings: Settings, *, xtb: str = "xtb") -> None:
+        self.store = store
+        self.settings = settings
+        self.xtb = xtb
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.max_concurrent_jobs, thread_name_prefix="xtb"
+        )
+        self._lock = threading.Lock()
+        self._running: dict[str, tuple[Future[RunReport], threading.Event]] = {}
+        self._stopping = False
+        self._wake: threading.Event | None = None
+
+    def attach(self, wake: threading.Event) -> None:
+        self._wake = wake
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return max(0, self.settings.max_concurrent_jobs - len(self._running))
+
+    def launch(self, claimed: Claimed) -> None:
+        record = claimed.record
+        cancel = threading.Event()
+        timeout = record.spec.timeout or self.settings.job_timeout
+        job_dir = self.store.layout.job_dir(record.job_id)
+        scratch = self.settings.workdir
+        future = self._pool.submit(
+            self._run, job_dir, record, timeout, cancel, scratch
+        )
+        with self._lock:
+            self._running[record.job_id] = (future, cancel)
+        future.add_done_callback(self._done)
+
+    def _done(self, _future: Future[RunReport]) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _run(self, job_dir: Path, record: JobRecord, timeout: float,
+             cancel: threading.Event, scratch: Path | None) -> RunReport:
+        return run_job(
+            job_dir,
+            record.spec,
+            job_id=record.job_id,
+            scratch_root=scratch,
+            timeout=timeout,
+            xtb_timeout=self.settings.xtb_timeout,
+            cancel=cancel,
+            xtb=self.xtb,
+            log=log,
+        )
+
+    def adopt(self, claimed: Claimed) -> bool:
+        return False  # the xtb process died with the previous worker
+
+    def updates(self) -> list[Update]:
+        return []
+
+    def cancel(self, job_id: str) -> bool:
+        with self._lock:
+            entry = self._running.get(job_id)
+        if entry is None:
+            return False
+        entry[1].set()
+        return True
+
+    def active(self) -> set[str]:
+        with self._lock:
+            return set(self._running)
+
+    def collect(self) -> list[Outcome]:
+        with self._lock:
+            done = [(jid, f) for jid, (f, _) in self._running.items() if f.done()]
+            for jid, _ in done:
+                del self._running[jid]
+        return [self._outcome(jid, f) for jid, f in done]
+
+    def _outcome(self, job_id: str, future: Future[RunReport]) -> Outcome:
+        exc = future.exception()
+        if exc is not None:
+            return Outcome(job_id, error=JobError(
+                type=ErrorType.infrastructure_error,
+                message=f"the runner crashed: {type(exc).__name__}: {exc}",
+            ))
+        report = future.result()
+        if self._stopping and report.error is not None \
+                and report.error.type == ErrorType.cancelled:
+            return Outcome(job_id, requeue=True)
+        return Outcome(job_id, report=report)
+
+    def shutdown(self) -> list[Outcome]:
+        """Interrupt running calculations; they go back to the queue."""
+        self._stopping = True
+        with self._lock:
+            entries = list(self._running.items())
+        for _, (_, cancel) in entries:
+            cancel.set()
+        self._pool.shutdown(wait=True)
+        return self.collect()

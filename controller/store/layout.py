@@ -1,0 +1,99 @@
+"""Where things live in a job store.
+
+    $JOBS_DIR/<job_id>/metadata.json        the record (source of truth)
+    $JOBS_DIR/.qforge/queue/<key>           one empty marker per QUEUED job
+    $JOBS_DIR/.qforge/running/<job_id>+<instance>
+                                            one marker per claimed job, naming its owner
+    $JOBS_DIR/.qforge/cancel/<job_id>       a user's cancel request
+    $JOBS_DIR/.qforge/workers/<instance>    heartbeat of a live worker or controller
+    $JOBS_DIR/.qforge/incoming/             submissions being staged
+
+The markers are an index only: every one of them can be rebuilt from the metadata
+files. Queue keys sort in scheduling order (higher priority first, then FIFO by the
+submit time in nanoseconds), so finding the next jobs is one listing of the queue
+folder: O(queued), whatever the number of finished jobs.
+Claiming is `rename(queue/<key>, running/<job_id>+<instance>)`, atomic on local
+filesystems and on NFS: exactly one claimant's rename succeeds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+INDEX_DIR = ".qforge"
+PRIORITY_OFFSET = 1000  # priorities run -1000..1000; keys hold 1000 - priority
+_INSTANCE_CLEAN = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def sanitize_instance(text: str) -> str:
+    return _INSTANCE_CLEAN.sub("-", text)[:100] or "worker"
+
+
+@dataclass(frozen=True, order=True)
+class QueueKey:
+    """A queue marker's name, parsed. Ordering = scheduling order."""
+
+    rank: int  # PRIORITY_OFFSET - priority: smaller runs first
+    created_ns: int
+    job_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.rank:04d}-{self.created_ns:020d}-{self.job_id}"
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY_OFFSET - self.rank
+
+    @classmethod
+    def make(cls, priority: int, created_ns: int, job_id: str) -> QueueKey:
+        return cls(PRIORITY_OFFSET - priority, created_ns, job_id)
+
+    @classmethod
+    def parse(cls, name: str) -> QueueKey | None:
+        parts = name.split("-", 2)
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            return None
+        return cls(int(parts[0]), int(parts[1]), parts[2])
+
+
+@dataclass(frozen=True)
+class RunningMarker:
+    job_id: str
+    instance: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.job_id}+{self.instance}"
+
+    @classmethod
+    def parse(cls, name: str) -> RunningMarker | None:
+        job_id, sep, instance = name.partition("+")
+        if not sep or not job_id or not instance:
+            return None
+        return cls(job_id, instance)
+
+
+class Layout:
+    """Paths inside one job store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.index = root / INDEX_DIR
+        self.queue = self.index / "queue"
+        self.running = self.index / "running"
+        self.cancel = self.index / "cancel"
+        self.workers = self.index / "workers"
+        self.incoming = self.index / "incoming"
+
+    def ensure(self) -> None:
+        for path in (self.queue, self.running, self.cancel, self.workers, self.incoming):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def metadata(self, job_id: str) -> Path:
+        return self.root / job_id / "metadata.json"

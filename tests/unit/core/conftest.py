@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.store.jobstore import JobStore
+from runner_image.molecule import parse_xyz
+from runner_image.spec import JobSpec
+
+WATER = """3
+water
+O   0.000000   0.000000   0.117300
+H   0.000000   0.757200  -0.469200
+H   0.000000  -0.757200  -0.469200
+"""
+
+
+def water_spec(**kw: object) -> JobSpec:
+    return JobSpec(molecule=parse_xyz(WATER), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    s = JobStore(tmp_path / "jobs")
+    s.ensure()
+    return s

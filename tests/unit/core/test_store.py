@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from controller.record import Placement, Status
+from controller.store.index import IndexKeeper
+from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore, StoreError
+from controller.store.layout import QueueKey
+
+from .conftest import WATER, water_spec
+
+HERE = Placement(executor="local", worker_id="w", instance="w-1")
+
+
+def test_submit_writes_record_input_and_queue_marker(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    job_dir = store.layout.job_dir(rec.job_id)
+    assert (job_dir / "input.xyz").read_text() == WATER
+    meta = (job_dir / "metadata.json").read_text()
+    # The original worker's habit: grep '"status"' metadata.json
+    assert [line.strip() for line in meta.splitlines() if '"status"' in line] == [
+        '"status": "QUEUED",'
+    ]
+    data = json.loads(meta)
+    for key in ("schema_version", "job_id", "status", "created_at", "updated_at", "started_at",
+                "finished_at", "spec", "result", "error"):
+        assert key in data
+    assert [k.job_id for k in store.queued()] == [rec.job_id]
+    # no staging or temp files left behind
+    assert os.listdir(store.layout.incoming) == []
+    assert sorted(os.listdir(job_dir)) == ["input.xyz", "metadata.json"]
+
+
+def test_submit_with_an_existing_id_is_refused(store: JobStore) -> None:
+    store.submit(water_spec(), input_text=WATER, job_id="mine")
+    with pytest.raises(StoreError, match="already exists"):
+        store.submit(water_spec(), input_text=WATER, job_id="mine")
+
+
+def test_queue_order_is_priority_then_fifo(store: JobStore) -> None:
+    a = store.submit(water_spec(), input_text=WATER, job_id="a")
+    b = store.submit(water_spec(priority=5), input_text=WATER, job_id="b")
+    c = store.submit(water_spec(), input_text=WATER, job_id="c")
+    d = store.submit(water_spec(priority=-3), input_text=WATER, job_id="d")
+    e = store.submit(water_spec(priority=5), input_text=WATER, job_id="e")
+    assert [k.job_id for k in store.queued()] == [
+        b.job_id, e.job_id, a.job_id, c.job_id, d.job_id]
+
+
+def test_queue_key_round_trip() -> None:
+    key = QueueKey.make(-1000, 123, "x_1")
+    assert QueueKey.parse(key.name) == key
+    assert key.priority == -1000
+    assert QueueKey.parse("garbage") is None
+
+
+def test_claim_is_exclusive_and_marks_running(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    key = store.queued()[0]
+    first = store.claim(key, "w-1", HERE)
+    second = store.claim(key, "w-2", HERE)
+    assert first is not None and second is None
+    assert first.record.status is Status.RUNNING
+    assert first.record.attempts == 1
+    assert store.read(rec.job_id).placement == HERE
+    assert store.queued() == []
+    assert [m.job_id for m in store.running_markers()] == [rec.job_id]
+
+
+def test_stale_marker_of_a_finished_job_is_dropped_on_claim(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    store.write(store.read(rec.job_id).evolve(status=Status.COMPLETED))
+    key = store.queued()[0]
+    assert store.claim(key, "w-1", HERE) is None
+    assert store.queued() == [] and store.running_markers() == []
+
+
+def test_a_corrupt_record_is_reported_and_skipped(store: JobStore) -> None:
+    bad = store.submit(water_spec(), input_text=WATER)
+    good = store.submit(water_spec(), input_text=WATER)
+    store.layout.metadata(bad.job_id).write_text("{ not json")
+    with pytest.raises(CorruptRecord, match=bad.job_id):
+        store.read(bad.job_id)
+    claimed = [store.claim(k, "w", HERE) for k in store.queued()]
+    assert [c.record.job_id for c in claimed if c] == [good.job_id]
+    items = list(store.iter_records())
+    assert {type(i).__name__ for i in items} == {"JobRecord", "CorruptRecord"}
+
+
+def test_unknown_job_is_not_found(store: JobStore) -> None:
+    with pytest.raises(JobNotFound):
+        store.read("nope")
+    with pytest.raises(JobNotFound):
+        store.read("../etc")
+
+
+def test_index_is_rebuilt_when_missing(store: JobStore) -> None:
+    recs = [store.submit(water_spec(), input_text=WATER) for _ in range(3)]
+    done = store.read(recs[0].job_id).evolve(status=Status.COMPLETED)
+    store.write(done)
+    shutil.rmtree(store.layout.index)
+    keeper = IndexKeeper(store)
+    assert keeper.refresh() == 2
+    assert sorted(k.job_id for k in store.queued()) == sorted(r.job_id for r in recs[1:])
+
+
+def test_rebuild_removes_markers_of_jobs_no_longer_queued(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    store.write(store.read(rec.job_id).evolve(status=Status.FAILED))
+    report = IndexKeeper(store).rebuild()
+    assert report.markers_removed == 1
+    assert store.queued() == []
+
+
+def test_job_copied_in_by_hand_is_found_by_the_next_refresh(tmp_path: Path,
+                                                            store: JobStore) -> None:
+    keeper = IndexKeeper(store)
+    keeper.rebuild()
+    other = JobStore(tmp_path / "other")
+    rec = other.submit(water_spec(), input_text=WATER)
+    shutil.copytree(other.layout.job_dir(rec.job_id), store.layout.job_dir(rec.job_id))
+    assert store.queued() == []
+    assert keeper.refresh() == 1
+    assert [k.job_id for k in store.queued()] == [rec.job_id]
+    assert keeper.refresh() == 0  # nothing changed: one stat, no reads
+
+
+def test_rebuild_reports_corrupt_records(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    store.layout.metadata(rec.job_id).write_text("[]")
+    report = IndexKeeper(store).rebuild()
+    assert report.corrupt == [rec.job_id]
+
+
+def test_cancel_request_for_queued_job(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    store.request_cancel(rec.job_id)
+    assert store.cancel_requests() == [rec.job_id]
+    assert store.cancel_queued(store.queued()[0], "w", HERE)
+    final = store.read(rec.job_id)
+    assert final.status is Status.CANCELLED
+    assert final.error is not None and final.error.type == "cancelled"
+    assert store.cancel_requests() == [] and store.running_markers() == []
