@@ -1,0 +1,109 @@
+"""Reading Kubernetes Job and pod status into qforge verdicts. Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runner_image.result import ErrorType, JobError, RunReport
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What matters of a runner pod."""
+
+    name: str
+    node: str | None
+    phase: str | None
+    waiting_reason: str | None  # why it does not run yet, for `qforge show`
+    terminated_reason: str | None  # e.g. OOMKilled, Error, Completed
+    exit_code: int | None
+    evicted: bool
+
+
+def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    status = obj.get("status") or {}
+    return list(status.get("conditions") or [])
+
+
+def _true(cond: Mapping[str, Any]) -> bool:
+    return str(cond.get("status")) == "True"
+
+
+def job_finished(job: Mapping[str, Any]) -> str | None:
+    """'Complete', 'Failed' or None while the Job is unfinished."""
+    for cond in _conditions(job):
+        if cond.get("type") in ("Complete", "Failed") and _true(cond):
+            return str(cond["type"])
+    return None
+
+
+def job_failure_reason(job: Mapping[str, Any]) -> tuple[str, str]:
+    for cond in _conditions(job):
+        if cond.get("type") == "Failed" and _true(cond):
+            return str(cond.get("reason") or ""), str(cond.get("message") or "")
+    return "", ""
+
+
+def pod_view(pod: Mapping[str, Any]) -> PodView:
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    waiting = None
+    terminated = None
+    exit_code = None
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        last = cs.get("lastState") or {}
+        if state.get("waiting"):
+            w = state["waiting"]
+            reason = w.get("reason") or "Waiting"
+            if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                          "CreateContainerConfigError", "CreateContainerError"):
+                waiting = f"image or container problem: {reason}: {w.get('message', '')}".strip()
+        term = state.get("terminated") or last.get("terminated")
+        if term:
+            terminated = term.get("reason")
+            exit_code = term.get("exitCode")
+    if waiting is None and status.get("phase") == "Pending":
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and not _true(cond):
+                waiting = (f"pod Pending: {cond.get('reason') or 'not scheduled'}: "
+                           f"{cond.get('message') or ''}").strip()
+    evicted = status.get("reason") == "Evicted" or any(
+        c.get("type") == "DisruptionTarget" and _true(c) for c in status.get("conditions") or [])
+    return PodView(
+        name=str(meta.get("name", "")),
+        node=spec.get("nodeName"),
+        phase=status.get("phase"),
+        waiting_reason=waiting,
+        terminated_reason=terminated,
+        exit_code=exit_code,
+        evicted=evicted,
+    )
+
+
+def failure_error(job: Mapping[str, Any], pod: PodView | None,
+                  report: RunReport | None) -> JobError:
+    """The typed error of a Failed Job."""
+    reason, message = job_failure_reason(job)
+    if reason == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        return JobError(type=ErrorType.timeout,
+                        message=f"the calculation ran longer than its timeout ({deadline} s); "
+                                "Kubernetes stopped it (activeDeadlineSeconds)")
+    if pod is not None and pod.terminated_reason == "OOMKilled":
+        return JobError(type=ErrorType.resource_error,
+                        message="the runner pod ran out of memory (OOMKilled); "
+                                "submit with a larger --memory")
+    if pod is not None and pod.evicted:
+        return JobError(type=ErrorType.resource_error,
+                        message=f"the runner pod {pod.name} was evicted from its node")
+    if report is not None and not report.success and report.error is not None:
+        return report.error
+    code = f" (exit code {pod.exit_code})" if pod and pod.exit_code is not None else ""
+    detail = f": {message}" if message else ""
+    return JobError(type=ErrorType.infrastructure_error,
+                    message=f"the Kubernetes Job failed{code}, reason {reason or 'unknown'}"
+                            f"{detail}; the runner wrote no result")
