@@ -1,8 +1,10 @@
 """Atomic file writes: a reader sees the old file or the new one, never half of one.
 
 The data goes to a temporary file in the destination's folder (same file system), is
-flushed and fsynced, then renamed over the destination with `os.replace` (atomic on
-POSIX and on NFS); finally the folder is fsynced so the rename survives a crash.
+fsynced, then renamed over the destination with `os.replace` (atomic on POSIX and on
+NFS); finally the folder is fsynced so the rename survives a crash. Files are published
+with mode 0644: the job store is read by other users (the controller, a person running
+`qforge`), and mkstemp alone would make them 0600.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 FILE_MODE: Final = 0o644
 
@@ -33,30 +36,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def _atomic(path: Path, mode: str) -> Iterator[IO[Any]]:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as fh:
-            # mkstemp makes 0600 files; the job store is read by other users (the
-            # controller, a person running `qforge`): publish it like an ordinary file.
-            os.fchmod(fh.fileno(), FILE_MODE)
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` (UTF-8) atomically."""
-    with _atomic(path, "w") as fh:
-        fh.write(text)
+    write_files_atomic([(Path(path), text.encode("utf-8"))])
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -64,7 +46,49 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def copy_file_atomic(src: Path, dst: Path) -> None:
-    """Copy `src` over `dst` atomically (contents only, not permissions or times)."""
-    with _atomic(dst, "wb") as out, open(src, "rb") as inp:
-        shutil.copyfileobj(inp, out)
+def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]]) -> None:
+    """Write several files, each atomically, all durably, in one round of fsyncs.
+
+    Each item is a destination and its content: bytes, or a file to copy. Every one
+    goes to a temporary file beside its destination; all are fsynced at once from a few
+    threads (the file system commits them together instead of one journal commit per
+    file), then renamed in the given order (so a reader waiting for the last one finds
+    the others in place), then each folder is fsynced once. On an error nothing
+    half-written is left behind.
+    """
+    temps: list[tuple[int, str, Path]] = []
+    try:
+        for dst, content in items:
+            fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+            temps.append((fd, tmp, dst))
+            os.fchmod(fd, FILE_MODE)
+            with open(fd, "wb", closefd=False) as out:
+                if isinstance(content, bytes):
+                    out.write(content)
+                else:
+                    with open(content, "rb") as inp:
+                        shutil.copyfileobj(inp, out)
+        fds = [fd for fd, _, _ in temps]
+        if len(fds) > 1:
+            with ThreadPoolExecutor(max_workers=min(8, len(fds))) as pool:
+                list(pool.map(os.fsync, fds))
+        elif fds:
+            os.fsync(fds[0])
+    except BaseException:
+        for fd, tmp, _ in temps:
+            os.close(fd)
+            os.unlink(tmp)
+        raise
+    for fd, _, _ in temps:
+        os.close(fd)
+    done = 0
+    try:
+        for _, tmp, dst in temps:
+            os.replace(tmp, dst)
+            done += 1
+    finally:
+        for _, tmp, _ in temps[done:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    for folder in dict.fromkeys(dst.parent for _, _, dst in temps):
+        fsync_dir(folder)

@@ -21,16 +21,14 @@ from typing import Final
 
 from runner_image.result import ErrorType, JobError
 from runner_image.spec import JobSpec, Task
-from runner_image.xtb_output import is_linear, parse_text_output, tail
+from runner_image.xtb_output import TextOutput, is_linear, parse_text_output, tail
 
 _MEMORY: Final = re.compile(
     r"cannot allocate memory|out of memory|memoryerror|enomem|could not be allocated|"
     r"allocation would exceed memory limit|insufficient virtual memory",
-    re.I,
 )
 _SCC: Final = re.compile(
     r"self consistent charge iterator did not converge|scc not converged|scf not converged",
-    re.I,
 )
 _INPUT: Final = re.compile(
     r"reading geometry|could not read geometry|could not read coordinates|"
@@ -49,16 +47,21 @@ def _signal_name(returncode: int) -> str:
 
 
 def classify_failure(
-    returncode: int, stdout: str, stderr: str, files: Collection[str], spec: JobSpec
+    returncode: int, stdout: str, stderr: str, files: Collection[str], spec: JobSpec, *,
+    parsed: TextOutput | None = None,
 ) -> JobError | None:
     """The typed error of a finished xtb run, or None when it succeeded.
 
-    `files` are the names in xtb's working folder (for the marker files).
+    `files` are the names in xtb's working folder (for the marker files); `parsed` is
+    `stdout` already parsed.
     """
-    text = f"{stdout}\n{stderr}"
-    out = parse_text_output(stdout)
+    out = parsed or parse_text_output(stdout)
     root = out.errors[-1] if out.errors else None
-    detail = tail(f"{tail(stdout, 25)}\n{tail(stderr, 10)}") or None
+    end = f"{tail(stdout, 40)}\n{tail(stderr, 20)}"
+    detail = tail(end, 30) or None
+    # Where xtb and the Fortran runtime say why they stopped: the [ERROR]/[WARNING] blocks
+    # and the end of the output (searching all of a long output would cost more than xtb).
+    text = "\n".join((*out.errors, *out.warnings, end)).lower()
 
     if _MEMORY.search(text) or (returncode == -signal.SIGKILL):
         reason = root or (

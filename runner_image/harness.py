@@ -8,6 +8,7 @@ outcome, including our own crashes, becomes a `RunReport` that is also written t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from runner_image.atomic import copy_file_atomic, write_json_atomic
+from runner_image.atomic import write_files_atomic
 from runner_image.errors import InputError
 from runner_image.failures import classify_failure
 from runner_image.molecule import parse_xyz
@@ -41,12 +42,11 @@ logger = logging.getLogger(__name__)
 
 RESULT_FILE: Final = "result.json"
 INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
-STDOUT_FILE: Final = "xtb.log"
-STDERR_FILE: Final = "xtb.err"
+OUTPUT_FILE: Final = "xtb.log"  # xtb's standard output and error, interleaved as printed
 # What is copied from the scratch folder into the job folder, when xtb wrote it.
 ARTIFACTS: Final = (
-    "xtbout.json", "xtbopt.xyz", "xtbopt.log", STDOUT_FILE, STDERR_FILE, "charges", "wbo",
-    "gfnff_charges", "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
+    "xtbout.json", "xtbopt.xyz", "xtbopt.log", OUTPUT_FILE, "charges", "wbo", "gfnff_charges",
+    "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
 )  # fmt: skip
 # OpenMP threads get this much stack unless the environment says otherwise (xtb's
 # manual recommends a large one: big molecules overflow the default few MB).
@@ -107,24 +107,34 @@ def _dipole(json_dipole: tuple[float, float, float] | None,
     return text.dipole
 
 
-def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float) -> JobResult:
-    """Build the result from what a successful xtb run left in `scratch`."""
-    text = parse_text_output(stdout)
+def _charges_from_files(scratch: Path) -> tuple[float, ...] | None:
+    for name in ("charges", "gfnff_charges"):  # xTB methods / GFN-FF
+        raw = _read(scratch / name)
+        if raw is not None:
+            try:
+                return parse_charges(raw)
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, *,
+                   parsed: TextOutput | None = None) -> JobResult:
+    """Build the result from what a successful xtb run left in `scratch` (`parsed`: the
+    output, already parsed)."""
+    text = parsed or parse_text_output(stdout)
     warnings = list(text.warnings)
     raw_json = _read(scratch / "xtbout.json")
     js = parse_json_output(raw_json) if raw_json is not None else None
-    if js is not None and js.energy is not None:
-        energy: float | None = js.energy
-        from_text = False
-    else:
-        energy, from_text = text.energy, True
-        if js is not None:
-            warnings.append(f"xtbout.json unusable ({js.problem}): values from xtb's text output")
-        elif spec.method is not Method.gfnff:  # GFN-FF never writes one
-            warnings.append("xtbout.json missing: values from xtb's text output")
+    usable = js if js is not None and js.energy is not None else None
+    from_text = usable is None
+    if js is not None and usable is None:
+        warnings.append(f"xtbout.json unusable ({js.problem}): values from xtb's text output")
+    elif js is None and spec.method is not Method.gfnff:  # GFN-FF never writes one
+        warnings.append("xtbout.json missing: values from xtb's text output")
+    energy = usable.energy if usable is not None else text.energy
     if energy is None:
         raise OutputError("xtb finished but its output holds no total energy")
-    usable = js if js is not None and not from_text else None
 
     gap = usable.gap if usable and usable.gap is not None else text.gap
     if spec.method is Method.gfnff:
@@ -141,13 +151,8 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float) 
             raise OutputError(f"xtbopt.xyz is unreadable: {exc}") from None
 
     charges = usable.partial_charges if usable else None
-    for name in ("charges", "gfnff_charges"):
-        raw = _read(scratch / name) if charges is None else None
-        if raw is not None:
-            try:
-                charges = parse_charges(raw)
-            except (ValueError, IndexError):
-                charges = None
+    if charges is None:
+        charges = _charges_from_files(scratch)
     if charges is not None and len(charges) != spec.molecule.natoms:
         charges = None
 
@@ -183,98 +188,93 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float) 
     )
 
 
-def copy_artifacts(scratch: Path, job_dir: Path) -> list[str]:
-    """Copy xtb's files into the job folder (atomically each); drop stale ones of an
-    earlier attempt that this run did not write. Returns the names copied."""
-    copied = []
+def artifacts(scratch: Path, job_dir: Path) -> list[tuple[Path, Path]]:
+    """``(destination, source)`` of xtb's files to copy into the job folder. Stale copies
+    of an earlier attempt that this run did not write are removed."""
+    items = []
     for name in ARTIFACTS:
         src, dst = scratch / name, job_dir / name
         if src.is_file():
-            copy_file_atomic(src, dst)
-            copied.append(name)
-        elif dst.exists():
-            dst.unlink()
-    return copied
+            items.append((dst, src))
+        else:
+            dst.unlink(missing_ok=True)
+    return items
 
 
 def _safe(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:40] or "job"
 
 
-def _execute(job_dir: Path, spec: JobSpec, label: str, scratch_root: Path | None,
-             deadline: float | None, cancel: threading.Event | None, xtb: str,
-             log: logging.Logger) -> tuple[JobResult | None, JobError | None]:
-    job_dir.mkdir(parents=True, exist_ok=True)
-    (job_dir / RESULT_FILE).unlink(missing_ok=True)  # an earlier attempt's, now stale
-    xtb_path = shutil.which(xtb)
-    if xtb_path is None:
-        return None, JobError(
-            type=ErrorType.infrastructure_error,
-            message=f"the xtb program {xtb!r} was not found (is xtb installed and on PATH?)",
-        )
+class _Stop(Exception):
+    """The run ends early with this error (no xtb, no scratch folder, cancelled...)."""
+
+    def __init__(self, error: JobError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _make_scratch(scratch_root: Path | None, label: str) -> Path:
     try:
-        scratch = Path(
-            tempfile.mkdtemp(prefix=f"qforge-{_safe(label)}-", dir=scratch_root)
-        ).resolve()
+        return Path(tempfile.mkdtemp(prefix=f"qforge-{_safe(label)}-", dir=scratch_root)).resolve()
     except OSError as exc:  # also: no usable temp folder at all (read-only root file system)
         where = scratch_root or os.environ.get("TMPDIR") or "the temp folder"
-        return None, JobError(
+        raise _Stop(JobError(
             type=ErrorType.infrastructure_error,
             message=f"cannot create a scratch folder in {where}: {exc.strerror or exc} "
             "(set QFORGE_SCRATCH or TMPDIR to a writable folder)",
-        )
+        )) from None
+
+
+def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
+             cancel: threading.Event | None, xtb_path: str,
+             log: logging.Logger) -> tuple[JobResult | None, JobError | None]:
+    """Run xtb in `scratch` and read what it left: a result, or the error."""
+    if cancel is not None and cancel.is_set():
+        raise _Stop(JobError(type=ErrorType.cancelled, message="cancelled before xtb started"))
+    (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
+    argv = [xtb_path, INPUT_FILE, *spec.xtb_args()]
+    log.info("Starting xtb for job %s: xtb %s (%d thread%s)", label, " ".join(argv[1:]),
+             spec.cpu, "" if spec.cpu == 1 else "s")
     try:
-        if cancel is not None and cancel.is_set():
-            return None, JobError(type=ErrorType.cancelled, message="cancelled before xtb started")
-        (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
-        argv = [xtb_path, INPUT_FILE, *spec.xtb_args()]
-        log.info("Starting xtb for job %s: xtb %s (%d thread%s)", label, " ".join(argv[1:]),
-                 spec.cpu, "" if spec.cpu == 1 else "s")
-        try:
-            proc = run_process(
-                argv, cwd=scratch, env=xtb_environment(spec, xtb_path),
-                stdout=scratch / STDOUT_FILE, stderr=scratch / STDERR_FILE,
-                timeout=deadline, cancel=cancel,
-            )
-        except OSError as exc:
-            return None, JobError(
-                type=ErrorType.infrastructure_error,
-                message=f"cannot start xtb ({xtb_path}): {exc.strerror or exc}",
-            )
-        stdout = _read(scratch / STDOUT_FILE) or ""
-        stderr = _read(scratch / STDERR_FILE) or ""
-        result: JobResult | None = None
-        error: JobError | None = None
-        if proc.cancelled:
-            error = JobError(type=ErrorType.cancelled,
-                             message=f"cancelled; xtb was stopped after {proc.elapsed:.1f} s",
-                             detail=tail(stdout, 10) or None)
-        elif proc.timed_out:
-            error = JobError(
-                type=ErrorType.timeout,
-                message=f"xtb did not finish within the time limit of {deadline:g} s and was "
-                "stopped; give the job a longer timeout or choose a cheaper task",
-                detail=tail(stdout, 10) or None,
-            )
-        else:
-            files = {p.name for p in scratch.iterdir()}
-            error = classify_failure(proc.returncode, stdout, stderr, files, spec)
-            if error is None:
-                try:
-                    result = collect_result(scratch, stdout, spec, proc.elapsed)
-                except OutputError as exc:
-                    error = JobError(type=ErrorType.xtb_error, message=str(exc),
-                                     detail=tail(stdout) or None)
-        copy_artifacts(scratch, job_dir)
-        if result is not None:
-            log.info("xtb finished for job %s in %.2f s: E=%.7f Eh", label, proc.elapsed,
-                     result.energy)
-        elif error is not None:
-            log.warning("xtb failed for job %s after %.2f s (%s): %s", label, proc.elapsed,
-                        error.type.value, error.message)
-        return result, error
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        proc = run_process(argv, cwd=scratch, env=xtb_environment(spec, xtb_path),
+                           stdout=scratch / OUTPUT_FILE, timeout=deadline, cancel=cancel)
+    except OSError as exc:
+        raise _Stop(JobError(
+            type=ErrorType.infrastructure_error,
+            message=f"cannot start xtb ({xtb_path}): {exc.strerror or exc}",
+        )) from None
+    output = _read(scratch / OUTPUT_FILE) or ""
+    result: JobResult | None = None
+    if proc.cancelled:
+        error: JobError | None = JobError(
+            type=ErrorType.cancelled,
+            message=f"cancelled; xtb was stopped after {proc.elapsed:.1f} s",
+            detail=tail(output, 10) or None,
+        )
+    elif proc.timed_out:
+        error = JobError(
+            type=ErrorType.timeout,
+            message=f"xtb did not finish within the time limit of {deadline:g} s and was "
+            "stopped; give the job a longer timeout or choose a cheaper task",
+            detail=tail(output, 10) or None,
+        )
+    else:
+        files = {p.name for p in scratch.iterdir()}
+        text = parse_text_output(output)
+        error = classify_failure(proc.returncode, output, "", files, spec, parsed=text)
+        if error is None:
+            try:
+                result = collect_result(scratch, output, spec, proc.elapsed, parsed=text)
+            except OutputError as exc:
+                error = JobError(type=ErrorType.xtb_error, message=str(exc),
+                                 detail=tail(output) or None)
+    if result is not None:
+        log.info("xtb finished for job %s in %.2f s: E=%.7f Eh", label, proc.elapsed,
+                 result.energy)
+    elif error is not None:
+        log.warning("xtb failed for job %s after %.2f s (%s): %s", label, proc.elapsed,
+                    error.type.value, error.message)
+    return result, error
 
 
 def run_job(
@@ -295,40 +295,56 @@ def run_job(
     process group, with OMP_NUM_THREADS = spec.cpu. The deadline is the smallest of
     `timeout`, `xtb_timeout` and ``spec.timeout`` (seconds; None: no limit); at the
     deadline, or when `cancel` is set, the whole group is stopped (SIGTERM, then
-    SIGKILL). Artifacts are copied into `job_dir`, then ``result.json`` is written
-    atomically, then the scratch folder is removed.
+    SIGKILL). xtb's files are copied into `job_dir` and ``result.json`` is written, all
+    atomically and in one round of fsyncs, ``result.json`` renamed last: when it
+    exists, everything else is in place. Then the scratch folder is removed.
     """
     log = log or logger
     job_dir = Path(job_dir)
     label = job_id or job_dir.name
     started = utcnow()
-    deadline = _deadline(timeout, xtb_timeout, spec.timeout)
-    result: JobResult | None
-    error: JobError | None
+    result: JobResult | None = None
+    error: JobError | None = None
+    scratch: Path | None = None
     try:
-        result, error = _execute(job_dir, spec, label, scratch_root, deadline, cancel, xtb, log)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / RESULT_FILE).unlink(missing_ok=True)  # an earlier attempt's, now stale
+        xtb_path = shutil.which(xtb)
+        if xtb_path is None:
+            raise _Stop(JobError(
+                type=ErrorType.infrastructure_error,
+                message=f"the xtb program {xtb!r} was not found (is xtb installed and on PATH?)",
+            ))
+        scratch = _make_scratch(scratch_root, label)
+        deadline = _deadline(timeout, xtb_timeout, spec.timeout)
+        result, error = _execute(spec, scratch, label, deadline, cancel, xtb_path, log)
+    except _Stop as stop:
+        error = stop.error
     except Exception as exc:  # the report must still be written; nothing escapes
         log.error("The runner failed for job %s: %s: %s", label, type(exc).__name__, exc)
         log.debug("Traceback of the runner failure", exc_info=True)
-        result, error = None, JobError(
-            type=ErrorType.infrastructure_error,
-            message=f"the runner failed: {type(exc).__name__}: {exc}",
-        )
+        error = JobError(type=ErrorType.infrastructure_error,
+                         message=f"the runner failed: {type(exc).__name__}: {exc}")
     if result is None and error is None:
         error = JobError(type=ErrorType.infrastructure_error, message="xtb left no result")
     report = RunReport(success=result is not None, result=result,
                        error=None if result is not None else error,
                        job_id=job_id, started_at=started, finished_at=utcnow())
     try:
-        write_json_atomic(job_dir / RESULT_FILE, report.model_dump(mode="json"))
+        files = artifacts(scratch, job_dir) if scratch is not None else []
+        body = json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
+        write_files_atomic([*files, (job_dir / RESULT_FILE, body.encode())])
     except OSError as exc:
         log.error("Cannot write %s for job %s: %s", RESULT_FILE, label, exc)
         report = RunReport(
             success=False,
             error=JobError(type=ErrorType.infrastructure_error,
-                           message=f"cannot write {job_dir / RESULT_FILE}: "
+                           message=f"cannot write the results into {job_dir}: "
                            f"{exc.strerror or exc}",
                            detail=report.error.message if report.error else None),
             job_id=job_id, started_at=started, finished_at=utcnow(),
         )
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return report

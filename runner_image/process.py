@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 POLL_SECONDS: Final = 0.1
 GRACE_SECONDS: Final = 2.0
@@ -63,7 +63,7 @@ def run_process(
     cwd: Path,
     env: Mapping[str, str],
     stdout: Path,
-    stderr: Path,
+    stderr: Path | None = None,
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     poll: float = POLL_SECONDS,
@@ -71,10 +71,15 @@ def run_process(
 ) -> ProcessOutcome:
     """Run `argv` to its end, to the deadline (`timeout` s), or until `cancel` is set.
 
-    Output goes to files, never to pipes (no deadlock, no memory held for big outputs).
+    Output goes to files, never to pipes (no deadlock, no memory held for big outputs);
+    without `stderr`, both streams go to `stdout`, interleaved as printed.
     Raises OSError when the program cannot be started.
     """
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(stdout, "wb"))
+        err: IO[bytes] | int = (
+            subprocess.STDOUT if stderr is None else files.enter_context(open(stderr, "wb"))
+        )
         start = time.monotonic()
         proc = subprocess.Popen(
             list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,

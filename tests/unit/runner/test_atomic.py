@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner_image import atomic
-from runner_image.atomic import copy_file_atomic, write_json_atomic, write_text_atomic
+from runner_image.atomic import write_files_atomic, write_json_atomic, write_text_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -34,10 +34,10 @@ def test_files_are_readable_by_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
-def test_copy_file_atomic(tmp_path: Path) -> None:
+def test_copy_a_file_atomically(tmp_path: Path) -> None:
     src = tmp_path / "src.bin"
     src.write_bytes(bytes(range(256)) * 100)
-    copy_file_atomic(src, tmp_path / "dst.bin")
+    write_files_atomic([(tmp_path / "dst.bin", src)])
     assert (tmp_path / "dst.bin").read_bytes() == src.read_bytes()
     assert _leftovers(tmp_path) == []
 
@@ -102,3 +102,31 @@ def test_a_concurrent_reader_never_sees_half_a_file(tmp_path: Path) -> None:
 def test_fsync_dir_ignores_folders_it_cannot_open(tmp_path: Path) -> None:
     atomic.fsync_dir(tmp_path / "missing")  # no exception
     assert os.path.isdir(tmp_path)
+
+
+def test_write_several_files_in_one_round(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    dst = tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    pairs = []
+    for i in range(5):
+        (src / f"f{i}").write_text(f"content {i}\n" * 1000)
+        pairs.append((dst / f"f{i}", src / f"f{i}"))
+    (dst / "f0").write_text("old\n")
+    write_files_atomic([*pairs, (dst / "result.json", b"{}\n")])
+    for d, s in pairs:
+        assert d.read_text() == s.read_text()
+        assert stat.S_IMODE(d.stat().st_mode) == 0o644
+    assert (dst / "result.json").read_bytes() == b"{}\n"
+    assert _leftovers(dst) == []
+    write_files_atomic([])  # nothing to do
+
+
+def test_a_failed_batch_copy_leaves_no_temp_files(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("a\n")
+    with pytest.raises(FileNotFoundError):
+        write_files_atomic([(tmp_path / "a2", tmp_path / "a"),
+                            (tmp_path / "b2", tmp_path / "missing")])
+    assert _leftovers(tmp_path) == []
+    assert not (tmp_path / "a2").exists()
