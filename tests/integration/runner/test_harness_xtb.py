@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,23 @@ def test_cancel_stops_xtb(tmp_path: Path) -> None:
     report = reports[0]
     assert report.error is not None and report.error.type is ErrorType.cancelled
     assert group_gone(int(pid_file.read_text()))
+
+
+def test_concurrent_runs_in_threads_do_not_mix(tmp_path: Path) -> None:
+    """The local worker runs several jobs at once in one process, as threads."""
+    specs = {"water": _spec(task="sp"), "ammonium": _spec(AMMONIUM, charge=1, task="sp"),
+             "methyl": _spec(METHYL, uhf=1, task="sp")}
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(run_job, tmp_path / name, spec, job_id=name,
+                                     scratch_root=tmp_path)
+                   for name, spec in specs.items()}
+        reports = {name: future.result(timeout=300) for name, future in futures.items()}
+    for name, spec in specs.items():
+        report = reports[name]
+        assert report.success and report.result is not None and report.job_id == name
+        assert report.result.formula == spec.molecule.formula
+        assert report.result.energy == pytest.approx(
+            direct_energy(spec, tmp_path / f"direct-{name}"), abs=1e-6)
 
 
 def test_missing_xtb_is_an_infrastructure_error(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -72,6 +73,15 @@ def test_children_left_behind_after_a_normal_exit_are_killed(tmp_path: Path) -> 
     outcome = _run(tmp_path, "sleep 300 & exit 0")
     assert outcome.returncode == 0
     wait_for(lambda: not living_members(outcome.pid), 10, "the orphan to die")
+
+
+def test_without_pidfd_it_polls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "pidfd_open", raising=False)  # Linux < 5.3, other systems
+    outcome = _run(tmp_path, "exit 4")
+    assert outcome.returncode == 4
+    outcome = _run(tmp_path, "exec sleep 300", timeout=0.3)
+    assert outcome.timed_out
+    assert group_gone(outcome.pid)
 
 
 def test_a_missing_program_raises_oserror(tmp_path: Path) -> None:

@@ -61,6 +61,13 @@ def test_load_job_errors(tmp_path: Path, metadata: object, raw: str | None,
     assert message in str(info.value)
 
 
+def test_unreadable_metadata_is_an_input_error(tmp_path: Path) -> None:
+    job = _job(tmp_path, None)
+    (job / "metadata.json").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(InputError, match=r"metadata\.json: cannot be read"):
+        load_job(job)
+
+
 def test_bad_metadata_exits_2_and_records_an_input_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -162,6 +162,9 @@ def test_qcschema_accepts_nested_geometry_and_name() -> None:
         ({"geometry": [0, 0, 0]}, "'symbols' is missing"),
         ({"symbols": ["H"]}, "'geometry' is missing"),
         ({"symbols": "H", "geometry": [0, 0, 0]}, "'symbols' must be a list"),
+        ({"symbols": [], "geometry": []}, "QCSchema molecule: the molecule has no atoms"),
+        ({"symbols": ["H"], "geometry": "0 0 0"}, "'geometry' must be a list of numbers"),
+        ({"symbols": ["H"], "geometry": [0, True, 0]}, "geometry[1] (True) is not a number"),
         ({"symbols": ["H", "Zz"], "geometry": [0] * 6}, "symbols[1]: unknown element 'Zz'"),
         ({"symbols": ["H", "H"], "geometry": [0, 0, 0, 0, 0]},
          "geometry has 5 numbers but 2 atoms need 6"),
@@ -192,6 +195,10 @@ def test_qcschema_charge_and_multiplicity() -> None:
         qcschema_charge_uhf(_qc_water(molecular_charge=0.5))
     with pytest.raises(InputError, match="molecular_multiplicity 0 is not a whole number ≥ 1"):
         qcschema_charge_uhf(_qc_water(molecular_multiplicity=0))
+    with pytest.raises(InputError, match=r"molecular_charge \('1'\) is not a number"):
+        qcschema_charge_uhf(_qc_water(molecular_charge="1"))
+    with pytest.raises(InputError, match="expected a JSON object"):
+        qcschema_charge_uhf([])  # type: ignore[arg-type]
 
 
 def test_parse_molecule_tells_json_from_xyz() -> None:
