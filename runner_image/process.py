@@ -45,16 +45,16 @@ def kill_group(pgid: int, sig: int) -> bool:
 def _exited(pid: int) -> bool:
     """Has the child exited? It is left a zombie (WNOWAIT), so its process group id stays
     taken and a signal to the group cannot reach an unrelated process that reused the id."""
-    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped elsewhere (SIGCHLD ignored, a waitpid(-1) reaper)
+        return True
 
 
-def _wait_exited(pid: int, seconds: float, poll: float) -> bool:
+def _wait_exited(pid: int, seconds: float, poll: float) -> None:
     end = time.monotonic() + seconds
-    while not _exited(pid):
-        if time.monotonic() >= end:
-            return False
+    while not _exited(pid) and time.monotonic() < end:
         time.sleep(poll / 4)
-    return True
 
 
 def run_process(
