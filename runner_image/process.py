@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shutil
 import signal
 import subprocess
 import threading
@@ -57,6 +58,21 @@ def _wait_exited(pid: int, seconds: float, poll: float) -> None:
         time.sleep(poll / 4)
 
 
+def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """Have the kernel SIGKILL the program if the process that started it dies (a worker
+    killed with SIGKILL cannot stop its xtb runs itself). `setpriv` (util-linux, in every
+    Debian) sets PR_SET_PDEATHSIG and then execs the program, keeping its pid; a
+    preexec_fn would do the same but is unsafe in a threaded worker."""
+    program = shutil.which(argv[0]) if argv else None
+    if program is None:
+        # Let Popen raise its usual FileNotFoundError for a missing program.
+        return list(argv)
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]]
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -82,8 +98,8 @@ def run_process(
         )
         start = time.monotonic()
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=err, start_new_session=True,
+            _with_parent_death_signal(argv), cwd=cwd, env=dict(env),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
         )
     pgid = proc.pid  # a new session: the child leads its own process group
     deadline = None if timeout is None else start + timeout

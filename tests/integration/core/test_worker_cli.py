@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -19,6 +19,32 @@ from controller.store.jobstore import JobStore
 from .conftest import CAFFEINE, WATER, qforge, wait_until
 
 Start = Callable[..., subprocess.Popen[str]]
+
+
+def xtb_children(parent: int) -> list[int]:
+    """Pids of xtb processes whose parent is `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == parent and name == "xtb":
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaps counts as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def status(jobs: Path, job_id: str) -> str:
@@ -165,3 +191,31 @@ def test_sigkilled_worker_jobs_are_recovered_by_another(jobs: Path, start_worker
     rec = JobStore(jobs).read(job_id)
     assert rec.status is Status.COMPLETED
     assert rec.attempts == 2
+
+
+def caffeine_dimer() -> str:
+    atoms = [line for line in CAFFEINE.splitlines()[2:] if line.strip()]
+    moved = []
+    for line in atoms:
+        sym, x, y, z = line.split()
+        moved.append(f"{sym} {x} {y} {float(z) + 7.0:.4f}")
+    return f"{2 * len(atoms)}\ndimer\n" + "\n".join(atoms + moved) + "\n"
+
+
+def test_xtb_dies_with_a_sigkilled_worker(jobs: Path, start_worker: Start) -> None:
+    # A calculation that runs for minutes: an orphan would outlive the bounded wait.
+    out = qforge("submit", "-", "--task", "ohess", "--json", stdin=caffeine_dimer(), jobs=jobs)
+    job_id = json.loads(out.stdout)["job_id"]
+    a = start_worker("--poll-interval", "0.5")
+    wait_until(lambda: status(jobs, job_id) == "RUNNING", 60, "the job to start")
+    wait_until(lambda: bool(xtb_children(a.pid)), 30, "xtb to start")
+    orphans = xtb_children(a.pid)
+    try:
+        os.killpg(a.pid, signal.SIGKILL)
+        a.wait(timeout=30)
+        # The kernel kills xtb with its worker (parent-death signal): no orphan runs on.
+        wait_until(lambda: not any(alive(p) for p in orphans), 30, "the orphaned xtb to die")
+    finally:
+        for pid in orphans:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
