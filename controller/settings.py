@@ -48,6 +48,9 @@ class Settings(BaseModel):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: dict[str, Any] = Field(default_factory=dict)
     priority_class: str | None = None
+    # Extra annotations on runner pods (e.g. a service mesh opt-out; the kwok test
+    # cluster reads its fake outcomes from them). RUNNER_POD_ANNOTATIONS, JSON.
+    runner_pod_annotations: dict[str, str] = Field(default_factory=dict)
     ttl_seconds_after_finished: int | None = Field(3600, ge=0)
     # sizeLimit of the runner pod's scratch emptyDir (xtb's temporary files, HOME, TMPDIR).
     runner_scratch_size: str = Field("1Gi", min_length=1)
@@ -67,7 +70,7 @@ class Settings(BaseModel):
             key = name.upper()
             if key in env and env[key] != "":
                 raw = env[key]
-                if name in {"node_selector", "tolerations", "affinity"}:
+                if name in {"node_selector", "tolerations", "affinity", "runner_pod_annotations"}:
                     try:
                         values[name] = json.loads(raw)
                     except json.JSONDecodeError as exc:

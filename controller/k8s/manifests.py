@@ -239,7 +239,8 @@ def build_job_manifest(
         "template": {
             "metadata": {
                 "labels": dict(labels),
-                "annotations": {naming.ANNOTATION_JOB_ID: job_id},
+                "annotations": {**settings.runner_pod_annotations,
+                                naming.ANNOTATION_JOB_ID: job_id},
             },
             "spec": pod_spec,
         },

@@ -108,6 +108,13 @@ def test_pod_carries_the_same_labels_and_the_exact_id() -> None:
     assert template["annotations"]["qforge.io/job-id"] == JOB_ID
 
 
+def test_extra_pod_annotations_never_replace_the_job_id() -> None:
+    extra = {"sidecar.istio.io/inject": "false", "qforge.io/job-id": "other"}
+    template = job(st=settings(runner_pod_annotations=extra))["spec"]["template"]["metadata"]
+    assert template["annotations"] == {"sidecar.istio.io/inject": "false",
+                                       "qforge.io/job-id": JOB_ID}
+
+
 def test_annotations_carry_method_task_formula_and_the_exact_id() -> None:
     m = job(s=spec(method="gfnff", task="sp", name="my-water"))
     assert m["metadata"]["annotations"] == {
