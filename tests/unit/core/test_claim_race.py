@@ -14,7 +14,7 @@ from .conftest import WATER, water_spec
 def _claim_all(root: str, instance: str, gate: object, out: mp.Queue  # type: ignore[type-arg]
                ) -> None:
     store = JobStore(root)
-    gate.wait(60)  # type: ignore[attr-defined]  # all start claiming together
+    gate.wait(60)  # type: ignore[attr-defined]  # all start claiming at once
     here = Placement(executor="local", worker_id=instance, instance=instance)
     won = []
     for _ in range(3):  # several passes, as a worker polls
@@ -29,12 +29,11 @@ def test_concurrent_claims_never_give_one_job_to_two_processes(store: JobStore) 
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(200)]
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    gate = ctx.Event()
+    gate = ctx.Barrier(4)
     procs = [ctx.Process(target=_claim_all, args=(str(store.root), f"w{i}", gate, out))
              for i in range(4)]
     for p in procs:
         p.start()
-    gate.set()
     results = dict(out.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(timeout=60)
