@@ -40,3 +40,39 @@ bench: setup
 
 clean:
 	rm -rf .demo build .pytest_cache .mypy_cache .ruff_cache
+
+# ---- Real Kubernetes for the tests (tools/k8s, tests/kube, tests/infra) ----------------
+# Binaries built from the Go module proxy, cached by version under $(QFORGE_CACHE)/k8s.
+# `make cluster-up` / `make node-up` start a cluster by hand and print its kubeconfig path.
+KUBE_CLUSTER ?= dev
+.PHONY: cluster-up cluster-down node-up node-down node-deps images-base
+
+k8s-tools:
+	@tools/k8s/build.sh
+
+# Debian packages the real-node mode needs (dockerd, containerd, runc, CNI, debootstrap).
+node-deps:
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null && \
+	  test -x /usr/lib/cni/bridge && command -v iptables >/dev/null || { \
+	  echo ">> installing docker.io containernetworking-plugins debootstrap iptables (Debian)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends docker.io containernetworking-plugins debootstrap iptables) \
+	    >/dev/null || { echo "node-deps: apt-get install failed" >&2; exit 1; }; }
+
+images-base: setup k8s-tools node-deps
+	@$(PY) -m tests.kube images
+
+test-infra: setup k8s-tools node-deps
+	$(PY) -m pytest -q tests/infra
+
+cluster-up: setup k8s-tools
+	@$(PY) -m tests.kube up --name $(KUBE_CLUSTER)
+
+cluster-down: setup
+	@$(PY) -m tests.kube down --name $(KUBE_CLUSTER)
+
+node-up: setup k8s-tools node-deps
+	@$(PY) -m tests.kube up --node --name node
+
+node-down: setup
+	@$(PY) -m tests.kube down --node --name node

@@ -1,0 +1,63 @@
+"""pytest fixtures for the real test clusters.
+
+Use from a conftest.py::
+
+    from tests.kube.fixtures import control_plane, kube_tools  # noqa: F401
+
+``control_plane`` (session scope) starts etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok with two fake nodes once per test session and tears them down at
+its end; the logs are kept (and their folder printed) when a test of the session failed.
+
+Environment:
+  QFORGE_KUBE_REUSE=<name>   use an already running by-hand cluster of that name
+                             (``make cluster-up``) instead of starting one
+  QFORGE_KUBE_RUN_DIR        where clusters live (default /tmp/qforge-kube)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from .controlplane import ClusterOptions, ControlPlane
+from .tools import KubeToolsError, Tools, find_tools
+
+
+def session_failed(request: pytest.FixtureRequest) -> bool:
+    return request.session.testsfailed > 0
+
+
+@pytest.fixture(scope="session")
+def kube_tools() -> Tools:
+    """Paths of the pinned binaries; fails (not skips) with how to build them when missing."""
+    try:
+        return find_tools()
+    except KubeToolsError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _session_name(prefix: str) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return re.sub(r"[^a-z0-9-]", "-", f"{prefix}-{os.getpid()}{('-' + worker) if worker else ''}")
+
+
+@pytest.fixture(scope="session")
+def control_plane(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """A running control plane with kwok nodes, shared by the whole session."""
+    reuse = os.environ.get("QFORGE_KUBE_REUSE", "")
+    options = ClusterOptions(name=reuse or _session_name("pytest"))
+    cluster = ControlPlane(options, kube_tools)
+    try:
+        cluster.start()
+    except KubeToolsError as exc:
+        pytest.fail(f"the test control plane did not start: {exc}", pytrace=False)
+    if reuse and not cluster.reused:
+        cluster.stop(keep_logs=True)
+        pytest.fail(f"QFORGE_KUBE_REUSE={reuse}: no healthy cluster of that name", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop(keep_logs=session_failed(request))

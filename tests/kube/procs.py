@@ -1,0 +1,182 @@
+"""Daemons started by the test cluster: logs per process, bounded waits, stop by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .tools import KubeToolsError
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < count:
+        ports.add(free_port(host))
+    return sorted(ports)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    | " + line[:300] for line in text[-lines:])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is not alive
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv: list[str]
+    pid: int
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        # attached from a state file: the PID must still run the same binary
+        cmd = pid_cmdline(self.pid)
+        return pid_alive(self.pid) and bool(cmd) and cmd[0] == self.argv[0]
+
+    def describe_death(self) -> str:
+        code = self.popen.poll() if self.popen is not None else None
+        return f"{self.name} (pid {self.pid}) exited with code {code}; log {self.log}:\n" + tail(
+            self.log
+        )
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM its process group (it leads one), then SIGKILL after ``timeout``."""
+        if not self.alive():
+            if self.popen is not None:
+                self.popen.wait(timeout=1)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            time.sleep(0.1)
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and self.alive():
+                time.sleep(0.1)
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=2)
+        # children it left in its group (e.g. containerd shims) go too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+
+
+class Supervisor:
+    """Starts daemons in their own sessions with a log file each; stops them in reverse."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.daemons: list[Daemon] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str | os.PathLike[str]],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Daemon:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        args = [str(a) for a in argv]
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        with open(log, "ab") as out:
+            out.write(f"$ {' '.join(args)}\n".encode())
+            out.flush()
+            popen = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        daemon = Daemon(name, args, popen.pid, log, popen)
+        self.daemons.append(daemon)
+        return daemon
+
+    def check(self) -> None:
+        for d in self.daemons:
+            if not d.alive():
+                raise KubeToolsError(d.describe_death())
+
+    def stop_all(self) -> None:
+        for d in reversed(self.daemons):
+            d.stop()
+        self.daemons.clear()
+
+
+def wait_until(
+    what: str,
+    predicate: Callable[[], bool],
+    timeout: float,
+    supervisor: Supervisor | None = None,
+    interval: float = 0.25,
+) -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` s or as soon as a daemon dies."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while True:
+        if supervisor is not None:
+            supervisor.check()
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # the predicate probes a service that may not be up yet
+            last_error = f" (last error: {exc})"
+        if time.monotonic() > deadline:
+            raise KubeToolsError(f"timed out after {timeout:.0f}s waiting for {what}{last_error}")
+        time.sleep(interval)
