@@ -109,7 +109,8 @@ build_kubernetes() {
   for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     pkgs+=("k8s.io/kubernetes/cmd/$c")
   done
-  run_step "resolve modules (go get)" "$LOG" go get "${pkgs[@]}"
+  # pkg@version: a bare `go get pkg` would upgrade k8s.io/kubernetes to its latest release
+  run_step "resolve modules (go get)" "$LOG" go get "${pkgs[@]/%/@$v}"
   # The binaries report their real version (what hack/lib/version.sh sets).
   date="$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(dirname "$gomod")/$v.info")"
   for key in client-go/pkg/version component-base/version; do
