@@ -32,7 +32,7 @@ test-integration: setup
 	$(PY) -m pytest -q tests/integration
 
 lint: setup
-	$(VENV)/bin/ruff check controller runner_image tests bench
+	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
 bench: setup
