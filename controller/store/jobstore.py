@@ -67,6 +67,9 @@ class JobStore:
     def __init__(self, root: Path | str) -> None:
         self.layout = Layout(Path(root))
         self.root = self.layout.root
+        # queued()'s memo: the last listing of the queue folder and its keys in order.
+        self._queue_memo: tuple[list[str], list[QueueKey], dict[str, QueueKey | None]] = (
+            [], [], {})
 
     # ----------------------------------------------------------------- setup
     def ensure(self) -> None:
@@ -168,14 +171,27 @@ class JobStore:
 
     # ----------------------------------------------------------------- queue
     def queued(self) -> list[QueueKey]:
-        """Queue markers in scheduling order: one listing, O(queued)."""
+        """Queue markers in scheduling order: one listing, O(queued).
+
+        The listing is always taken; what it costs beyond that is kept small for big
+        queues (each poll of a worker lists the whole queue): a marker name parsed by an
+        earlier call is not parsed again, an unchanged listing is not sorted again, and
+        the sort compares plain tuples (a dataclass's generated ordering builds two
+        tuples per comparison: ~6x slower for 1,000 keys)."""
         try:
             names = os.listdir(self.layout.queue)
         except FileNotFoundError:
             return []
-        keys = [k for k in map(QueueKey.parse, names) if k is not None]
-        keys.sort()
-        return keys
+        last_names, last_keys, last_parsed = self._queue_memo
+        if names == last_names:
+            return list(last_keys)
+        parsed: dict[str, QueueKey | None] = {}
+        for name in names:
+            parsed[name] = last_parsed[name] if name in last_parsed else QueueKey.parse(name)
+        keys = [k for k in parsed.values() if k is not None]
+        keys.sort(key=_scheduling_order)
+        self._queue_memo = (names, keys, parsed)  # one assignment: safe across threads
+        return list(keys)
 
     def running_markers(self) -> list[RunningMarker]:
         try:
@@ -304,6 +320,11 @@ class JobStore:
                 return False
         _touch(path)
         return True
+
+
+def _scheduling_order(key: QueueKey) -> tuple[int, int, str]:
+    """QueueKey's own ordering (its fields in order), as a sort key."""
+    return (key.rank, key.created_ns, key.job_id)
 
 
 def _is_job_id(name: str) -> bool:
