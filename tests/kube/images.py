@@ -142,6 +142,7 @@ class Docker:
             raise KubeToolsError(
                 "dockerd is not installed (apt-get install docker.io; `make node-deps`)"
             )
+        self.cleanup()  # what a dockerd that was killed left behind
         self.state.mkdir(parents=True, exist_ok=True)
         self.data_root.mkdir(parents=True, exist_ok=True)
         pidfile = self.state / "dockerd.pid"
@@ -177,7 +178,15 @@ class Docker:
     def stop(self) -> None:
         self.supervisor.stop_all()
         self.daemon = None
-        # the containerd dockerd started for itself leaves its sockets here
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """After our dockerd stopped: its network-namespace mount and exec folders."""
+        prefix = str(self.state) + "/"
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
         for leftover in ("exec", "containerd"):
             shutil.rmtree(self.state / leftover, ignore_errors=True)
 
