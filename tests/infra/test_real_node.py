@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.kube import KubeToolsError, Tools
-from tests.kube.fixtures import session_failed
+from tests.kube.fixtures import session_failed, teardown_on_sigterm
 from tests.kube.node import NodeCluster, leftovers, node_options
 
 pytestmark = pytest.mark.node
@@ -23,6 +23,7 @@ CURL_IMAGE = "qforge-infra/curl:1"
 
 @pytest.fixture(scope="module")
 def node(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[NodeCluster]:
+    teardown_on_sigterm()
     cluster = NodeCluster(node_options("infra-node"), kube_tools)
     try:
         cluster.start()

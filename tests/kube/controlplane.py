@@ -14,9 +14,11 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -88,6 +90,25 @@ def _kubeconfig(server: str, ca: Path, user: str, pair: CertPair) -> dict[str, A
         "contexts": [{"name": "qforge-test", "context": {"cluster": "qforge-test", "user": user}}],
         "current-context": "qforge-test",
     }
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Finish a teardown even when SIGINT/SIGTERM arrive meanwhile; re-raise them after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def _https_get(url: str, ctx: ssl.SSLContext, timeout: float = 3.0) -> tuple[int, str]:
@@ -248,7 +269,8 @@ class ControlPlane:
             return
         self._acquire_lock()
         try:
-            self._stop_owned(keep=keep_logs)
+            with _signals_deferred():
+                self._stop_owned(keep=keep_logs)
         finally:
             self._release_lock()
 

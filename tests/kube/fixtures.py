@@ -16,13 +16,20 @@ Environment:
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
 
 import pytest
 
-from .controlplane import ClusterOptions, ControlPlane
+from .controlplane import ClusterOptions, ControlPlane, default_run_root
+from .procs import pid_alive
 from .tools import KubeToolsError, Tools, find_tools
 
 
@@ -39,6 +46,39 @@ def kube_tools() -> Tools:
         pytest.fail(str(exc), pytrace=False)
 
 
+def _terminate_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def teardown_on_sigterm() -> None:
+    """SIGTERM (``timeout``, CI cancelling) ends the session like Ctrl-C: fixtures tear down."""
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+
+def reap_orphans(run_root: Path, tools: Tools) -> None:
+    """Stop clusters of test sessions that died without teardown (SIGKILL, OOM, ...)."""
+    for state_file in run_root.glob("pytest-*/state.json"):
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(int(state.get("owner_pid", 0))):
+            continue
+        name = state_file.parent.name
+        print(f"stopping cluster {name!r} left by a dead test session", file=sys.stderr)
+        if state.get("mode") == "node":
+            from .node import NodeCluster, node_options
+
+            orphan: ControlPlane = NodeCluster(node_options(name), tools)
+        else:
+            orphan = ControlPlane(ClusterOptions(name=name, run_root=run_root), tools)
+        if orphan.adopt():
+            orphan.stop()
+
+
 def _session_name(prefix: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     return re.sub(r"[^a-z0-9-]", "-", f"{prefix}-{os.getpid()}{('-' + worker) if worker else ''}")
@@ -48,6 +88,8 @@ def _session_name(prefix: str) -> str:
 def control_plane(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     """A running control plane with kwok nodes, shared by the whole session."""
     reuse = os.environ.get("QFORGE_KUBE_REUSE", "")
+    teardown_on_sigterm()
+    reap_orphans(default_run_root(), kube_tools)
     options = ClusterOptions(name=reuse or _session_name("pytest"))
     cluster = ControlPlane(options, kube_tools)
     try:
