@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -288,8 +288,13 @@ def run_job(
     cancel: threading.Event | None = None,
     xtb: str = "xtb",
     log: logging.Logger | None = None,
+    on_calculation_end: Callable[[], None] | None = None,
 ) -> RunReport:
     """Run the calculation `spec` for the job folder `job_dir`; write and return its report.
+
+    `on_calculation_end` is called once, as soon as xtb has exited (or could not start),
+    before the results are saved: a worker frees the calculation's slot there, so the
+    next calculation runs while this one's files are written and synced.
 
     xtb runs in a fresh scratch folder under `scratch_root` (default: $TMPDIR), in its own
     process group, with OMP_NUM_THREADS = spec.cpu. The deadline is the smallest of
@@ -325,6 +330,11 @@ def run_job(
         log.debug("Traceback of the runner failure", exc_info=True)
         error = JobError(type=ErrorType.infrastructure_error,
                          message=f"the runner failed: {type(exc).__name__}: {exc}")
+    if on_calculation_end is not None:
+        try:
+            on_calculation_end()
+        except Exception as exc:  # a caller's hook must not lose the report
+            log.error("on_calculation_end failed for job %s: %s", label, exc)
     if result is None and error is None:
         error = JobError(type=ErrorType.infrastructure_error, message="xtb left no result")
     report = RunReport(success=result is not None, result=result,

@@ -3,6 +3,11 @@
 No new Python interpreter per job: a thread calls `runner_image.harness.run_job`,
 which starts xtb in its own process group and kills that whole group on timeout or
 cancel.
+
+The cap counts calculations: a slot is freed the moment xtb exits, while the job's
+results are still being written and synced, so the next calculation does not wait for
+the disk. At most `max_concurrent_jobs` xtb processes run at once; a job saving its
+results is still RUNNING in the store for those few milliseconds.
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ class LocalExecutor:
         self.store = store
         self.settings = settings
         self.xtb = xtb
+        # Twice the cap: one thread per calculation plus one per job saving its results.
         self._pool = ThreadPoolExecutor(
-            max_workers=settings.max_concurrent_jobs, thread_name_prefix="xtb"
+            max_workers=2 * settings.max_concurrent_jobs, thread_name_prefix="xtb"
         )
         self._lock = threading.Lock()
         self._running: dict[str, tuple[Future[RunReport], threading.Event]] = {}
+        self._calculating: set[str] = set()
         self._stopping = False
         self._wake: threading.Event | None = None
 
@@ -42,7 +49,7 @@ class LocalExecutor:
 
     def free_slots(self) -> int:
         with self._lock:
-            return max(0, self.settings.max_concurrent_jobs - len(self._running))
+            return max(0, self.settings.max_concurrent_jobs - len(self._calculating))
 
     def launch(self, claimed: Claimed) -> None:
         record = claimed.record
@@ -55,9 +62,19 @@ class LocalExecutor:
         )
         with self._lock:
             self._running[record.job_id] = (future, cancel)
+            self._calculating.add(record.job_id)
         future.add_done_callback(self._done)
 
+    def _calculation_ended(self, job_id: str) -> None:
+        with self._lock:
+            self._calculating.discard(job_id)
+        if self._wake is not None:
+            self._wake.set()
+
     def _done(self, _future: Future[RunReport]) -> None:
+        with self._lock:
+            done = {jid for jid, (f, _) in self._running.items() if f.done()}
+            self._calculating -= done
         if self._wake is not None:
             self._wake.set()
 
@@ -73,6 +90,7 @@ class LocalExecutor:
             cancel=cancel,
             xtb=self.xtb,
             log=log,
+            on_calculation_end=lambda: self._calculation_ended(record.job_id),
         )
 
     def adopt(self, claimed: Claimed) -> bool:

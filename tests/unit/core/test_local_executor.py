@@ -1,0 +1,78 @@
+"""The local executor's cap counts calculations; saving results overlaps the next one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.record import Status
+from controller.scheduling import local
+from controller.scheduling.core import Scheduler
+from controller.scheduling.local import LocalExecutor
+from controller.settings import Settings
+from controller.store.jobstore import JobStore
+from runner_image.result import ErrorType, JobError, RunReport
+
+from .conftest import WATER, water_spec
+
+
+class FakeHarness:
+    """Stands in for run_job: a 'calculation' phase, then a slow 'save' phase."""
+
+    def __init__(self, save_gate: threading.Event) -> None:
+        self.lock = threading.Lock()
+        self.calculating = 0
+        self.max_calculating = 0
+        self.saving = 0
+        self.overlapped = False
+        self.save_gate = save_gate
+
+    def __call__(self, job_dir: Path, spec: Any, *, on_calculation_end: Any = None,
+                 job_id: str | None = None, **_: Any) -> RunReport:
+        with self.lock:
+            self.calculating += 1
+            self.max_calculating = max(self.max_calculating, self.calculating)
+            if self.saving:
+                self.overlapped = True
+        time.sleep(0.01)
+        with self.lock:
+            self.calculating -= 1
+            self.saving += 1
+        on_calculation_end()
+        self.save_gate.wait(10)  # saving is slow until the test lets it go
+        with self.lock:
+            self.saving -= 1
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
+
+
+def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    fake = FakeHarness(gate)
+    monkeypatch.setattr(local, "run_job", fake)
+    ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(4)]
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=2)
+    executor = LocalExecutor(store, settings)
+    sched = Scheduler(store, executor, settings, instance="me")
+    sched.start()
+    deadline = time.monotonic() + 30
+    # Two jobs calculate, end, and hang in 'save': their slots are free again, so the
+    # next two start while the first two are still saving.
+    while len(executor.active()) < 4 and time.monotonic() < deadline:
+        sched.run_once()
+        time.sleep(0.02)
+    assert len(executor.active()) == 4
+    assert fake.overlapped
+    assert fake.max_calculating <= 2
+    gate.set()
+    while executor.active() and time.monotonic() < deadline:
+        sched.run_once()
+        time.sleep(0.02)
+    sched.shutdown()
+    assert all(store.read(j).status is Status.FAILED for j in ids)
