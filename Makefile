@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Slow builds (Kubernetes binaries, images) are cached outside the checkout, keyed by version.
 export QFORGE_CACHE ?= /var/cache/qforge
 
-.PHONY: setup demo test test-unit test-integration lint bench k8s-tools test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster lint bench k8s-tools test-infra clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -q tests/integration
+
+# The controller against a real control plane (tests/kube: etcd, apiserver, controller-
+# manager, scheduler, kwok nodes), the chart installed with the real helm.
+test-cluster: setup k8s-tools
+	$(PY) -m pytest -q tests/cluster
 
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)

@@ -7,6 +7,7 @@ event loop. Everything shared between the two sides is behind one lock.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class _Tracked:
     pod: PodView | None = None
     deleted: bool = False
     cancelled: bool = False
+    requeue: bool = False  # the API server did not take the Job: back to the queue
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -76,7 +78,12 @@ class KubernetesExecutor:
         return max(0, self.settings.max_concurrent_jobs - self.unfinished_jobs())
 
     def launch(self, claimed: Claimed) -> None:
+        """Create the claimed job's Job. "Already exists" means launched (the name is a
+        function of the job id and attempt). A transient API failure (no answer, 429,
+        5xx) gives the job back to the queue at the next collect; any other refusal
+        (403, 422, ...) raises, and the scheduler fails the job with that reason."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as NoAnswer
 
         record = claimed.record
         manifest = build_job_manifest(record.job_id, record.spec, self.settings,
@@ -86,39 +93,61 @@ class KubernetesExecutor:
             self._tracked[record.job_id] = _Tracked(claimed, name)
         try:
             created = self.batch.create_namespaced_job(self.namespace, manifest)
-            uid = created.metadata.uid
         except ApiException as exc:
-            if exc.status != 409:
-                with self._lock:
-                    del self._tracked[record.job_id]
-                raise RuntimeError(f"creating Job {name}: {exc.status} {exc.reason}") from None
-            uid = None  # already exists = already launched (deterministic name)
-            log.info("Job %s: Kubernetes Job %s already exists", record.job_id, name)
-        self._event(name, uid, "Launched", events.launched_message(
+            if exc.status == 409:  # already exists = already launched
+                log.info("Job %s: Kubernetes Job %s already exists", record.job_id, name)
+                return
+            if _transient(exc.status):
+                self._give_back(record.job_id, f"{exc.status} {exc.reason}")
+                return
+            with self._lock:
+                del self._tracked[record.job_id]
+            raise RuntimeError(f"creating Job {name}: {exc.status} {exc.reason}: "
+                               f"{_api_message(exc)}") from None
+        except (OSError, NoAnswer) as exc:  # no answer from the API server
+            self._give_back(record.job_id, f"{type(exc).__name__}: {exc}")
+            return
+        self._event(name, created.metadata.uid, "Launched", events.launched_message(
             record.job_id, record.spec.method.value, record.spec.task.value,
             record.spec.molecule.formula))
 
+    def _give_back(self, job_id: str, why: str) -> None:
+        log.warning("Job %s: the API server did not take its Job (%s); back in the queue",
+                    job_id, why)
+        with self._lock:
+            t = self._tracked.get(job_id)
+            if t is not None:
+                t.requeue = True
+        if self._wake is not None:
+            self._wake.set()
+
     def adopt(self, claimed: Claimed) -> bool:
-        """After a restart: track the Job again, creating it if the crash came between
-        the claim and the create (the same deterministic name, so never twice)."""
+        """After a restart (or a change of leader): track the claimed job's Job again.
+
+        When the cluster has no such Job, the store tells which crash window we are in:
+        a record that names its Job was launched, and the Job is gone (deleted, or
+        removed by its TTL while no controller ran): its verdict follows from result.json
+        or the deletion. A record that does not name it yet was claimed and the
+        controller stopped around the create: create it now (the same deterministic
+        name: if the create had gone through after all, "already exists" = launched)."""
         from kubernetes.client.exceptions import ApiException
 
-        name = naming.job_name(claimed.record.job_id, max(1, claimed.record.attempts))
+        record = claimed.record
+        name = naming.job_name(record.job_id, max(1, record.attempts))
         try:
             job = self.batch.read_namespaced_job(name, self.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            report = self._report(claimed.record.job_id)
-            if report is not None:  # finished and cleaned up while we were away
+            recorded = record.placement.k8s_job if record.placement else None
+            if recorded == name:
                 with self._lock:
-                    self._tracked[claimed.record.job_id] = _Tracked(claimed, name,
-                                                                    deleted=True)
+                    self._tracked[record.job_id] = _Tracked(claimed, name, deleted=True)
                 return True
             self.launch(claimed)
             return True
         with self._lock:
-            self._tracked[claimed.record.job_id] = _Tracked(claimed, name, job=_as_dict(job))
+            self._tracked[record.job_id] = _Tracked(claimed, name, job=_as_dict(job))
         return True
 
     def cancel(self, job_id: str) -> bool:
@@ -208,6 +237,8 @@ class KubernetesExecutor:
 
     # ------------------------------------------------------------ verdicts
     def _verdict(self, job_id: str, t: _Tracked) -> Outcome | None:
+        if t.requeue:
+            return Outcome(job_id, requeue=True)
         placement = Placement(executor="kubernetes", worker_id=self.settings.worker_id,
                               instance=t.claimed.marker.instance, k8s_job=t.name,
                               pod=t.pod.name if t.pod else None,
@@ -231,7 +262,7 @@ class KubernetesExecutor:
             self._failed_event(t, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
         if state == "Failed" and t.job is not None:
-            error = failure_error(t.job, t.pod, report)
+            error = failure_error(t.job, self._final_pod(t), report)
             self._failed_event(t, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
         if t.deleted:
@@ -242,6 +273,32 @@ class KubernetesExecutor:
                 type=ErrorType.infrastructure_error,
                 message=f"its Kubernetes Job {t.name} was deleted before it finished"))
         return None
+
+    def _final_pod(self, t: _Tracked) -> PodView | None:
+        """The failed Job's pod as it ended. The pod and Job watches are two streams: the
+        Job's Failed event can arrive before the pod's own last update (OOMKilled, exit
+        code), so when the watched pod has not ended yet it is read once from the API."""
+        if t.pod is not None and t.pod.phase in ("Failed", "Succeeded"):
+            return t.pod
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            pods = self.core.list_namespaced_pod(
+                self.namespace, label_selector=f"batch.kubernetes.io/job-name={t.name}")
+        except ApiException as exc:
+            log.warning("Job %s: could not read its pods: %s", t.name, exc.reason)
+            return t.pod
+        views = [pod_view(_as_dict(p)) for p in pods.items]
+        ended = [v for v in views if v.phase in ("Failed", "Succeeded")]
+        if ended or views:
+            return (ended or views)[-1]
+        return t.pod
+
+    def forget_all(self) -> None:
+        """Stop tracking everything (this controller lost the Lease: the new leader
+        adopts the Jobs, and this one adopts them again if it leads once more)."""
+        with self._lock:
+            self._tracked.clear()
 
     def _report(self, job_id: str) -> RunReport | None:
         data = load_result_json(self.store.layout.job_dir(job_id))
@@ -267,6 +324,20 @@ class KubernetesExecutor:
             self.core.create_namespaced_event(self.namespace, body)
         except ApiException as exc:  # an Event is best effort; never fail a job for it
             log.warning("Could not post Event %s on Job %s: %s", reason, name, exc.reason)
+
+
+def _transient(status: int | None) -> bool:
+    """API answers worth trying again later: none at all, too many requests, 5xx."""
+    return not status or status == 429 or status >= 500
+
+
+def _api_message(exc: Any) -> str:
+    """The `message` of the API server's Status body, else the raw body."""
+    body = getattr(exc, "body", None) or ""
+    try:
+        return str(json.loads(body).get("message") or body)
+    except (ValueError, AttributeError):
+        return str(body)
 
 
 def _uid(job: dict[str, Any] | None) -> str | None:

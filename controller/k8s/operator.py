@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -32,34 +33,61 @@ LEASE_NAME = "qforge-controller"
 
 
 class Poller:
-    """The store poller: leader election, then one scheduling pass per interval."""
+    """The store poller: leader election, then one scheduling pass per interval.
 
-    def __init__(self, settings: Settings, scheduler: Scheduler, elector: LeaseElector
-                 ) -> None:
+    Only the holder of the Lease acts. A controller that loses it (it could not renew in
+    time: paused, cut off from the API server) stops at once and forgets what it
+    tracked: the new leader adopts those Jobs (the instance name is the same for every
+    controller of a namespace), and this one starts afresh (index rebuild, adoption) if
+    it leads again.
+    """
+
+    def __init__(self, settings: Settings, make_scheduler: Callable[[], Scheduler],
+                 executor: KubernetesExecutor, elector: LeaseElector) -> None:
         self.settings = settings
-        self.scheduler = scheduler
+        self.make_scheduler = make_scheduler
+        self.executor = executor
+        self.scheduler: Scheduler | None = None
         self.elector = elector
         self.stop = threading.Event()
         self.last_pass = time.monotonic()
         self.error: str | None = None
         self.thread = threading.Thread(target=self._loop, name="store-poller", daemon=True)
-        self._started = False
 
     def _loop(self) -> None:
         log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
         while not self.stop.is_set():
+            wake: threading.Event | None = None
             try:
-                if self.elector.try_acquire_or_renew():
-                    if not self._started:
-                        self.scheduler.start()
-                        self._started = True
-                    self.scheduler.run_once()
+                wake = self.run_once()
                 self.error = None
             except Exception as exc:  # one bad pass never stops the poller
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("Store poll failed")
             self.last_pass = time.monotonic()
-            self.stop.wait(self.settings.poll_interval)
+            # A Job that ends sets `wake`: its slot is refilled at once.
+            if wake is not None:
+                wake.wait(self.settings.poll_interval)
+                wake.clear()
+            else:
+                self.stop.wait(self.settings.poll_interval)
+
+    def run_once(self) -> threading.Event | None:
+        """One pass: renew (or win) the Lease, then schedule. Returns the scheduler's
+        wake-up event while leading."""
+        if not self.elector.try_acquire_or_renew():
+            if self.scheduler is not None:
+                log.warning("Lost the controller Lease: this controller stops acting "
+                            "until it leads again")
+                self.scheduler = None
+                self.executor.forget_all()
+            return None
+        if self.scheduler is None:
+            scheduler = self.make_scheduler()
+            scheduler.start()
+            self.scheduler = scheduler
+        self.scheduler.run_once()
+        return self.scheduler.wake
 
     def healthy(self) -> tuple[bool, float]:
         age = time.monotonic() - self.last_pass
@@ -67,8 +95,10 @@ class Poller:
 
     def close(self) -> None:
         self.stop.set()
+        if self.scheduler is not None:
+            self.scheduler.wake.set()
         self.thread.join(timeout=30)
-        if self._started:
+        if self.scheduler is not None:
             self.scheduler.liveness.retire()
         self.elector.release()
 
@@ -98,12 +128,17 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     store = JobStore(qsettings.jobs_dir)
     store.ensure()
     executor = KubernetesExecutor(store, qsettings, batch, core)
+    # One instance name for every controller of a namespace (not the pod's name): a new
+    # leader, or the same controller restarted, adopts the Jobs of the one before.
     instance = f"{KUBERNETES_INSTANCE_PREFIX}{qsettings.namespace}.{qsettings.worker_id}"
-    scheduler = Scheduler(store, executor, qsettings, instance=instance)
+
+    def make_scheduler() -> Scheduler:
+        return Scheduler(store, executor, qsettings, instance=instance)
+
     identity = f"{socket.gethostname()}.{os.getpid()}"
     elector = LeaseElector(coordination, qsettings.namespace, LEASE_NAME, identity,
                            duration_seconds=max(15, int(3 * qsettings.poll_interval)))
-    poller = Poller(qsettings, scheduler, elector)
+    poller = Poller(qsettings, make_scheduler, executor, elector)
     memo["executor"] = executor
     memo["poller"] = poller
     poller.thread.start()
@@ -154,6 +189,9 @@ def runner_pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 def run_operator(settings: Settings, *, liveness: str | None) -> int:
     """Run kopf in this process, namespaced, standalone (the Lease elects the leader)."""
     setup_logging(settings.log_dir)
+    # kopf logs every handler call at INFO: one line per watch event of every runner Job
+    # and pod. Keep its warnings and errors.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     log.info("Starting Worker...")
     memo = kopf.Memo(qforge_settings=settings)
     kopf.run(standalone=True, namespaces=[settings.namespace], liveness_endpoint=liveness,

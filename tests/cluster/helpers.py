@@ -1,0 +1,456 @@
+"""What the cluster tests share: a namespace with its job store, the controller as a real
+process, the real CLI, watches on the API, bounded waits.
+
+Nothing here mocks the API: every object goes to the session's real control plane
+(tests/kube), and kwok plays the runner pods' lives from their annotations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from controller.k8s import naming
+from controller.k8s.status import job_finished
+from runner_image.atomic import write_text_atomic
+from runner_image.result import ErrorType, JobError, RunReport
+from runner_image.spec import JobSpec
+from tests.kube import ControlPlane
+from tests.kube.procs import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+RUNNER_IMAGE = "qforge-runner:test"
+PVC_NAME = "qforge-jobs"
+POLL_INTERVAL = "0.5"
+
+WATER = """3
+water
+O   0.000000   0.000000   0.117300
+H   0.000000   0.757200  -0.469200
+H   0.000000  -0.757200  -0.469200
+"""
+
+# kwok reads a fake runner's fate from these pod annotations (tests/kube/kwok-stages.yaml).
+RUN_FOR = "kwok.qforge.io/run-for"
+EXIT_CODE = "kwok.qforge.io/exit-code"
+REASON = "kwok.qforge.io/reason"
+
+T = TypeVar("T")
+
+
+def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll `pred` until it returns something truthy (returned); fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+# ------------------------------------------------------------------------ results
+
+
+class Results:
+    """Honest runner output for kwok's fake pods: the real harness runs real xtb once per
+    distinct spec; each job gets a copy of that report under its own id."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self._cache: dict[str, RunReport] = {}
+        self._lock = threading.Lock()
+
+    def success(self, spec: JobSpec) -> RunReport:
+        from runner_image.harness import run_job
+
+        key = spec.model_dump_json()
+        with self._lock:
+            if key not in self._cache:
+                folder = self.scratch / f"xtb-{len(self._cache)}"
+                report = run_job(folder, spec, job_id="reference", scratch_root=self.scratch)
+                assert report.success, f"xtb failed on the reference run: {report.error}"
+                self._cache[key] = report
+            return self._cache[key]
+
+    @staticmethod
+    def input_error(message: str) -> RunReport:
+        """What the runner writes (and then exits 1) when xtb rejects its input."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        return RunReport(success=False, error=JobError(type=ErrorType.input_error,
+                                                        message=message),
+                         started_at=now, finished_at=now)
+
+
+# ------------------------------------------------------------------------ the site
+
+
+@dataclass
+class Site:
+    """One test's namespace (PodSecurity `restricted`) and its job store: a hostPath
+    PersistentVolume bound to the claim the controller names in runner pods."""
+
+    cluster: ControlPlane
+    namespace: str
+    jobs_dir: Path
+    tmp: Path
+    results: Results
+    pv_name: str = ""
+    controllers: list[Controller] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, cluster: ControlPlane, tmp: Path, results: Results, prefix: str,
+               *, claim: bool = True) -> Site:
+        """The namespace and the store's PV; with `claim`, also the bound claim the
+        controller's runner pods name (PVC_NAME). Without, bind_store() is the test's."""
+        ns = unique_name(prefix)
+        jobs = tmp / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        site = cls(cluster, ns, jobs, tmp, results, pv_name=f"{ns}-jobs")
+        cluster.namespace(ns, labels={"pod-security.kubernetes.io/enforce": "restricted",
+                                      "pod-security.kubernetes.io/enforce-version": "latest"})
+        if claim:
+            site.bind_store(PVC_NAME)
+        return site
+
+    def bind_store(self, claim: str, size: str = "1Gi", access: str = "ReadWriteMany",
+                   create_claim: bool = True) -> None:
+        """A hostPath PV on the job store, pre-bound to `claim` (created when asked)."""
+        pv = {
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": self.pv_name, "labels": {"qforge.io/test": "true"}},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": [access],
+                "storageClassName": "",
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(self.jobs_dir)},
+                "claimRef": {"namespace": self.namespace, "name": claim},
+            },
+        }
+        docs: list[dict[str, Any]] = [pv]
+        if create_claim:
+            docs.append({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": claim, "namespace": self.namespace},
+                "spec": {"accessModes": [access], "storageClassName": "",
+                         "volumeName": self.pv_name,
+                         "resources": {"requests": {"storage": size}}},
+            })
+        self.cluster.apply(docs)
+        if create_claim:
+            wait_until(lambda: self.kubectl_json("get", "pvc", claim)["status"].get("phase")
+                       == "Bound", 30, f"claim {claim} Bound")
+
+    def delete(self) -> None:
+        self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false",
+                             check=False)
+        self.cluster.kubectl("delete", "pv", self.pv_name, "--wait=false", check=False)
+
+    # ------------------------------------------------------------------ kubectl
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cluster.kubectl(*args, "-n", self.namespace, check=check)
+
+    def kubectl_json(self, *args: str) -> Any:
+        return self.cluster.kubectl_json(*args, "-n", self.namespace)
+
+    def k8s_jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """The qforge runner Jobs in the namespace (of one job, by its label)."""
+        items: list[dict[str, Any]] = self.kubectl_json(
+            "get", "jobs", "-l", naming.selector(job_id))["items"]
+        return items
+
+    def events_of(self, kind: str, name: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kubectl_json(
+            "get", "events", "--field-selector",
+            f"involvedObject.kind={kind},involvedObject.name={name}")["items"]
+        return items
+
+    # ------------------------------------------------------------------ qforge CLI
+    def env(self, **extra: str) -> dict[str, str]:
+        env = self.cluster.env()
+        env.update(JOBS_DIR=str(self.jobs_dir), NAMESPACE=self.namespace,
+                   POLL_INTERVAL=POLL_INTERVAL, RUNNER_IMAGE=RUNNER_IMAGE,
+                   PVC_NAME=PVC_NAME, HEALTH_CHECK_INTERVAL="5", PYTHONUNBUFFERED="1")
+        env.pop("QFORGE_DEBUG", None)
+        env.update(extra)
+        return env
+
+    def qforge(self, *args: str, stdin: str | None = None, check: bool = True,
+               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([PY, "-m", "controller.cli.main", *args], input=stdin,
+                              capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                              env=self.env(), check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"qforge {' '.join(args)} exited {proc.returncode}: "
+                                 f"{proc.stderr.strip()}")
+        return proc
+
+    def submit(self, *options: str, molecule: str = WATER) -> str:
+        out = self.qforge("submit", "-", "--json", *options, stdin=molecule)
+        job_id = json.loads(out.stdout)["job_id"]
+        assert isinstance(job_id, str)
+        return job_id
+
+    def record(self, job_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(
+            (self.jobs_dir / job_id / "metadata.json").read_text())
+        return data
+
+    def spec(self, job_id: str) -> JobSpec:
+        return JobSpec.model_validate(self.record(job_id)["spec"])
+
+    def status(self, job_id: str) -> str:
+        try:
+            return str(self.record(job_id)["status"])
+        except (OSError, ValueError):
+            return "?"
+
+    def wait_terminal(self, job_ids: Iterable[str], timeout: float) -> dict[str, str]:
+        ids = list(job_ids)
+
+        def all_terminal() -> dict[str, str] | None:
+            states = {j: self.status(j) for j in ids}
+            done = all(s in ("COMPLETED", "FAILED", "CANCELLED") for s in states.values())
+            return states if done else None
+
+        return wait_until(all_terminal, timeout, f"{len(ids)} job(s) terminal")
+
+    def wait_status(self, job_id: str, status: str, timeout: float) -> dict[str, Any]:
+        wait_until(lambda: self.status(job_id) == status, timeout, f"job {job_id} {status}")
+        return self.record(job_id)
+
+    def write_result(self, job_id: str, report: RunReport) -> None:
+        """Play the runner: its result.json in the job's folder (atomically, like it)."""
+        report = report.model_copy(update={"job_id": job_id})
+        write_text_atomic(self.jobs_dir / job_id / "result.json",
+                          report.model_dump_json(indent=2) + "\n")
+
+    def submit_succeeding(self, *options: str, molecule: str = WATER) -> str:
+        """Submit, then put the real harness's result for that spec in place before the
+        fake pod completes."""
+        job_id = self.submit(*options, molecule=molecule)
+        self.write_result(job_id, self.results.success(self.spec(job_id)))
+        return job_id
+
+    # ------------------------------------------------------------------ controller
+    def controller(self, annotations: dict[str, str] | None = None,
+                   **env: str) -> Controller:
+        ctl = Controller(self, f"controller-{len(self.controllers) + 1}",
+                         annotations or {}, env)
+        self.controllers.append(ctl)
+        ctl.start()
+        return ctl
+
+    def diagnostics(self) -> str:
+        """What a person would look at when a test failed."""
+        parts: list[str] = []
+        for ctl in self.controllers:
+            parts.append(f"===== {ctl.name} (pid {ctl.pid}) log {ctl.log_path}\n"
+                         f"{ctl.log_text()[-20000:]}")
+        for what in (("get", "jobs,pods,events,leases", "-o", "wide"),
+                     ("describe", "jobs")):
+            proc = self.kubectl(*what, check=False)
+            parts.append(f"===== kubectl {' '.join(what)} -n {self.namespace}\n"
+                         f"{proc.stdout}{proc.stderr}")
+        for meta in sorted(self.jobs_dir.glob("*/metadata.json"))[:30]:
+            with contextlib.suppress(OSError):
+                parts.append(f"===== {meta}\n{meta.read_text()[:3000]}")
+        return "\n".join(parts)
+
+
+# ------------------------------------------------------------------------ controller
+
+
+class Controller:
+    """`qforge controller` as a real process, logging to a file; stopped by its PID."""
+
+    def __init__(self, site: Site, name: str, annotations: dict[str, str],
+                 env: dict[str, str]) -> None:
+        self.site = site
+        self.name = name
+        self.annotations = annotations
+        self.extra_env = env
+        self.port = free_port()
+        self.log_path = site.tmp / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def start(self) -> None:
+        env = self.site.env(**self.extra_env)
+        if self.annotations:
+            env["RUNNER_POD_ANNOTATIONS"] = json.dumps(self.annotations)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [PY, "-m", "controller.cli.main", "controller", "--liveness", self.health_url],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def health(self) -> int | None:
+        """HTTP status of the liveness endpoint (None: nothing answers)."""
+        try:
+            with urllib.request.urlopen(self.health_url, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (OSError, ValueError):
+            return None
+
+    def wait_leading(self, timeout: float = 60) -> None:
+        wait_until(lambda: "Acquired the controller Lease" in self.log_text() or
+                   self._died(), timeout, f"{self.name} to lead")
+        self._died()
+
+    def _died(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n"
+                                 f"{self.log_text()[-5000:]}")
+        return False
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM (kopf's clean shutdown), then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+
+# ------------------------------------------------------------------------ watches
+
+
+class JobWatch:
+    """A kubernetes-client watch on the namespace's qforge Jobs, in a thread.
+
+    Lists once, then watches from that resourceVersion (no gap), and after every event
+    counts the unfinished qforge Jobs: `max_unfinished` is the most it ever saw at once.
+    `on_added` is called (in the watch thread) for each Job the first time it is seen.
+    """
+
+    def __init__(self, api_client: Any, namespace: str,
+                 on_added: Callable[[dict[str, Any]], None] | None = None) -> None:
+        from kubernetes import client
+
+        self.batch = client.BatchV1Api(api_client)
+        self.namespace = namespace
+        self.on_added = on_added
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.names_by_job_id: dict[str, set[str]] = {}
+        self.max_unfinished = 0
+        self.events = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="job-watch", daemon=True)
+        self._ready = threading.Event()
+
+    def __enter__(self) -> JobWatch:
+        self._thread.start()
+        wait_until(self._ready.is_set, 30, "the Job watch to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def unfinished(self) -> int:
+        with self._lock:
+            return sum(1 for j in self.jobs.values() if job_finished(j) is None)
+
+    def seen(self) -> int:
+        with self._lock:
+            return len(self.jobs)
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            new = name not in self.jobs and kind != "DELETED"
+            if kind == "DELETED":
+                self.jobs.pop(name, None)
+            else:
+                self.jobs[name] = obj
+                job_id = naming.job_id_from_metadata(obj["metadata"]) or "?"
+                self.names_by_job_id.setdefault(job_id, set()).add(name)
+            self.events += 1
+            count = sum(1 for j in self.jobs.values() if job_finished(j) is None)
+            self.max_unfinished = max(self.max_unfinished, count)
+        if new and self.on_added is not None:
+            self.on_added(obj)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        selector = naming.selector()
+        try:
+            listed = self.batch.api_client.sanitize_for_serialization(
+                self.batch.list_namespaced_job(self.namespace, label_selector=selector))
+            for item in listed.get("items") or []:
+                self._apply("ADDED", item)
+            rv = listed["metadata"]["resourceVersion"]
+            self._ready.set()
+            while not self._stop.is_set():
+                w = watch.Watch()
+                for event in w.stream(self.batch.list_namespaced_job, self.namespace,
+                                      label_selector=selector, resource_version=rv,
+                                      timeout_seconds=2, allow_watch_bookmarks=True):
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch error: {obj}")
+                    rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._apply(event["type"], obj)
+                    if self._stop.is_set():
+                        w.stop()
+        except BaseException as exc:  # reported by the test through .error
+            self.error = exc
+            self._ready.set()
+
+
+def api_client(cluster: ControlPlane) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))

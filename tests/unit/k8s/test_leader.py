@@ -1,0 +1,158 @@
+"""The controller Lease and what the poller does with it, against an in-memory Lease API
+(the real API server: tests/cluster/test_concurrency.py)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from controller.k8s.leader import LeaseElector
+from controller.k8s.operator import Poller
+from controller.settings import Settings
+
+
+class FakeLeases:
+    """One Lease, with resourceVersion conflicts like the API server's."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.reads = 0
+        self.writes = 0
+
+    def _obj(self) -> Any:
+        assert self.lease is not None
+        spec = self.lease["spec"]
+        return SimpleNamespace(
+            metadata=SimpleNamespace(resource_version=str(self.version)),
+            spec=SimpleNamespace(holder_identity=spec.get("holderIdentity"),
+                                 renew_time=spec.get("renewTime"),
+                                 acquire_time=spec.get("acquireTime"),
+                                 lease_duration_seconds=spec.get("leaseDurationSeconds"),
+                                 lease_transitions=spec.get("leaseTransitions")))
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> Any:
+        self.reads += 1
+        if self.lease is None:
+            raise ApiException(status=404, reason="Not Found")
+        return self._obj()
+
+    def create_namespaced_lease(self, namespace: str, body: dict[str, Any]) -> None:
+        self.writes += 1
+        if self.lease is not None:
+            raise ApiException(status=409, reason="Conflict")
+        self.lease, self.version = body, self.version + 1
+
+    def replace_namespaced_lease(self, name: str, namespace: str, body: Any) -> None:
+        self.writes += 1
+        if isinstance(body, dict):
+            if body["metadata"]["resourceVersion"] != str(self.version):
+                raise ApiException(status=409, reason="Conflict")
+            self.lease = body
+        else:  # release() writes the model it read back
+            assert self.lease is not None
+            self.lease["spec"].update(holderIdentity=body.spec.holder_identity,
+                                      renewTime=body.spec.renew_time)
+        self.version += 1
+
+    def age(self, seconds: float) -> None:
+        """Make the last renewal `seconds` older (the holder stopped renewing)."""
+        assert self.lease is not None
+        stamp = datetime.now(UTC) - timedelta(seconds=seconds)
+        self.lease["spec"]["renewTime"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_one_leader_a_standby_and_takeover_after_the_lease_expires() -> None:
+    api = FakeLeases()
+    a = LeaseElector(api, "ns", "qforge-controller", "a", duration_seconds=15)
+    b = LeaseElector(api, "ns", "qforge-controller", "b", duration_seconds=15)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    api.age(16)  # a stopped renewing (killed)
+    assert b.try_acquire_or_renew() and b.leading
+    assert api.lease is not None and api.lease["spec"]["holderIdentity"] == "b"
+    assert api.lease["spec"]["leaseTransitions"] == 1
+
+
+def test_release_hands_over_at_once() -> None:
+    api = FakeLeases()
+    a = LeaseElector(api, "ns", "l", "a")
+    b = LeaseElector(api, "ns", "l", "b")
+    assert a.try_acquire_or_renew()
+    a.release()
+    assert not a.leading
+    assert b.try_acquire_or_renew()
+
+
+def test_leader_renews_once_per_third_of_the_duration_not_every_pass() -> None:
+    api, clock = FakeLeases(), Clock()
+    a = LeaseElector(api, "ns", "l", "a", duration_seconds=15, clock=clock)
+    assert a.try_acquire_or_renew()
+    calls = api.reads + api.writes
+    for _ in range(20):
+        clock.now += 0.2  # 4 s of passes
+        assert a.try_acquire_or_renew()
+    assert api.reads + api.writes == calls
+    clock.now += 1.1
+    assert a.try_acquire_or_renew()
+    assert api.writes == 2  # created, then renewed once
+
+
+class FakeScheduler:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.wake = threading.Event()
+        self.liveness = SimpleNamespace(retire=lambda: None)
+
+    def start(self) -> None:
+        self.log.append("start")
+
+    def run_once(self) -> None:
+        self.log.append("pass")
+
+
+class FakeExecutor:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def forget_all(self) -> None:
+        self.log.append("forget")
+
+
+def test_poller_acts_only_while_leading_and_starts_afresh_after_losing_the_lease() -> None:
+    api, clock = FakeLeases(), Clock()
+    log: list[str] = []
+    mine = LeaseElector(api, "ns", "l", "mine", duration_seconds=15, clock=clock)
+    other = LeaseElector(api, "ns", "l", "other", duration_seconds=15, clock=clock)
+    poller = Poller(Settings(), lambda: FakeScheduler(log),  # type: ignore[arg-type,return-value]
+                    FakeExecutor(log), mine)  # type: ignore[arg-type]
+
+    def later(seconds: float) -> None:
+        clock.now += seconds
+        api.age(seconds)
+
+    assert other.try_acquire_or_renew()
+    assert poller.run_once() is None and log == []
+    later(16)  # the other controller stopped renewing
+    assert poller.run_once() is not None
+    assert log == ["start", "pass"]
+    later(16)  # this one was paused past its Lease; the other took over meanwhile
+    assert other.try_acquire_or_renew()
+    assert poller.run_once() is None
+    assert log == ["start", "pass", "forget"]
+    assert poller.scheduler is None
+    other.release()
+    assert poller.run_once() is not None
+    assert log == ["start", "pass", "forget", "start", "pass"]
