@@ -1,0 +1,66 @@
+"""The controller's own failures: its pod deleted mid-run, its process frozen."""
+
+from __future__ import annotations
+
+import signal
+
+from .conftest import Release, freeze_container, wait_for
+from .molecules import WATER, alkane
+
+
+def _ready(pod: dict) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
+
+
+def test_controller_pod_deleted_mid_run_resumes_without_loss_or_duplicates(
+    release: Release,
+) -> None:
+    ids = [release.submit(alkane(8), "--name", f"resume-{i}", "--task", "ohess") for i in range(5)]
+    wait_for(
+        "a runner pod running",
+        lambda: any(
+            p["status"].get("phase") == "Running"
+            for p in release.kj("get", "pods", "-l", "app.kubernetes.io/component=runner")["items"]
+        ),
+        180,
+    )
+    old = release.controller_pod()["metadata"]["name"]
+    release.k("delete", "pod", old, "--wait=true", "--timeout=90s", timeout=120)
+
+    def new_ready() -> bool:
+        try:
+            pod = release.controller_pod()
+        except Exception:
+            return False
+        return pod["metadata"]["name"] != old and _ready(pod)
+
+    wait_for("a new controller pod Ready", new_ready, 180)
+    records = [release.wait_terminal(job_id, timeout=600) for job_id in ids]
+    assert [r["status"] for r in records] == ["COMPLETED"] * 5, [
+        (r["job_id"], r.get("error")) for r in records
+    ]
+    for job_id in ids:
+        assert len(release.runner_jobs(job_id)) == 1, job_id
+        assert release.metadata(job_id)["attempts"] == 1, job_id
+    listed = {r["job_id"] for r in release.show_all()}
+    assert set(ids) <= listed
+
+
+def test_frozen_controller_is_restarted_by_its_liveness_probe(release: Release) -> None:
+    pod = release.controller_pod()
+    name = pod["metadata"]["name"]
+    restarts_before = pod["status"]["containerStatuses"][0]["restartCount"]
+    freeze_container(release.kube, pod, signal.SIGSTOP)
+    job_id = release.submit_when_possible(WATER, "--name", "after-freeze", "--task", "sp")
+
+    def restarted() -> bool:
+        p = release.kj("get", "pod", name)
+        return int(p["status"]["containerStatuses"][0]["restartCount"]) > restarts_before
+
+    wait_for("the kubelet to restart the frozen controller", restarted, 240, interval=3)
+    events = release.k("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
+    assert "Liveness probe failed" in events or "Unhealthy" in events, events
+    record = release.wait_terminal(job_id, timeout=300)
+    assert record["status"] == "COMPLETED", record
