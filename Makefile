@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(PY) -m controller.demo
 
-test: lint test-unit test-integration
+test: lint test-unit test-integration e2e-workflow
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -81,3 +81,21 @@ node-up: setup k8s-tools node-deps
 
 node-down: setup
 	@$(PY) -m tests.kube down --node --name node
+
+# ---- End to end (tests/e2e): the real node here; kind in .github/workflows/e2e.yaml ----
+# `make e2e`: starts the real-node cluster (tests/kube), builds both images from the
+# Dockerfiles, helm-installs charts/qforge, runs tests/e2e, tears everything down (dumps
+# under /tmp/qforge-e2e-artifacts when a test fails). Waits up to 10 min for another
+# suite's real node on this machine to go (one node per machine).
+.PHONY: e2e e2e-images e2e-workflow
+e2e: setup k8s-tools node-deps
+	QFORGE_E2E_LOAD=node QFORGE_E2E_WAIT_NODE=$${QFORGE_E2E_WAIT_NODE:-600} \
+	  $(PY) -m pytest -v -p no:cacheprovider --timeout=1800 --durations=0 tests/e2e
+
+# Build both images ahead of a run (the e2e suite's own dockerd; warms its cache).
+e2e-images: setup node-deps
+	$(PY) -m tests.e2e.images
+
+# The kind workflow checked with the real actionlint (no cluster); part of `make test`.
+e2e-workflow: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_workflow.py
