@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,10 +27,19 @@ CURL_IMAGE = "qforge-infra/curl:1"
 def node(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[NodeCluster]:
     teardown_on_sigterm()
     cluster = NodeCluster(node_options("infra-node"), kube_tools)
-    try:
-        cluster.start()
-    except KubeToolsError as exc:
-        pytest.fail(f"the real-node cluster did not start: {exc}", pytrace=False)
+    # one real node per machine: wait (bounded) for another suite's node to go
+    wait = float(os.environ.get("QFORGE_KUBE_WAIT_NODE", "900"))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            cluster.start()
+            break
+        except KubeToolsError as exc:
+            if "already runs on this machine" in str(exc) and time.monotonic() < deadline:
+                print(f"\n   waiting for the machine's real node: {exc}", file=sys.stderr)
+                time.sleep(15)
+                continue
+            pytest.fail(f"the real-node cluster did not start: {exc}", pytrace=False)
     try:
         yield cluster
     finally:

@@ -385,12 +385,15 @@ state = "{cdir / "state"}"
             check=False,
             timeout=60,
         )
+
+        def node_empty() -> bool:
+            # no pod left in the API, no container running, the CNI teardown done
+            pods = self.kubectl("get", "pods", "-A", "-o", "name", check=False, timeout=20)
+            tasks = self.ctr("tasks", "ls", "-q", check=False, timeout=10).stdout.strip()
+            return not pods.stdout.strip() and not tasks and not _cni_nat_rules()
+
         with contextlib.suppress(KubeToolsError):
-            wait_until(
-                "pods gone from the node",
-                lambda: not self.ctr("tasks", "ls", "-q", check=False, timeout=10).stdout.strip(),
-                60,
-            )
+            wait_until("pods gone from the node", node_empty, 60, interval=1)
 
     def _after_stop(self) -> None:
         self._cleanup_host(self.run_dir)
@@ -450,39 +453,31 @@ state = "{cdir / "state"}"
                         link.unlink()
 
     def _cleanup_cni_iptables(self) -> None:
-        tag = f'name: "{CNI_NETWORK}"'
-        save = subprocess.run(
-            ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False
-        ).stdout
-        chains = set()
-        for line in save.splitlines():
-            if tag in line and line.startswith("-A "):
-                parts = line.split()
-                chain = parts[1]
-                rule = line[3:]
-                if chain == "POSTROUTING":
-                    subprocess.run(
-                        ["iptables", "-t", "nat", "-D", *_split_rule(rule)],
-                        capture_output=True,
-                        check=False,
-                    )
-                    if "-j" in parts:
-                        chains.add(parts[parts.index("-j") + 1])
-        for chain in chains:
-            if chain.startswith("CNI-"):
+        """The bridge plugin's masquerade rules and chains of our network, if any remain."""
+        for line in _cni_nat_rules():
+            parts = line.split()
+            if parts[1] == "POSTROUTING":
                 subprocess.run(
-                    ["iptables", "-t", "nat", "-F", chain], capture_output=True, check=False
+                    ["iptables", "-t", "nat", "-D", *_split_rule(line[3:])],
+                    capture_output=True,
+                    check=False,
                 )
+        chains = {
+            line.split()[1] for line in _cni_nat_rules() if line.split()[1].startswith("CNI-")
+        }
+        for chain in chains:
+            for op in ("-F", "-X"):
                 subprocess.run(
-                    ["iptables", "-t", "nat", "-X", chain], capture_output=True, check=False
+                    ["iptables", "-t", "nat", op, chain], capture_output=True, check=False
                 )
 
     def _cleanup_kubelet_iptables(self) -> None:
         """The kubelet's own chains (canary, hint, firewall), which kube-proxy leaves."""
         for cmd in ("iptables", "ip6tables"):
             for table in ("mangle", "nat", "filter"):
-                save = subprocess.run([f"{cmd}-save", "-t", table], capture_output=True, text=True,
-                                      check=False).stdout  # fmt: skip
+                save = subprocess.run(
+                    [f"{cmd}-save", "-t", table], capture_output=True, text=True, check=False
+                ).stdout
                 for line in save.splitlines():
                     if line.startswith("-A ") and "-j KUBE-" in line:
                         rule = _split_rule(line[3:])
@@ -510,6 +505,20 @@ state = "{cdir / "state"}"
         if keep:
             # keep the logs, drop the container filesystems (large)
             shutil.rmtree(self.run_dir / "containerd", ignore_errors=True)
+
+
+def _cni_nat_rules() -> list[str]:
+    """``-A`` lines of the nat table whose comment names our CNI network."""
+    save = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False
+    ).stdout
+    # iptables-save escapes the quotes inside a comment: name: \"qforge-kube\"
+    tag = f'name: "{CNI_NETWORK}"'
+    return [
+        line
+        for line in save.splitlines()
+        if line.startswith("-A ") and tag in line.replace('\\"', '"')
+    ]
 
 
 def _http_ok(url: str) -> bool:
@@ -547,7 +556,8 @@ def leftovers(run_dir: Path) -> list[str]:
     for cmd_name in ("iptables-save", "ip6tables-save"):
         save = subprocess.run([cmd_name], capture_output=True, text=True, check=False).stdout
         for line in save.splitlines():
-            if line.startswith((":KUBE-", ":CNI-")) or f'name: "{CNI_NETWORK}"' in line:
+            unescaped = line.replace('\\"', '"')
+            if line.startswith((":KUBE-", ":CNI-")) or f'name: "{CNI_NETWORK}"' in unescaped:
                 found.append(f"{cmd_name} {line.strip()[:100]}")
     for ctl in Path("/sys/fs/cgroup").iterdir():
         if (ctl / "kubepods").exists():
