@@ -239,6 +239,9 @@ class KubernetesExecutor:
     def _verdict(self, job_id: str, t: _Tracked) -> Outcome | None:
         if t.requeue:
             return Outcome(job_id, requeue=True)
+        state = job_finished(t.job) if t.job else None
+        if state is not None and t.pod is None:  # ended before its pod was ever seen
+            t.pod = self._final_pod(t)
         placement = Placement(executor="kubernetes", worker_id=self.settings.worker_id,
                               instance=t.claimed.marker.instance, k8s_job=t.name,
                               pod=t.pod.name if t.pod else None,
@@ -247,7 +250,6 @@ class KubernetesExecutor:
             return Outcome(job_id, placement=placement, error=JobError(
                 type=ErrorType.cancelled, message="cancelled by user; its Kubernetes Job "
                                                   f"{t.name} was deleted"))
-        state = job_finished(t.job) if t.job else None
         report = self._report(job_id) if state or t.deleted else None
         if state == "Complete" or (t.deleted and state is None and report is not None):
             if report is not None and report.success:

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -147,17 +148,20 @@ class Site:
                 "claimRef": {"namespace": self.namespace, "name": claim},
             },
         }
-        docs: list[dict[str, Any]] = [pv]
+        self.cluster.apply(pv)
+        # The claim only once the PV controller has seen the volume, and pre-bound from
+        # the volume's side only (claimRef): a claim naming its volume too, or coming
+        # first, often waits for the binder's periodic resync (15 s) to be Bound.
+        wait_until(lambda: self.cluster.kubectl_json("get", "pv", self.pv_name).get(
+            "status", {}).get("phase") in ("Available", "Bound"), 30,
+            f"volume {self.pv_name} Available")
         if create_claim:
-            docs.append({
+            self.cluster.apply({
                 "apiVersion": "v1", "kind": "PersistentVolumeClaim",
                 "metadata": {"name": claim, "namespace": self.namespace},
                 "spec": {"accessModes": [access], "storageClassName": "",
-                         "volumeName": self.pv_name,
                          "resources": {"requests": {"storage": size}}},
             })
-        self.cluster.apply(docs)
-        if create_claim:
             wait_until(lambda: self.kubectl_json("get", "pvc", claim)["status"].get("phase")
                        == "Bound", 30, f"claim {claim} Bound")
 
@@ -196,10 +200,10 @@ class Site:
         return env
 
     def qforge(self, *args: str, stdin: str | None = None, check: bool = True,
-               timeout: float = 60) -> subprocess.CompletedProcess[str]:
+               timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([PY, "-m", "controller.cli.main", *args], input=stdin,
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                              env=self.env(), check=False)
+                              env=self.env(**env), check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"qforge {' '.join(args)} exited {proc.returncode}: "
                                  f"{proc.stderr.strip()}")
@@ -251,6 +255,13 @@ class Site:
         job_id = self.submit(*options, molecule=molecule)
         self.write_result(job_id, self.results.success(self.spec(job_id)))
         return job_id
+
+    def submit_many(self, count: int, *options: str) -> list[str]:
+        """`count` succeeding jobs, submitted by concurrent CLI processes (each one's
+        start-up dominates; four at a time keeps two cores busy)."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(self.submit_succeeding, *options) for _ in range(count)]
+            return [f.result() for f in futures]
 
     # ------------------------------------------------------------------ controller
     def controller(self, annotations: dict[str, str] | None = None,

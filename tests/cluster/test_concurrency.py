@@ -39,7 +39,7 @@ def _assert_one_job_each(site: Site, job_ids: list[str], watch: JobWatch) -> Non
 
 
 def test_twenty_jobs_never_exceed_the_cap(site: Site, kube: Any) -> None:
-    job_ids = [site.submit_succeeding() for _ in range(20)]
+    job_ids = site.submit_many(20)
     with JobWatch(kube, site.namespace) as watch:
         site.controller(MAX_CONCURRENT_JOBS=str(CAP))
         states = site.wait_terminal(job_ids, 240)
@@ -52,7 +52,7 @@ def test_twenty_jobs_never_exceed_the_cap(site: Site, kube: Any) -> None:
 
 def test_controller_killed_after_its_first_job_restarts_without_duplicates(
         site: Site, kube: Any) -> None:
-    job_ids = [site.submit_succeeding() for _ in range(6)]
+    job_ids = site.submit_many(6)
     killed = threading.Event()
     first: dict[str, Any] = {}
 
@@ -80,7 +80,7 @@ def test_controller_killed_after_its_first_job_restarts_without_duplicates(
 
 def test_two_controllers_hold_the_cap_and_launch_each_job_once(
         site: Site, kube: Any) -> None:
-    job_ids = [site.submit_succeeding() for _ in range(12)]
+    job_ids = site.submit_many(12)
     with JobWatch(kube, site.namespace) as watch:
         one = site.controller({RUN_FOR: "2s"}, MAX_CONCURRENT_JOBS=str(CAP))
         two = site.controller({RUN_FOR: "2s"}, MAX_CONCURRENT_JOBS=str(CAP))
@@ -106,7 +106,7 @@ def test_claim_recorded_but_job_never_created_is_launched_once(site: Site,
                                                                  kube: Any) -> None:
     """The crash window before the create: the store says RUNNING, the cluster has no
     Job. The restarted controller must create it (once), not take the job for done."""
-    job_ids = [site.submit_succeeding() for _ in range(2)]
+    job_ids = site.submit_many(2)
     store = JobStore(site.jobs_dir)
     instance = f"{KUBERNETES_INSTANCE_PREFIX}{site.namespace}.worker_1"
     key = store.queued()[0]
