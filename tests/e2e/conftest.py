@@ -187,6 +187,7 @@ def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
 
     cluster = NodeCluster(node_options("e2e"), tools)
     cluster.docker = E2EDocker(cluster.log_dir)  # our own dockerd, see images.py
+    cluster.docker.supervisor = cluster.supervisor  # so the node's teardown stops it
     # `timeout make e2e` (SIGTERM) still tears the node down: finally blocks run
     signal.signal(signal.SIGTERM, _raise_interrupt)
     t0 = time.monotonic()
