@@ -497,7 +497,7 @@ class ControlPlane:
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
         )
         admin = pki.issue("admin", "qforge-test-admin", ("system:masters",))
-        advertise = probe if probe != "127.0.0.1" else "127.0.0.1"
+        advertise = probe  # the address pods reach the API on (real node), else loopback
         api_args: list[str | Path] = [
             t["kube-apiserver"],
             "--etcd-servers",
