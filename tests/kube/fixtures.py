@@ -60,6 +60,10 @@ def teardown_on_sigterm() -> None:
 
 def reap_orphans(run_root: Path, tools: Tools) -> None:
     """Stop clusters of test sessions that died without teardown (SIGKILL, OOM, ...)."""
+    for lock in run_root.glob(".pytest-*.lock"):
+        pid = lock.name.removeprefix(".pytest-").removesuffix(".lock").split("-")[0]
+        if pid.isdigit() and not pid_alive(int(pid)) and not (run_root / lock.name[1:-5]).exists():
+            lock.unlink(missing_ok=True)  # a finished session's lock file
     for state_file in run_root.glob("pytest-*/state.json"):
         try:
             state = json.loads(state_file.read_text())

@@ -184,7 +184,10 @@ class Docker:
         """After our dockerd stopped: its network-namespace mount and exec folders."""
         prefix = str(self.state) + "/"
         with open("/proc/self/mountinfo") as f:
-            points = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+            mounted = [line.split()[4] for line in f]
+        points = [p for p in mounted if p.startswith(prefix)]
+        # dockerd bind-mounts its data root onto itself (private propagation) and leaves it
+        points += [p for p in mounted if p == str(self.data_root)]
         for point in sorted(points, key=len, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
         for leftover in ("exec", "containerd"):
