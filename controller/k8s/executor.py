@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,10 @@ from runner_image.result import ErrorType, JobError, RunReport
 
 log = logging.getLogger("controller.k8s")
 
+# While Jobs run and nothing is queued, their list is re-read this often (a safety net
+# for a deletion the watch missed); never when nothing is tracked.
+RESYNC_SECONDS = 60.0
+
 
 @dataclass
 class _Tracked:
@@ -43,8 +49,8 @@ class _Tracked:
 class KubernetesExecutor:
     kind = "kubernetes"
 
-    def __init__(self, store: JobStore, settings: Settings, batch_api: Any, core_api: Any
-                 ) -> None:
+    def __init__(self, store: JobStore, settings: Settings, batch_api: Any, core_api: Any,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.settings = settings
         self.batch = batch_api
@@ -53,6 +59,8 @@ class KubernetesExecutor:
         self._lock = threading.Lock()
         self._tracked: dict[str, _Tracked] = {}
         self._wake: threading.Event | None = None
+        self._clock = clock
+        self._listed_at = clock()
 
     def attach(self, wake: threading.Event) -> None:
         self._wake = wake
@@ -60,9 +68,12 @@ class KubernetesExecutor:
     # ----------------------------------------------------------- core calls
     def unfinished_jobs(self) -> int:
         """qforge Jobs that exist and are unfinished in the cluster (the cap counts
-        these, not an in-memory counter: it holds across restarts and replicas)."""
+        these, not an in-memory counter: it holds across restarts and replicas).
+
+        One LIST, made only when jobs are queued (the scheduler asks only then)."""
         listed = [_as_dict(j) for j in self.batch.list_namespaced_job(
             self.namespace, label_selector=naming.selector()).items]
+        self._listed_at = self._clock()
         # The list doubles as a resync of the watch: a missed event cannot strand a job.
         names = set()
         for job in listed:
@@ -172,6 +183,13 @@ class KubernetesExecutor:
             return set(self._tracked)
 
     def collect(self) -> list[Outcome]:
+        # The watch feeds the tracked Jobs' states. A Job deleted while kopf's watch was
+        # reconnecting sends no event: while Jobs are tracked and nothing made us list
+        # them lately (the cap lists them whenever jobs are queued), list them again.
+        with self._lock:
+            tracking = bool(self._tracked)
+        if tracking and self._clock() - self._listed_at >= RESYNC_SECONDS:
+            self.unfinished_jobs()
         outcomes: list[Outcome] = []
         with self._lock:
             items = list(self._tracked.items())

@@ -19,7 +19,11 @@ log = logging.getLogger("controller.k8s")
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    # Never a whole second: the kubernetes client re-serialises the Lease's MicroTimes
+    # with isoformat(), which drops a zero fraction, and the API server then rejects
+    # the write (it wants exactly six digits).
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond or 1)
 
 
 def _fmt(moment: datetime) -> str:

@@ -152,10 +152,12 @@ class Scheduler:
         return report
 
     def _launch(self, report: PassReport) -> None:
-        free = self.executor.free_slots()
         keys = self.store.queued()
         report.queued = len(keys)
-        if not keys or free <= 0:
+        if not keys:
+            return  # free_slots() may cost an API call (Kubernetes): only when needed
+        free = self.executor.free_slots()
+        if free <= 0:
             return
         log.info("Found %d queued jobs", len(keys))
         placement = self._placement()

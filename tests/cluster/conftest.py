@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import Results, Site, api_client
+from tests.cluster.helpers import NodeLeases, Results, Site, api_client
 from tests.kube import ControlPlane
 from tests.kube.fixtures import control_plane, kube_tools
 
@@ -51,6 +51,15 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
 def kube(control_plane: ControlPlane) -> Any:
     """A kubernetes-client ApiClient with the cluster's admin credentials."""
     return api_client(control_plane)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def node_leases(control_plane: ControlPlane, kube: Any) -> Iterator[NodeLeases]:
+    """Keeps the kwok nodes Ready (see NodeLeases: a workaround for the test cluster)."""
+    nodes = [n["metadata"]["name"] for n in control_plane.kubectl_json("get", "nodes")[
+        "items"] if n["metadata"].get("annotations", {}).get("kwok.x-k8s.io/node")]
+    with NodeLeases(kube, nodes) as leases:
+        yield leases
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -465,3 +466,67 @@ def api_client(cluster: ControlPlane) -> Any:
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+class NodeLeases:
+    """Keeps a coordination.k8s.io Lease per kwok node renewed, in a thread.
+
+    Works around the test cluster as tests/kube starts it: kwok there keeps no node
+    Lease and posts node status only about once a minute, so the node lifecycle
+    controller sees every node NotReady for a few seconds every ~55 s and marks the pods
+    on them NotReady for good (kwok never makes a pod Ready again). Runner Jobs do not
+    care (they go by phase); a Deployment does: a chart's controller pod caught by such a
+    moment never becomes available and `helm install --wait` times out. The node
+    lifecycle controller takes a renewed node Lease as the node's heartbeat.
+    """
+
+    HOLDER = "qforge-tests"
+
+    def __init__(self, api_client: Any, nodes: list[str], every: float = 10.0) -> None:
+        from kubernetes import client
+
+        self.api = client.CoordinationV1Api(api_client)
+        self.nodes = nodes
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="node-leases", daemon=True)
+
+    def __enter__(self) -> NodeLeases:
+        self.renew()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            with contextlib.suppress(Exception):  # the next round tries again
+                self.renew()
+
+    def renew(self) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        moment = datetime.now(UTC)
+        # a MicroTime: the client re-serialises it, dropping a zero fraction the API
+        # server insists on
+        now = moment.replace(microsecond=moment.microsecond or 1).isoformat()
+        for node in self.nodes:
+            body: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": node, "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": self.HOLDER, "leaseDurationSeconds": 40,
+                         "renewTime": now}}
+            try:
+                lease = self.api.read_namespaced_lease(node, "kube-node-lease")
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self.api.create_namespaced_lease("kube-node-lease", body)
+                continue
+            if lease.spec.holder_identity not in (None, self.HOLDER):
+                continue  # someone (kwok itself) keeps this node's Lease: leave it
+            body["metadata"]["resourceVersion"] = lease.metadata.resource_version
+            self.api.replace_namespaced_lease(node, "kube-node-lease", body)
+

@@ -12,8 +12,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from controller.k8s import naming
-from controller.k8s.executor import KubernetesExecutor
+from controller.k8s.executor import RESYNC_SECONDS, KubernetesExecutor
 from controller.record import Placement
+from controller.scheduling.core import Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
 from runner_image.atomic import write_text_atomic
@@ -199,3 +200,45 @@ def test_forget_all_drops_every_tracked_job(store: JobStore,
     executor.launch(claimed)
     executor.forget_all()
     assert executor.active() == set() and executor.collect() == []
+
+
+class CountingBatch(FakeBatch):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lists = 0
+
+    def list_namespaced_job(self, namespace: str, label_selector: str) -> Any:
+        self.lists += 1
+        return super().list_namespaced_job(namespace, label_selector)
+
+
+def test_idle_controller_makes_no_api_call_per_pass(store: JobStore) -> None:
+    batch, now = CountingBatch(), [0.0]
+    executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, FakeCore(),
+                                  clock=lambda: now[0])
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    for _ in range(10):
+        now[0] += 5
+        scheduler.run_once()
+    assert batch.lists == 0 and batch.creates == 0
+    store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()  # queued: the cap is counted from the cluster, then launched
+    assert batch.lists == 1 and batch.creates == 1
+
+
+def test_a_deletion_the_watch_missed_is_found_by_the_resync(store: JobStore) -> None:
+    batch, now = CountingBatch(), [0.0]
+    executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, FakeCore(),
+                                  clock=lambda: now[0])
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    executor.observe_job(batch.jobs[name])
+    del batch.jobs[name]  # deleted while the watch was reconnecting: no DELETED event
+    now[0] += RESYNC_SECONDS - 1
+    assert executor.collect() == [] and batch.lists == 0
+    now[0] += 1
+    (outcome,) = executor.collect()
+    assert batch.lists == 1
+    assert outcome.error is not None and outcome.error.type == ErrorType.infrastructure_error

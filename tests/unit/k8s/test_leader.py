@@ -156,3 +156,17 @@ def test_poller_acts_only_while_leading_and_starts_afresh_after_losing_the_lease
     other.release()
     assert poller.run_once() is not None
     assert log == ["start", "pass", "forget", "start", "pass"]
+
+
+def test_lease_times_never_fall_on_a_whole_second(monkeypatch: Any) -> None:
+    """The client re-serialises MicroTimes with isoformat(), which drops a zero fraction;
+    the API server rejects the result."""
+    from controller.k8s import leader
+
+    class OnTheSecond(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    monkeypatch.setattr(leader, "datetime", OnTheSecond)
+    assert leader._now().isoformat() == "2026-01-01T12:00:00.000001+00:00"
