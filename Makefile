@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(PY) -m controller.demo
 
-test: lint test-unit test-integration test-infra e2e
+test: lint test-unit test-integration test-cluster test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -167,3 +167,21 @@ def test_install_with_a_custom_values_file_and_schema_rejects_typos(
     # no claim of the chart's own when an existing one is named
     claims = [c["metadata"]["name"] for c in site.kubectl_json("get", "pvc")["items"]]
     assert claims == ["my-store"]
+
+    # the values reach the runner Jobs: a controller configured by this ConfigMap
+    ctl = site.controller(**{**config, "JOBS_DIR": str(site.jobs_dir), "POLL_INTERVAL": "0.5"})
+    job_id = site.submit_succeeding()
+    site.wait_status(job_id, "COMPLETED", 90)
+    (job,) = site.k8s_jobs(job_id)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "calc/runner:v9"
+    assert container["imagePullPolicy"] == "Never"
+    assert container["resources"]["limits"]["memory"] == "3Gi"
+    assert pod["nodeSelector"] == {"type": "kwok"}
+    assert pod["tolerations"] == [{"key": "chem", "operator": "Exists",
+                                   "effect": "NoSchedule"}]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "my-store"}
+    assert job["spec"]["ttlSecondsAfterFinished"] == 120
+    assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert ctl.alive()
