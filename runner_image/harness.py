@@ -66,7 +66,7 @@ def xtb_environment(spec: JobSpec, xtb_path: str,
                     base: Mapping[str, str] | None = None) -> dict[str, str]:
     """xtb's environment: threads from the CPU allowance, stack size, parameter path."""
     env = dict(os.environ if base is None else base)
-    threads = str(spec.cpu)
+    threads = str(spec.threads)
     env["OMP_NUM_THREADS"] = threads
     env["MKL_NUM_THREADS"] = threads
     env["OPENBLAS_NUM_THREADS"] = threads  # Debian's xtb links OpenBLAS
@@ -234,7 +234,7 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
     argv = [xtb_path, INPUT_FILE, *spec.xtb_args()]
     log.info("Starting xtb for job %s: xtb %s (%d thread%s)", label, " ".join(argv[1:]),
-             spec.cpu, "" if spec.cpu == 1 else "s")
+             spec.threads, "" if spec.threads == 1 else "s")
     try:
         proc = run_process(argv, cwd=scratch, env=xtb_environment(spec, xtb_path),
                            stdout=scratch / OUTPUT_FILE, timeout=deadline, cancel=cancel)
@@ -297,7 +297,7 @@ def run_job(
     next calculation runs while this one's files are written and synced.
 
     xtb runs in a fresh scratch folder under `scratch_root` (default: $TMPDIR), in its own
-    process group, with OMP_NUM_THREADS = spec.cpu. The deadline is the smallest of
+    process group, with OMP_NUM_THREADS = spec.threads. The deadline is the smallest of
     `timeout`, `xtb_timeout` and ``spec.timeout`` (seconds; None: no limit); at the
     deadline, or when `cancel` is set, the whole group is stopped (SIGTERM, then
     SIGKILL). xtb's files are copied into `job_dir` and ``result.json`` is written, all

@@ -141,11 +141,18 @@ class JobSpec(BaseModel):
     uhf: int = Field(0, ge=0, le=1000, description="number of unpaired electrons")
     solvent: str | None = Field(None, description="ALPB solvent, e.g. water")
     timeout: float | None = Field(None, gt=0, allow_inf_nan=False, description="seconds")
-    cpu: int = Field(1, ge=1, le=64)
+    # Cores for xtb (OMP_NUM_THREADS). None: the executor's default — 1 for the local
+    # worker, RUNNER_CPU for a runner pod.
+    cpu: int | None = Field(None, ge=1, le=64)
     memory: str | None = Field(None, description="Kubernetes quantity, e.g. 512Mi or 2Gi")
     priority: int = Field(0, ge=-1000, le=1000)
     name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def threads(self) -> int:
+        """OpenMP threads for xtb: the job's cores, 1 when it asked for none."""
+        return self.cpu or 1
 
     @field_validator("molecule", mode="before")
     @classmethod

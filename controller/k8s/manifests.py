@@ -139,12 +139,25 @@ def _pod_failure_policy() -> dict[str, Any]:
     }
 
 
+def cpu_cores(quantity: str) -> int:
+    """Whole cores for OpenMP from a Kubernetes CPU quantity ("2", "1.5", "500m")."""
+    text = quantity.strip()
+    try:
+        value = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+    except ValueError:
+        raise ManifestError(f"RUNNER_CPU {quantity!r} is not a CPU quantity") from None
+    if not value > 0:
+        raise ManifestError(f"RUNNER_CPU {quantity!r} must be more than 0")
+    return max(1, math.ceil(value))
+
+
 def _runner_container(job_id: str, spec: JobSpec, settings: Settings) -> dict[str, Any]:
-    # CPU is the job's own (a whole number of cores, 1 unless asked); OpenMP uses exactly
-    # that many threads. Memory is the job's own, else RUNNER_MEMORY.
-    quantities = {"cpu": str(spec.cpu), "memory": spec.memory or settings.runner_memory}
+    # CPU is the job's own, else RUNNER_CPU; OpenMP uses that many threads (whole cores,
+    # rounded up). Memory is the job's own, else RUNNER_MEMORY.
+    cpu = str(spec.cpu) if spec.cpu is not None else settings.runner_cpu
+    quantities = {"cpu": cpu, "memory": spec.memory or settings.runner_memory}
     env = {
-        "OMP_NUM_THREADS": str(spec.cpu),
+        "OMP_NUM_THREADS": str(spec.cpu or cpu_cores(settings.runner_cpu)),
         # The runner stops xtb at the smallest of these and the spec's own timeout and
         # records a typed `timeout`; the Job's activeDeadlineSeconds is the backstop.
         "XTB_TIMEOUT": _seconds(settings.xtb_timeout),

@@ -178,6 +178,10 @@ def test_install_with_a_custom_values_file_and_schema_rejects_typos(
     assert container["image"] == "calc/runner:v9"
     assert container["imagePullPolicy"] == "Never"
     assert container["resources"]["limits"]["memory"] == "3Gi"
+    # runner.resources.cpu (RUNNER_CPU) for a job that asked for no --cpu
+    assert container["resources"]["requests"]["cpu"] == "2"
+    assert container["resources"]["limits"]["cpu"] == "2"
+    assert {e["name"]: e.get("value") for e in container["env"]}["OMP_NUM_THREADS"] == "2"
     assert pod["nodeSelector"] == {"type": "kwok"}
     assert pod["tolerations"] == [{"key": "chem", "operator": "Exists",
                                    "effect": "NoSchedule"}]

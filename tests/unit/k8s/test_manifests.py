@@ -299,6 +299,23 @@ def test_requests_equal_limits(
     assert env(m)["OMP_NUM_THREADS"] == expected["cpu"]
 
 
+@pytest.mark.parametrize(("runner_cpu", "omp"), [("1", "1"), ("2", "2"), ("500m", "1"),
+                                                 ("1.5", "2")])
+def test_a_job_without_cpu_gets_runner_cpu(runner_cpu: str, omp: str) -> None:
+    m = job(s=spec(), st=settings(runner_cpu=runner_cpu))
+    assert runner(m)["resources"]["requests"]["cpu"] == runner_cpu
+    assert runner(m)["resources"]["limits"]["cpu"] == runner_cpu
+    assert env(m)["OMP_NUM_THREADS"] == omp
+    # the job's own --cpu wins
+    assert runner(job(s=spec(cpu=3), st=settings(runner_cpu=runner_cpu)))["resources"][
+        "limits"]["cpu"] == "3"
+
+
+def test_a_bad_runner_cpu_is_a_clear_error() -> None:
+    with pytest.raises(ManifestError, match="RUNNER_CPU"):
+        job(st=settings(runner_cpu="lots"))
+
+
 def test_the_store_is_mounted_with_the_jobs_own_folder() -> None:
     m = job(st=settings(pvc_name="my-store"))
     mounts = {v["mountPath"]: v for v in runner(m)["volumeMounts"]}

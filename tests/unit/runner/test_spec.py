@@ -24,7 +24,9 @@ def test_defaults() -> None:
     spec = water_spec()
     assert (spec.method, spec.task, spec.opt_level) == (Method.gfn2, Task.opt, OptLevel.normal)
     assert (spec.charge, spec.uhf, spec.solvent, spec.timeout) == (0, 0, None, None)
-    assert (spec.cpu, spec.memory, spec.priority, spec.name, spec.labels) == (1, None, 0, None, {})
+    assert (spec.cpu, spec.memory, spec.priority, spec.name, spec.labels) == (
+        None, None, 0, None, {})
+    assert spec.threads == 1
     assert spec.electrons == 10
 
 
