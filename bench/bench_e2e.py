@@ -1,0 +1,392 @@
+"""Benchmark e: water through the whole product on a real node vs the runner image alone.
+
+Starts the real-node cluster of tests/kube on this machine (cluster "bench"; one real
+node per machine, so it waits for another suite's node to go), builds both images from
+the repo's Dockerfiles (docker's cache makes this quick when warm), imports them into
+the node's containerd, gives the chart a hostPath PersistentVolume and installs it with
+`helm install qforge charts/qforge` (only image names, storage settings and
+maxConcurrentJobs set) into a namespace enforcing Pod Security "restricted", as
+tests/e2e does. Everything is torn down at the end, whatever happens.
+
+  latency     submit -> COMPLETED of water: `kubectl exec -i deploy/qforge -- qforge
+              submit - --json`, then the job's metadata.json read on the host's
+              PersistentVolume folder every 0.1 s until COMPLETED; vs
+              `ctr -n k8s.io run --rm` of the runner image on a folder holding the same
+              spec (as the image's user 10001, 1 CPU and 1Gi as a pod). Median of
+              --runs each; ratio and absolute overhead.
+  throughput  --jobs water jobs at cap --cap: all submitted through `kubectl exec`, timed
+              from the first submit to the last COMPLETED; vs a shell loop creating the
+              same Jobs (controller.k8s.manifests.build_job_manifest with the chart's
+              own settings, read from its ConfigMap) with `kubectl create`, waiting while
+              --cap are unfinished, then until all finished (the controller scaled to 0
+              meanwhile, so it leaves them alone). Ratio = loop time / qforge time;
+              target >= 0.9.
+
+Prints one `bench:` line on stdout (progress on stderr). Needs root and the pinned
+Kubernetes binaries (`make k8s-tools`); without them it prints a `bench:` line saying
+it was skipped. Knobs: --runs/BENCH_E2E_RUNS (10), --jobs/BENCH_E2E_JOBS (30),
+--cap/BENCH_E2E_CAP (3), --wait-node/BENCH_E2E_WAIT_NODE seconds (1800).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchlib import MOLECULES, env_int, log, median
+
+from controller.k8s.manifests import build_job_manifest
+from controller.record import Status
+from controller.settings import Settings
+from runner_image.spec import JobSpec
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # tests.kube and tests.e2e
+
+TARGET = 0.9
+CLUSTER = "bench"
+NAMESPACE = "qforge-bench"
+RELEASE = DEPLOY = "qforge"
+PVC = "qforge-jobs"
+PV = "qforge-bench-store"
+RUNNER_UID = 10001
+BASE_LABEL = "qforge.io/bench"
+BASE_SUBDIR = "bench-baseline"
+WATER = MOLECULES["water"]
+TERMINAL = {Status.COMPLETED.value, Status.FAILED.value, Status.CANCELLED.value}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class Bench:
+    def __init__(self, cluster: Any, kubectl: str, helm: str) -> None:
+        self.cluster = cluster
+        self.kubectl_bin = kubectl
+        self.helm_bin = helm
+        self.store = Path(cluster.run_dir) / "job-store"
+        self.ctr_ids: list[str] = []
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.cluster.kubeconfig)
+        env["PATH"] = os.pathsep.join([str(self.cluster.bin_dir), env.get("PATH", "")])
+        return env
+
+    def run(
+        self, argv: list[str], input: str | None = None, timeout: float = 120, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout,
+            env=self.env(), check=False,
+        )
+        if check and proc.returncode != 0:
+            raise BenchError(
+                f"{' '.join(argv[:6])} ... exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-1500:]}"
+            )
+        return proc
+
+    def k(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run([self.kubectl_bin, "-n", NAMESPACE, *args], **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run([self.helm_bin, *args], **kw)
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.run([self.kubectl_bin, "apply", "-f", "-"], input=json.dumps(manifest))
+
+    # ------------------------------------------------------------------ setup
+    def install(self, runner: str, controller: str, cap: int) -> None:
+        self.apply({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": NAMESPACE, "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            }},
+        })
+        self.store.mkdir(parents=True, exist_ok=True)
+        os.chown(self.store, RUNNER_UID, RUNNER_UID)
+        self.store.chmod(0o2775)
+        self.apply(_hostpath_pv(self.store, self.cluster.node_name))
+        sets: list[str] = ["--set", "persistence.storageClass=-",
+                           "--set", f"maxConcurrentJobs={cap}"]
+        for key, ref in (("runner", runner), ("controller", controller)):
+            repo, _, tag = ref.rpartition(":")
+            sets += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
+        self.helm("install", RELEASE, str(REPO / "charts" / "qforge"), "-n", NAMESPACE, *sets,
+                  "--wait", "--timeout", "5m", timeout=400)
+        self.k("rollout", "status", f"deploy/{DEPLOY}", "--timeout=180s", timeout=200)
+
+    def teardown(self) -> None:
+        for cid in self.ctr_ids:  # a `ctr run --rm` interrupted midway
+            self.cluster.ctr("tasks", "kill", "-s", "SIGKILL", cid, check=False)
+            self.cluster.ctr("containers", "rm", cid, check=False)
+        self.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "2m",
+                  check=False, timeout=180)
+        self.run([self.kubectl_bin, "delete", "namespace", NAMESPACE, "--wait=true",
+                  "--timeout=120s"], check=False, timeout=180)
+        self.run([self.kubectl_bin, "delete", "pv", PV, "--wait=false"], check=False)
+
+    # ------------------------------------------------------------------ qforge
+    def submit(self, xyz: str) -> str:
+        out = self.k("exec", "-i", f"deploy/{DEPLOY}", "--", "qforge", "submit", "-", "--json",
+                     input=xyz).stdout
+        return str(json.loads(out)["job_id"])
+
+    def status(self, job_id: str) -> str | None:
+        try:
+            data = json.loads((self.store / job_id / "metadata.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return str(data.get("status"))
+
+    def wait_all(self, job_ids: list[str], timeout: float) -> None:
+        pending = set(job_ids)
+        deadline = time.monotonic() + timeout
+        while pending:
+            for job_id in list(pending):
+                status = self.status(job_id)
+                if status in TERMINAL:
+                    if status != Status.COMPLETED.value:
+                        raise BenchError(f"job {job_id} ended {status}")
+                    pending.discard(job_id)
+            if pending:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{len(pending)} jobs not COMPLETED after {timeout:.0f}s")
+                time.sleep(0.1)
+
+    def qforge_latency(self) -> float:
+        t0 = time.monotonic()
+        job_id = self.submit(WATER)
+        self.wait_all([job_id], timeout=300)
+        return time.monotonic() - t0
+
+    def qforge_throughput(self, count: int) -> float:
+        t0 = time.monotonic()
+        ids = [self.submit(WATER) for _ in range(count)]
+        self.wait_all(ids, timeout=120 + 30 * count)
+        return time.monotonic() - t0
+
+    # ------------------------------------------------------------------ baselines
+    def ctr_image(self, runner: str) -> str:
+        refs = self.cluster.ctr("images", "ls", "-q").stdout.split()
+        for ref in refs:
+            if ref == runner or ref.endswith("/" + runner):
+                return ref
+        raise BenchError(f"{runner} is not in the node's containerd (have: {refs})")
+
+    def ctr_latency(self, image: str, spec: JobSpec, index: int) -> float:
+        folder = Path(self.cluster.run_dir) / "bench-ctr" / f"run-{index}"
+        folder.mkdir(parents=True)
+        job_id = f"ctr-{index}"
+        (folder / "metadata.json").write_text(
+            json.dumps({"job_id": job_id, "spec": spec.model_dump(mode="json")}))
+        os.chown(folder, RUNNER_UID, RUNNER_UID)
+        os.chown(folder / "metadata.json", RUNNER_UID, RUNNER_UID)
+        cid = f"qforge-bench-{os.getpid()}-{index}"
+        self.ctr_ids.append(cid)
+        env = {"OMP_NUM_THREADS": "1", "HOME": "/tmp", "TMPDIR": "/tmp",
+               "QFORGE_SCRATCH": "/tmp", "QFORGE_JOB_ID": job_id,
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        # the image's USER is 10001:10001; the pod's limits (1 CPU, 1Gi) as a pod has them
+        argv = ["run", "--rm", "--cpus", "1", "--memory-limit", str(1 << 30),
+                "--mount", f"type=bind,src={folder},dst=/job,options=rbind:rw"]
+        for key, value in env.items():
+            argv += ["--env", f"{key}={value}"]
+        t0 = time.monotonic()
+        self.cluster.ctr(*argv, image, cid, "qforge-runner", "/job", timeout=300)
+        took = time.monotonic() - t0
+        self.ctr_ids.remove(cid)
+        result = json.loads((folder / "result.json").read_text())
+        if not result.get("success"):
+            raise BenchError(f"ctr run {index}: the runner failed: {result.get('error')}")
+        return took
+
+    def loop_throughput(self, spec: JobSpec, count: int, cap: int) -> float:
+        """The same Jobs as the controller makes, created by a shell loop at cap."""
+        config = self.k("get", "configmap", DEPLOY, "-o", "json").stdout
+        data = dict(json.loads(config).get("data") or {})
+        settings = Settings.from_env(data, namespace=NAMESPACE, pvc_sub_path=BASE_SUBDIR)
+        self.k("scale", f"deploy/{DEPLOY}", "--replicas=0")
+        self.k("wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=controller",
+               "--timeout=120s", check=False, timeout=150)
+        root = self.store / BASE_SUBDIR
+        root.mkdir()
+        os.chown(root, RUNNER_UID, RUNNER_UID)
+        manifests = Path(self.cluster.run_dir) / "bench-manifests"
+        manifests.mkdir(exist_ok=True)
+        files = []
+        for i in range(count):
+            job_id = f"base-{os.getpid()}-{i:03d}"
+            folder = root / job_id
+            folder.mkdir()
+            (folder / "metadata.json").write_text(
+                json.dumps({"job_id": job_id, "spec": spec.model_dump(mode="json")}))
+            os.chown(folder, RUNNER_UID, RUNNER_UID)
+            os.chown(folder / "metadata.json", RUNNER_UID, RUNNER_UID)
+            job = build_job_manifest(job_id, spec, settings)
+            job["metadata"].setdefault("labels", {})[BASE_LABEL] = "baseline"
+            path = manifests / f"{i:03d}.json"
+            path.write_text(json.dumps(job))
+            files.append(str(path))
+        kubectl = shlex.quote(self.kubectl_bin)
+        unfinished = (
+            f"{kubectl} -n {NAMESPACE} get jobs -l {BASE_LABEL}=baseline -o "
+            "jsonpath='{range .items[*]}{.status.succeeded}{.status.failed}{\"\\n\"}{end}' "
+            "| grep -c '^$'"
+        )
+        script = (
+            "set -u\n"
+            f"for f in {' '.join(shlex.quote(f) for f in files)}; do\n"
+            f"  while [ \"$({unfinished})\" -ge {cap} ]; do sleep 0.5; done\n"
+            f"  {kubectl} create -f \"$f\" >/dev/null || exit 1\n"
+            "done\n"
+            f"while [ \"$({unfinished})\" -gt 0 ]; do sleep 0.5; done\n"
+        )
+        t0 = time.monotonic()
+        self.run(["bash", "-c", script], timeout=120 + 30 * count)
+        took = time.monotonic() - t0
+        for i in range(count):
+            job_id = f"base-{os.getpid()}-{i:03d}"
+            result = json.loads((root / job_id / "result.json").read_text())
+            if not result.get("success"):
+                raise BenchError(f"baseline Job {job_id} failed: {result.get('error')}")
+        return took
+
+
+def _hostpath_pv(path: Path, node_name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": PV},
+        "spec": {
+            "capacity": {"storage": "10Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": NAMESPACE, "name": PVC},
+            "hostPath": {"path": str(path), "type": "Directory"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}
+            ]}]}},
+        },
+    }
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=env_int("BENCH_E2E_RUNS", 10))
+    parser.add_argument("--jobs", type=int, default=env_int("BENCH_E2E_JOBS", 30))
+    parser.add_argument("--cap", type=int, default=env_int("BENCH_E2E_CAP", 3))
+    parser.add_argument("--wait-node", type=float,
+                        default=env_int("BENCH_E2E_WAIT_NODE", 1800))
+    args = parser.parse_args()
+
+    from tests.kube.tools import KubeToolsError, find_tools
+
+    if os.geteuid() != 0:
+        print("bench: e2e skipped (the real node needs root)")
+        return 0
+    try:
+        tools = find_tools()
+    except KubeToolsError as exc:
+        print(f"bench: e2e skipped ({exc})")
+        return 0
+
+    from tests.e2e.conftest import images
+    from tests.e2e.images import E2EDocker, add_site_ca
+    from tests.kube.images import dockerfile_base_tags
+    from tests.kube.node import NodeCluster, node_options
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    cluster = NodeCluster(node_options(CLUSTER), tools)
+    cluster.docker = E2EDocker(cluster.log_dir)
+    cluster.docker.supervisor = cluster.supervisor
+    runner, controller = images()
+    spec = JobSpec(molecule=WATER)
+    failed = True
+    t0 = time.monotonic()
+    bench: Bench | None = None
+    try:
+        while True:  # one real node per machine: wait for another's to go
+            try:
+                cluster.start()
+                break
+            except KubeToolsError as exc:
+                if ("already runs on this machine" not in str(exc)
+                        or time.monotonic() - t0 > args.wait_node):
+                    raise
+                log(f"waiting for the machine's real node ({exc})")
+                time.sleep(15)
+        log(f"node cluster up ({time.monotonic() - t0:.0f}s since start)")
+        t1 = time.monotonic()
+        add_site_ca(cluster.docker, dockerfile_base_tags(), cluster.log_dir / "images.log")
+        cluster.build_image(REPO, runner, dockerfile=REPO / "Dockerfile.runner")
+        cluster.build_image(REPO, controller, dockerfile=REPO / "Dockerfile.controller")
+        log(f"images built and loaded in {time.monotonic() - t1:.0f}s")
+        bench = Bench(cluster, str(tools["kubectl"]), str(tools["helm"]))
+        t1 = time.monotonic()
+        bench.install(runner, controller, args.cap)
+        log(f"helm install --wait took {time.monotonic() - t1:.0f}s")
+
+        image = bench.ctr_image(runner)
+        bench.ctr_latency(image, spec, -1)  # warm-up (not counted)
+        bench.qforge_latency()
+        ctr_times, qf_times = [], []
+        for i in range(args.runs):  # alternate, so load elsewhere hits both alike
+            ctr_times.append(bench.ctr_latency(image, spec, i))
+            qf_times.append(bench.qforge_latency())
+            log(f"latency {i + 1}/{args.runs}: qforge {qf_times[-1]:.2f}s, "
+                f"ctr run {ctr_times[-1]:.2f}s")
+        qf_lat, ctr_lat = median(qf_times), median(ctr_times)
+
+        qf_tp = bench.qforge_throughput(args.jobs)
+        log(f"throughput: qforge {args.jobs} jobs in {qf_tp:.1f}s")
+        loop_tp = bench.loop_throughput(spec, args.jobs, args.cap)
+        log(f"throughput: kubectl loop {args.jobs} jobs in {loop_tp:.1f}s")
+        ratio = loop_tp / qf_tp
+        verdict = "met" if ratio >= TARGET else "missed"
+        print(
+            f"bench: e2e water on a real node: submit->COMPLETED median of {args.runs} "
+            f"{qf_lat:.2f} s vs ctr run of the runner image {ctr_lat:.2f} s "
+            f"(ratio {qf_lat / ctr_lat:.2f}, +{qf_lat - ctr_lat:.2f} s); "
+            f"{args.jobs} jobs at cap {args.cap}: qforge {qf_tp:.1f} s "
+            f"({args.jobs / qf_tp:.2f} jobs/s) vs kubectl loop {loop_tp:.1f} s "
+            f"({args.jobs / loop_tp:.2f} jobs/s), throughput ratio {ratio:.2f} "
+            f"(target >= {TARGET}: {verdict})",
+            flush=True,
+        )
+        failed = False
+    finally:
+        t1 = time.monotonic()
+        if bench is not None:
+            bench.teardown()
+        cluster.stop(keep_logs=failed)
+        log(f"torn down in {time.monotonic() - t1:.0f}s"
+            + (f"; logs kept in {cluster.log_dir}" if failed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
