@@ -194,14 +194,14 @@ class Bench:
         raise BenchError(f"{runner} is not in the node's containerd (have: {refs})")
 
     def ctr_latency(self, image: str, spec: JobSpec, index: int) -> float:
-        folder = Path(self.cluster.run_dir) / "bench-ctr" / f"run-{index}"
+        folder = Path(self.cluster.run_dir) / "bench-ctr" / f"{os.getpid()}-run{index}"
         folder.mkdir(parents=True)
-        job_id = f"ctr-{index}"
+        job_id = f"ctr-{os.getpid()}-{index}"
         (folder / "metadata.json").write_text(
             json.dumps({"job_id": job_id, "spec": spec.model_dump(mode="json")}))
         os.chown(folder, RUNNER_UID, RUNNER_UID)
         os.chown(folder / "metadata.json", RUNNER_UID, RUNNER_UID)
-        cid = f"qforge-bench-{os.getpid()}-{index}"
+        cid = f"qforge-bench-{os.getpid()}-run{index}"  # containerd: [A-Za-z0-9._-]
         self.ctr_ids.append(cid)
         env = {"OMP_NUM_THREADS": "1", "HOME": "/tmp", "TMPDIR": "/tmp",
                "QFORGE_SCRATCH": "/tmp", "QFORGE_JOB_ID": job_id,
@@ -229,7 +229,7 @@ class Bench:
         self.k("wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=controller",
                "--timeout=120s", check=False, timeout=150)
         root = self.store / BASE_SUBDIR
-        root.mkdir()
+        root.mkdir(exist_ok=True)
         os.chown(root, RUNNER_UID, RUNNER_UID)
         manifests = Path(self.cluster.run_dir) / "bench-manifests"
         manifests.mkdir(exist_ok=True)
@@ -351,11 +351,11 @@ def main() -> int:
         log(f"helm install --wait took {time.monotonic() - t1:.0f}s")
 
         image = bench.ctr_image(runner)
-        bench.ctr_latency(image, spec, -1)  # warm-up (not counted)
+        bench.ctr_latency(image, spec, 0)  # warm-up (not counted)
         bench.qforge_latency()
         ctr_times, qf_times = [], []
         for i in range(args.runs):  # alternate, so load elsewhere hits both alike
-            ctr_times.append(bench.ctr_latency(image, spec, i))
+            ctr_times.append(bench.ctr_latency(image, spec, i + 1))
             qf_times.append(bench.qforge_latency())
             log(f"latency {i + 1}/{args.runs}: qforge {qf_times[-1]:.2f}s, "
                 f"ctr run {ctr_times[-1]:.2f}s")
