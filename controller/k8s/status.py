@@ -32,11 +32,30 @@ def _true(cond: Mapping[str, Any]) -> bool:
 
 
 def job_finished(job: Mapping[str, Any]) -> str | None:
-    """'Complete', 'Failed' or None while the Job is unfinished."""
+    """'Complete', 'Failed' or None while the Job is unfinished.
+
+    A Job whose pod has succeeded is complete: the Job controller counts the pod in
+    `status.succeeded` (and, since Kubernetes 1.31, sets SuccessCriteriaMet) a second or
+    more before it sets the Complete condition, and its slot is free from that moment,
+    since the pod has ended. A failure waits for the Failed condition: a FailureTarget
+    Job (deadline exceeded, ...) may still have a pod being stopped."""
     for cond in _conditions(job):
         if cond.get("type") in ("Complete", "Failed") and _true(cond):
             return str(cond["type"])
+        if cond.get("type") == "SuccessCriteriaMet" and _true(cond):
+            return "Complete"
+    status = job.get("status") or {}
+    completions = (job.get("spec") or {}).get("completions") or 1
+    if _count(status.get("succeeded")) >= _count(completions) > 0:
+        return "Complete"
     return None
+
+
+def _count(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def job_failure_reason(job: Mapping[str, Any]) -> tuple[str, str]:

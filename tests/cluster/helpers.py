@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.k8s import naming
-from controller.k8s.status import job_finished
 from runner_image.atomic import write_text_atomic
 from runner_image.result import ErrorType, JobError, RunReport
 from runner_image.spec import JobSpec
@@ -375,6 +374,18 @@ class Controller:
 # ------------------------------------------------------------------------ watches
 
 
+def holds_a_slot(job: dict[str, Any]) -> bool:
+    """A runner Job holds one of the cap's slots until its pod has ended: until the Job
+    controller counts the pod succeeded, or the Job has a terminal condition. Read from
+    the Job's own fields here rather than through the controller's code, so the cap is
+    checked against Kubernetes, not against itself."""
+    status = job.get("status") or {}
+    if int(status.get("succeeded") or 0) >= 1:
+        return False
+    return not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                   for c in status.get("conditions") or [])
+
+
 class JobWatch:
     """A kubernetes-client watch on the namespace's qforge Jobs, in a thread.
 
@@ -411,7 +422,7 @@ class JobWatch:
 
     def unfinished(self) -> int:
         with self._lock:
-            return sum(1 for j in self.jobs.values() if job_finished(j) is None)
+            return sum(1 for j in self.jobs.values() if holds_a_slot(j))
 
     def seen(self) -> int:
         with self._lock:
@@ -428,7 +439,7 @@ class JobWatch:
                 job_id = naming.job_id_from_metadata(obj["metadata"]) or "?"
                 self.names_by_job_id.setdefault(job_id, set()).add(name)
             self.events += 1
-            count = sum(1 for j in self.jobs.values() if job_finished(j) is None)
+            count = sum(1 for j in self.jobs.values() if holds_a_slot(j))
             self.max_unfinished = max(self.max_unfinished, count)
         if new and self.on_added is not None:
             self.on_added(obj)

@@ -28,6 +28,25 @@ def test_job_finished_reads_the_terminal_conditions() -> None:
     assert job_finished(suspended) is None
 
 
+def test_a_job_whose_pod_succeeded_is_complete_before_its_condition() -> None:
+    # what the Job controller writes first: the pod counted, then SuccessCriteriaMet
+    counted = job()
+    counted["status"].update(succeeded=1, active=0)
+    assert job_finished(counted) == "Complete"
+    assert job_finished(job("SuccessCriteriaMet", "CompletionsReached")) == "Complete"
+    running = job()
+    running["status"].update(active=1, succeeded=0)
+    assert job_finished(running) is None
+    two = job()
+    two["spec"]["completions"] = 2
+    two["status"]["succeeded"] = 1
+    assert job_finished(two) is None
+    # a FailureTarget Job may still have a pod being stopped: not finished yet
+    target = job("FailureTarget", "DeadlineExceeded")
+    target["status"]["failed"] = 1
+    assert job_finished(target) is None
+
+
 def test_deadline_exceeded_is_a_timeout() -> None:
     err = failure_error(job("Failed", "DeadlineExceeded", 5), None, None)
     assert err.type == ErrorType.timeout and "5 s" in err.message
