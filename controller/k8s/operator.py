@@ -23,7 +23,7 @@ from controller.k8s import naming
 from controller.k8s.executor import KubernetesExecutor
 from controller.k8s.leader import LeaseElector
 from controller.logs import setup_logging
-from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, Scheduler
+from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, PassReport, Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 
@@ -57,24 +57,23 @@ class Poller:
     def _loop(self) -> None:
         log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
         while not self.stop.is_set():
-            wake: threading.Event | None = None
+            report: PassReport | None = None
             try:
-                wake = self.run_once()
+                report = self.run_once()
                 self.error = None
             except Exception as exc:  # one bad pass never stops the poller
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("Store poll failed")
             self.last_pass = time.monotonic()
-            # A Job that ends sets `wake`: its slot is refilled at once.
-            if wake is not None:
-                wake.wait(self.settings.poll_interval)
-                wake.clear()
+            # While leading: a Job that ends, a submission or a cancel ends the wait.
+            if report is not None and self.scheduler is not None:
+                self.scheduler.wait_for_work(self.stop, report)
             else:
                 self.stop.wait(self.settings.poll_interval)
 
-    def run_once(self) -> threading.Event | None:
-        """One pass: renew (or win) the Lease, then schedule. Returns the scheduler's
-        wake-up event while leading."""
+    def run_once(self) -> PassReport | None:
+        """One pass: renew (or win) the Lease, then schedule. Returns the scheduling
+        pass's report while leading, None otherwise."""
         if not self.elector.try_acquire_or_renew():
             if self.scheduler is not None:
                 log.warning("Lost the controller Lease: this controller stops acting "
@@ -86,8 +85,7 @@ class Poller:
             scheduler = self.make_scheduler()
             scheduler.start()
             self.scheduler = scheduler
-        self.scheduler.run_once()
-        return self.scheduler.wake
+        return self.scheduler.run_once()
 
     def healthy(self) -> tuple[bool, float]:
         age = time.monotonic() - self.last_pass

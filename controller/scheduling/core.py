@@ -30,6 +30,10 @@ KUBERNETES_INSTANCE_PREFIX = "k8s."
 # Heartbeats are rewritten at most this often (a pass can run many times a second when
 # short jobs end one after another); far below any sensible lease.
 BEAT_EVERY = 1.0
+# Between passes the queue and cancel folders are looked at this often (an empty or tiny
+# folder read: microseconds): a submission to an idle worker, or a cancel, is acted on at
+# once, not at the next poll.
+WATCH_EVERY = 0.25
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Scheduler:
         self._last_beat = -1e18
         self._last_health = -1e18
         self.last_pass_finished: float | None = None
+        self._cancels_seen: list[str] = []
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -124,15 +129,32 @@ class Scheduler:
                     and not self.executor.active():
                 log.info("Nothing queued or running: worker is idle, exiting")
                 return
-            # Wake early when a running job ends, so a free slot is filled at once.
-            deadline = self.clock() + self.settings.poll_interval
-            while not stop.is_set() and self.clock() < deadline:
-                if self.wake.wait(min(0.5, max(0.0, deadline - self.clock()))):
-                    break
-            self.wake.clear()
+            self.wait_for_work(stop, report)
+
+    def wait_for_work(self, stop: threading.Event, report: PassReport) -> None:
+        """Sleep until the next pass is due: one poll interval, or sooner when a running
+        job ends (its slot is refilled at once), a cancel is asked for, or, when the last
+        pass left nothing in the queue, a job is submitted. (At the cap, a submission
+        cannot start before a job ends, so it does not cut the sleep short then.)"""
+        deadline = self.clock() + self.settings.poll_interval
+        while not stop.is_set():
+            left = deadline - self.clock()
+            if left <= 0 or self.wake.wait(min(WATCH_EVERY, left)) or self.new_work(report):
+                return
+
+    def new_work(self, report: PassReport) -> bool:
+        """Whether the store changed since the last pass (`report`) in a way a pass
+        should act on now: a cancel request came or went, or a job was submitted while
+        the queue was left empty."""
+        if self.store.cancel_requests() != self._cancels_seen:
+            return True
+        return report.queued == 0 and not self.store.queue_empty()
 
     # ------------------------------------------------------------------ pass
     def run_once(self) -> PassReport:
+        # Cleared before the pass, not after the wait: a job ending during the pass (or
+        # between the wait and the pass) then wakes the next wait at once.
+        self.wake.clear()
         report = PassReport()
         self.index.refresh()
         for outcome in self.executor.collect():
@@ -260,7 +282,8 @@ class Scheduler:
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:
         active = self.executor.active()
-        for job_id in self.store.cancel_requests():
+        self._cancels_seen = self.store.cancel_requests()
+        for job_id in self._cancels_seen:
             if job_id in active:
                 if self.executor.cancel(job_id):
                     log.info("Cancelling running job %s", job_id)

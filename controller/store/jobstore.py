@@ -221,6 +221,14 @@ class JobStore:
         self._queue_memo = _QueueMemo(sig, listed_wall, listed_mono, names, keys, parsed)
         return list(keys)
 
+    def queue_empty(self) -> bool:
+        """Whether no job is queued: reads at most one entry of the queue folder."""
+        try:
+            with os.scandir(self.layout.queue) as entries:
+                return next(entries, None) is None
+        except FileNotFoundError:
+            return True
+
     def running_markers(self) -> list[RunningMarker]:
         try:
             names = os.listdir(self.layout.running)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from controller.record import Status, utcnow
-from controller.scheduling.core import Scheduler
+from controller.scheduling.core import PassReport, Scheduler
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
@@ -290,3 +290,49 @@ def test_updates_record_placement_and_why_a_job_waits(store: JobStore) -> None:
     sched.run_once()
     rec = store.read(job)
     assert rec.placement == where and rec.waiting_reason == "pod Pending: Unschedulable"
+
+
+def test_a_submission_to_an_idle_scheduler_is_new_work_at_the_cap_it_is_not(
+        store: JobStore) -> None:
+    sched, ex, _ = make(store, cap=1)
+    report = sched.run_once()
+    assert report.queued == 0 and not sched.new_work(report)
+    first = store.submit(water_spec(), input_text=WATER).job_id
+    assert sched.new_work(report)  # the queue was empty: act now
+    report = sched.run_once()
+    assert report.launched == [first] and not sched.new_work(report)
+    store.submit(water_spec(), input_text=WATER)
+    report = sched.run_once()
+    assert report.queued == 1 and not sched.new_work(report)
+    store.submit(water_spec(), input_text=WATER)
+    assert not sched.new_work(report)  # at the cap, a submission cannot start yet
+    store.request_cancel(first)
+    assert sched.new_work(report)  # a cancel is acted on at once, cap or not
+    report = sched.run_once()
+    assert first in ex.cancelled and not sched.new_work(report)
+
+
+def test_wait_for_work_ends_at_a_submission_or_a_job_ending_not_at_the_poll(
+        store: JobStore) -> None:
+    # The fake clock never moves: only a reason to act ends the wait.
+    sched, ex, _ = make(store, cap=1, poll_interval=3600)
+    stop = threading.Event()
+
+    def waiter(report: PassReport) -> threading.Thread:
+        t = threading.Thread(target=sched.wait_for_work, args=(stop, report), daemon=True)
+        t.start()
+        return t
+
+    try:
+        t = waiter(sched.run_once())
+        job_id = store.submit(water_spec(), input_text=WATER).job_id
+        t.join(timeout=30)
+        assert not t.is_alive(), "a submission to an idle scheduler did not end the wait"
+        assert sched.run_once().launched == [job_id]
+        # A job that ends while a pass runs (after it collected) wakes the next wait.
+        ex.collect = lambda: (ex.wake.set(), [])[1]  # type: ignore[method-assign]
+        t = waiter(sched.run_once())
+        t.join(timeout=30)
+        assert not t.is_alive(), "a wake-up during the pass was lost"
+    finally:
+        stop.set()

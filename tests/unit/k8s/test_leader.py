@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controller.k8s.leader import LeaseElector
 from controller.k8s.operator import Poller
+from controller.scheduling.core import PassReport
 from controller.settings import Settings
 
 
@@ -119,8 +120,9 @@ class FakeScheduler:
     def start(self) -> None:
         self.log.append("start")
 
-    def run_once(self) -> None:
+    def run_once(self) -> PassReport:
         self.log.append("pass")
+        return PassReport()
 
 
 class FakeExecutor:
