@@ -96,18 +96,11 @@ class Scheduler:
         for marker in self.store.running_markers():
             if marker.instance != self.instance:
                 continue
-            try:
-                record = self.store.read(marker.job_id)
-            except (JobNotFound, CorruptRecord) as exc:
-                log.error("Job %s: dropped its claim: %s", marker.job_id, exc)
-                self.store.drop_running_marker(marker)
+            claimed = self._still_running(marker, "its claim")
+            if claimed is None:
                 continue
-            claimed = Claimed(record, marker)
-            if record.status is not Status.RUNNING:
-                self.store.drop_running_marker(marker)
-                if record.status is Status.QUEUED:
-                    self.store.ensure_queue_marker(record)
-            elif self.executor.adopt(claimed):
+            record = claimed.record
+            if self.executor.adopt(claimed):
                 log.info("Resuming job %s", record.job_id)
                 self._claimed[record.job_id] = claimed
             else:
@@ -323,24 +316,32 @@ class Scheduler:
         for inst in dead - still_owning:
             (self.store.layout.workers / inst).unlink(missing_ok=True)
 
+    def _still_running(self, marker: RunningMarker, what: str) -> Claimed | None:
+        """The RUNNING record behind a running marker, or None after tidying up: the
+        marker goes when the record is unreadable or no longer RUNNING, and a QUEUED
+        record (its claimant stopped between the claim and writing RUNNING) gets its
+        queue marker back."""
+        try:
+            record = self.store.read(marker.job_id)
+        except (JobNotFound, CorruptRecord) as exc:
+            log.error("Job %s: dropped %s: %s", marker.job_id, what, exc)
+            self.store.drop_running_marker(marker)
+            return None
+        if record.status is Status.RUNNING:
+            return Claimed(record, marker)
+        self.store.drop_running_marker(marker)
+        if record.status is Status.QUEUED:
+            self.store.ensure_queue_marker(record)
+        return None
+
     def _recover(self, marker: RunningMarker, report: PassReport) -> None:
         mine = self.store.take_over(marker, self.instance)
         if mine is None:
             return  # another worker is recovering it
-        try:
-            record = self.store.read(marker.job_id)
-        except (JobNotFound, CorruptRecord) as exc:
-            log.error("Job %s: dropped the dead worker's claim: %s", marker.job_id, exc)
-            self.store.drop_running_marker(mine)
+        claimed = self._still_running(mine, "the dead worker's claim")
+        if claimed is None:
             return
-        claimed = Claimed(record, mine)
-        if record.status.terminal:
-            self.store.drop_running_marker(mine)
-            return
-        if record.status is Status.QUEUED:  # died between claim and record write
-            self.store.drop_running_marker(mine)
-            self.store.ensure_queue_marker(record)
-            return
+        record = claimed.record
         who = marker.instance
         if self.store.cancel_requested(record.job_id):
             self._finish(claimed, record.evolve(
