@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.k8s.manifests import build_job_manifest
 from controller.settings import Settings
+from runner_image.spec import JobSpec
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "qforge"
@@ -436,6 +438,17 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
     assert "affinity" not in one(docs, "Pod", hook=True)["spec"]
 
 
+def test_millicore_runner_cpu_reaches_the_runner_jobs(helm: str, tmp_path: Path) -> None:
+    docs = render(helm, values={"runner": {"resources": {"cpu": "500m"}}}, tmp=tmp_path)
+    settings = Settings.from_env(one(docs, "ConfigMap")["data"])
+    assert settings.runner_cpu == "500m"
+    water = "3\nwater\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n"
+    job = build_job_manifest("h2o-1", JobSpec(molecule=water), settings)
+    runner = job["spec"]["template"]["spec"]["containers"][0]
+    assert runner["resources"]["requests"]["cpu"] == runner["resources"]["limits"]["cpu"] == "500m"
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in runner["env"]
+
+
 def test_existing_claim_is_used_and_not_created(helm: str) -> None:
     docs = render(helm, "--set", "persistence.existingClaim=shared-store")
     assert "PersistentVolumeClaim" not in kinds(docs)
@@ -528,7 +541,8 @@ def test_schema_rejects_a_typo(
         ({"runner": {"nodeSelector": ["pool=chem"]}}, "nodeSelector"),
         ({"runner": {"ttlSecondsAfterFinished": 1.5}}, "ttlSecondsAfterFinished"),
         ({"runner": {"resources": {"cpu": "two"}}}, "cpu"),
-        ({"runner": {"resources": {"cpu": "500m"}}}, "cpu"),
+        ({"runner": {"resources": {"cpu": "0m"}}}, "cpu"),
+        ({"runner": {"resources": {"cpu": "0.5"}}}, "cpu"),
         ({"runner": {"image": {"pullPolicy": "Sometimes"}}}, "pullPolicy"),
         ({"persistence": {"accessModes": ["ReadWriteOncePod"]}}, "accessModes"),
         ({"persistence": {"create": "yes"}}, "create"),
