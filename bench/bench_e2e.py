@@ -4,28 +4,33 @@ Starts the real-node cluster of tests/kube on this machine (cluster "bench"; one
 node per machine, so it waits for another suite's node to go), builds both images from
 the repo's Dockerfiles (docker's cache makes this quick when warm), imports them into
 the node's containerd, gives the chart a hostPath PersistentVolume and installs it with
-`helm install qforge charts/qforge` (only image names, storage settings and
-maxConcurrentJobs set) into a namespace enforcing Pod Security "restricted", as
-tests/e2e does. Everything is torn down at the end, whatever happens.
+`helm install qforge charts/qforge` (only image names, storage settings,
+maxConcurrentJobs and runner.resources.cpu set) into a namespace enforcing Pod Security
+"restricted", as tests/e2e does. Runner pods get --runner-cpu (500m): with whole cores a
+2-CPU node holds one runner beside the controller's 100m request, so no cap above 1
+could ever be reached and both sides would only measure the node. Everything is torn
+down at the end, whatever happens.
 
   latency     submit -> COMPLETED of water: `kubectl exec -i deploy/qforge -- qforge
               submit - --json`, then the job's metadata.json read on the host's
               PersistentVolume folder every 0.1 s until COMPLETED; vs
               `ctr -n k8s.io run --rm` of the runner image on a folder holding the same
-              spec (as the image's user 10001, 1 CPU and 1Gi as a pod). Median of
+              spec (as the image's user 10001, with the pod's CPU and 1Gi). Median of
               --runs each; ratio and absolute overhead.
   throughput  --jobs water jobs at cap --cap: all submitted through `kubectl exec`, timed
               from the first submit to the last COMPLETED; vs a shell loop creating the
               same Jobs (controller.k8s.manifests.build_job_manifest with the chart's
               own settings, read from its ConfigMap) with `kubectl create`, waiting while
-              --cap are unfinished, then until all finished (the controller scaled to 0
-              meanwhile, so it leaves them alone). Ratio = loop time / qforge time;
-              target >= 0.9.
+              --cap are unfinished, then until all finished. The controller keeps
+              running (the same node, the same free CPU); the loop's Jobs carry another
+              managed-by label, so it neither sees nor counts them. Ratio = loop time /
+              qforge time; target >= 0.9.
 
 Prints one `bench:` line on stdout (progress on stderr). Needs root and the pinned
 Kubernetes binaries (`make k8s-tools`); without them it prints a `bench:` line saying
 it was skipped. Knobs: --runs/BENCH_E2E_RUNS (10), --jobs/BENCH_E2E_JOBS (30),
---cap/BENCH_E2E_CAP (3), --wait-node/BENCH_E2E_WAIT_NODE seconds (1800).
+--cap/BENCH_E2E_CAP (3), --runner-cpu/BENCH_E2E_RUNNER_CPU (500m),
+--wait-node/BENCH_E2E_WAIT_NODE seconds (1800).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 from benchlib import MOLECULES, env_int, log, median
 
+from controller.k8s import naming
 from controller.k8s.manifests import build_job_manifest
 from controller.record import Status
 from controller.settings import Settings
@@ -60,6 +66,7 @@ PVC = "qforge-jobs"
 PV = "qforge-bench-store"
 RUNNER_UID = 10001
 BASE_LABEL = "qforge.io/bench"
+BASE_MANAGED_BY = "qforge-bench-loop"  # not the controller's: it ignores these Jobs
 BASE_SUBDIR = "bench-baseline"
 WATER = MOLECULES["water"]
 TERMINAL = {Status.COMPLETED.value, Status.FAILED.value, Status.CANCELLED.value}
@@ -114,7 +121,7 @@ class Bench:
         self.run([self.kubectl_bin, "apply", "-f", "-"], input=json.dumps(manifest))
 
     # ------------------------------------------------------------------ setup
-    def install(self, runner: str, controller: str, cap: int) -> None:
+    def install(self, runner: str, controller: str, cap: int, runner_cpu: str) -> None:
         self.apply({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": NAMESPACE, "labels": {
@@ -127,7 +134,8 @@ class Bench:
         self.store.chmod(0o2775)
         self.apply(_hostpath_pv(self.store, self.cluster.node_name))
         sets: list[str] = ["--set", "persistence.storageClass=-",
-                           "--set", f"maxConcurrentJobs={cap}"]
+                           "--set", f"maxConcurrentJobs={cap}",
+                           "--set-string", f"runner.resources.cpu={runner_cpu}"]
         for key, ref in (("runner", runner), ("controller", controller)):
             repo, _, tag = ref.rpartition(":")
             sets += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
@@ -193,7 +201,7 @@ class Bench:
                 return ref
         raise BenchError(f"{runner} is not in the node's containerd (have: {refs})")
 
-    def ctr_latency(self, image: str, spec: JobSpec, index: int) -> float:
+    def ctr_latency(self, image: str, spec: JobSpec, index: int, cpus: float) -> float:
         folder = Path(self.cluster.run_dir) / "bench-ctr" / f"{os.getpid()}-run{index}"
         folder.mkdir(parents=True)
         job_id = f"ctr-{os.getpid()}-{index}"
@@ -206,8 +214,8 @@ class Bench:
         env = {"OMP_NUM_THREADS": "1", "HOME": "/tmp", "TMPDIR": "/tmp",
                "QFORGE_SCRATCH": "/tmp", "QFORGE_JOB_ID": job_id,
                "PYTHONDONTWRITEBYTECODE": "1"}
-        # the image's USER is 10001:10001; the pod's limits (1 CPU, 1Gi) as a pod has them
-        argv = ["run", "--rm", "--cpus", "1", "--memory-limit", str(1 << 30),
+        # the image's USER is 10001:10001; the limits a runner pod has (its CPU, 1Gi)
+        argv = ["run", "--rm", "--cpus", f"{cpus:g}", "--memory-limit", str(1 << 30),
                 "--mount", f"type=bind,src={folder},dst=/job,options=rbind:rw"]
         for key, value in env.items():
             argv += ["--env", f"{key}={value}"]
@@ -225,9 +233,6 @@ class Bench:
         config = self.k("get", "configmap", DEPLOY, "-o", "json").stdout
         data = dict(json.loads(config).get("data") or {})
         settings = Settings.from_env(data, namespace=NAMESPACE, pvc_sub_path=BASE_SUBDIR)
-        self.k("scale", f"deploy/{DEPLOY}", "--replicas=0")
-        self.k("wait", "--for=delete", "pod", "-l", "app.kubernetes.io/component=controller",
-               "--timeout=120s", check=False, timeout=150)
         root = self.store / BASE_SUBDIR
         root.mkdir(exist_ok=True)
         os.chown(root, RUNNER_UID, RUNNER_UID)
@@ -243,7 +248,10 @@ class Bench:
             os.chown(folder, RUNNER_UID, RUNNER_UID)
             os.chown(folder / "metadata.json", RUNNER_UID, RUNNER_UID)
             job = build_job_manifest(job_id, spec, settings)
-            job["metadata"].setdefault("labels", {})[BASE_LABEL] = "baseline"
+            for labels in (job["metadata"]["labels"],
+                           job["spec"]["template"]["metadata"]["labels"]):
+                labels[BASE_LABEL] = "baseline"
+                labels[naming.LABEL_MANAGED_BY] = BASE_MANAGED_BY
             path = manifests / f"{i:03d}.json"
             path.write_text(json.dumps(job))
             files.append(str(path))
@@ -270,6 +278,11 @@ class Bench:
             if not result.get("success"):
                 raise BenchError(f"baseline Job {job_id} failed: {result.get('error')}")
         return took
+
+
+def _cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("1", "500m") in cores, for `ctr run --cpus`."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
 
 
 def _hostpath_pv(path: Path, node_name: str) -> dict[str, Any]:
@@ -299,6 +312,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=env_int("BENCH_E2E_RUNS", 10))
     parser.add_argument("--jobs", type=int, default=env_int("BENCH_E2E_JOBS", 30))
     parser.add_argument("--cap", type=int, default=env_int("BENCH_E2E_CAP", 3))
+    parser.add_argument("--runner-cpu",
+                        default=os.environ.get("BENCH_E2E_RUNNER_CPU") or "500m")
     parser.add_argument("--wait-node", type=float,
                         default=env_int("BENCH_E2E_WAIT_NODE", 1800))
     args = parser.parse_args()
@@ -347,15 +362,16 @@ def main() -> int:
         log(f"images built and loaded in {time.monotonic() - t1:.0f}s")
         bench = Bench(cluster, str(tools["kubectl"]), str(tools["helm"]))
         t1 = time.monotonic()
-        bench.install(runner, controller, args.cap)
+        bench.install(runner, controller, args.cap, args.runner_cpu)
         log(f"helm install --wait took {time.monotonic() - t1:.0f}s")
 
         image = bench.ctr_image(runner)
-        bench.ctr_latency(image, spec, 0)  # warm-up (not counted)
+        cpus = _cores(args.runner_cpu)
+        bench.ctr_latency(image, spec, 0, cpus)  # warm-up (not counted)
         bench.qforge_latency()
         ctr_times, qf_times = [], []
         for i in range(args.runs):  # alternate, so load elsewhere hits both alike
-            ctr_times.append(bench.ctr_latency(image, spec, i + 1))
+            ctr_times.append(bench.ctr_latency(image, spec, i + 1, cpus))
             qf_times.append(bench.qforge_latency())
             log(f"latency {i + 1}/{args.runs}: qforge {qf_times[-1]:.2f}s, "
                 f"ctr run {ctr_times[-1]:.2f}s")
@@ -371,7 +387,8 @@ def main() -> int:
             f"bench: e2e water on a real node: submit->COMPLETED median of {args.runs} "
             f"{qf_lat:.2f} s vs ctr run of the runner image {ctr_lat:.2f} s "
             f"(ratio {qf_lat / ctr_lat:.2f}, +{qf_lat - ctr_lat:.2f} s); "
-            f"{args.jobs} jobs at cap {args.cap}: qforge {qf_tp:.1f} s "
+            f"{args.jobs} jobs at cap {args.cap} (runner cpu {args.runner_cpu}): "
+            f"qforge {qf_tp:.1f} s "
             f"({args.jobs / qf_tp:.2f} jobs/s) vs kubectl loop {loop_tp:.1f} s "
             f"({args.jobs / loop_tp:.2f} jobs/s), throughput ratio {ratio:.2f} "
             f"(target >= {TARGET}: {verdict})",
