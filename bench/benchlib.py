@@ -21,106 +21,31 @@ from controller.store.layout import QueueKey
 from runner_image.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # bench scripts run as `python bench/bench_x.py`
 
-# Small molecules for the pipeline and memory benchmarks (Ångström). Rough starting
-# geometries: every job is an optimisation, so xtb has some real work to do.
+from tests.molecules import (  # noqa: E402 - after the sys.path line above
+    ACETONE,
+    AMMONIA,
+    BENZENE,
+    CAFFEINE,
+    ETHANE,
+    METHANE,
+    METHANOL,
+    WATER_EXPERIMENTAL,
+)
+
+# Small molecules for the pipeline and memory benchmarks (tests/molecules.py). Rough
+# starting geometries: every job is an optimisation, so xtb has some real work to do.
 MOLECULES: dict[str, str] = {
-    "water": """3
-water
-O   0.000000   0.000000   0.117300
-H   0.000000   0.757200  -0.469200
-H   0.000000  -0.757200  -0.469200
-""",
-    "methane": """5
-methane
-C   0.000000   0.000000   0.000000
-H   0.629118   0.629118   0.629118
-H  -0.629118  -0.629118   0.629118
-H  -0.629118   0.629118  -0.629118
-H   0.629118  -0.629118  -0.629118
-""",
-    "ammonia": """4
-ammonia
-N   0.000000   0.000000   0.116489
-H   0.000000   0.939731  -0.271808
-H   0.813831  -0.469865  -0.271808
-H  -0.813831  -0.469865  -0.271808
-""",
-    "ethane": """8
-ethane
-C   0.000000   0.000000   0.765000
-C   0.000000   0.000000  -0.765000
-H   1.018000   0.000000   1.164000
-H  -0.509000   0.881600   1.164000
-H  -0.509000  -0.881600   1.164000
-H  -1.018000   0.000000  -1.164000
-H   0.509000  -0.881600  -1.164000
-H   0.509000   0.881600  -1.164000
-""",
-    "methanol": """6
-methanol
-C  -0.046520   0.662050   0.000000
-O  -0.046520  -0.755950   0.000000
-H  -1.086520   0.976050   0.000000
-H   0.437480   1.070050   0.889000
-H   0.437480   1.070050  -0.889000
-H   0.861480  -1.064950   0.000000
-""",
-    "acetone": """10
-acetone
-C   0.000000   0.000000   0.178000
-O   0.000000   0.000000   1.395000
-C   1.283000   0.000000  -0.617000
-C  -1.283000   0.000000  -0.617000
-H   2.140000   0.000000   0.053000
-H   1.321000   0.880000  -1.262000
-H   1.321000  -0.880000  -1.262000
-H  -2.140000   0.000000   0.053000
-H  -1.321000  -0.880000  -1.262000
-H  -1.321000   0.880000  -1.262000
-""",
-    "benzene": """12
-benzene
-C   0.000000   1.396792   0.000000
-C   1.209657   0.698396   0.000000
-C   1.209657  -0.698396   0.000000
-C   0.000000  -1.396792   0.000000
-C  -1.209657  -0.698396   0.000000
-C  -1.209657   0.698396   0.000000
-H   0.000000   2.484212   0.000000
-H   2.151390   1.242106   0.000000
-H   2.151390  -1.242106   0.000000
-H   0.000000  -2.484212   0.000000
-H  -2.151390  -1.242106   0.000000
-H  -2.151390   1.242106   0.000000
-""",
-    "caffeine": """24
-caffeine
-C  1.5038 -1.0193  0.0000
-N  0.6806  0.1655  0.0000
-C  1.2014  1.4228  0.0000
-N  0.3223  2.4010  0.0000
-C -0.9203  1.8359  0.0000
-C -2.1855  2.4902  0.0000
-O -2.3932  3.6982  0.0000
-N -3.2325  1.6029  0.0000
-C -4.5760  2.1652  0.0000
-C -3.1141  0.2263  0.0000
-O -4.0781 -0.5283  0.0000
-N -1.8311 -0.3312  0.0000
-C -1.6979 -1.7838  0.0000
-C -0.7286  0.4978  0.0000
-H  2.2694  1.5811  0.0000
-H  1.1975 -1.6030  0.8778
-H  1.1975 -1.6030 -0.8778
-H  2.5658 -0.7677  0.0000
-H -4.4908  3.2542  0.0000
-H -5.1246  1.8480  0.8931
-H -5.1246  1.8480 -0.8931
-H -2.6839 -2.2502  0.0000
-H -1.1569 -2.0997  0.8907
-H -1.1569 -2.0997 -0.8907
-""",
+    "water": WATER_EXPERIMENTAL,
+    "methane": METHANE,
+    "ammonia": AMMONIA,
+    "ethane": ETHANE,
+    "methanol": METHANOL,
+    "acetone": ACETONE,
+    "benzene": BENZENE,
+    "caffeine": CAFFEINE,
 }
 
 

@@ -15,27 +15,18 @@ import pytest
 
 from controller.record import Status
 from controller.store.jobstore import JobStore
+from tests.integration.runner.helpers import processes
+from tests.molecules import CAFFEINE, WATER_EXPERIMENTAL
 
-from .conftest import CAFFEINE, WATER, qforge, wait_until
+from .conftest import qforge, wait_until
 
 Start = Callable[..., subprocess.Popen[str]]
+WATER = WATER_EXPERIMENTAL  # these tests' water, as the benchmarks'
 
 
 def xtb_children(parent: int) -> list[int]:
     """Pids of xtb processes whose parent is `parent`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1: stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == parent and name == "xtb":
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, name, fields in processes() if name == "xtb" and int(fields[1]) == parent]
 
 
 def alive(pid: int) -> bool:

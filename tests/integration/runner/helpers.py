@@ -1,4 +1,5 @@
-"""Helpers of the runner's integration tests: molecules, direct xtb runs, process checks."""
+"""Helpers of the runner's integration tests: direct xtb runs, process checks (the
+molecules are in tests/molecules.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,50 +20,6 @@ needs_xtb = [
     pytest.mark.xtb,
     pytest.mark.skipif(XTB is None, reason="xtb is not installed (Debian: apt-get install xtb)"),
 ]
-
-WATER = """3
-water
-O  0.000000  0.000000  0.117790
-H  0.000000  0.755453 -0.471161
-H  0.000000 -0.755453 -0.471161
-"""
-AMMONIUM = """5
-ammonium
-N  0.0000  0.0000  0.0000
-H  0.5947  0.5947  0.5947
-H -0.5947 -0.5947  0.5947
-H -0.5947  0.5947 -0.5947
-H  0.5947 -0.5947 -0.5947
-"""
-METHYL = """4
-methyl radical
-C  0.000  0.000  0.000
-H  1.080  0.000  0.000
-H -0.540  0.935  0.000
-H -0.540 -0.935  0.000
-"""
-METHANE_DISTORTED = """5
-methane, distorted
-C  0.0  0.0  0.0
-H  0.0  0.0  1.3
-H  1.0  0.0 -0.2
-H -0.5  0.9 -0.3
-H -0.5 -0.8 -0.4
-"""
-
-
-def water_cluster(n: int = 3) -> str:
-    """n³ water molecules 3 Å apart: an ohess of it runs for minutes."""
-    lines = []
-    for i in range(n):
-        for j in range(n):
-            for k in range(n):
-                x, y, z = 3.0 * i, 3.0 * j, 3.0 * k
-                lines += [f"O {x:.4f} {y:.4f} {z + 0.1178:.4f}",
-                          f"H {x:.4f} {y + 0.7555:.4f} {z - 0.4712:.4f}",
-                          f"H {x:.4f} {y - 0.7555:.4f} {z - 0.4712:.4f}"]
-    return f"{len(lines)}\nwater cluster\n" + "\n".join(lines) + "\n"
-
 
 def xtb_env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -113,10 +70,9 @@ def group_gone(pgid: int) -> bool:
     return False
 
 
-def living_members(pgid: int) -> list[int]:
-    """Processes of group `pgid` that still run (zombies excluded: an orphan's zombie
-    waits for PID 1, which in some containers never reaps it)."""
-    alive = []
+def processes() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields of /proc/<pid>/stat after the name: state, ppid,
+    pgrp, ...) of every process; one that ends while being read is left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -124,8 +80,11 @@ def living_members(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            alive.append(int(entry.name))
-    return alive
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        yield int(entry.name), name, stat[stat.rindex(")") + 2:].split()
+
+
+def living_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that still run (zombies excluded: an orphan's zombie
+    waits for PID 1, which in some containers never reaps it)."""
+    return [pid for pid, _, fields in processes() if int(fields[2]) == pgid and fields[0] != "Z"]

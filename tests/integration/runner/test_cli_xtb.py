@@ -12,14 +12,8 @@ from pathlib import Path
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
 from runner_image.spec import JobSpec
-from tests.integration.runner.helpers import (
-    WATER,
-    group_gone,
-    needs_xtb,
-    wait_for,
-    water_cluster,
-    wrapper,
-)
+from tests.integration.runner.helpers import group_gone, needs_xtb, wait_for, wrapper
+from tests.molecules import WATER, water_cluster
 
 pytestmark = needs_xtb
 

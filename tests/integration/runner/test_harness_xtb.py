@@ -14,18 +14,8 @@ from runner_image.harness import run_job
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
 from runner_image.spec import JobSpec
-from tests.integration.runner.helpers import (
-    AMMONIUM,
-    METHANE_DISTORTED,
-    METHYL,
-    WATER,
-    direct_energy,
-    group_gone,
-    needs_xtb,
-    wait_for,
-    water_cluster,
-    wrapper,
-)
+from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wait_for, wrapper
+from tests.molecules import AMMONIUM, METHANE_DISTORTED, METHYL, WATER, water_cluster
 
 pytestmark = needs_xtb
 

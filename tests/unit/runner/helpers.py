@@ -1,4 +1,5 @@
-"""Shared helpers of the runner's unit tests: molecules and the recorded xtb fixtures."""
+"""Shared helpers of the runner's unit tests: water and the recorded xtb fixtures (the
+molecules are in tests/molecules.py; WATER and HYDROXYL are re-exported here)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,10 @@ from typing import Any
 
 from runner_image.molecule import Molecule, parse_xyz
 from runner_image.spec import JobSpec
+from tests.molecules import HYDROXYL as HYDROXYL
+from tests.molecules import WATER as WATER
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-WATER = """3
-water
-O  0.000000  0.000000  0.117790
-H  0.000000  0.755453 -0.471161
-H  0.000000 -0.755453 -0.471161
-"""
-HYDROXYL = """2
-hydroxyl
-O 0.0 0.0 0.0
-H 0.0 0.0 0.97
-"""
-CAFFEINE_FORMULA = "C8H10N4O2"
 
 
 def water() -> Molecule:
