@@ -122,6 +122,8 @@ class Bench:
 
     # ------------------------------------------------------------------ setup
     def install(self, runner: str, controller: str, cap: int, runner_cpu: str) -> None:
+        from tests.kube.volumes import node_volume
+
         self.apply({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": NAMESPACE, "labels": {
@@ -132,7 +134,7 @@ class Bench:
         self.store.mkdir(parents=True, exist_ok=True)
         os.chown(self.store, RUNNER_UID, RUNNER_UID)
         self.store.chmod(0o2775)
-        self.apply(_hostpath_pv(self.store, self.cluster.node_name))
+        self.apply(node_volume(PV, self.store, self.cluster.node_name, claim=(NAMESPACE, PVC)))
         sets: list[str] = ["--set", "persistence.storageClass=-",
                            "--set", f"maxConcurrentJobs={cap}",
                            "--set-string", f"runner.resources.cpu={runner_cpu}"]
@@ -283,25 +285,6 @@ class Bench:
 def _cores(quantity: str) -> float:
     """A Kubernetes CPU quantity ("1", "500m") in cores, for `ctr run --cpus`."""
     return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
-
-
-def _hostpath_pv(path: Path, node_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": PV},
-        "spec": {
-            "capacity": {"storage": "10Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "claimRef": {"namespace": NAMESPACE, "name": PVC},
-            "hostPath": {"path": str(path), "type": "Directory"},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node_name]}
-            ]}]}},
-        },
-    }
 
 
 # --------------------------------------------------------------------------- main

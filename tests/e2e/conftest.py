@@ -42,6 +42,8 @@ from typing import Any
 
 import pytest
 
+from tests.kube.volumes import node_volume
+
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "qforge-e2e"
 RELEASE = "qforge"
@@ -403,7 +405,8 @@ def release(kube: Kube) -> Iterator[Release]:
         os.chown(store, 10001, 10001)
         store.chmod(0o2775)
         rel.host_store = store
-        kube.apply(_hostpath_pv(store, kube.node.node_name))
+        kube.apply(node_volume(PV, store, kube.node.node_name, claim=(NAMESPACE, PVC),
+                               labels={"app.kubernetes.io/part-of": "qforge-e2e"}))
         set_args += ["--set", "persistence.storageClass=-"]
     try:
         t0 = time.monotonic()
@@ -439,37 +442,6 @@ def release(kube: Kube) -> Iterator[Release]:
         )
         if storage == "hostpath":
             kube.kubectl("delete", "pv", PV, "--wait=false", check=False)
-
-
-def _hostpath_pv(path: Path, node_name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": PV, "labels": {"app.kubernetes.io/part-of": "qforge-e2e"}},
-        "spec": {
-            "capacity": {"storage": "10Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "claimRef": {"namespace": NAMESPACE, "name": PVC},
-            "hostPath": {"path": str(path), "type": "Directory"},
-            "nodeAffinity": {
-                "required": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "In",
-                                    "values": [node_name],
-                                }
-                            ]
-                        }
-                    ]
-                }
-            },
-        },
-    }
 
 
 # --------------------------------------------------------------------------- dumps on failure

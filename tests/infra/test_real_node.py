@@ -16,6 +16,7 @@ import pytest
 from tests.kube import KubeToolsError, Tools
 from tests.kube.fixtures import session_failed, teardown_on_sigterm
 from tests.kube.node import NodeCluster, leftovers, node_options
+from tests.kube.volumes import node_volume
 
 pytestmark = pytest.mark.node
 
@@ -206,33 +207,8 @@ def test_pvc_on_local_volume_is_seen_by_host(node: NodeCluster) -> None:
             "provisioner": "kubernetes.io/no-provisioner",
             "volumeBindingMode": "WaitForFirstConsumer",
         },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{ns}-pv"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "qforge-local",
-                "local": {"path": str(host_dir)},
-                "nodeAffinity": {
-                    "required": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": "kubernetes.io/hostname",
-                                        "operator": "In",
-                                        "values": [node.node_name],
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                },
-            },
-        },
+        node_volume(f"{ns}-pv", host_dir, node.node_name, size="1Gi",
+                    storage_class="qforge-local", local=True),
     ]
     node.apply(objects)
     pvc = {
