@@ -62,7 +62,7 @@ def _find_helm() -> str | None:
 def helm() -> str:
     found = _find_helm()
     if found is None:
-        pytest.skip("helm is not installed (set HELM, or build it with `make k8s-tools`)")
+        pytest.skip("helm is not installed (set HELM, or build it with `make helm`)")
     return found
 
 
