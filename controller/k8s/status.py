@@ -44,18 +44,9 @@ def job_finished(job: Mapping[str, Any]) -> str | None:
             return str(cond["type"])
         if cond.get("type") == "SuccessCriteriaMet" and _true(cond):
             return "Complete"
-    status = job.get("status") or {}
+    succeeded = (job.get("status") or {}).get("succeeded") or 0
     completions = (job.get("spec") or {}).get("completions") or 1
-    if _count(status.get("succeeded")) >= _count(completions) > 0:
-        return "Complete"
-    return None
-
-
-def _count(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+    return "Complete" if succeeded >= completions else None
 
 
 def job_failure_reason(job: Mapping[str, Any]) -> tuple[str, str]:

@@ -31,6 +31,7 @@ from runner_image.result import ErrorType, JobError, RunReport
 from runner_image.spec import JobSpec
 from tests.kube import ControlPlane
 from tests.kube.procs import free_port
+from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -38,12 +39,6 @@ RUNNER_IMAGE = "qforge-runner:test"
 PVC_NAME = "qforge-jobs"
 POLL_INTERVAL = "0.5"
 
-WATER = """3
-water
-O   0.000000   0.000000   0.117300
-H   0.000000   0.757200  -0.469200
-H   0.000000  -0.757200  -0.469200
-"""
 
 # kwok reads a fake runner's fate from these pod annotations (tests/kube/kwok-stages.yaml).
 RUN_FOR = "kwok.qforge.io/run-for"

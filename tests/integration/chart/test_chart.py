@@ -23,6 +23,7 @@ import yaml
 from controller.k8s.manifests import build_job_manifest
 from controller.settings import Settings
 from runner_image.spec import JobSpec
+from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "qforge"
@@ -442,8 +443,7 @@ def test_millicore_runner_cpu_reaches_the_runner_jobs(helm: str, tmp_path: Path)
     docs = render(helm, values={"runner": {"resources": {"cpu": "500m"}}}, tmp=tmp_path)
     settings = Settings.from_env(one(docs, "ConfigMap")["data"])
     assert settings.runner_cpu == "500m"
-    water = "3\nwater\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n"
-    job = build_job_manifest("h2o-1", JobSpec(molecule=water), settings)
+    job = build_job_manifest("h2o-1", JobSpec(molecule=WATER), settings)
     runner = job["spec"]["template"]["spec"]["containers"][0]
     assert runner["resources"]["requests"]["cpu"] == runner["resources"]["limits"]["cpu"] == "500m"
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in runner["env"]

@@ -7,13 +7,7 @@ import pytest
 from controller.store.jobstore import JobStore
 from runner_image.molecule import parse_xyz
 from runner_image.spec import JobSpec
-
-WATER = """3
-water
-O   0.000000   0.000000   0.117300
-H   0.000000   0.757200  -0.469200
-H   0.000000  -0.757200  -0.469200
-"""
+from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 
 def water_spec(**kw: object) -> JobSpec:

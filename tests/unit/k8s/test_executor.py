@@ -21,8 +21,8 @@ from runner_image.atomic import write_text_atomic
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, JobError, RunReport
 from runner_image.spec import JobSpec
+from tests.molecules import WATER_EXPERIMENTAL as WATER
 
-WATER = "3\nwater\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n"
 INSTANCE = "k8s.ns.worker_1"
 
 

@@ -19,13 +19,8 @@ from controller.k8s.manifests import (
 from controller.settings import Settings
 from runner_image.elements import SYMBOLS
 from runner_image.spec import JobSpec
+from tests.molecules import WATER
 
-WATER = """3
-water
-O 0.000000 0.000000 0.117790
-H 0.000000 0.755453 -0.471161
-H 0.000000 -0.755453 -0.471161
-"""
 JOB_ID = "water_20261128_133039_k3f9"
 
 
