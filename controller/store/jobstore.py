@@ -643,6 +643,28 @@ class JobStore:
                 continue
             yield record
 
+    def ensure_running_marker(self, record: JobRecord) -> bool:
+        """Give a RUNNING record whose marker was lost (a deleted index) the marker of
+        the instance its placement names, so that the owner's death is noticed. Checked
+        again afterwards: a job that finished meanwhile loses the marker again."""
+        instance = record.placement.instance if record.placement else None
+        if record.status is not Status.RUNNING or not instance:
+            return False
+        if any(m.job_id == record.job_id for m in self.running_markers()):
+            return False
+        path = self.layout.running / RunningMarker(record.job_id, instance).name
+        _touch(path)
+        try:
+            now = self.read(record.job_id)
+        except StoreError:
+            path.unlink(missing_ok=True)
+            return False
+        if now.status is not Status.RUNNING:
+            path.unlink(missing_ok=True)
+            self.ensure_done_marker(now)
+            return False
+        return True
+
     def ensure_dedup_claim(self, record: JobRecord) -> bool:
         """Make a live record the holder of its input when no live job holds it (a
         folder copied in, a lost index). Returns True if it now holds a new claim."""
