@@ -79,6 +79,7 @@ def templates() -> tuple[bytes, bytes, str]:
                        group=HOLES["group"], input_hash=HOLES["hash"])
     done = queued.evolve(
         status=Status.COMPLETED, started_at=now, finished_at="2026-11-28T13:30:39.623456Z",
+        updated_at="2026-11-28T13:30:39.623456Z",
         attempts=1,
         placement=Placement(executor="local", worker_id="worker_1",
                             instance="worker_1.bench.1234.abcd", host="bench"),

@@ -286,7 +286,6 @@ class JobStore:
                            input_hash=digest)
         staging = self.layout.incoming / f"{jid}.{os.getpid()}.{time.monotonic_ns()}"
         staging.mkdir(parents=True)
-        claim: Path | None = None
         markers: list[Path] = []
         try:
             _write_durable(staging / "input.xyz", input_text.encode())
@@ -299,7 +298,6 @@ class JobStore:
                     os.symlink(jid, path)
                 except FileExistsError:
                     return None
-                claim = path
             if group is not None:
                 markers.append(self.layout.group(group) / jid)
             markers.append(self.layout.queue / QueueKey.make(
@@ -309,10 +307,10 @@ class JobStore:
             try:
                 os.rename(staging, self.layout.job_dir(jid))
             except OSError:
+                # (A dedup claim is never removed: one naming a folder that never
+                # appears is judged dead by the next submitter of that input.)
                 for marker in markers:
                     marker.unlink(missing_ok=True)
-                if claim is not None:
-                    claim.unlink(missing_ok=True)
                 raise StoreError(f"job {jid} already exists") from None
         finally:
             if staging.exists():
