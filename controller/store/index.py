@@ -233,6 +233,9 @@ class IndexKeeper:
             if key.job_id in present:
                 if queued_ids is None or key.job_id in queued_ids:
                     continue
+                data = store.peek(key.job_id)  # read as not QUEUED: requeued since?
+                if data is not None and data.get("status") == Status.QUEUED.value:
+                    continue
             else:
                 try:
                     if now - path.stat().st_mtime < ORPHAN_MARKER_SECONDS:
