@@ -104,9 +104,12 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
     """
     temps: list[tuple[int, str, Path]] = []  # (fd, temporary or source path, destination)
     moved: set[str] = set()
+    devices: dict[Path, int | None] = {}
     try:
         for dst, content in items:
-            if move and isinstance(content, Path) and _same_device(content, dst.parent):
+            if move and isinstance(content, Path) \
+                    and _device(content.parent, devices) == _device(dst.parent, devices) \
+                    is not None:
                 fd = _open_to_sync(content)
                 temps.append((fd, str(content), dst))
                 moved.add(str(content))
@@ -145,8 +148,11 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
         fsync_dir(folder)
 
 
-def _same_device(path: Path, folder: Path) -> bool:
-    try:
-        return os.stat(path).st_dev == os.stat(folder).st_dev
-    except OSError:
-        return False
+def _device(folder: Path, known: dict[Path, int | None]) -> int | None:
+    """The file system `folder` is on (looked up once per folder), or None."""
+    if folder not in known:
+        try:
+            known[folder] = os.stat(folder).st_dev
+        except OSError:
+            known[folder] = None
+    return known[folder]

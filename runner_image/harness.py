@@ -8,7 +8,6 @@ outcome, including our own crashes, becomes a `RunReport` that is also written t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -189,15 +188,23 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
 
 
 def artifacts(scratch: Path, job_dir: Path) -> list[tuple[Path, Path]]:
-    """``(destination, source)`` of xtb's files to copy into the job folder. Stale copies
-    of an earlier attempt that this run did not write are removed."""
+    """``(destination, source)`` of xtb's files to move into the job folder. Stale copies
+    of an earlier attempt that this run did not write are removed. (One listing of each
+    folder, not a stat per name: this runs for every job.)"""
+    def files(folder: Path) -> set[str]:
+        try:
+            with os.scandir(folder) as entries:
+                return {e.name for e in entries if e.is_file()}
+        except FileNotFoundError:
+            return set()
+
+    written, present = files(scratch), files(job_dir)
     items = []
     for name in ARTIFACTS:
-        src, dst = scratch / name, job_dir / name
-        if src.is_file():
-            items.append((dst, src))
-        else:
-            dst.unlink(missing_ok=True)
+        if name in written:
+            items.append((job_dir / name, scratch / name))
+        elif name in present:
+            (job_dir / name).unlink(missing_ok=True)
     return items
 
 
@@ -358,7 +365,7 @@ def run_job(
                        job_id=job_id, started_at=started, finished_at=utcnow())
     try:
         files = artifacts(scratch, job_dir) if scratch is not None else []
-        body = json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
+        body = report.model_dump_json(indent=2) + "\n"
         write_files_atomic([*files, (job_dir / RESULT_FILE, body.encode())], move=True)
     except OSError as exc:
         log.error("Cannot write %s for job %s: %s", RESULT_FILE, label, exc)
