@@ -188,7 +188,18 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
     return out
 
 
-def report_line(w: Workload, res: Rounds) -> str:
+def idle_worker(root: Path) -> float:
+    """Wall time of `qforge worker --until-idle` on an empty store: the interpreter's
+    start, the imports, the start-up pass and the exit, which every run pays once."""
+    root.mkdir()
+    env = dict(os.environ, JOBS_DIR=str(root / "jobs"))
+    start = time.perf_counter()
+    subprocess.run([*qforge_command(), "worker", "--until-idle"], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def report_line(w: Workload, res: Rounds, fixed: float) -> str:
     ratio = statistics.median(res.ratios())
     q, b = statistics.median(res.qforge), statistics.median(res.baseline)
     verdict = "met" if ratio >= w.target else "MISSED"
@@ -199,7 +210,8 @@ def report_line(w: Workload, res: Rounds) -> str:
             f"rounds (by round: {by_round}); qforge {q:.2f} s ({w.count / q:.1f} jobs/s), "
             f"baseline {b:.2f} s ({w.count / b:.1f} jobs/s); the worker's time beside each "
             f"xtb run {statistics.median(res.around) * 1e3:.1f} ms per job (start-up "
-            f"included); load average {os.getloadavg()[0]:.1f}")
+            f"included; an idle worker's start and exit alone take {fixed:.2f} s); "
+            f"load average {os.getloadavg()[0]:.1f}")
 
 
 def main() -> int:
@@ -219,9 +231,11 @@ def main() -> int:
         warm = jobs_of(chosen[0])[:4]
         baseline(warm, tmp / "warm-baseline", xtb)
         through_qforge(warm, tmp / "warm-qforge")
+        fixed = statistics.median(idle_worker(tmp / f"idle{i}") for i in range(3))
+        log(f"an idle worker (empty store) starts and exits in {fixed:.2f} s (median of 3)")
         for w in chosen:
             res = run_workload(w, args.rounds, tmp, xtb)
-            print(report_line(w, res), flush=True)
+            print(report_line(w, res, fixed), flush=True)
     return 0
 
 
