@@ -22,7 +22,7 @@ def run_worker(settings: Settings, *, until_idle: bool = False) -> int:
     log.info("Starting Worker...")
     store = JobStore(settings.jobs_dir)
     executor = LocalExecutor(store, settings)
-    scheduler = Scheduler(store, executor, settings)
+    scheduler = Scheduler(store, executor, settings, write_behind=True)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

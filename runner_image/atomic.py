@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,7 +47,46 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]]) -> None:
+_SYNC_THREADS: Final = 8
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _fsync_all(fds: Sequence[int]) -> None:
+    """fsync every fd at once from a few long-lived threads: the file system commits
+    them together instead of one journal commit per file (the threads are made once per
+    process, not once per call: a worker saves a job every few milliseconds)."""
+    global _sync_pool
+    if len(fds) <= 1:
+        for fd in fds:
+            os.fsync(fd)
+        return
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS,
+                                            thread_name_prefix="fsync")
+        pool = _sync_pool
+    # The caller's thread takes the first one itself: one hand-off fewer.
+    futures = [pool.submit(os.fsync, fd) for fd in fds[1:]]
+    first: BaseException | None = None
+    try:
+        os.fsync(fds[0])
+    except BaseException as exc:
+        first = exc
+    for future in futures:
+        exc2 = future.exception()
+        if first is None and exc2 is not None:
+            first = exc2
+    if first is not None:
+        raise first
+
+
+def _open_to_sync(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+
+def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
+                       move: bool = False) -> None:
     """Write several files, each atomically, all durably, in one round of fsyncs.
 
     Each item is a destination and its content: bytes, or a file to copy. Every one
@@ -55,10 +95,25 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]]) -> None:
     file), then renamed in the given order (so a reader waiting for the last one finds
     the others in place), then each folder is fsynced once. On an error nothing
     half-written is left behind.
+
+    With ``move=True`` a source file on the destination's file system is not copied
+    but fsynced where it is and renamed into place (its data is written once, by its
+    own writer; the source name is gone afterwards); one on another file system is
+    copied as above. A source must then be complete and no longer written to (xtb has
+    exited): the rename publishes it whole, and it is durable before it is published.
     """
-    temps: list[tuple[int, str, Path]] = []
+    temps: list[tuple[int, str, Path]] = []  # (fd, temporary or source path, destination)
+    moved: set[str] = set()
+    devices: dict[Path, int | None] = {}
     try:
         for dst, content in items:
+            if move and isinstance(content, Path) \
+                    and _device(content.parent, devices) == _device(dst.parent, devices) \
+                    is not None:
+                fd = _open_to_sync(content)
+                temps.append((fd, str(content), dst))
+                moved.add(str(content))
+                continue
             fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
             temps.append((fd, tmp, dst))
             os.fchmod(fd, FILE_MODE)
@@ -68,27 +123,36 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]]) -> None:
                 else:
                     with open(content, "rb") as inp:
                         shutil.copyfileobj(inp, out)
-        fds = [fd for fd, _, _ in temps]
-        if len(fds) > 1:
-            with ThreadPoolExecutor(max_workers=min(8, len(fds))) as pool:
-                list(pool.map(os.fsync, fds))
-        elif fds:
-            os.fsync(fds[0])
+        _fsync_all([fd for fd, _, _ in temps])
     except BaseException:
         for fd, tmp, _ in temps:
             os.close(fd)
-            os.unlink(tmp)
+            if tmp not in moved:
+                os.unlink(tmp)
         raise
     for fd, _, _ in temps:
         os.close(fd)
     done = 0
     try:
         for _, tmp, dst in temps:
+            if tmp in moved:
+                os.chmod(tmp, FILE_MODE)
             os.replace(tmp, dst)
             done += 1
     finally:
         for _, tmp, _ in temps[done:]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp not in moved:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
     for folder in dict.fromkeys(dst.parent for _, _, dst in temps):
         fsync_dir(folder)
+
+
+def _device(folder: Path, known: dict[Path, int | None]) -> int | None:
+    """The file system `folder` is on (looked up once per folder), or None."""
+    if folder not in known:
+        try:
+            known[folder] = os.stat(folder).st_dev
+        except OSError:
+            known[folder] = None
+    return known[folder]

@@ -8,7 +8,6 @@ outcome, including our own crashes, becomes a `RunReport` that is also written t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from runner_image.atomic import write_files_atomic
 from runner_image.errors import InputError
 from runner_image.failures import classify_failure
 from runner_image.molecule import parse_xyz
-from runner_image.process import run_process
+from runner_image.process import find_program, run_process
 from runner_image.quality import assess
 from runner_image.result import ErrorType, JobError, JobResult, RunReport
 from runner_image.spec import JobSpec, Method, Task
@@ -189,15 +188,23 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
 
 
 def artifacts(scratch: Path, job_dir: Path) -> list[tuple[Path, Path]]:
-    """``(destination, source)`` of xtb's files to copy into the job folder. Stale copies
-    of an earlier attempt that this run did not write are removed."""
+    """``(destination, source)`` of xtb's files to move into the job folder. Stale copies
+    of an earlier attempt that this run did not write are removed. (One listing of each
+    folder, not a stat per name: this runs for every job.)"""
+    def files(folder: Path) -> set[str]:
+        try:
+            with os.scandir(folder) as entries:
+                return {e.name for e in entries if e.is_file()}
+        except FileNotFoundError:
+            return set()
+
+    written, present = files(scratch), files(job_dir)
     items = []
     for name in ARTIFACTS:
-        src, dst = scratch / name, job_dir / name
-        if src.is_file():
-            items.append((dst, src))
-        else:
-            dst.unlink(missing_ok=True)
+        if name in written:
+            items.append((job_dir / name, scratch / name))
+        elif name in present:
+            (job_dir / name).unlink(missing_ok=True)
     return items
 
 
@@ -227,8 +234,11 @@ def _make_scratch(scratch_root: Path | None, label: str) -> Path:
 
 def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
              cancel: threading.Event | None, xtb_path: str,
-             log: logging.Logger) -> tuple[JobResult | None, JobError | None]:
-    """Run xtb in `scratch` and read what it left: a result, or the error."""
+             log: logging.Logger, xtb_exited: Callable[[], None],
+             ) -> tuple[JobResult | None, JobError | None]:
+    """Run xtb in `scratch` and read what it left: a result, or the error.
+    `xtb_exited` is called the moment xtb has exited (or failed to start), before its
+    output is read."""
     if cancel is not None and cancel.is_set():
         raise _Stop(JobError(type=ErrorType.cancelled, message="cancelled before xtb started"))
     (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
@@ -239,10 +249,12 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
         proc = run_process(argv, cwd=scratch, env=xtb_environment(spec, xtb_path),
                            stdout=scratch / OUTPUT_FILE, timeout=deadline, cancel=cancel)
     except OSError as exc:
+        xtb_exited()
         raise _Stop(JobError(
             type=ErrorType.infrastructure_error,
             message=f"cannot start xtb ({xtb_path}): {exc.strerror or exc}",
         )) from None
+    xtb_exited()
     output = _read(scratch / OUTPUT_FILE) or ""
     result: JobResult | None = None
     if proc.cancelled:
@@ -292,17 +304,19 @@ def run_job(
 ) -> RunReport:
     """Run the calculation `spec` for the job folder `job_dir`; write and return its report.
 
-    `on_calculation_end` is called once, as soon as xtb has exited (or could not start),
-    before the results are saved: a worker frees the calculation's slot there, so the
-    next calculation runs while this one's files are written and synced.
+    `on_calculation_end` is called once, the moment xtb has exited (or could not start),
+    before its output is read and the results are saved: a worker frees the
+    calculation's slot there, so the next calculation runs while this one's output is
+    parsed and its files are written and synced.
 
     xtb runs in a fresh scratch folder under `scratch_root` (default: $TMPDIR), in its own
     process group, with OMP_NUM_THREADS = spec.threads. The deadline is the smallest of
     `timeout`, `xtb_timeout` and ``spec.timeout`` (seconds; None: no limit); at the
     deadline, or when `cancel` is set, the whole group is stopped (SIGTERM, then
-    SIGKILL). xtb's files are copied into `job_dir` and ``result.json`` is written, all
-    atomically and in one round of fsyncs, ``result.json`` renamed last: when it
-    exists, everything else is in place. Then the scratch folder is removed.
+    SIGKILL). xtb's files are moved into `job_dir` (copied when the scratch folder is
+    on another file system) and ``result.json`` is written, all atomically and in one
+    round of fsyncs, ``result.json`` renamed last: when it exists, everything else is in
+    place. Then the scratch folder is removed.
     """
     log = log or logger
     job_dir = Path(job_dir)
@@ -311,10 +325,22 @@ def run_job(
     result: JobResult | None = None
     error: JobError | None = None
     scratch: Path | None = None
+    ended = False
+
+    def calculation_ended() -> None:
+        nonlocal ended
+        if ended or on_calculation_end is None:
+            return
+        ended = True
+        try:
+            on_calculation_end()
+        except Exception as exc:  # a caller's hook must not lose the report
+            log.error("on_calculation_end failed for job %s: %s", label, exc)
+
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / RESULT_FILE).unlink(missing_ok=True)  # an earlier attempt's, now stale
-        xtb_path = shutil.which(xtb)
+        xtb_path = find_program(xtb)
         if xtb_path is None:
             raise _Stop(JobError(
                 type=ErrorType.infrastructure_error,
@@ -322,7 +348,8 @@ def run_job(
             ))
         scratch = _make_scratch(scratch_root, label)
         deadline = _deadline(timeout, xtb_timeout, spec.timeout)
-        result, error = _execute(spec, scratch, label, deadline, cancel, xtb_path, log)
+        result, error = _execute(spec, scratch, label, deadline, cancel, xtb_path, log,
+                                 calculation_ended)
     except _Stop as stop:
         error = stop.error
     except Exception as exc:  # the report must still be written; nothing escapes
@@ -330,11 +357,7 @@ def run_job(
         log.debug("Traceback of the runner failure", exc_info=True)
         error = JobError(type=ErrorType.infrastructure_error,
                          message=f"the runner failed: {type(exc).__name__}: {exc}")
-    if on_calculation_end is not None:
-        try:
-            on_calculation_end()
-        except Exception as exc:  # a caller's hook must not lose the report
-            log.error("on_calculation_end failed for job %s: %s", label, exc)
+    calculation_ended()  # xtb never started, or the runner failed
     if result is None and error is None:
         error = JobError(type=ErrorType.infrastructure_error, message="xtb left no result")
     report = RunReport(success=result is not None, result=result,
@@ -342,8 +365,8 @@ def run_job(
                        job_id=job_id, started_at=started, finished_at=utcnow())
     try:
         files = artifacts(scratch, job_dir) if scratch is not None else []
-        body = json.dumps(report.model_dump(mode="json"), indent=2) + "\n"
-        write_files_atomic([*files, (job_dir / RESULT_FILE, body.encode())])
+        body = report.model_dump_json(indent=2) + "\n"
+        write_files_atomic([*files, (job_dir / RESULT_FILE, body.encode())], move=True)
     except OSError as exc:
         log.error("Cannot write %s for job %s: %s", RESULT_FILE, label, exc)
         report = RunReport(

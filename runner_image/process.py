@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Final
 
@@ -58,16 +59,27 @@ def _wait_exited(pid: int, seconds: float, poll: float) -> None:
         time.sleep(poll / 4)
 
 
+@lru_cache(maxsize=32)
+def _which(program: str, path: str | None) -> str | None:
+    return shutil.which(program, path=path)
+
+
+def find_program(program: str) -> str | None:
+    """`shutil.which`, remembered per PATH (a worker starts xtb for every job; a search
+    of PATH is a stat per folder)."""
+    return _which(program, os.environ.get("PATH"))
+
+
 def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
     """Have the kernel SIGKILL the program if the process that started it dies (a worker
     killed with SIGKILL cannot stop its xtb runs itself). `setpriv` (util-linux, in every
     Debian) sets PR_SET_PDEATHSIG and then execs the program, keeping its pid; a
     preexec_fn would do the same but is unsafe in a threaded worker."""
-    program = shutil.which(argv[0]) if argv else None
+    program = find_program(argv[0]) if argv else None
     if program is None:
         # Let Popen raise its usual FileNotFoundError for a missing program.
         return list(argv)
-    setpriv = shutil.which("setpriv")
+    setpriv = find_program("setpriv")
     if setpriv is None:
         return list(argv)
     return [setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]]

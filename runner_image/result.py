@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner_image import __version__
+from runner_image import version
 from runner_image.molecule import Molecule
 from runner_image.spec import METHOD_NAMES, JobSpec, Method, Task
 
@@ -168,7 +168,7 @@ def _keywords(spec: JobSpec) -> dict[str, Any]:
 
 
 def _provenance() -> dict[str, Any]:
-    return {"creator": "qforge", "version": __version__, "routine": "runner_image.harness.run_job"}
+    return {"creator": "qforge", "version": version(), "routine": "runner_image.harness.run_job"}
 
 
 def to_qcschema(

@@ -237,11 +237,16 @@ def vibrational_frequencies(
     return tuple(f for i, f in enumerate(modes) if i not in zero)
 
 
+_BACKTRACE = re.compile(r"^\s*(#\d+\s+0x|at \.\./)")
+
+
 def tail(text: str, lines: int = 30, chars: int = 4000) -> str:
-    """The last lines of an output, Fortran backtrace lines left out."""
-    kept = [
-        line.rstrip()
-        for line in text.splitlines()
-        if line.strip() and not re.match(r"^\s*(#\d+\s+0x|at \.\./)", line)
-    ]
-    return "\n".join(kept[-lines:])[-chars:]
+    """The last lines of an output, Fortran backtrace lines left out. Read from the
+    end: the cost is the tail's, not the whole output's (it is taken for every job)."""
+    kept: list[str] = []
+    for line in reversed(text.splitlines()):
+        if len(kept) >= lines:
+            break
+        if line.strip() and not _BACKTRACE.match(line):
+            kept.append(line.rstrip())
+    return "\n".join(reversed(kept))[-chars:]

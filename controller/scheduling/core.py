@@ -6,6 +6,7 @@ Kubernetes executor (`qforge controller`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.scheduling.executor import Executor, Outcome, Update
+from controller.scheduling.recorder import Inline, Recorder, WriteBehind
 from controller.settings import Settings
 from controller.store.index import IndexKeeper
 from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
@@ -61,7 +63,11 @@ class Scheduler:
         *,
         instance: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        write_behind: bool = False,
     ) -> None:
+        """`write_behind`: record writes (claims, outcomes, heartbeats) go to a
+        background thread (`recorder.WriteBehind`) so a pass never waits for the disk;
+        the local worker uses it. Off, each is written during the pass."""
         self.store = store
         self.executor = executor
         self.settings = settings
@@ -72,6 +78,7 @@ class Scheduler:
                                  settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
         self.wake = threading.Event()
+        self.writes: Recorder = WriteBehind(on_idle=self.wake.set) if write_behind else Inline()
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
@@ -114,6 +121,7 @@ class Scheduler:
         """Stop the executor; interrupted jobs go back to the queue."""
         for outcome in self.executor.shutdown():
             self._record(outcome)
+        self.writes.close()
         self.liveness.retire()
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
@@ -121,7 +129,7 @@ class Scheduler:
         while not stop.is_set():
             report = self.run_once()
             if until_idle and report.queued == 0 and report.running_anywhere == 0 \
-                    and not self.executor.active():
+                    and not self.executor.active() and not self.writes.pending():
                 log.info("Nothing queued or running: worker is idle, exiting")
                 return
             self.wait_for_work(stop, report)
@@ -161,7 +169,8 @@ class Scheduler:
         self._recover_dead(report)
         self._launch(report)
         if self.clock() - self._last_beat >= BEAT_EVERY:
-            self.liveness.beat(len(self._claimed))
+            active = len(self._claimed)
+            self.writes.submit(lambda: self.liveness.beat(active))
             self._last_beat = self.clock()
         report.running_anywhere = len(self.store.running_markers())
         self._health()
@@ -181,7 +190,8 @@ class Scheduler:
         for key in keys:
             if free <= 0:
                 break
-            claimed = self.store.claim(key, self.instance, placement)
+            claimed = self.store.claim(key, self.instance, placement,
+                                       write=isinstance(self.writes, Inline))
             if claimed is None:
                 continue
             if self.store.cancel_requested(key.job_id):
@@ -191,6 +201,9 @@ class Scheduler:
                                    message="cancelled by user before it started")))
                 report.cancelled.append(key.job_id)
                 continue
+            if not isinstance(self.writes, Inline):
+                # Queued before any outcome of this job can be: written first (FIFO).
+                self.writes.submit(functools.partial(self.store.write, claimed.record))
             log.info("Starting execution for job %s", key.job_id)
             self._claimed[key.job_id] = claimed
             try:
@@ -221,6 +234,11 @@ class Scheduler:
         if claimed is None:
             log.warning("Outcome for job %s that this worker did not claim", outcome.job_id)
             return
+        self.writes.submit(lambda: self._write_outcome(claimed, outcome))
+
+    def _write_outcome(self, claimed: Claimed, outcome: Outcome) -> None:
+        """Read the record as it is now, write the job's terminal state (or put it back
+        in the queue) and drop its running marker."""
         try:
             current = self.store.read(outcome.job_id)
         except (JobNotFound, CorruptRecord) as exc:
@@ -250,11 +268,13 @@ class Scheduler:
                                     placement=placement)
             log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
                      error.type, error.message)
-        self._finish(claimed, record)
+        self.store.finish(claimed, record)
 
     def _apply(self, update: Update) -> None:
-        if update.job_id not in self._claimed:
-            return
+        if update.job_id in self._claimed:
+            self.writes.submit(lambda: self._write_update(update))
+
+    def _write_update(self, update: Update) -> None:
         try:
             record = self.store.read(update.job_id)
         except (JobNotFound, CorruptRecord):
@@ -272,7 +292,7 @@ class Scheduler:
                 log.info("Job %s waits: %s", update.job_id, update.waiting_reason)
 
     def _finish(self, claimed: Claimed, record: JobRecord) -> None:
-        self.store.finish(claimed, record)
+        self.writes.submit(lambda: self.store.finish(claimed, record))
 
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:

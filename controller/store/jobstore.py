@@ -414,9 +414,15 @@ class JobStore:
             return []
         return [m for m in map(RunningMarker.parse, names) if m is not None]
 
-    def claim(self, key: QueueKey, instance: str, placement: Placement) -> Claimed | None:
+    def claim(self, key: QueueKey, instance: str, placement: Placement, *,
+              write: bool = True) -> Claimed | None:
         """Take a queued job for `instance`. Returns None when another claimant won,
-        or the marker was stale (the job is not QUEUED, or unreadable: reported)."""
+        or the marker was stale (the job is not QUEUED, or unreadable: reported).
+
+        The rename of the marker is the claim; with ``write=False`` the RUNNING record
+        is returned but not written, and the caller writes it (`write`) later. Until
+        then the record still says QUEUED under a running marker, which recovery
+        already handles (a claimant that died there: the job goes back to the queue)."""
         marker = RunningMarker(key.job_id, instance)
         src = self.layout.queue / key.name
         dst = self.layout.running / marker.name
@@ -447,7 +453,8 @@ class JobStore:
             attempts=record.attempts + 1,
             waiting_reason=None,
         )
-        self.write(running)
+        if write:
+            self.write(running)
         return Claimed(running, marker)
 
     def _put_back_or_drop(self, dst: Path, src: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runner_image import harness
 from runner_image.harness import run_job
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
@@ -61,6 +62,27 @@ def test_water_gfn2_opt(tmp_path: Path) -> None:
     for name in ("xtbout.json", "xtbopt.xyz", "xtb.log", "charges", "wbo"):
         assert (job / name).is_file(), name
     assert "TOTAL ENERGY" in (job / "xtb.log").read_text()
+
+
+def test_the_slot_is_freed_when_xtb_exits_before_its_output_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """on_calculation_end (a worker refills the slot there) comes the moment xtb has
+    exited: before its output is parsed and long before the results are saved."""
+    events: list[str] = []
+    parse = harness.parse_text_output
+
+    def parse_and_note(text: str) -> object:
+        events.append("parsed")
+        return parse(text)
+
+    monkeypatch.setattr(harness, "parse_text_output", parse_and_note)
+    job_dir = tmp_path / "job"
+    report = run_job(job_dir, _spec(), scratch_root=tmp_path,
+                     on_calculation_end=lambda: events.append(
+                         "ended, result.json there" if (job_dir / "result.json").exists()
+                         else "ended"))
+    assert report.success, report.error
+    assert events == ["ended", "parsed"]
 
 
 def test_charged_species_ammonium(tmp_path: Path) -> None:

@@ -130,3 +130,53 @@ def test_a_failed_batch_copy_leaves_no_temp_files(tmp_path: Path) -> None:
                             (tmp_path / "b2", tmp_path / "missing")])
     assert _leftovers(tmp_path) == []
     assert not (tmp_path / "a2").exists()
+
+
+def test_a_move_renames_a_file_of_the_same_file_system_into_place(tmp_path: Path) -> None:
+    """move=True: xtb's files are not copied but renamed (their data written once)."""
+    scratch, job = tmp_path / "scratch", tmp_path / "job"
+    scratch.mkdir()
+    job.mkdir()
+    (scratch / "xtb.log").write_text("TOTAL ENERGY -5.07\n" * 500)
+    os.chmod(scratch / "xtb.log", 0o600)
+    inode = (scratch / "xtb.log").stat().st_ino
+    (job / "xtb.log").write_text("an earlier attempt's\n")
+    write_files_atomic([(job / "xtb.log", scratch / "xtb.log"),
+                        (job / "result.json", b"{}\n")], move=True)
+    assert (job / "xtb.log").read_text() == "TOTAL ENERGY -5.07\n" * 500
+    assert (job / "xtb.log").stat().st_ino == inode  # the same file: no copy
+    assert stat.S_IMODE((job / "xtb.log").stat().st_mode) == 0o644
+    assert not (scratch / "xtb.log").exists()
+    assert (job / "result.json").read_bytes() == b"{}\n"
+    assert _leftovers(job) == []
+
+
+def test_a_move_across_file_systems_copies(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch, job = tmp_path / "scratch", tmp_path / "job"
+    scratch.mkdir()
+    job.mkdir()
+    (scratch / "charges").write_text("0.1\n-0.1\n")
+    monkeypatch.setattr(atomic, "_device", lambda folder, known: hash(str(folder)))
+    write_files_atomic([(job / "charges", scratch / "charges")], move=True)
+    assert (job / "charges").read_text() == "0.1\n-0.1\n"
+    assert (scratch / "charges").exists()  # copied; the scratch folder is removed later
+    assert _leftovers(job) == []
+
+
+def test_a_failed_move_publishes_nothing_and_keeps_the_sources(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch, job = tmp_path / "scratch", tmp_path / "job"
+    scratch.mkdir()
+    job.mkdir()
+    (scratch / "xtbopt.xyz").write_text("3\n\n")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="Input/output"):
+        write_files_atomic([(job / "xtbopt.xyz", scratch / "xtbopt.xyz"),
+                            (job / "result.json", b"{}\n")], move=True)
+    assert (scratch / "xtbopt.xyz").read_text() == "3\n\n"
+    assert list(job.iterdir()) == []
