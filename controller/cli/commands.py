@@ -38,7 +38,7 @@ def _read_input(path: str) -> str:
         raise InputError(f"{path}: not a text file (expected XYZ or QCSchema JSON)") from None
 
 
-def _labels(items: list[str]) -> dict[str, str]:
+def parse_labels(items: list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -59,7 +59,7 @@ def build_spec(args: argparse.Namespace, text: str) -> JobSpec:
         value = getattr(args, name, None)
         if value is not None:
             fields[name] = value
-    labels = _labels(getattr(args, "label", []) or [])
+    labels = parse_labels(getattr(args, "label", []) or [])
     if labels:
         fields["labels"] = labels
     try:

@@ -1,0 +1,221 @@
+"""`qforge submit`: many molecules in one call, validated before anything is written.
+
+Two passes keep memory bounded for 100,000 molecules. The first reads every input
+once (controller.inputs), builds and validates each molecule's JobSpec and keeps only
+a compact `Pending` (its XYZ text, name, charge and unpaired electrons); a bad record
+stops the submission there, before anything is written, unless --skip-invalid. The
+second rebuilds the specs a chunk at a time and hands them to `JobStore.submit_batch`.
+
+Per-job options apply to every molecule. --charge / --uhf override what a record
+says (SMILES, SDF and QCSchema carry their own; XYZ does not: 0 and 0 by default).
+--name names a single molecule; for a batch it is the stem of `<name>_<n>`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from controller.cli import commands, render
+from controller.cli.progress import progress_bar
+from controller.inputs import (
+    BadRecord,
+    Format,
+    Limits,
+    ReadMolecule,
+    expand_sources,
+    read_sources,
+)
+from controller.inputs.names import indexed_name
+from controller.record import Status
+from controller.settings import Settings
+from controller.store.jobstore import JobStore, Submitted, default_group, validate_group
+from runner_image.errors import InputError
+from runner_image.molecule import Molecule, parse_xyz
+from runner_image.spec import JobSpec
+
+# Options of the command that go into every molecule's spec as they are.
+SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",
+                       "priority")
+CHUNK: Final = 500  # specs rebuilt and written per submit_batch call
+PROGRESS_MIN: Final = 200  # batches at least this big get a progress bar (on a terminal)
+# A molecule any option set can be checked against once, before any file is read.
+_PROBE: Final = Molecule(symbols=("H", "H"), geometry=((0.0, 0.0, 0.0), (0.0, 0.0, 0.74)))
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A validated molecule, compactly: what the second pass needs to rebuild its spec."""
+
+    xyz: str
+    name: str
+    charge: int
+    uhf: int
+
+
+def spec_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The per-job options given on the command line (charge, uhf and name apart)."""
+    fields = {name: getattr(args, name) for name in SPEC_OPTIONS
+              if getattr(args, name, None) is not None}
+    labels = commands.parse_labels(getattr(args, "label", None) or [])
+    if labels:
+        fields["labels"] = labels
+    return fields
+
+
+def check_options(options: dict[str, Any], name: str | None) -> None:
+    """One line for a bad option (a typo in --solvent, a bad --memory), before any file
+    is read, instead of the same error once per molecule."""
+    try:
+        JobSpec(molecule=_PROBE, name=name, **options)
+    except ValidationError as exc:
+        raise InputError.from_validation_error(exc) from None
+
+
+def build_spec(molecule: Molecule, name: str, charge: int, uhf: int,
+               options: dict[str, Any]) -> JobSpec:
+    try:
+        return JobSpec(molecule=molecule, name=name, charge=charge, uhf=uhf, **options)
+    except ValidationError as exc:
+        raise InputError.from_validation_error(exc) from None
+
+
+def _name(item: ReadMolecule, position: int, batch_name: str | None) -> str:
+    return item.name if batch_name is None else indexed_name(batch_name, position)
+
+
+def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any], *,
+             charge: int | None, uhf: int | None, name: str | None,
+             tick: Callable[[], None] = lambda: None,
+             ) -> tuple[list[Pending], list[BadRecord]]:
+    """The first pass: every record checked, the good ones kept compactly."""
+    pending: list[Pending] = []
+    bad: list[BadRecord] = []
+    for item in items:
+        tick()
+        if isinstance(item, BadRecord):
+            bad.append(item)
+            continue
+        mol_charge = charge if charge is not None else (item.charge or 0)
+        mol_uhf = uhf if uhf is not None else (item.uhf or 0)
+        job_name = _name(item, len(pending) + 1, name)
+        try:
+            spec = build_spec(item.molecule, job_name, mol_charge, mol_uhf, options)
+        except InputError as exc:
+            bad.append(BadRecord(item.where, str(exc)))
+            continue
+        pending.append(Pending(spec.molecule.to_xyz(), job_name, mol_charge, mol_uhf))
+    return pending, bad
+
+
+def _specs(chunk: Sequence[Pending], options: dict[str, Any]) -> list[tuple[JobSpec, str]]:
+    return [(build_spec(parse_xyz(p.xyz), p.name, p.charge, p.uhf, options), p.xyz)
+            for p in chunk]
+
+
+def _group(args: argparse.Namespace, first_file: str) -> str:
+    if args.group is not None:
+        return validate_group(args.group)
+    return default_group(first_file, datetime.now(UTC))
+
+
+def submit(args: argparse.Namespace, settings: Settings) -> int:
+    fmt = Format(args.format) if args.format else None
+    sources = expand_sources(args.inputs, fmt)
+    options = spec_options(args)
+    check_options(options, args.name)
+    group = _group(args, sources[0].file)
+    limits = Limits(max_input_bytes=settings.max_input_bytes, max_atoms=settings.max_atoms)
+    store = JobStore(settings.jobs_dir)
+
+    with progress_bar("reading", total=None, enabled=not args.json) as bar:
+        pending, bad = validate(read_sources(sources, limits), options, charge=args.charge,
+                                uhf=args.uhf, name=args.name, tick=bar.advance)
+    if len(pending) == 1 and args.name is not None:
+        pending[0] = Pending(pending[0].xyz, args.name, pending[0].charge, pending[0].uhf)
+    for record in bad:
+        print(f"qforge: {'skipped ' if args.skip_invalid else ''}{record}", file=sys.stderr)
+    if bad and not args.skip_invalid:
+        print(f"qforge: error: {len(bad)} of {len(pending) + len(bad)} molecules are invalid; "
+              "nothing was submitted (--skip-invalid submits the others)", file=sys.stderr)
+        return 2
+    if not pending:
+        print("qforge: error: no valid molecule; nothing was submitted", file=sys.stderr)
+        return 2
+
+    submitted = write(store, pending, options, group=group, force=args.force,
+                      show_progress=not args.json)
+    return report(args, store, submitted, group, skipped=len(bad))
+
+
+def write(store: JobStore, pending: Sequence[Pending], options: dict[str, Any], *,
+          group: str, force: bool, show_progress: bool = True) -> list[Submitted]:
+    """The second pass: specs rebuilt and written CHUNK at a time."""
+    out: list[Submitted] = []
+    with progress_bar("submitting", total=len(pending),
+                      enabled=show_progress and len(pending) >= PROGRESS_MIN) as bar:
+        for start in range(0, len(pending), CHUNK):
+            items = _specs(pending[start:start + CHUNK], options)
+            done = len(out)
+            out += store.submit_batch(items, group=group, force=force,
+                                      on_progress=lambda n, base=done: bar.update(base + n))
+    return out
+
+
+def _line(sub: Submitted) -> dict[str, Any]:
+    rec = sub.record
+    return {"job_id": rec.job_id, "name": rec.spec.name, "status": rec.status.value,
+            "duplicate_of": sub.duplicate_of}
+
+
+def report(args: argparse.Namespace, store: JobStore, submitted: list[Submitted],
+           group: str, *, skipped: int) -> int:
+    if args.wait:
+        return _wait(args, store, submitted, group)
+    if args.json:
+        for sub in submitted:
+            print(json.dumps(_line(sub)))
+        return 0
+    if len(submitted) == 1:
+        rec, spec = submitted[0].record, submitted[0].record.spec
+        dup = submitted[0].duplicate_of
+        what = f"({spec.molecule.formula}, {spec.method.value} {spec.task.value})"
+        if dup is None:
+            print(f"Submitted job {rec.job_id} {what}: {rec.status.value}")
+        else:
+            print(f"Job {rec.job_id} {what} is already in the store: {rec.status.value} "
+                  "(--force runs it again)")
+        return 0
+    dups = sum(1 for s in submitted if s.duplicate_of is not None)
+    skipped_note = f", {skipped} invalid skipped" if skipped else ""
+    print(f"Submitted {len(submitted)} molecules to group {group}: "
+          f"{len(submitted) - dups} new jobs, {dups} already in the store{skipped_note}")
+    print(f"  follow with: qforge status --group {group}; qforge wait --group {group}")
+    return 0
+
+
+def _wait(args: argparse.Namespace, store: JobStore, submitted: list[Submitted],
+          group: str) -> int:
+    ids = list(dict.fromkeys(s.record.job_id for s in submitted))
+    finals = {job_id: commands.wait_for(store, job_id, timeout=args.wait_timeout,
+                                        quiet=args.json or len(ids) > 1)
+              for job_id in ids}
+    if args.json:
+        for sub in submitted:
+            line = _line(sub)
+            line["status"] = finals[sub.record.job_id].status.value
+            print(json.dumps(line))
+    elif len(ids) == 1:
+        render.print_outcome(finals[ids[0]])
+    else:
+        done = sum(1 for r in finals.values() if r.status is Status.COMPLETED)
+        print(f"Group {group}: {done} of {len(ids)} jobs COMPLETED")
+    return 0 if all(r.status is Status.COMPLETED for r in finals.values()) else 1
+
