@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from controller.ids import InvalidJobId, new_job_id, validate_job_id
 from controller.record import JobRecord, Placement, Status, utcnow
+from controller.store.dedup import claim_name, input_hash
+from controller.store.groups import default_group, validate_group
 from controller.store.layout import Layout, QueueKey, RunningMarker
-from runner_image.atomic import write_text_atomic
+from runner_image.atomic import fsync_dir, write_text_atomic
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
 
@@ -30,6 +32,13 @@ log = logging.getLogger("controller.store")
 # A queue marker whose job folder has not appeared after this long belongs to a
 # submission that died half-way; it is removed.
 ORPHAN_MARKER_SECONDS = 3600.0
+# A dedup claim naming a job folder that has not appeared: its submitter is still
+# writing it (wait up to CLAIM_WAIT_SECONDS, by this process's clock), or died (the
+# claim is older than CLAIM_ORPHAN_SECONDS, or the wait ran out): the claim is dead.
+CLAIM_WAIT_SECONDS = 30.0
+CLAIM_POLL_SECONDS = 0.005
+CLAIM_ORPHAN_SECONDS = 600.0
+LIVE_STATUSES = frozenset({"QUEUED", "RUNNING", "COMPLETED"})
 
 
 class StoreError(Exception):
@@ -62,6 +71,14 @@ class _QueueMemo:
     names: list[str]
     keys: list[QueueKey]
     parsed: dict[str, QueueKey | None]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One item of a batch submission."""
+
+    record: JobRecord  # the new job, or the existing job it duplicates
+    duplicate_of: str | None  # the existing job's id when deduplicated, else None
 
 
 @dataclass(frozen=True)
@@ -141,15 +158,97 @@ class JobStore:
                 continue
 
     # ---------------------------------------------------------------- submit
-    def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None) -> JobRecord:
-        """Create a QUEUED job. The queue marker is made before the folder appears, so a
-        job visible in the store always has its marker (a claim that finds a marker
+    def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None,
+               group: str | None = None) -> JobRecord:
+        """Create one QUEUED job, always (a duplicate of a live job is run anyway, as
+        `submit_batch(force=True)`). The queue marker is made before the folder appears,
+        so a job visible in the store always has its marker (a claim that finds a marker
         without its folder puts it back)."""
         self.ensure()
+        if group is not None:
+            validate_group(group)
+            self.layout.group(group).mkdir(exist_ok=True)
         if job_id is not None:
             validate_job_id(job_id)
             if self.layout.job_dir(job_id).exists():
                 raise StoreError(f"job {job_id} already exists")
+        return self._submit_one(spec, input_text, group=group, force=True,
+                                job_id=job_id).record
+
+    def submit_batch(self, items: Sequence[tuple[JobSpec, str]], *, group: str,
+                     force: bool = False,
+                     on_progress: Callable[[int], None] | None = None) -> list[Submitted]:
+        """Create one job per (spec, input xyz text), all in `group`. An item whose
+        canonical input is held by a QUEUED, RUNNING or COMPLETED job is not created
+        again: that job joins `group` and is returned with `duplicate_of` set (unless
+        `force`). `on_progress(n)` is called after each item is written."""
+        validate_group(group)
+        self.ensure()
+        self.layout.group(group).mkdir(exist_ok=True)
+        out: list[Submitted] = []
+        for n, (spec, text) in enumerate(items, start=1):
+            out.append(self._submit_one(spec, text, group=group, force=force))
+            if on_progress is not None:
+                on_progress(n)
+        return out
+
+    def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
+                    force: bool, job_id: str | None = None) -> Submitted:
+        digest = input_hash(spec)
+        waited = 0.0
+        while True:
+            gen, holder = self._dedup_holder(digest)
+            state = "free" if holder is None else self._holder_state(holder, digest, gen)
+            if state == "pending" and waited < CLAIM_WAIT_SECONDS:
+                time.sleep(CLAIM_POLL_SECONDS)  # its submitter is writing it right now
+                waited += CLAIM_POLL_SECONDS
+                continue
+            if state == "live" and not force and holder is not None:
+                existing = self.read(holder)
+                if group is not None:
+                    self.join_group(existing, group)
+                return Submitted(existing, holder)
+            # free, dead (FAILED, CANCELLED, gone) or forced past a live one
+            take = None if state == "live" else gen + 1
+            created = self._create(spec, input_text, group=group, digest=digest,
+                                   claim_gen=take, job_id=job_id)
+            if created is not None:
+                return Submitted(created, None)
+            waited = 0.0  # another submitter took that generation first: look again
+
+    def _dedup_holder(self, digest: str) -> tuple[int, str | None]:
+        """The highest generation of a hash's claim and the job id it names
+        ((-1, None) when never claimed). O(generations): 1 for most molecules."""
+        gen, holder = -1, None
+        while True:
+            try:
+                target = os.readlink(self.layout.dedup / claim_name(digest, gen + 1))
+            except FileNotFoundError:
+                return gen, holder
+            gen, holder = gen + 1, target
+
+    def _holder_state(self, job_id: str, digest: str, gen: int) -> str:
+        """live: QUEUED/RUNNING/COMPLETED with that input; dead: anything else;
+        pending: no folder yet and the claim is young (its submission is under way)."""
+        try:
+            data = json.loads(self.layout.metadata(job_id).read_bytes())
+            status = data["status"]
+            same = data.get("input_hash") == digest
+        except FileNotFoundError:
+            try:
+                age = time.time() - os.lstat(
+                    self.layout.dedup / claim_name(digest, gen)).st_mtime
+            except FileNotFoundError:
+                return "dead"
+            return "pending" if age < CLAIM_ORPHAN_SECONDS else "dead"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "dead"
+        return "live" if same and status in LIVE_STATUSES else "dead"
+
+    def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
+                claim_gen: int | None, job_id: str | None) -> JobRecord | None:
+        """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
+        another submitter first (nothing is left behind then)."""
         for _ in range(20):
             jid = job_id or new_job_id(spec.name or spec.molecule.formula)
             if not self.layout.job_dir(jid).exists():
@@ -157,31 +256,81 @@ class JobStore:
         else:  # pragma: no cover - 20 random collisions in a row
             raise StoreError("could not find a free job id")
         now = utcnow()
-        record = JobRecord(
-            job_id=jid,
-            status=Status.QUEUED,
-            created_at=now,
-            updated_at=now,
-            created_ns=time.time_ns(),
-            spec=spec,
-        )
+        record = JobRecord(job_id=jid, status=Status.QUEUED, created_at=now, updated_at=now,
+                           created_ns=time.time_ns(), spec=spec, group=group,
+                           input_hash=digest)
         staging = self.layout.incoming / f"{jid}.{os.getpid()}.{time.monotonic_ns()}"
         staging.mkdir(parents=True)
+        claim: Path | None = None
+        markers: list[Path] = []
         try:
-            write_text_atomic(staging / "input.xyz", input_text)
-            write_text_atomic(staging / "metadata.json", record.model_dump_json(indent=2) + "\n")
-            key = QueueKey.make(spec.priority, record.created_ns, jid)
-            marker = self.layout.queue / key.name
-            _touch(marker)
+            _write_durable(staging / "input.xyz", input_text.encode())
+            _write_durable(staging / "metadata.json",
+                           (record.model_dump_json(indent=2) + "\n").encode())
+            fsync_dir(staging)
+            if claim_gen is not None:
+                path = self.layout.dedup / claim_name(digest, claim_gen)
+                try:
+                    os.symlink(jid, path)
+                except FileExistsError:
+                    return None
+                claim = path
+            if group is not None:
+                markers.append(self.layout.group(group) / jid)
+            markers.append(self.layout.queue / QueueKey.make(
+                spec.priority, record.created_ns, jid).name)
+            for marker in markers:
+                _touch(marker)
             try:
                 os.rename(staging, self.layout.job_dir(jid))
             except OSError:
-                marker.unlink(missing_ok=True)
+                for marker in markers:
+                    marker.unlink(missing_ok=True)
+                if claim is not None:
+                    claim.unlink(missing_ok=True)
                 raise StoreError(f"job {jid} already exists") from None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return record
+
+    # ---------------------------------------------------------------- groups
+    def join_group(self, record: JobRecord, group: str) -> bool:
+        """Count an existing job in `group` too. The index marker is made first and the
+        membership file in the job's folder last: that file is the commit point (a
+        reader of the group index checks it), and it never touches metadata.json, which
+        the scheduler owns. Returns False when the job was already a member."""
+        if self.in_group(record, group):
+            return False
+        self.layout.group(group).mkdir(parents=True, exist_ok=True)
+        _touch(self.layout.group(group) / record.job_id)
+        folder = self.layout.memberships(record.job_id)
+        folder.mkdir(exist_ok=True)
+        _touch(folder / group)
+        return True
+
+    def in_group(self, record: JobRecord, group: str) -> bool:
+        return record.group == group or (
+            self.layout.memberships(record.job_id) / group).exists()
+
+    def groups_of(self, record: JobRecord) -> list[str]:
+        """Every group a job counts in: its own, then those it joined."""
+        try:
+            extra = sorted(os.listdir(self.layout.memberships(record.job_id)))
+        except (FileNotFoundError, NotADirectoryError):
+            extra = []
+        own = [record.group] if record.group else []
+        return own + [g for g in extra if g != record.group]
+
+    def group_exists(self, group: str) -> bool:
+        return self.layout.group(group).is_dir()
+
+    def group_ids(self, group: str) -> list[str]:
+        """The job ids in a group's index (one listing: O(group))."""
+        try:
+            return sorted(n for n in os.listdir(self.layout.group(group)) if _is_job_id(n))
+        except FileNotFoundError:
+            return []
 
     # ----------------------------------------------------------------- queue
     def queued(self) -> list[QueueKey]:
@@ -371,6 +520,15 @@ def _is_job_id(name: str) -> bool:
     return True
 
 
+def _write_durable(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (in a private staging folder: no temp file needed,
+    the folder's rename into the store publishes it)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _touch(path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)
@@ -383,3 +541,7 @@ def load_result_json(job_dir: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+__all__ = ["Claimed", "CorruptRecord", "JobNotFound", "JobStore", "StoreError", "Submitted",
+           "default_group", "load_result_json", "validate_group"]
