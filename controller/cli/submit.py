@@ -19,12 +19,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from controller.cli import commands, render
-from controller.cli.progress import progress_bar
+from controller.cli.progress import Bar, progress_bar
 from controller.inputs import (
     BadRecord,
     Format,
@@ -131,7 +132,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
     sources = expand_sources(args.inputs, fmt)
     options = spec_options(args)
     check_options(options, args.name)
-    group = _group(args, sources[0].file)
+    group = _group(args, args.inputs[0])
     limits = Limits(max_input_bytes=settings.max_input_bytes, max_atoms=settings.max_atoms)
     store = JobStore(settings.jobs_dir)
 
@@ -163,10 +164,13 @@ def write(store: JobStore, pending: Sequence[Pending], options: dict[str, Any], 
                       enabled=show_progress and len(pending) >= PROGRESS_MIN) as bar:
         for start in range(0, len(pending), CHUNK):
             items = _specs(pending[start:start + CHUNK], options)
-            done = len(out)
             out += store.submit_batch(items, group=group, force=force,
-                                      on_progress=lambda n, base=done: bar.update(base + n))
+                                      on_progress=partial(_moved, bar, len(out)))
     return out
+
+
+def _moved(bar: Bar, base: int, n: int) -> None:
+    bar.update(base + n)
 
 
 def _line(sub: Submitted) -> dict[str, Any]:

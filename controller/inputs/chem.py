@@ -45,7 +45,7 @@ _capture = _Capture()
 def _rdkit() -> Any:
     """The RDKit modules (Chem, AllChem, Descriptors), with RDKit's log captured."""
     try:
-        from rdkit import Chem, RDLogger, rdBase
+        from rdkit import Chem, rdBase
         from rdkit.Chem import AllChem, Descriptors
     except ImportError:
         raise InputError(
@@ -56,7 +56,6 @@ def _rdkit() -> Any:
         logger = logging.getLogger("rdkit")
         logger.handlers = [_capture]
         logger.propagate = False
-        RDLogger.logger().setLevel(RDLogger.WARNING)
     return Chem, AllChem, Descriptors
 
 

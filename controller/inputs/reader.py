@@ -27,7 +27,8 @@ from runner_image.errors import InputError
 
 @dataclass(frozen=True)
 class Source:
-    """One input: `file` as the user named it, its path (None for stdin) and format."""
+    """One input: `file` as the user named it ("stdin" for -), its path (None for
+    stdin) and its format."""
 
     file: str
     path: Path | None
@@ -46,7 +47,7 @@ def expand_sources(args: Sequence[str], fmt: Format | None = None) -> list[Sourc
             if stdin_seen:
                 raise InputError("- (stdin) is named twice")
             stdin_seen = True
-            sources.append(Source("-", None, fmt))
+            sources.append(Source("stdin", None, fmt))
             continue
         path = Path(arg)
         try:
@@ -104,12 +105,11 @@ def _named(raws: Iterator[Raw | BadRecord], stem: str) -> Iterator[ReadMolecule 
 
 
 def _records(src: Source, stream: Stream, limits: Limits) -> Iterator[Raw | BadRecord]:
-    what = "stdin" if src.path is None else src.file
     if not stream.head().strip():
-        raise InputError(f"{what}: empty, no molecule in it")
+        raise InputError(f"{src.file}: empty, no molecule in it")
     fmt = src.format or sniff(stream.head())
     if fmt is None:
-        raise InputError(f"{what}: cannot tell the molecule format; name it with "
+        raise InputError(f"{src.file}: cannot tell the molecule format; name it with "
                          "--format xyz|sdf|smi|json")
     if fmt is Format.json:
         return read_qcschema(stream.read_text(), src.file, limits)
@@ -139,5 +139,4 @@ def read_sources(sources: Sequence[Source], limits: Limits
                 count += 1
                 yield item
             if count == 0:
-                raise InputError(f"{'stdin' if src.path is None else src.file}: "
-                                 "no molecule in it")
+                raise InputError(f"{src.file}: no molecule in it")
