@@ -14,7 +14,9 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -22,7 +24,7 @@ from controller.ids import InvalidJobId, new_job_id, validate_job_id
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.store.dedup import claim_name, input_hash
 from controller.store.groups import default_group, validate_group
-from controller.store.layout import Layout, QueueKey, RunningMarker
+from controller.store.layout import DoneKey, Layout, QueueKey, RunningMarker
 from runner_image.atomic import fsync_dir, write_text_atomic
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
@@ -74,6 +76,28 @@ class _QueueMemo:
 
 
 @dataclass(frozen=True)
+class _Listing:
+    sig: tuple[int, int]
+    listed_wall: float
+    listed_mono: float
+    names: list[str]
+
+
+# A done marker's job id starts after the 20-digit stamp and its dash.
+DONE_ID_AT = 21
+
+
+def finished_ns(record: JobRecord) -> int:
+    """When a record ended, in ns since the epoch (its finished_at, else updated_at)."""
+    stamp = record.finished_at or record.updated_at
+    try:
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+@dataclass(frozen=True)
 class Submitted:
     """One item of a batch submission."""
 
@@ -101,6 +125,7 @@ class JobStore:
         self.root = self.layout.root
         # queued()'s memo: the last listing of the queue folder and its keys in order.
         self._queue_memo = _QueueMemo((0, 0), 0.0, 0.0, [], [], {})
+        self._listings: dict[Path, _Listing] = {}
 
     # ----------------------------------------------------------------- setup
     def ensure(self) -> None:
@@ -197,8 +222,8 @@ class JobStore:
         digest = input_hash(spec)
         waited = 0.0
         while True:
-            gen, holder = self._dedup_holder(digest)
-            state = "free" if holder is None else self._holder_state(holder, digest, gen)
+            gen, holder = self.dedup_holder(digest)
+            state = "free" if holder is None else self.holder_state(holder, digest, gen)
             if state == "pending" and waited < CLAIM_WAIT_SECONDS:
                 time.sleep(CLAIM_POLL_SECONDS)  # its submitter is writing it right now
                 waited += CLAIM_POLL_SECONDS
@@ -216,7 +241,7 @@ class JobStore:
                 return Submitted(created, None)
             waited = 0.0  # another submitter took that generation first: look again
 
-    def _dedup_holder(self, digest: str) -> tuple[int, str | None]:
+    def dedup_holder(self, digest: str) -> tuple[int, str | None]:
         """The highest generation of a hash's claim and the job id it names
         ((-1, None) when never claimed). O(generations): 1 for most molecules."""
         gen, holder = -1, None
@@ -227,7 +252,7 @@ class JobStore:
                 return gen, holder
             gen, holder = gen + 1, target
 
-    def _holder_state(self, job_id: str, digest: str, gen: int) -> str:
+    def holder_state(self, job_id: str, digest: str, gen: int) -> str:
         """live: QUEUED/RUNNING/COMPLETED with that input; dead: anything else;
         pending: no folder yet and the claim is young (its submission is under way)."""
         try:
@@ -406,6 +431,8 @@ class JobStore:
             return None
         if record.status is not Status.QUEUED:
             dst.unlink(missing_ok=True)  # stale index entry
+            if record.status.terminal:
+                self.ensure_done_marker(record)
             return None
         now = utcnow()
         running = record.evolve(
@@ -430,8 +457,11 @@ class JobStore:
             os.rename(dst, src)  # submission still in progress
 
     def finish(self, claimed: Claimed, record: JobRecord) -> None:
-        """Write a job's terminal record, then drop its running marker."""
+        """Write a job's terminal record, mark it done, then drop its running marker.
+        (A crash in between leaves a running marker on a terminal record: whoever
+        recovers it drops the marker, and IndexKeeper.sync() adds the done marker.)"""
         self.write(record)
+        self.ensure_done_marker(record)
         (self.layout.running / claimed.marker.name).unlink(missing_ok=True)
         (self.layout.cancel / record.job_id).unlink(missing_ok=True)
 
@@ -494,6 +524,138 @@ class JobStore:
         return True
 
     # ----------------------------------------------------------------- index
+    def ensure_done_marker(self, record: JobRecord) -> bool:
+        """Give a finished record its done marker. Returns True if one was created."""
+        if not record.status.terminal:
+            return False
+        path = self.layout.done(record.status.value) / DoneKey(
+            finished_ns(record), record.job_id).name
+        if path.exists():
+            return False
+        try:
+            _touch(path)
+        except FileNotFoundError:  # an old store, or the index was removed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _touch(path)
+        return True
+
+    def listing(self, folder: Path) -> list[str]:
+        """The names in an index folder; the last listing is reused while the folder is
+        unchanged, by the rule queued() documents."""
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            return []
+        sig = (st.st_ino, st.st_mtime_ns)
+        memo = self._listings.get(folder)
+        if (memo is not None and memo.sig == sig
+                and memo.listed_wall - st.st_mtime > QUEUE_MTIME_MARGIN
+                and time.monotonic() - memo.listed_mono < QUEUE_RELIST_SECONDS):
+            return memo.names
+        listed_wall, listed_mono = time.time(), time.monotonic()
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        self._listings[folder] = _Listing(sig, listed_wall, listed_mono, names)
+        return names
+
+    def done_names(self, status: Status) -> list[str]:
+        """Done markers of one terminal status (names: DoneKey)."""
+        return self.listing(self.layout.done(status.value))
+
+    def finished_ids(self, status: Status) -> list[str]:
+        return [n[DONE_ID_AT:] for n in self.done_names(status) if len(n) > DONE_ID_AT]
+
+    def ids_with_status(self, status: Status) -> list[str]:
+        """The job ids the index holds for a status: O(jobs with that status)."""
+        if status is Status.QUEUED:
+            return [k.job_id for k in self.queued()]
+        if status is Status.RUNNING:
+            return [m.job_id for m in self.running_markers()]
+        return self.finished_ids(status)
+
+    def counts(self, group: str | None = None) -> dict[Status, int]:
+        """Jobs per status. The whole store: from the index alone (one listing per
+        status, each reused while unchanged; no record is read). A group: the statuses
+        of its members (O(group))."""
+        if group is not None:
+            out = dict.fromkeys(Status, 0)
+            for status in self.group_statuses(group).values():
+                out[status] += 1
+            return out
+        out = {s: len(self.done_names(s)) for s in Status if s.terminal}
+        out[Status.RUNNING] = len(self.running_markers())
+        out[Status.QUEUED] = len(self.queued())
+        return {s: out[s] for s in Status}
+
+    def group_statuses(self, group: str) -> dict[str, Status]:
+        """Each member's status, from its metadata.json without validating all of it
+        (members whose folder is gone, or that never joined, are left out)."""
+        out: dict[str, Status] = {}
+        for job_id in self.group_ids(group):
+            data = self._quick(job_id)
+            if data is None:
+                continue
+            try:
+                status = Status(data["status"])
+            except (KeyError, ValueError):
+                continue
+            if data.get("group") == group or (
+                    self.layout.memberships(job_id) / group).exists():
+                out[job_id] = status
+        return out
+
+    def _quick(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.layout.metadata(job_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def select(self, *, status: Status | None = None,
+               group: str | None = None) -> Iterator[JobRecord | CorruptRecord]:
+        """The records of one status and/or group, reading only those (and, for a
+        status, only the index's candidates; a record's own status decides)."""
+        if group is not None:
+            ids = self.group_ids(group)
+        elif status is not None:
+            ids = sorted(set(self.ids_with_status(status)))
+        else:
+            ids = self.job_ids()
+        for job_id in ids:
+            try:
+                record = self.read(job_id)
+            except JobNotFound:
+                continue
+            except CorruptRecord as exc:
+                yield exc
+                continue
+            if status is not None and record.status is not status:
+                continue
+            if group is not None and not self.in_group(record, group):
+                continue
+            yield record
+
+    def ensure_dedup_claim(self, record: JobRecord) -> bool:
+        """Make a live record the holder of its input when no live job holds it (a
+        folder copied in, a lost index). Returns True if it now holds a new claim."""
+        digest = record.input_hash
+        if not digest or record.status.value not in LIVE_STATUSES:
+            return False
+        gen, holder = self.dedup_holder(digest)
+        if holder == record.job_id or (
+                holder is not None and self.holder_state(holder, digest, gen) != "dead"):
+            return False
+        try:
+            os.symlink(record.job_id, self.layout.dedup / claim_name(digest, gen + 1))
+        except FileExistsError:
+            return False  # a submitter got there first: that job holds the input
+        except FileNotFoundError:
+            self.layout.dedup.mkdir(parents=True, exist_ok=True)
+            return self.ensure_dedup_claim(record)
+        return True
+
     def ensure_queue_marker(self, record: JobRecord) -> bool:
         """Make sure a QUEUED record has its marker. Returns True if one was created."""
         key = QueueKey.make(record.spec.priority, record.created_ns, record.job_id)
