@@ -151,75 +151,92 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
         print("qforge: error: no valid molecule; nothing was submitted", file=sys.stderr)
         return 2
 
-    submitted = write(store, pending, options, group=group, force=args.force,
-                      show_progress=not args.json)
-    return report(args, store, submitted, group, skipped=len(bad))
+    first, outcomes = write(store, pending, options, group=group, force=args.force,
+                            show_progress=not args.json)
+    return report(args, store, first, outcomes, group, skipped=len(bad))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What is printed for one molecule (the full records are not kept: 100,000 of them
+    would not fit the memory target)."""
+
+    job_id: str
+    name: str | None
+    status: str
+    duplicate_of: str | None
+
+    @classmethod
+    def of(cls, sub: Submitted) -> Outcome:
+        rec = sub.record
+        return cls(rec.job_id, rec.spec.name, rec.status.value, sub.duplicate_of)
+
+    def json_line(self, status: str | None = None) -> str:
+        return json.dumps({"job_id": self.job_id, "name": self.name,
+                           "status": status or self.status, "duplicate_of": self.duplicate_of})
 
 
 def write(store: JobStore, pending: Sequence[Pending], options: dict[str, Any], *,
-          group: str, force: bool, show_progress: bool = True) -> list[Submitted]:
-    """The second pass: specs rebuilt and written CHUNK at a time."""
-    out: list[Submitted] = []
+          group: str, force: bool, show_progress: bool = True,
+          ) -> tuple[Submitted, list[Outcome]]:
+    """The second pass: specs rebuilt and written CHUNK at a time. Returns the first
+    molecule's full outcome (for the one-molecule summary) and every one compactly."""
+    first: Submitted | None = None
+    out: list[Outcome] = []
     with progress_bar("submitting", total=len(pending),
                       enabled=show_progress and len(pending) >= PROGRESS_MIN) as bar:
         for start in range(0, len(pending), CHUNK):
             items = _specs(pending[start:start + CHUNK], options)
-            out += store.submit_batch(items, group=group, force=force,
+            done = store.submit_batch(items, group=group, force=force,
                                       on_progress=partial(_moved, bar, len(out)))
-    return out
+            first = first or done[0]
+            out += map(Outcome.of, done)
+    if first is None:  # pragma: no cover - submit() returns before with nothing pending
+        raise InputError("no molecule to submit")
+    return first, out
 
 
 def _moved(bar: Bar, base: int, n: int) -> None:
     bar.update(base + n)
 
 
-def _line(sub: Submitted) -> dict[str, Any]:
-    rec = sub.record
-    return {"job_id": rec.job_id, "name": rec.spec.name, "status": rec.status.value,
-            "duplicate_of": sub.duplicate_of}
-
-
-def report(args: argparse.Namespace, store: JobStore, submitted: list[Submitted],
-           group: str, *, skipped: int) -> int:
+def report(args: argparse.Namespace, store: JobStore, first: Submitted,
+           outcomes: list[Outcome], group: str, *, skipped: int) -> int:
     if args.wait:
-        return _wait(args, store, submitted, group)
+        return _wait(args, store, outcomes, group)
     if args.json:
-        for sub in submitted:
-            print(json.dumps(_line(sub)))
+        for outcome in outcomes:
+            print(outcome.json_line())
         return 0
-    if len(submitted) == 1:
-        rec, spec = submitted[0].record, submitted[0].record.spec
-        dup = submitted[0].duplicate_of
+    if len(outcomes) == 1:
+        rec, spec = first.record, first.record.spec
         what = f"({spec.molecule.formula}, {spec.method.value} {spec.task.value})"
-        if dup is None:
+        if first.duplicate_of is None:
             print(f"Submitted job {rec.job_id} {what}: {rec.status.value}")
         else:
             print(f"Job {rec.job_id} {what} is already in the store: {rec.status.value} "
                   "(--force runs it again)")
         return 0
-    dups = sum(1 for s in submitted if s.duplicate_of is not None)
+    dups = sum(1 for o in outcomes if o.duplicate_of is not None)
     skipped_note = f", {skipped} invalid skipped" if skipped else ""
-    print(f"Submitted {len(submitted)} molecules to group {group}: "
-          f"{len(submitted) - dups} new jobs, {dups} already in the store{skipped_note}")
+    print(f"Submitted {len(outcomes)} molecules to group {group}: "
+          f"{len(outcomes) - dups} new jobs, {dups} already in the store{skipped_note}")
     print(f"  follow with: qforge status --group {group}; qforge wait --group {group}")
     return 0
 
 
-def _wait(args: argparse.Namespace, store: JobStore, submitted: list[Submitted],
+def _wait(args: argparse.Namespace, store: JobStore, outcomes: list[Outcome],
           group: str) -> int:
-    ids = list(dict.fromkeys(s.record.job_id for s in submitted))
+    ids = list(dict.fromkeys(o.job_id for o in outcomes))
     finals = {job_id: commands.wait_for(store, job_id, timeout=args.wait_timeout,
                                         quiet=args.json or len(ids) > 1)
               for job_id in ids}
     if args.json:
-        for sub in submitted:
-            line = _line(sub)
-            line["status"] = finals[sub.record.job_id].status.value
-            print(json.dumps(line))
+        for outcome in outcomes:
+            print(outcome.json_line(finals[outcome.job_id].status.value))
     elif len(ids) == 1:
         render.print_outcome(finals[ids[0]])
     else:
         done = sum(1 for r in finals.values() if r.status is Status.COMPLETED)
         print(f"Group {group}: {done} of {len(ids)} jobs COMPLETED")
     return 0 if all(r.status is Status.COMPLETED for r in finals.values()) else 1
-
