@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from controller.cli import commands, render
+from controller.cli import campaign, commands, render
 from controller.cli.progress import Bar, progress_bar
 from controller.inputs import (
     BadRecord,
@@ -153,7 +154,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
 
     first, outcomes = write(store, pending, options, group=group, force=args.force,
                             show_progress=not args.json)
-    return report(args, store, first, outcomes, group, skipped=len(bad))
+    return report(args, settings, store, first, outcomes, group, skipped=len(bad))
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,10 +201,10 @@ def _moved(bar: Bar, base: int, n: int) -> None:
     bar.update(base + n)
 
 
-def report(args: argparse.Namespace, store: JobStore, first: Submitted,
+def report(args: argparse.Namespace, settings: Settings, store: JobStore, first: Submitted,
            outcomes: list[Outcome], group: str, *, skipped: int) -> int:
     if args.wait:
-        return _wait(args, store, outcomes, group)
+        return _wait(args, settings, store, outcomes)
     if args.json:
         for outcome in outcomes:
             print(outcome.json_line())
@@ -225,18 +226,31 @@ def report(args: argparse.Namespace, store: JobStore, first: Submitted,
     return 0
 
 
-def _wait(args: argparse.Namespace, store: JobStore, outcomes: list[Outcome],
-          group: str) -> int:
+def _wait(args: argparse.Namespace, settings: Settings, store: JobStore,
+          outcomes: list[Outcome]) -> int:
+    """--wait: one job as before (status changes on stderr, then its outcome); a batch
+    through `qforge wait`'s live progress (or quietly with --json, then one line per
+    molecule with its final status)."""
     ids = list(dict.fromkeys(o.job_id for o in outcomes))
-    finals = {job_id: commands.wait_for(store, job_id, timeout=args.wait_timeout,
-                                        quiet=args.json or len(ids) > 1)
-              for job_id in ids}
-    if args.json:
-        for outcome in outcomes:
-            print(outcome.json_line(finals[outcome.job_id].status.value))
-    elif len(ids) == 1:
-        render.print_outcome(finals[ids[0]])
-    else:
-        done = sum(1 for r in finals.values() if r.status is Status.COMPLETED)
-        print(f"Group {group}: {done} of {len(ids)} jobs COMPLETED")
-    return 0 if all(r.status is Status.COMPLETED for r in finals.values()) else 1
+    if len(ids) == 1:
+        final = commands.wait_for(store, ids[0], timeout=args.wait_timeout, quiet=args.json)
+        if args.json:
+            for outcome in outcomes:
+                print(outcome.json_line(final.status.value))
+        else:
+            render.print_outcome(final)
+        return 0 if final.status is Status.COMPLETED else 1
+    if not args.json:
+        follow = argparse.Namespace(group=None, job_ids=ids, timeout=args.wait_timeout,
+                                    interval=0.5, json=False)
+        return campaign.wait(follow, settings)
+    watch = campaign.Watch(store, ids, None)
+    start = time.monotonic()
+    while not watch.done and (args.wait_timeout is None
+                              or time.monotonic() - start < args.wait_timeout):
+        time.sleep(0.5)
+        watch.poll()
+    for outcome in outcomes:
+        status = watch.final.get(outcome.job_id) or watch.open.get(outcome.job_id)
+        print(outcome.json_line(status.value if status else None))
+    return 0 if watch.done and not watch.failed else 1

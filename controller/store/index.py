@@ -190,6 +190,10 @@ class IndexKeeper:
             if store.ensure_queue_marker(record):
                 report.markers_created += 1
                 made = True
+        elif record.status is Status.RUNNING:
+            if store.ensure_running_marker(record):
+                report.indexed += 1
+                made = True
         elif store.ensure_done_marker(record):
             report.indexed += 1
             made = True

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -590,11 +590,16 @@ class JobStore:
         return {s: out[s] for s in Status}
 
     def group_statuses(self, group: str) -> dict[str, Status]:
-        """Each member's status, from its metadata.json without validating all of it
-        (members whose folder is gone, or that never joined, are left out)."""
-        out: dict[str, Status] = {}
-        for job_id in self.group_ids(group):
-            data = self._quick(job_id)
+        return {jid: st for jid, (st, _) in self.group_states(group).items()}
+
+    def group_states(self, group: str,
+                     ids: Iterable[str] | None = None) -> dict[str, tuple[Status, str | None]]:
+        """Each member's status and finished_at, from its metadata.json without
+        validating all of it (members whose folder is gone, or whose joining never
+        completed, are left out). `ids`: only those of the group's index."""
+        out: dict[str, tuple[Status, str | None]] = {}
+        for job_id in self.group_ids(group) if ids is None else ids:
+            data = self.peek(job_id)
             if data is None:
                 continue
             try:
@@ -603,10 +608,11 @@ class JobStore:
                 continue
             if data.get("group") == group or (
                     self.layout.memberships(job_id) / group).exists():
-                out[job_id] = status
+                finished = data.get("finished_at")
+                out[job_id] = (status, finished if isinstance(finished, str) else None)
         return out
 
-    def _quick(self, job_id: str) -> dict[str, Any] | None:
+    def peek(self, job_id: str) -> dict[str, Any] | None:
         try:
             data = json.loads(self.layout.metadata(job_id).read_bytes())
         except (OSError, ValueError):
@@ -636,6 +642,28 @@ class JobStore:
             if group is not None and not self.in_group(record, group):
                 continue
             yield record
+
+    def ensure_running_marker(self, record: JobRecord) -> bool:
+        """Give a RUNNING record whose marker was lost (a deleted index) the marker of
+        the instance its placement names, so that the owner's death is noticed. Checked
+        again afterwards: a job that finished meanwhile loses the marker again."""
+        instance = record.placement.instance if record.placement else None
+        if record.status is not Status.RUNNING or not instance:
+            return False
+        if any(m.job_id == record.job_id for m in self.running_markers()):
+            return False
+        path = self.layout.running / RunningMarker(record.job_id, instance).name
+        _touch(path)
+        try:
+            now = self.read(record.job_id)
+        except StoreError:
+            path.unlink(missing_ok=True)
+            return False
+        if now.status is not Status.RUNNING:
+            path.unlink(missing_ok=True)
+            self.ensure_done_marker(now)
+            return False
+        return True
 
     def ensure_dedup_claim(self, record: JobRecord) -> bool:
         """Make a live record the holder of its input when no live job holds it (a
