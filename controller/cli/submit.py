@@ -142,6 +142,9 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
                                 uhf=args.uhf, name=args.name, tick=bar.advance)
     if len(pending) == 1 and args.name is not None:
         pending[0] = Pending(pending[0].xyz, args.name, pending[0].charge, pending[0].uhf)
+    if len(bad) == 1 and not pending:  # one molecule: one line, as for any bad input
+        print(f"qforge: error: {bad[0]}", file=sys.stderr)
+        return 2
     for record in bad:
         print(f"qforge: {'skipped ' if args.skip_invalid else ''}{record}", file=sys.stderr)
     if bad and not args.skip_invalid:

@@ -132,8 +132,13 @@ def test_skip_invalid_with_nothing_valid_exits_2(run: Run, tmp_path: Path) -> No
     smi = tmp_path / "bad.smi"
     smi.write_text("C1CC\n")
     code, _, err = run(str(smi), "--skip-invalid")
-    assert code == 2 and "no valid molecule; nothing was submitted" in err
-    assert run.records() == []
+    assert code == 2 and run.records() == []
+    assert err == f"qforge: error: {smi}:1: molecule 1: cannot parse SMILES 'C1CC': " \
+                  "unclosed ring\n"  # one molecule, one line
+    smi.write_text("C1CC\nC(C\n")
+    code, _, err = run(str(smi), "--skip-invalid")
+    assert code == 2 and run.records() == []
+    assert err.splitlines()[-1] == "qforge: error: no valid molecule; nothing was submitted"
 
 
 def test_a_bad_option_is_one_line_not_one_per_molecule(run: Run, tmp_path: Path) -> None:
