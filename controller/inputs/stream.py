@@ -124,7 +124,13 @@ class Stream:
 
     def read_text(self) -> str:
         """The whole input as text (within the budget)."""
+        chunks = [self._buf]
         while not self._eof:
-            self._fill(len(self._buf) + CHUNK)
-        data, self._buf = self._buf, b""
-        return self._decode(data, 1).lstrip("\ufeff")
+            chunk = self._fh.read(CHUNK)
+            if not chunk:
+                self._eof = True
+                break
+            self.budget.take(len(chunk), self.file)
+            chunks.append(chunk)
+        self._buf = b""
+        return self._decode(b"".join(chunks), 1).lstrip("\ufeff")
