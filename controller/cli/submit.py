@@ -2,9 +2,11 @@
 
 Two passes keep memory bounded for 100,000 molecules. The first reads every input
 once (controller.inputs), builds and validates each molecule's JobSpec and keeps only
-a compact `Pending` (its XYZ text, name, charge and unpaired electrons); a bad record
-stops the submission there, before anything is written, unless --skip-invalid. The
-second rebuilds the specs a chunk at a time and hands them to `JobStore.submit_batch`.
+a compact `Pending` (its symbols, its coordinates as an array of doubles, its name,
+charge and unpaired electrons); a bad record stops the submission there, before anything
+is written, unless --skip-invalid. The second rebuilds the specs a chunk at a time from
+those already validated values (`model_construct`: validating them a second time would
+cost as much as the first pass) and hands them to `JobStore.submit_batch`.
 
 Per-job options apply to every molecule. --charge / --uhf override what a record
 says (SMILES, SDF and QCSchema carry their own; XYZ does not: 0 and 0 by default).
@@ -17,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +43,7 @@ from controller.record import Status
 from controller.settings import Settings
 from controller.store.jobstore import JobStore, Submitted, default_group, validate_group
 from runner_image.errors import InputError
-from runner_image.molecule import Molecule, parse_xyz
+from runner_image.molecule import Molecule
 from runner_image.spec import JobSpec
 
 # Options of the command that go into every molecule's spec as they are.
@@ -54,12 +57,33 @@ _PROBE: Final = Molecule(symbols=("H", "H"), geometry=((0.0, 0.0, 0.0), (0.0, 0.
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A validated molecule, compactly: what the second pass needs to rebuild its spec."""
+    """A validated molecule, compactly: what the second pass needs to rebuild its spec
+    (about 24 bytes an atom; 100,000 parsed specs would not fit the memory target)."""
 
-    xyz: str
+    symbols: tuple[str, ...]
+    coords: array[float]  # x1, y1, z1, x2, ... in Å, as validated
+    comment: str
     name: str
     charge: int
     uhf: int
+
+    @classmethod
+    def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]]
+           ) -> Pending:
+        mol = spec.molecule
+        symbols = symbols_cache.setdefault(mol.symbols, mol.symbols)  # shared by isomers
+        coords = array("d", [c for xyz in mol.geometry for c in xyz])
+        return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf)
+
+    def molecule(self) -> Molecule:
+        """The validated molecule again (not validated a second time)."""
+        c = self.coords
+        geometry = tuple((c[i], c[i + 1], c[i + 2]) for i in range(0, len(c), 3))
+        return Molecule.model_construct(symbols=self.symbols, geometry=geometry,
+                                        comment=self.comment)
+
+    def renamed(self, name: str) -> Pending:
+        return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf)
 
 
 def spec_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,13 +96,15 @@ def spec_options(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def check_options(options: dict[str, Any], name: str | None) -> None:
+def check_options(options: dict[str, Any], name: str | None) -> dict[str, Any]:
     """One line for a bad option (a typo in --solvent, a bad --memory), before any file
-    is read, instead of the same error once per molecule."""
+    is read, instead of the same error once per molecule. Returns the options as the
+    spec validated them (enums, the solvent's spelling), for the second pass."""
     try:
-        JobSpec(molecule=_PROBE, name=name, **options)
+        probe = JobSpec(molecule=_PROBE, name=name, **options)
     except ValidationError as exc:
         raise InputError.from_validation_error(exc) from None
+    return {key: getattr(probe, key) for key in options}
 
 
 def build_spec(molecule: Molecule, name: str, charge: int, uhf: int,
@@ -100,6 +126,7 @@ def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any],
     """The first pass: every record checked, the good ones kept compactly."""
     pending: list[Pending] = []
     bad: list[BadRecord] = []
+    symbols: dict[tuple[str, ...], tuple[str, ...]] = {}
     for item in items:
         tick()
         if isinstance(item, BadRecord):
@@ -113,13 +140,21 @@ def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any],
         except InputError as exc:
             bad.append(BadRecord(item.where, str(exc)))
             continue
-        pending.append(Pending(spec.molecule.to_xyz(), job_name, mol_charge, mol_uhf))
+        pending.append(Pending.of(spec, symbols))
     return pending, bad
 
 
-def _specs(chunk: Sequence[Pending], options: dict[str, Any]) -> list[tuple[JobSpec, str]]:
-    return [(build_spec(parse_xyz(p.xyz), p.name, p.charge, p.uhf, options), p.xyz)
-            for p in chunk]
+def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
+            ) -> list[tuple[JobSpec, str]]:
+    """The second pass's (spec, input XYZ) pairs. Every value was validated together in
+    the first pass (`validate`) or by `check_options` (`validated`), hence
+    `model_construct`."""
+    out = []
+    for p in chunk:
+        spec = JobSpec.model_construct(molecule=p.molecule(), name=p.name, charge=p.charge,
+                                       uhf=p.uhf, **validated)
+        out.append((spec, spec.molecule.to_xyz()))
+    return out
 
 
 def _group(args: argparse.Namespace, first_file: str) -> str:
@@ -132,7 +167,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
     fmt = Format(args.format) if args.format else None
     sources = expand_sources(args.inputs, fmt)
     options = spec_options(args)
-    check_options(options, args.name)
+    validated = check_options(options, args.name)
     group = _group(args, args.inputs[0])
     limits = Limits(max_input_bytes=settings.max_input_bytes, max_atoms=settings.max_atoms)
     store = JobStore(settings.jobs_dir)
@@ -141,7 +176,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
         pending, bad = validate(read_sources(sources, limits), options, charge=args.charge,
                                 uhf=args.uhf, name=args.name, tick=bar.advance)
     if len(pending) == 1 and args.name is not None:
-        pending[0] = Pending(pending[0].xyz, args.name, pending[0].charge, pending[0].uhf)
+        pending[0] = pending[0].renamed(args.name)
     if len(bad) == 1 and not pending:  # one molecule: one line, as for any bad input
         print(f"qforge: error: {bad[0]}", file=sys.stderr)
         return 2
@@ -155,7 +190,7 @@ def submit(args: argparse.Namespace, settings: Settings) -> int:
         print("qforge: error: no valid molecule; nothing was submitted", file=sys.stderr)
         return 2
 
-    first, outcomes = write(store, pending, options, group=group, force=args.force,
+    first, outcomes = write(store, pending, validated, group=group, force=args.force,
                             show_progress=not args.json)
     return report(args, settings, store, first, outcomes, group, skipped=len(bad))
 
@@ -180,7 +215,7 @@ class Outcome:
                            "status": status or self.status, "duplicate_of": self.duplicate_of})
 
 
-def write(store: JobStore, pending: Sequence[Pending], options: dict[str, Any], *,
+def write(store: JobStore, pending: Sequence[Pending], validated: dict[str, Any], *,
           group: str, force: bool, show_progress: bool = True,
           ) -> tuple[Submitted, list[Outcome]]:
     """The second pass: specs rebuilt and written CHUNK at a time. Returns the first
@@ -190,7 +225,7 @@ def write(store: JobStore, pending: Sequence[Pending], options: dict[str, Any], 
     with progress_bar("submitting", total=len(pending),
                       enabled=show_progress and len(pending) >= PROGRESS_MIN) as bar:
         for start in range(0, len(pending), CHUNK):
-            items = _specs(pending[start:start + CHUNK], options)
+            items = rebuild(pending[start:start + CHUNK], validated)
             done = store.submit_batch(items, group=group, force=force,
                                       on_progress=partial(_moved, bar, len(out)))
             first = first or done[0]

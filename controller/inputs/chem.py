@@ -74,6 +74,11 @@ def _reason(messages: list[str], fallback: str) -> str:
     return fallback
 
 
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
+
+
 def _electrons(mol: Any) -> tuple[int, int]:
     chem, _, descriptors = _rdkit()
     return int(chem.GetFormalCharge(mol)), int(descriptors.NumRadicalElectrons(mol))
@@ -97,7 +102,11 @@ def embed(mol: Any, what: str) -> None:
     params = allchem.ETKDGv3()
     params.randomSeed = EMBED_SEED
     with _messages() as messages:
-        status = allchem.EmbedMolecule(mol, params)
+        try:
+            status = allchem.EmbedMolecule(mol, params)
+        except Exception as exc:  # e.g. RDKit's invariant violations on odd valences
+            raise InputError(f"RDKit could not embed {what} in 3D: {_first_line(exc)}"
+                             ) from None
     if status != 0:
         why = _reason(messages, "no 3D structure satisfies its distance bounds")
         raise InputError(f"RDKit could not embed {what} in 3D (ETKDGv3, seed {EMBED_SEED}): "
@@ -110,7 +119,10 @@ def smiles_to_molecule(smiles: str, *, max_atoms: int) -> tuple[Molecule, int, i
     """A SMILES as an embedded 3D molecule with its charge and unpaired electrons."""
     chem, _, _ = _rdkit()
     with _messages() as messages:
-        parsed = chem.MolFromSmiles(smiles)
+        try:
+            parsed = chem.MolFromSmiles(smiles)
+        except Exception as exc:  # RDKit raises odd types on odd bytes (SystemError)
+            raise InputError(f"cannot parse SMILES {smiles!r}: {_first_line(exc)}") from None
     if parsed is None:
         raise InputError(f"cannot parse SMILES {smiles!r}: {_reason(messages, 'invalid')}")
     mol = chem.AddHs(parsed)
@@ -131,7 +143,10 @@ def molblock_to_molecule(block: str) -> tuple[Molecule, int, int]:
     """
     chem, _, _ = _rdkit()
     with _messages() as messages:
-        mol = chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+        try:
+            mol = chem.MolFromMolBlock(block, sanitize=True, removeHs=False)
+        except Exception as exc:  # RDKit raises odd types on odd bytes (SystemError)
+            raise InputError(f"RDKit cannot read the record: {_first_line(exc)}") from None
     if mol is None:
         raise InputError(f"RDKit cannot read the record: {_reason(messages, 'invalid MOL block')}")
     if mol.GetNumAtoms() == 0:

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from controller.cli.main import main
+from controller.cli.submit import check_options, rebuild, validate
+from controller.inputs import Limits, ReadMolecule, expand_sources, read_sources
 from controller.record import JobRecord
 from controller.settings import Settings
+from runner_image.spec import JobSpec
 from tests.molecules import METHANE, WATER_EXPERIMENTAL
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -206,3 +209,21 @@ def test_usage_errors(run: Run, tmp_path: Path) -> None:
     assert exc.value.code == 2
     code, _, err = run("-", "-")
     assert code == 2 and "named twice" in err
+
+
+def test_the_second_pass_rebuilds_exactly_the_validated_specs(tmp_path: Path) -> None:
+    smi = tmp_path / "lib.smi"
+    smi.write_text("CC(=O)[O-] acetate\n[CH3] methyl\nc1ccccc1 benzene\n")
+    options = {"task": "sp", "solvent": "Water", "memory": "1Gi", "labels": {"team": "a"}}
+    validated = check_options(options, None)
+    items = list(read_sources(expand_sources([str(smi)]), Limits()))
+    pending, bad = validate(iter(items), options, charge=None, uhf=None, name=None)
+    assert bad == []
+    rebuilt = rebuild(pending, validated)
+    for item, (spec, xyz) in zip(items, rebuilt, strict=True):
+        assert isinstance(item, ReadMolecule)
+        full = JobSpec(molecule=item.molecule, name=item.name, charge=item.charge,
+                       uhf=item.uhf, **options)
+        assert spec.model_dump(mode="json") == full.model_dump(mode="json")
+        assert spec.solvent == "water" and spec.task.value == "sp"
+        assert xyz == full.molecule.to_xyz()
