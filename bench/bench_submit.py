@@ -41,8 +41,8 @@ def write_library(path: Path, n: int) -> None:
                      "H 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
 
 
-def run_submit(library: Path, jobs: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one `qforge submit` process."""
+def run_submit(library: Path, jobs: Path) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of one `qforge submit` process."""
     cmd = [*qforge_command(), "--jobs-dir", str(jobs), "submit", str(library),
            "--task", "sp", "--group", "bench"]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -56,7 +56,7 @@ def run_submit(library: Path, jobs: Path) -> tuple[float, float]:
     if proc.returncode != 0:
         sys.exit(f"qforge submit failed ({proc.returncode}): {err.strip()}")
     log(out.strip())
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,11 @@ def capture(jobs: Path) -> tuple[list[str], list[Job]]:
     return folders, order
 
 
-def replay(folders: list[str], jobs: list[Job], root: Path) -> float:
+def replay(folders: list[str], jobs: list[Job], root: Path) -> tuple[float, float]:
     """The bare loop: the same operations JobStore.submit_batch does, for the same
-    bytes. Returns its seconds."""
+    bytes. Returns its wall and CPU seconds."""
     start = time.perf_counter()
+    cpu = time.process_time()
     for folder in folders:
         os.makedirs(root / folder, exist_ok=True)
     incoming = root / ".qforge" / "incoming"
@@ -115,7 +116,7 @@ def replay(folders: list[str], jobs: list[Job], root: Path) -> float:
         for rel in job.touches:
             os.close(os.open(root / rel, os.O_CREAT | os.O_WRONLY, 0o644))
         os.rename(staging, root / job.job_id)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def main() -> int:
@@ -127,27 +128,35 @@ def main() -> int:
         write_library(library, n)
         ours: list[float] = []
         loop: list[float] = []
+        cpu_ours: list[float] = []
+        cpu_loop: list[float] = []
         for r in range(rounds):
             jobs = tmp / f"qforge-{r}"
-            elapsed, _ = run_submit(library, jobs)
+            elapsed, _, cpu = run_submit(library, jobs)
             ours.append(elapsed)
+            cpu_ours.append(cpu)
             folders, captured = capture(jobs)
             if len(captured) != n:
                 sys.exit(f"expected {n} jobs in the store, found {len(captured)}")
-            loop.append(replay(folders, captured, tmp / f"loop-{r}"))
-            log(f"round {r + 1}: qforge {elapsed:.2f} s, bare loop {loop[-1]:.2f} s")
+            wall, cpu = replay(folders, captured, tmp / f"loop-{r}")
+            loop.append(wall)
+            cpu_loop.append(cpu)
+            log(f"round {r + 1}: qforge {elapsed:.2f} s (CPU {cpu_ours[-1]:.2f} s), "
+                f"bare loop {wall:.2f} s (CPU {cpu:.2f} s); "
+                f"load average {os.getloadavg()[0]:.1f}")
             subprocess.run(["rm", "-rf", str(jobs), str(tmp / f"loop-{r}")], check=False)
         if rounds:
             t_ours, t_loop = median(ours), median(loop)
             ratio = t_loop / t_ours
             print(f"bench: submit {n} molecules (multi-frame xyz, one call) {t_ours:.2f} s = "
                   f"{n / t_ours:.0f} molecules/s vs bare loop of the same file operations "
-                  f"{t_loop:.2f} s: ratio {ratio:.2f} (target >= {RATIO_TARGET}): "
+                  f"{t_loop:.2f} s (CPU {median(cpu_ours):.1f} s vs {median(cpu_loop):.1f} s): "
+                  f"ratio {ratio:.2f} (target >= {RATIO_TARGET}): "
                   f"{'met' if ratio >= RATIO_TARGET else 'MISSED'}", flush=True)
         if big:
             library_big = tmp / "library-big.xyz"
             write_library(library_big, big)
-            elapsed, rss = run_submit(library_big, tmp / "qforge-big")
+            elapsed, rss, _ = run_submit(library_big, tmp / "qforge-big")
             print(f"bench: submit {big} molecules in one call {elapsed:.0f} s "
                   f"({big / elapsed:.0f} molecules/s), peak RSS {rss:.0f} MB "
                   f"(target < {RSS_TARGET_MB:.0f} MB): "
