@@ -49,7 +49,7 @@ from controller.record import JobRecord, Placement, Status
 from controller.scheduling.core import Scheduler
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore, finished_ns
+from controller.store.jobstore import QUEUE_MTIME_MARGIN, Claimed, JobStore, finished_ns
 from controller.store.layout import DoneKey
 from runner_image.spec import JobSpec
 
@@ -226,6 +226,11 @@ def main() -> int:
                 log(f"{name}: records read by the start-up sync: {synced.read}")
             schedulers[name] = sched
 
+        # queued() trusts a listing only once the queue folder is QUEUE_MTIME_MARGIN
+        # older than it (see there); the stores were written a moment ago, and the
+        # start-up no longer takes long enough to hide that: let the margin pass, as it
+        # has between any two polls of a real worker.
+        time.sleep(QUEUE_MTIME_MARGIN + 0.1)
         # Warm up, then check every pass sees what it should.
         for sched in schedulers.values():
             for _ in range(20):

@@ -125,6 +125,9 @@ def print_show(store: JobStore, record: JobRecord, settings: Settings) -> None:
         + (f", ALPB {spec.solvent}" if spec.solvent else ""),
         f"Created:  {record.created_at}",
     ]
+    groups = store.groups_of(record)
+    if groups:
+        out.append(f"Groups:   {', '.join(groups)}")
     if record.started_at:
         out.append(f"Started:  {record.started_at} (attempt {record.attempts})")
     if record.finished_at:

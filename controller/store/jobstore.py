@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.ids import InvalidJobId, new_job_id, validate_job_id
+from controller.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.store.dedup import claim_name, input_hash
 from controller.store.groups import default_group, validate_group
@@ -163,12 +163,18 @@ class JobStore:
         )
 
     def job_ids(self) -> list[str]:
-        """Every job folder's name (one directory listing, no reads)."""
+        """Every job folder's name, sorted (one directory listing, no reads)."""
+        return sorted(self.job_id_set())
+
+    def job_id_set(self) -> set[str]:
+        """Every job folder's name (one listing; `.qforge` and other names that are not
+        job ids left out)."""
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
-            return []
-        return sorted(n for n in names if not n.startswith(".") and _is_job_id(n))
+            return set()
+        match = JOB_ID_RE.fullmatch
+        return {n for n in names if match(n)}
 
     def iter_records(self) -> Iterator[JobRecord | CorruptRecord]:
         """Every record, oldest id first; a corrupt one is yielded as its error."""

@@ -261,3 +261,10 @@ def test_the_live_bar_shows_finished_of_total(camp: JobStore) -> None:
     bar.close()
     text = out.getvalue()
     assert "group camp" in text and "2/3" in text and "1 QUEUED, 1 COMPLETED, 1 FAILED" in text
+
+
+def test_show_names_every_group_a_job_counts_in(camp: JobStore,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    water = next(camp.select(status=Status.COMPLETED))
+    assert qf(camp, "show", water.job_id) == 0  # type: ignore[union-attr]
+    assert "Groups:   camp, other" in capsys.readouterr().out
