@@ -36,6 +36,11 @@ class Settings(BaseModel):
     # its RUNNING jobs (a worker renews every poll interval).
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+    # `qforge submit` refuses bigger inputs before reading them (all files of one call
+    # together; stdin is counted as it is read), and molecules with more atoms.
+    max_input_bytes: int = Field(256 * 1024**2, ge=1,
+                                 description="MAX_INPUT_BYTES: input of one submit, bytes")
+    max_atoms: int = Field(10_000, ge=1, description="MAX_ATOMS: atoms of one molecule")
 
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"

@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from controller.cli import campaign, commands
+from controller.cli import campaign, commands, submit
 from controller.ids import InvalidJobId
+from controller.inputs import Format
 from controller.settings import Settings, SettingsError
 from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
@@ -78,8 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the job store (env JOBS_DIR, default ./jobs)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("submit", help="submit a molecule (XYZ or QCSchema JSON)")
-    s.add_argument("file", help="molecule file, or - for stdin")
+    s = sub.add_parser("submit", help="submit molecules: files, folders or - (stdin)",
+                       description="Submit one job per molecule. Formats: XYZ (one or many "
+                       "frames), SDF/MOL, SMILES (.smi), QCSchema JSON (one or a list); "
+                       "see docs/submitting.md.")
+    s.add_argument("inputs", nargs="+", metavar="FILE|DIR|-",
+                   help="molecule files, folders of them, or - for stdin")
+    s.add_argument("--format", choices=[f.value for f in Format],
+                   help="the format of every input (default: from the extension; stdin "
+                        "and unknown extensions are told from their first lines)")
+    s.add_argument("--group", help="the campaign these jobs belong to "
+                                   "(default: the first input's name and the time)")
+    s.add_argument("--skip-invalid", action="store_true", dest="skip_invalid",
+                   help="submit the valid molecules and list the invalid ones")
+    s.add_argument("--force", action="store_true",
+                   help="run molecules again that are already queued, running or completed")
     s.add_argument("--method", choices=["gfn2", "gfn1", "gfn0", "gfnff"])
     s.add_argument("--task", choices=["opt", "sp", "hess", "ohess"])
     s.add_argument("--opt-level", dest="opt_level",
@@ -92,13 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu", type=_positive_int, help="cores (OMP_NUM_THREADS)")
     s.add_argument("--memory", help="memory limit in the cluster, e.g. 1Gi")
     s.add_argument("--priority", type=_int, help="higher runs first (-1000..1000)")
-    s.add_argument("--name", help="a name (also the job id's stem)")
+    s.add_argument("--name", help="a name (also the job id's stem); for many molecules, "
+                                  "the stem of NAME_1, NAME_2, ...")
     s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label copied onto the Kubernetes Job (repeatable)")
     s.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
     s.add_argument("--wait-timeout", type=_positive_float, default=None,
                    help="give up waiting after this many seconds (exit 1)")
-    s.add_argument("--json", action="store_true", help='print {"job_id": ..., "status": ...}')
+    s.add_argument("--json", action="store_true",
+                   help="one JSON line per molecule: job_id, name, status, duplicate_of")
 
     ls = sub.add_parser("list", help="list jobs")
     ls.add_argument("--status", type=str.upper, choices=STATUSES)
@@ -160,7 +176,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cmd = args.command
     if cmd == "submit":
-        return commands.submit(args, _settings(args))
+        return submit.submit(args, _settings(args))
     if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
         raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
     if cmd == "list":
