@@ -19,6 +19,7 @@ BENCH_SUBMIT_BIG (100000; 0 skips part 2), QFORGE_BENCH_DIR (where stores are bu
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -41,8 +42,9 @@ def write_library(path: Path, n: int) -> None:
                      "H 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
 
 
-def run_submit(library: Path, jobs: Path) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MB, CPU seconds) of one `qforge submit` process."""
+def run_submit(library: Path, jobs: Path) -> tuple[float, float, tuple[float, float]]:
+    """(wall seconds, peak RSS in MB, (user, system) CPU seconds) of one `qforge submit`
+    process."""
     cmd = [*qforge_command(), "--jobs-dir", str(jobs), "submit", str(library),
            "--task", "sp", "--group", "bench"]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
@@ -56,7 +58,7 @@ def run_submit(library: Path, jobs: Path) -> tuple[float, float, float]:
     if proc.returncode != 0:
         sys.exit(f"qforge submit failed ({proc.returncode}): {err.strip()}")
     log(out.strip())
-    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    return elapsed, usage.ru_maxrss / 1024, (usage.ru_utime, usage.ru_stime)
 
 
 @dataclass(frozen=True)
@@ -93,11 +95,14 @@ def capture(jobs: Path) -> tuple[list[str], list[Job]]:
     return folders, order
 
 
-def replay(folders: list[str], jobs: list[Job], root: Path) -> tuple[float, float]:
+def replay(folders: list[str], jobs: list[Job], root: Path
+           ) -> tuple[float, tuple[float, float]]:
     """The bare loop: the same operations JobStore.submit_batch does, for the same
-    bytes. Returns its wall and CPU seconds."""
+    bytes, one job after the other (as a user's own script would: the serial loop is
+    the honest baseline, and qforge does its jobs serially too). Returns its wall and
+    (user, system) CPU seconds."""
     start = time.perf_counter()
-    cpu = time.process_time()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for folder in folders:
         os.makedirs(root / folder, exist_ok=True)
     incoming = root / ".qforge" / "incoming"
@@ -116,7 +121,9 @@ def replay(folders: list[str], jobs: list[Job], root: Path) -> tuple[float, floa
         for rel in job.touches:
             os.close(os.open(root / rel, os.O_CREAT | os.O_WRONLY, 0o644))
         os.rename(staging, root / job.job_id)
-    return time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter() - start, (after.ru_utime - before.ru_utime,
+                                         after.ru_stime - before.ru_stime)
 
 
 def main() -> int:
@@ -128,8 +135,9 @@ def main() -> int:
         write_library(library, n)
         ours: list[float] = []
         loop: list[float] = []
-        cpu_ours: list[float] = []
-        cpu_loop: list[float] = []
+        cpu_ours: list[tuple[float, float]] = []
+        cpu_loop: list[tuple[float, float]] = []
+        loads: list[float] = []
         for r in range(rounds):
             jobs = tmp / f"qforge-{r}"
             elapsed, _, cpu = run_submit(library, jobs)
@@ -141,18 +149,30 @@ def main() -> int:
             wall, cpu = replay(folders, captured, tmp / f"loop-{r}")
             loop.append(wall)
             cpu_loop.append(cpu)
-            log(f"round {r + 1}: qforge {elapsed:.2f} s (CPU {cpu_ours[-1]:.2f} s), "
-                f"bare loop {wall:.2f} s (CPU {cpu:.2f} s); "
-                f"load average {os.getloadavg()[0]:.1f}")
+            loads.append(os.getloadavg()[0])
+            log(f"round {r + 1}: qforge {elapsed:.2f} s (CPU user {cpu_ours[-1][0]:.2f} s, "
+                f"system {cpu_ours[-1][1]:.2f} s), bare loop {wall:.2f} s (CPU user "
+                f"{cpu[0]:.2f} s, system {cpu[1]:.2f} s); load average {loads[-1]:.1f}")
             subprocess.run(["rm", "-rf", str(jobs), str(tmp / f"loop-{r}")], check=False)
         if rounds:
             t_ours, t_loop = median(ours), median(loop)
             ratio = t_loop / t_ours
+            load, cores = median(loads), os.cpu_count() or 1
+            verdict = "met" if ratio >= RATIO_TARGET else "MISSED"
+            if load > cores:
+                verdict += (f" (UNRELIABLE: load average {load:.1f} on {cores} cores; the "
+                            "CPU figures are the steadier ones)")
+            user = (median([c[0] for c in cpu_ours]), median([c[0] for c in cpu_loop]))
+            system = (median([c[1] for c in cpu_ours]), median([c[1] for c in cpu_loop]))
             print(f"bench: submit {n} molecules (multi-frame xyz, one call) {t_ours:.2f} s = "
                   f"{n / t_ours:.0f} molecules/s vs bare loop of the same file operations "
-                  f"{t_loop:.2f} s (CPU {median(cpu_ours):.1f} s vs {median(cpu_loop):.1f} s): "
-                  f"ratio {ratio:.2f} (target >= {RATIO_TARGET}): "
-                  f"{'met' if ratio >= RATIO_TARGET else 'MISSED'}", flush=True)
+                  f"{t_loop:.2f} s: ratio {ratio:.2f} (target >= {RATIO_TARGET}): {verdict}; "
+                  f"median of {rounds} alternating rounds (by round: "
+                  f"{', '.join(f'{b / a:.2f}' for a, b in zip(ours, loop, strict=True))}); "
+                  f"CPU user {user[0]:.2f} s vs {user[1]:.2f} s "
+                  f"({(user[0] - user[1]) / n * 1e6:.0f} us a molecule more, the start "
+                  f"included), system {system[0]:.2f} s vs {system[1]:.2f} s; "
+                  f"load average {load:.1f}", flush=True)
         if big:
             library_big = tmp / "library-big.xyz"
             write_library(library_big, big)

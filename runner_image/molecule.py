@@ -12,7 +12,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from runner_image.elements import ATOMIC_NUMBER, normalise_symbol
 from runner_image.errors import InputError
@@ -50,18 +57,36 @@ class Molecule(BaseModel):
     def _one_line(cls, comment: str) -> str:
         return " ".join(comment.split()) if ("\n" in comment or "\r" in comment) else comment
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Molecule:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, data: Any, handler: ModelWrapValidatorHandler[Molecule]) -> Molecule:
+        """The checks across fields. A Molecule instance passed where one is expected
+        (`JobSpec(molecule=m)`, a record rebuilt around its spec) is returned as it is:
+        the model is frozen, so an instance is exactly what was validated when it was
+        made (or what its maker vouched for with `model_construct`) — pydantic's own
+        rule for instances (`revalidate_instances="never"`), which an "after" validator
+        would break by running these O(atoms) checks again at every hand-over."""
+        if isinstance(data, Molecule):
+            return data
+        mol = handler(data)
+        mol._check()
+        return mol
+
+    def _check(self) -> None:
         if not self.symbols:
             raise ValueError("the molecule has no atoms")
         if len(self.symbols) != len(self.geometry):
             raise ValueError(
                 f"{len(self.symbols)} element symbols but {len(self.geometry)} coordinate triples"
             )
-        for i, (sym, xyz) in enumerate(zip(self.symbols, self.geometry, strict=True), start=1):
-            for axis, value in zip(_AXES, xyz, strict=True):
-                if not math.isfinite(value):
-                    raise ValueError(f"atom {i} ({sym}): {axis} coordinate {value} is not finite")
+        isfinite = math.isfinite
+        for i, xyz in enumerate(self.geometry, start=1):
+            if not (isfinite(xyz[0]) and isfinite(xyz[1]) and isfinite(xyz[2])):
+                axis, value = next((a, v) for a, v in zip(_AXES, xyz, strict=True)
+                                   if not isfinite(v))
+                raise ValueError(
+                    f"atom {i} ({self.symbols[i - 1]}): {axis} coordinate {value} is not finite"
+                )
         clash = _closest_clash(self.geometry)
         if clash is not None:
             i, j, dist = clash
@@ -70,7 +95,6 @@ class Molecule(BaseModel):
                 f"{dist:.3f} Å apart, closer than {MIN_DISTANCE} Å: a duplicated atom or "
                 "coordinates in the wrong units?"
             )
-        return self
 
     @property
     def natoms(self) -> int:
@@ -104,22 +128,43 @@ class Molecule(BaseModel):
         return [c / BOHR_TO_ANGSTROM for xyz in self.geometry for c in xyz]
 
 
+# Up to this many atoms every pair is compared directly (n(n-1)/2 squared distances):
+# cheaper than the grid's 27 cell look-ups per atom for the small molecules most jobs are.
+_PAIRWISE_MAX: Final = 24
+# The 27 cells around (and including) an atom's own, for the grid.
+_NEIGHBOUR_CELLS: Final = tuple((dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                                for dz in (-1, 0, 1))
+
+
 def _closest_clash(
     geometry: Sequence[tuple[float, float, float]],
 ) -> tuple[int, int, float] | None:
-    """The first pair of atoms closer than MIN_DISTANCE, found in O(N) with a cell grid."""
+    """A pair of atoms (j < i, i the first atom that clashes with an earlier one) closer
+    than MIN_DISTANCE, or None. O(N): every pair for small molecules, else a grid of
+    MIN_DISTANCE cells where each atom is compared with those in the 27 cells around
+    it only."""
+    limit = MIN_DISTANCE * MIN_DISTANCE
+    if len(geometry) <= _PAIRWISE_MAX:
+        for i in range(1, len(geometry)):
+            x, y, z = geometry[i]
+            for j in range(i):
+                a, b, c = geometry[j]
+                if (x - a) ** 2 + (y - b) ** 2 + (z - c) ** 2 < limit:
+                    return j, i, math.dist(geometry[j], geometry[i])
+        return None
     cells: dict[tuple[int, int, int], list[int]] = {}
+    floor, step = math.floor, MIN_DISTANCE
     for i, (x, y, z) in enumerate(geometry):
-        key = (math.floor(x / MIN_DISTANCE), math.floor(y / MIN_DISTANCE),
-               math.floor(z / MIN_DISTANCE))
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for dz in (-1, 0, 1):
-                    for j in cells.get((key[0] + dx, key[1] + dy, key[2] + dz), ()):
-                        dist = math.dist(geometry[j], (x, y, z))
-                        if dist < MIN_DISTANCE:
-                            return j, i, dist
-        cells.setdefault(key, []).append(i)
+        cx, cy, cz = floor(x / step), floor(y / step), floor(z / step)
+        for dx, dy, dz in _NEIGHBOUR_CELLS:
+            near = cells.get((cx + dx, cy + dy, cz + dz))
+            if near is None:
+                continue
+            for j in near:
+                a, b, c = geometry[j]
+                if (x - a) ** 2 + (y - b) ** 2 + (z - c) ** 2 < limit:
+                    return j, i, math.dist(geometry[j], geometry[i])
+        cells.setdefault((cx, cy, cz), []).append(i)
     return None
 
 
