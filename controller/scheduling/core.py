@@ -78,12 +78,20 @@ class Scheduler:
                                  settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
         self.wake = threading.Event()
-        self.writes: Recorder = WriteBehind(on_idle=self.wake.set) if write_behind else Inline()
+        self.writes: Recorder = (WriteBehind(on_idle=self._writes_drained) if write_behind
+                                 else Inline())
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
         self.last_pass_finished: float | None = None
         self._cancels_seen: list[str] = []
+
+    def _writes_drained(self) -> None:
+        """The record writer's queue emptied: a pass may now find the worker idle — but
+        only when it holds no job (one that does is woken again when a job ends), so
+        the writer does not add a pass per job."""
+        if not self._claimed:
+            self.wake.set()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
