@@ -826,11 +826,16 @@ def _is_job_id(name: str) -> bool:
 
 def _write_durable(path: str | Path, data: bytes) -> None:
     """Write a new file and fsync it (in a private staging folder: no temp file needed,
-    the folder's rename into the store publishes it)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    the folder's rename into the store publishes it). Plain system calls: a buffered
+    file object would add an fstat, an ioctl and lseeks to each of 200,000 files."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _touch(path: str | Path) -> None:
