@@ -12,8 +12,9 @@
    The loop is serial, one job after the other, as a user's own script would be and as
    qforge itself writes (qforge does not fsync several jobs at once: that would beat the
    loop by overlapping the disk's waits, not by costing less). Before each side the file
-   systems' pending writes are flushed (`os.sync()`, not timed), so neither side's fsyncs
-   pay for what the other, or the last round's removal, left in the journal. The user
+   systems' pending writes are flushed (`os.sync()`, not timed), and no store is removed
+   before the end (a mass removal makes ext4's next inode allocations slow for whoever
+   comes next, which was always qforge), so neither side pays for the other. The user
    and system CPU of both sides are printed too: far steadier than wall times on a
    shared machine. The verdict says UNRELIABLE when the load average exceeds the cores.
 2. 100,000 molecules in one call: it completes, and its peak RSS (the child's
@@ -147,11 +148,8 @@ def main() -> int:
         loads: list[float] = []
         for r in range(rounds):
             jobs = tmp / f"qforge-{r}"
-            # Each side starts with the file systems' pending work written out: otherwise
-            # the first fsyncs of a side commit what the side before it (or the removal
-            # of the last round's 20,000 folders) left in the journal, and are charged
-            # for it (seen: qforge's system time growing 3.0, 4.7, 6.3 s over the rounds,
-            # right after each `rm -rf`, the loop's steady).
+            # Each side starts with the file systems' pending work written out, so that
+            # its fsyncs do not commit what the side before it left in the journal.
             os.sync()
             elapsed, _, cpu = run_submit(library, jobs)
             ours.append(elapsed)
@@ -167,7 +165,11 @@ def main() -> int:
             log(f"round {r + 1}: qforge {elapsed:.2f} s (CPU user {cpu_ours[-1][0]:.2f} s, "
                 f"system {cpu_ours[-1][1]:.2f} s), bare loop {wall:.2f} s (CPU user "
                 f"{cpu[0]:.2f} s, system {cpu[1]:.2f} s); load average {loads[-1]:.1f}")
-            subprocess.run(["rm", "-rf", str(jobs), str(tmp / f"loop-{r}")], check=False)
+            # The stores are kept until the end (scratch_dir removes them): right after
+            # an `rm -rf` of 20,000 folders, ext4's inode allocator skips the inodes it
+            # freed seconds ago (`recently_deleted`, seen in `perf record`), and the side
+            # that runs first next — always qforge — paid for it in system time (3.0,
+            # 4.7, 6.3 s over three rounds; the loop's steady at 2.6).
         if rounds:
             t_ours, t_loop = median(ours), median(loop)
             ratio = t_loop / t_ours
