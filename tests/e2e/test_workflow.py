@@ -100,7 +100,7 @@ def test_every_workflow_step_is_a_subcommand_of_the_script_make_runs() -> None:
         assert not run or run.startswith("tools/kind/e2e.sh ") or "pip install" in run, run
     text = SCRIPT.read_text()
     for name in STEPS:
-        assert f"\n  {name}) " in text, name
+        assert f"\n    {name}) " in text, name
     all_body = text.split("\nall() {", 1)[1].split("\n}", 1)[0]
     for fn in ("create", "images", "load", "run_tests", "dump", "delete"):
         assert f" {fn}" in all_body, fn

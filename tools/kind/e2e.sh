@@ -86,7 +86,9 @@ step() {  # step NAME FUNCTION: a banner, the time it took, its exit status
   local start=$SECONDS rc=0
   echo ">> e2e-kind: $1"
   "$2" || rc=$?
-  echo ">> e2e-kind: $1: $([[ $rc -eq 0 ]] && echo done || echo "FAILED (exit $rc)") in $((SECONDS - start))s"
+  local outcome="done"
+  [[ $rc -eq 0 ]] || outcome="FAILED (exit $rc)"
+  echo ">> e2e-kind: $1: $outcome in $((SECONDS - start))s"
   return "$rc"
 }
 
@@ -101,14 +103,19 @@ all() {
   return "$rc"
 }
 
-case "${1:-}" in
-  install-kind) install_kind ;;
-  create) create ;;
-  images) images ;;
-  load) load ;;
-  test) run_tests ;;
-  dump) dump ;;
-  delete) delete ;;
-  all) all ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
-esac
+main() {
+  case "${1:-}" in
+    install-kind) install_kind ;;
+    create) create ;;
+    images) images ;;
+    load) load ;;
+    test) run_tests ;;
+    dump) dump ;;
+    delete) delete ;;
+    all) all ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  esac
+}
+
+# one line, read whole before it runs: editing this file during a run cannot change it
+main "$@"; exit
