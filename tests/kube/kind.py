@@ -86,6 +86,26 @@ class KindDocker(Docker):
         ]
 
 
+    def stop(self) -> None:
+        """kind's network goes first: dockerd leaves a network's bridge on the host."""
+        if self.running():
+            nets = self.docker("network", "ls", "--filter", "type=custom", "--format",
+                               "{{.Name}}").split()
+            for net in nets:
+                proc = subprocess.run(
+                    [self.cli, "network", "rm", net],
+                    capture_output=True,
+                    text=True,
+                    env=self.env(),
+                    timeout=60,
+                    check=False,
+                )
+                if proc.returncode != 0:
+                    print(f"kind dockerd: network {net} kept: {proc.stderr.strip()}",
+                          file=sys.stderr)
+        super().stop()
+
+
 # --------------------------------------------------------------------------- steps
 
 
