@@ -103,6 +103,20 @@ e2e: setup k8s-tools node-deps
 e2e-images: setup node-deps
 	$(PY) -m tests.e2e.images
 
+# End to end on kind, here (docs/kind.md): a kind node image built on this machine from
+# the Go module proxy and Debian's archive (cached by version in the kind dockerd's data
+# root), then tools/kind/e2e.sh all -- the steps .github/workflows/e2e.yaml runs: kind
+# create cluster, both images built from the Dockerfiles, kind load docker-image,
+# tests/e2e with QFORGE_E2E_LOAD=kind, dumps on failure, kind delete cluster (always).
+# Not part of `make test`: run it before every change to the chart, the images,
+# tests/e2e or the workflow.
+.PHONY: kind-image e2e-kind
+kind-image: setup k8s-tools node-deps
+	@$(PY) -m tests.kube.kind image
+
+e2e-kind: setup k8s-tools node-deps
+	$(PY) -m tests.kube.kind e2e
+
 # The kind workflow checked with the real actionlint (no cluster); part of `make test`.
 e2e-workflow: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_workflow.py

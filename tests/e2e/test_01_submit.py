@@ -138,12 +138,13 @@ def test_invalid_molecule_is_rejected_at_submit_with_the_message(release: Releas
 
 
 def test_runner_pods_are_non_root_read_only_and_see_only_their_own_job(release: Release) -> None:
-    # A calculation that runs long enough to look inside its pod.
+    # A calculation that outlives the look inside its pod (C30 ohess runs for minutes;
+    # C10, ~17 s, could end between two `kubectl exec` calls): cancelled afterwards.
     from .molecules import alkane
 
     other = release.submit(WATER, "--name", "neighbour", "--task", "sp")
     release.wait_terminal(other, timeout=300)
-    job_id = release.submit(alkane(10), "--name", "looked-at", "--task", "ohess")
+    job_id = release.submit(alkane(30), "--name", "looked-at", "--task", "ohess")
 
     def running_pod() -> str | None:
         pods = release.kj("get", "pods", "-l", f"{RUNNER_SELECTOR},qforge.io/job-id={job_id}")[
@@ -177,7 +178,8 @@ def test_runner_pods_are_non_root_read_only_and_see_only_their_own_job(release: 
     assert spec.get("automountServiceAccountToken") is False
     mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == "/job")
     assert mount["subPath"].endswith(job_id)
-    release.wait_terminal(job_id, timeout=300)
+    release.qforge("cancel", job_id)
+    assert release.wait_terminal(job_id, timeout=120)["status"] == "CANCELLED"
 
 
 def test_namespace_enforces_pod_security_restricted(release: Release) -> None:

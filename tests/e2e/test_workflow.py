@@ -60,31 +60,81 @@ def test_actionlint_would_catch_a_broken_workflow(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+SCRIPT = REPO / "tools" / "kind" / "e2e.sh"
+STEPS = ["install-kind", "create", "images", "load", "test", "dump", "delete"]
+
+
+def _script_steps(job: dict[Any, Any]) -> list[tuple[str, str | None]]:
+    """(subcommand, if:) of every workflow step that runs tools/kind/e2e.sh."""
+    out = []
+    for step in job["steps"]:
+        run = step.get("run", "").strip()
+        if run.startswith("tools/kind/e2e.sh "):
+            out.append((run.split()[1], step.get("if")))
+    return out
+
+
 def test_two_kubernetes_versions_on_kind_with_the_same_tests() -> None:
     wf = _workflow()
     [job] = wf["jobs"].values()
     versions = job["strategy"]["matrix"]["kubernetes"]
     assert len(set(versions)) == 2
     assert job["env"]["QFORGE_E2E_LOAD"] == "kind"
-    runs = "\n".join(step.get("run", "") for step in job["steps"])
-    assert "kind create cluster" in runs and "kindest/node:${{ matrix.kubernetes }}" in runs
-    assert "docker build -f Dockerfile.runner" in runs
-    assert "docker build -f Dockerfile.controller" in runs
-    assert "kind load docker-image" in runs
-    assert "pytest" in runs and "tests/e2e" in runs
-    # on failure: kubectl get/describe/logs and the jobs' metadata, uploaded
+    create = next(s for s in job["steps"] if s.get("run") == "tools/kind/e2e.sh create")
+    assert create["env"]["KIND_NODE_IMAGE"] == "kindest/node:${{ matrix.kubernetes }}"
+    # on failure: the dumps, uploaded; the cluster deleted always
     dumps = [s for s in job["steps"] if s.get("if") == "failure()"]
-    dump_text = "\n".join(s.get("run", "") for s in dumps)
-    for needle in ("kubectl get", "kubectl -n qforge-e2e describe", "logs", "metadata.json"):
-        assert needle in dump_text, needle
     assert any("upload-artifact" in s.get("uses", "") for s in dumps)
-    assert any(
-        s.get("if") == "always()" and "kind delete" in s.get("run", "") for s in job["steps"]
+
+
+def test_every_workflow_step_is_a_subcommand_of_the_script_make_runs() -> None:
+    """The workflow's steps are tools/kind/e2e.sh's, in order; `all` (make e2e-kind) runs
+    the same ones: the two cannot drift."""
+    [job] = _workflow()["jobs"].values()
+    steps = _script_steps(job)
+    assert [name for name, _ in steps] == STEPS
+    assert dict(steps)["dump"] == "failure()" and dict(steps)["delete"] == "always()"
+    # no step runs a command of its own besides the script's (uses: actions, pip install)
+    for step in job["steps"]:
+        run = step.get("run", "")
+        assert not run or run.startswith("tools/kind/e2e.sh ") or "pip install" in run, run
+    text = SCRIPT.read_text()
+    for name in STEPS:
+        assert f"\n    {name}) " in text, name
+    all_body = text.split("\nall() {", 1)[1].split("\n}", 1)[0]
+    for fn in ("create", "images", "load", "run_tests", "dump", "delete"):
+        assert f" {fn}" in all_body, fn
+
+
+def test_the_script_holds_the_workflow_commands() -> None:
+    text = SCRIPT.read_text()
+    for needle in (
+        'kind create cluster --name "$CLUSTER" --image "${KIND_NODE_IMAGE',
+        "docker build --network host -f Dockerfile.runner",
+        "docker build --network host -f Dockerfile.controller",
+        'kind load docker-image --name "$CLUSTER" "$RUNNER" "$CONTROLLER"',
+        "-m pytest -v",
+        "tests/e2e",
+        "kubectl get all,jobs,pvc,pv,events",
+        "kubectl -n qforge-e2e describe jobs,pods",
+        "logs deploy/qforge",
+        "metadata.json",
+        "kind export logs",
+        'kind delete cluster --name "$CLUSTER"',
+    ):
+        assert needle in text, needle
+
+
+def test_the_script_refuses_an_unknown_subcommand() -> None:
+    proc = subprocess.run(
+        ["bash", str(SCRIPT), "nonsense"], capture_output=True, text=True, timeout=30, check=False
     )
+    assert proc.returncode == 2
+    assert "tools/kind/e2e.sh create" in proc.stderr
 
 
 def test_workflow_names_no_registry_or_mirror_of_its_own() -> None:
     # images come from the Dockerfiles and kind's own node images; nothing else is pulled
-    text = WORKFLOW.read_text()
+    text = WORKFLOW.read_text() + SCRIPT.read_text()
     assert "index-url" not in text.lower()
     assert "docker pull" not in text

@@ -150,30 +150,30 @@ class Docker:
             old = int(pidfile.read_text())
             if not pid_alive(old):
                 pidfile.unlink()
-        self.daemon = self.supervisor.start(
-            "dockerd",
-            [
-                dockerd,
-                "--host",
-                self.host,
-                "--data-root",
-                str(self.data_root),
-                "--exec-root",
-                str(self.state / "exec"),
-                "--pidfile",
-                str(pidfile),
-                "--storage-driver",
-                "overlay2",
-                "--exec-opt",
-                "native.cgroupdriver=cgroupfs",
-                "--bridge",
-                "none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-            ],
-        )
+        self.daemon = self.supervisor.start("dockerd", [dockerd, *self.daemon_args(pidfile)])
         wait_until(f"dockerd ({self.host})", self.running, timeout, self.supervisor, interval=0.5)
+
+    def daemon_args(self, pidfile: Path) -> list[str]:
+        """dockerd's flags: no bridge, no iptables rules (builds use the host network)."""
+        return [
+            "--host",
+            self.host,
+            "--data-root",
+            str(self.data_root),
+            "--exec-root",
+            str(self.state / "exec"),
+            "--pidfile",
+            str(pidfile),
+            "--storage-driver",
+            "overlay2",
+            "--exec-opt",
+            "native.cgroupdriver=cgroupfs",
+            "--bridge",
+            "none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--ip-forward=false",
+        ]
 
     def stop(self) -> None:
         self.supervisor.stop_all()

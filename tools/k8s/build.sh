@@ -4,10 +4,13 @@
 #   tools/k8s/build.sh [COMPONENT...]      build what is missing (default: all)
 #   tools/k8s/build.sh --bin-dir COMPONENT print the cache folder holding its binaries
 #   tools/k8s/build.sh --list              print "component version bin-dir" lines
+#   tools/k8s/build.sh --list-kind         the same for the kind node image's parts
 #
 # Components: kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kube-proxy, kubectl, and the pause binary compiled from the C source that
 # ships in the Kubernetes module), etcd, kwok, helm, actionlint.
+# Built only when named (the kind node image, tools/kind/): kind, kubeadm, crictl,
+# coredns, local-path-provisioner.
 #
 # Pins live in tools/k8s/versions.env. Binaries go to
 # ${QFORGE_CACHE:-/var/cache/qforge}/k8s/<component>-<version>/bin, outside the checkout;
@@ -21,6 +24,7 @@ source "$HERE/versions.env"
 CACHE="${QFORGE_CACHE:-/var/cache/qforge}/k8s"
 LOGS="$CACHE/logs"
 ALL=(kubernetes etcd kwok helm actionlint)
+KIND_PARTS=(kind kubeadm crictl coredns local-path-provisioner)  # not in ALL: `make kind-image`
 
 version_of() {
   case "$1" in
@@ -29,7 +33,12 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
-    *) echo "unknown component '$1' (known: ${ALL[*]})" >&2; return 2 ;;
+    kind) echo "$KIND_VERSION" ;;
+    kubeadm) echo "$KUBERNETES_VERSION" ;;
+    crictl) echo "$CRICTL_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    local-path-provisioner) echo "$LOCAL_PATH_PROVISIONER_VERSION" ;;
+    *) echo "unknown component '$1' (known: ${ALL[*]} ${KIND_PARTS[*]})" >&2; return 2 ;;
   esac
 }
 
@@ -52,7 +61,8 @@ is_built() {
 case "${1:-}" in
   --bin-dir) version_of "${2:?--bin-dir needs a component}" >/dev/null; echo "$(dir_of "$2")/bin"; exit 0 ;;
   --list) for c in "${ALL[@]}"; do echo "$c $(version_of "$c") $(dir_of "$c")/bin"; done; exit 0 ;;
-  -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  --list-kind) for c in "${KIND_PARTS[@]}"; do echo "$c $(version_of "$c") $(dir_of "$c")/bin"; done; exit 0 ;;
+  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 command -v go >/dev/null || { echo "k8s-tools: 'go' is not on PATH; the binaries are built with Go" >&2; exit 1; }
@@ -87,10 +97,14 @@ run_step() {
 # ---- one builder per component --------------------------------------------------------
 # Each writes its binaries into "$OUT" (a temporary bin folder) and works in "$WORK".
 
-build_kubernetes() {
-  local v="$KUBERNETES_VERSION" minor patch major gomod date pkgs=() ldflags="" key
+# kubernetes_wrapper: in "$WORK", a module requiring k8s.io/kubernetes $KUBERNETES_VERSION
+# with its staging modules replaced by their published versions; sets LDFLAGS (the version
+# fields hack/lib/version.sh sets, so the binaries report their real version).
+kubernetes_wrapper() {
+  local v="$KUBERNETES_VERSION" minor major gomod date key
   major="${v#v}"; major="${major%%.*}"
-  minor="$(echo "$v" | cut -d. -f2)"; patch="$(echo "$v" | cut -d. -f3)"
+  minor="$(echo "$v" | cut -d. -f2)"
+  local patch; patch="$(echo "$v" | cut -d. -f3)"
   cd "$WORK"
   printf 'module qforge.local/k8s-build\n\ngo 1.24.0\n\nrequire k8s.io/kubernetes %s\n' "$v" >go.mod
   run_step "download k8s.io/kubernetes $v" "$LOG" go mod download k8s.io/kubernetes@"$v"
@@ -106,25 +120,40 @@ build_kubernetes() {
     echo ")"
   } >>go.mod
   echo "   wrapper go.mod: $(grep -c '=> k8s.io' go.mod) staging modules replaced by v0.$minor.$patch" >>"$LOG"
+  date="$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(dirname "$gomod")/$v.info")"
+  LDFLAGS=""
+  for key in client-go/pkg/version component-base/version; do
+    LDFLAGS+=" -X k8s.io/$key.gitVersion=$v -X k8s.io/$key.gitMajor=$major"
+    LDFLAGS+=" -X k8s.io/$key.gitMinor=$minor -X k8s.io/$key.gitTreeState=clean"
+    LDFLAGS+=" -X k8s.io/$key.buildDate=${date:-1970-01-01T00:00:00Z}"
+  done
+}
+
+build_kubernetes() {
+  local v="$KUBERNETES_VERSION" pkgs=() c
+  kubernetes_wrapper
   for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     pkgs+=("k8s.io/kubernetes/cmd/$c")
   done
   # pkg@version: a bare `go get pkg` would upgrade k8s.io/kubernetes to its latest release
   run_step "resolve modules (go get)" "$LOG" go get "${pkgs[@]/%/@$v}"
-  # The binaries report their real version (what hack/lib/version.sh sets).
-  date="$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' "$(dirname "$gomod")/$v.info")"
-  for key in client-go/pkg/version component-base/version; do
-    ldflags+=" -X k8s.io/$key.gitVersion=$v -X k8s.io/$key.gitMajor=$major"
-    ldflags+=" -X k8s.io/$key.gitMinor=$minor -X k8s.io/$key.gitTreeState=clean"
-    ldflags+=" -X k8s.io/$key.buildDate=${date:-1970-01-01T00:00:00Z}"
-  done
   run_step "go build ${pkgs[*]##*/} (cold: tens of minutes)" "$LOG" \
-    go build -v -ldflags "$ldflags" -o "$OUT/" "${pkgs[@]}"
+    go build -v -ldflags "$LDFLAGS" -o "$OUT/" "${pkgs[@]}"
   # The pod sandbox ("pause") binary, compiled from the source shipped in the module.
   local src
   src="$(go env GOMODCACHE)/k8s.io/kubernetes@$v/build/pause/linux/pause.c"
   run_step "gcc -static pause.c" "$LOG" \
     gcc -Os -Wall -Werror -static -DVERSION="$v-qforge" -o "$OUT/pause" "$src"
+}
+
+# kubeadm (for the kind node image): the same wrapper module as the other components, so
+# it reuses their module and build caches; `kubeadm version` must print the real version.
+build_kubeadm() {
+  local v="$KUBERNETES_VERSION"
+  kubernetes_wrapper
+  run_step "resolve modules (go get)" "$LOG" go get "k8s.io/kubernetes/cmd/kubeadm@$v"
+  run_step "go build kubeadm" "$LOG" \
+    env CGO_ENABLED=0 go build -v -ldflags "$LDFLAGS" -o "$OUT/" k8s.io/kubernetes/cmd/kubeadm
 }
 
 build_etcd() {
@@ -138,7 +167,7 @@ build_etcd() {
 
 go_install() {  # go_install LABEL PACKAGE@VERSION [go install flags...]
   local label="$1" pkg="$2"; shift 2
-  run_step "$label" "$LOG" env GOBIN="$OUT" go install -v "$@" "$pkg"
+  run_step "$label" "$LOG" env GOBIN="$OUT" ${CGO_ENABLED:+CGO_ENABLED=$CGO_ENABLED} go install -v "$@" "$pkg"
 }
 
 build_kwok() { go_install "go install kwok" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"; }
@@ -148,6 +177,25 @@ build_helm() {
 }
 build_actionlint() {
   go_install "go install actionlint" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+}
+# The kind node image's parts (tools/kind/build.sh): static binaries, they run in images.
+build_kind() { go_install "go install kind" "sigs.k8s.io/kind@$KIND_VERSION"; }
+# crictl, coredns and local-path-provisioner run in images: linked statically.
+build_crictl() {
+  local CGO_ENABLED=0
+  go_install "go install crictl" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+    -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}"
+}
+build_coredns() {
+  local CGO_ENABLED=0
+  go_install "go install coredns (cold: minutes)" "github.com/coredns/coredns@$COREDNS_VERSION" \
+    -ldflags "-X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION"
+}
+build_local-path-provisioner() {
+  local CGO_ENABLED=0
+  go_install "go install local-path-provisioner" \
+    "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" \
+    -ldflags "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
 }
 
 build_one() {
