@@ -36,6 +36,10 @@ class Settings(BaseModel):
     # its RUNNING jobs (a worker renews every poll interval).
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+    # Seconds between two full rebuilds of the queue index from the records while a
+    # worker or controller runs (one read of every record: O(all jobs)); a queue marker
+    # lost by hand or a damaged disk is found again within this time. 0: only at start.
+    index_rebuild_seconds: float = Field(600, ge=0)
 
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"

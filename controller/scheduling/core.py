@@ -75,20 +75,25 @@ class Scheduler:
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
+        self._last_rebuild = -1e18
         self.last_pass_finished: float | None = None
         self._cancels_seen: list[str] = []
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.ensure()
+        self._rebuild_index()
+        self._adopt_own()
+        self.liveness.beat(0)
+
+    def _rebuild_index(self) -> None:
+        self._last_rebuild = self.clock()
         report = self.index.rebuild()
         if report.markers_created or report.markers_removed:
             log.info(
                 "Index rebuilt: %d jobs, %d queued (%d markers added, %d stale removed)",
                 report.jobs, report.queued, report.markers_created, report.markers_removed,
             )
-        self._adopt_own()
-        self.liveness.beat(0)
 
     def _adopt_own(self) -> None:
         """Jobs this instance claimed before a restart (a stable instance name, as the
@@ -149,7 +154,11 @@ class Scheduler:
         # between the wait and the pass) then wakes the next wait at once.
         self.wake.clear()
         report = PassReport()
-        self.index.refresh()
+        every = self.settings.index_rebuild_seconds
+        if every and self.clock() - self._last_rebuild >= every:
+            self._rebuild_index()
+        else:
+            self.index.refresh()
         for outcome in self.executor.collect():
             self._record(outcome)
             report.finished.append(outcome.job_id)
@@ -221,7 +230,13 @@ class Scheduler:
             return
         try:
             current = self.store.read(outcome.job_id)
-        except (JobNotFound, CorruptRecord) as exc:
+        except CorruptRecord as exc:
+            # Only the scheduler writes a claimed job's record: this instance's copy from
+            # the claim is the record as it should be. The outcome is not lost.
+            log.error("Job %s: %s; its record is rewritten from this worker's copy",
+                      outcome.job_id, exc)
+            current = claimed.record
+        except JobNotFound as exc:
             log.error("Job %s: cannot record its outcome: %s", outcome.job_id, exc)
             self.store.drop_running_marker(claimed.marker)
             return

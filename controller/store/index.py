@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from controller.record import Status
 from controller.store.jobstore import ORPHAN_MARKER_SECONDS, CorruptRecord, JobNotFound, JobStore
-from controller.store.layout import QueueKey
+from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
 
 log = logging.getLogger("controller.store")
 
@@ -45,11 +45,17 @@ class IndexKeeper:
         self._root_mtime = _mtime(store)
         names = store.job_ids()
         queued_ids: set[str] = set()
+        claimed_ids = {m.job_id for m in store.running_markers()}
+        seen: set[str] = set()  # jobs whose status this pass read
         for job_id in names:
             if not store.layout.metadata(job_id).exists():
+                # a submission renames a complete folder into place: this one lost its
+                # record (deleted by hand, a damaged disk)
+                report.corrupt.append(job_id)
                 continue
             report.jobs += 1
             status = _quick_status(store, job_id)
+            seen.add(job_id)
             if status is None:
                 report.corrupt.append(job_id)
                 continue
@@ -58,6 +64,9 @@ class IndexKeeper:
                 report.queued += 1
                 if self._ensure_marker(job_id):
                     report.markers_created += 1
+            elif status == Status.RUNNING and job_id not in claimed_ids \
+                    and self._restore_running_marker(job_id):
+                report.markers_created += 1
         # Drop markers whose job is no longer QUEUED (a crash between the record write
         # and the marker removal) and orphans of submissions that died half-way.
         now = time.time()
@@ -65,7 +74,13 @@ class IndexKeeper:
             if key.job_id in queued_ids:
                 continue
             path = store.layout.queue / key.name
-            if not store.layout.job_dir(key.job_id).exists():
+            if key.job_id in seen:
+                # read as not QUEUED; a scheduler may have requeued it since
+                if _quick_status(store, key.job_id) == Status.QUEUED:
+                    continue
+            elif store.layout.job_dir(key.job_id).exists():
+                continue  # submitted after this pass listed the store
+            else:
                 try:
                     if now - path.stat().st_mtime < ORPHAN_MARKER_SECONDS:
                         continue
@@ -75,7 +90,8 @@ class IndexKeeper:
             report.markers_removed += 1
         self._known = set(names)
         for job_id in report.corrupt:
-            log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
+            log.error("Skipping job %s: metadata.json is missing, unreadable or invalid",
+                      job_id)
         return report
 
     def refresh(self) -> int:
@@ -102,6 +118,30 @@ class IndexKeeper:
                 log.info("Indexed job %s found in the store", job_id)
                 created += 1
         return created
+
+    def _restore_running_marker(self, job_id: str) -> bool:
+        """A RUNNING record whose running marker is gone (deleted by hand, a damaged
+        folder) would stay RUNNING forever: its claim is put back under the instance the
+        record names, whose liveness then decides (alive: it finishes the job; dead: the
+        job is taken back after the lease, as any dead worker's)."""
+        try:
+            record = self.store.read(job_id)
+        except (CorruptRecord, JobNotFound):
+            return False
+        if record.status is not Status.RUNNING:
+            return False
+        instance = record.placement.instance if record.placement else ""
+        marker = RunningMarker(job_id, sanitize_instance(instance or "unknown"))
+        path = self.store.layout.running / marker.name
+        if any(m.job_id == job_id for m in self.store.running_markers()):
+            return False  # claimed meanwhile
+        path.touch()
+        if sum(m.job_id == job_id for m in self.store.running_markers()) > 1:
+            path.unlink(missing_ok=True)  # a claim raced this one: it owns the job
+            return False
+        log.warning("Job %s was RUNNING without its claim marker: restored for %s",
+                    job_id, marker.instance)
+        return True
 
     def _ensure_marker(self, job_id: str) -> bool:
         try:

@@ -249,7 +249,13 @@ class JobStore:
         try:
             record = self.read(key.job_id)
         except JobNotFound:
-            self._put_back_or_drop(dst, src)
+            if self.layout.job_dir(key.job_id).is_dir():
+                # a submission renames a complete folder into place: this one lost its
+                # record (deleted by hand, a damaged disk)
+                log.error("Skipping job %s: its folder has no metadata.json", key.job_id)
+                dst.unlink(missing_ok=True)
+            else:
+                self._put_back_or_drop(dst, src)
             return None
         except CorruptRecord as exc:
             log.error("Skipping job %s: %s", key.job_id, exc.reason)
