@@ -78,6 +78,13 @@ class Scheduler:
         self._last_rebuild = -1e18
         self.last_pass_finished: float | None = None
         self._cancels_seen: list[str] = []
+        # Outcomes whose record could not be written (a full or read-only store): kept
+        # and recorded at a later pass, so a finished calculation is never lost.
+        self._unrecorded: list[Outcome] = []
+        # Hook for a metric: store operations that failed with an OSError (ENOSPC,
+        # EROFS, EIO, ...), and the last one's words; the pass is retried later.
+        self.store_errors = 0
+        self.last_store_error: str | None = None
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -122,7 +129,12 @@ class Scheduler:
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
         while not stop.is_set():
-            report = self.run_once()
+            try:
+                report = self.run_once()
+            except OSError as exc:  # the store is full, read-only or gone: keep going
+                self._store_failed(exc, "a pass over the job store")
+                stop.wait(self.settings.poll_interval)
+                continue
             if until_idle and report.queued == 0 and report.running_anywhere == 0 \
                     and not self.executor.active():
                 log.info("Nothing queued or running: worker is idle, exiting")
@@ -159,14 +171,20 @@ class Scheduler:
             self._rebuild_index()
         else:
             self.index.refresh()
-        for outcome in self.executor.collect():
-            self._record(outcome)
+        outcomes, self._unrecorded = self._unrecorded + self.executor.collect(), []
+        for i, outcome in enumerate(outcomes):
+            try:
+                self._record(outcome)
+            except OSError:
+                self._unrecorded = outcomes[i:]  # recorded at a later pass
+                raise
             report.finished.append(outcome.job_id)
         for update in self.executor.updates():
             self._apply(update)
         self._handle_cancels(report)
         self._recover_dead(report)
         self._launch(report)
+        self._requeue_strays()
         if self.clock() - self._last_beat >= BEAT_EVERY:
             self.liveness.beat(len(self._claimed))
             self._last_beat = self.clock()
@@ -214,6 +232,27 @@ class Scheduler:
             report.queued -= 1
             free -= 1
 
+    def _requeue_strays(self) -> None:
+        """Claims of this instance that no job in flight stands behind: an operation
+        interrupted by a store error (a claim whose RUNNING record could not be written,
+        a take-over whose requeue failed) is undone here, so no job stays RUNNING."""
+        for marker in self.store.running_markers():
+            if marker.instance != self.instance or marker.job_id in self._claimed:
+                continue
+            claimed = self._still_running(marker, "a stray claim")
+            if claimed is not None:
+                log.warning("Job %s: claimed here but not running: back in the queue",
+                            marker.job_id)
+                self.store.requeue(claimed.record, marker, count_attempt=False)
+
+    def _store_failed(self, exc: OSError, doing: str) -> None:
+        self.store_errors += 1
+        what = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        self.last_store_error = f"{what}{where}"
+        log.error("Job store error during %s: %s%s; nothing is lost, retrying in %gs",
+                  doing, what, where, self.settings.poll_interval)
+
     def _placement(self) -> Placement:
         return Placement(
             executor="kubernetes" if self.executor.kind == "kubernetes" else "local",
@@ -228,6 +267,13 @@ class Scheduler:
         if claimed is None:
             log.warning("Outcome for job %s that this worker did not claim", outcome.job_id)
             return
+        try:
+            self._record_claimed(claimed, outcome)
+        except OSError:
+            self._claimed[outcome.job_id] = claimed  # still ours: retried later
+            raise
+
+    def _record_claimed(self, claimed: Claimed, outcome: Outcome) -> None:
         try:
             current = self.store.read(outcome.job_id)
         except CorruptRecord as exc:
@@ -353,6 +399,15 @@ class Scheduler:
         mine = self.store.take_over(marker, self.instance)
         if mine is None:
             return  # another worker is recovering it
+        try:
+            self._recover_taken(marker, mine, report)
+        except OSError:
+            # back to the dead owner: the recovery is tried again at a later pass
+            self.store.take_over(mine, marker.instance)
+            raise
+
+    def _recover_taken(self, marker: RunningMarker, mine: RunningMarker,
+                       report: PassReport) -> None:
         claimed = self._still_running(mine, "the dead worker's claim")
         if claimed is None:
             return

@@ -7,6 +7,7 @@ state hand-over between processes is one rename.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -273,7 +274,12 @@ class JobStore:
             attempts=record.attempts + 1,
             waiting_reason=None,
         )
-        self.write(running)
+        try:
+            self.write(running)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.rename(dst, src)  # not claimed after all: back in the queue
+            raise
         return Claimed(running, marker)
 
     def _put_back_or_drop(self, dst: Path, src: Path) -> None:
