@@ -35,8 +35,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"qforge: error: {message}", file=sys.stderr)
+        # one line, as for every other rejection (the usage is one --help away)
+        print(f"qforge: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
