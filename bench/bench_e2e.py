@@ -157,8 +157,9 @@ class Bench:
 
     # ------------------------------------------------------------------ qforge
     def submit(self, xyz: str) -> str:
+        # --force: each submit is a job (the same water is otherwise deduplicated)
         out = self.k("exec", "-i", f"deploy/{DEPLOY}", "--", "qforge", "submit", "-", "--json",
-                     input=xyz).stdout
+                     "--force", input=xyz).stdout
         return str(json.loads(out)["job_id"])
 
     def status(self, job_id: str) -> str | None:

@@ -135,14 +135,17 @@ def _atoms(n: int) -> str:
     return f"{n} atom{'' if n == 1 else 's'}"
 
 
-def parse_xyz(text: str) -> Molecule:
+def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
     """Read an XYZ file: atom count, a comment line, then ``symbol x y z`` (Å) per atom.
 
     Symbols are case-insensitive (``cl`` → ``Cl``); atomic numbers are accepted too.
-    Columns after the coordinates (extended XYZ) are ignored.
+    Columns after the coordinates (extended XYZ) are ignored. `first_line` is the line
+    number of `text`'s first line in its file (for a frame of a multi-frame file), so
+    that errors name the line of the file.
     """
     lines = text.lstrip("\ufeff").splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip()), None)
+    off = first_line - 1
     if start is None:
         raise InputError(
             "the molecule is empty: expected XYZ (atom count, comment, then one "
@@ -151,11 +154,11 @@ def parse_xyz(text: str) -> Molecule:
     head = lines[start].split()
     if len(head) != 1 or not head[0].isdigit():
         raise InputError(
-            f"line {start + 1}: expected the number of atoms, got {lines[start].strip()!r}"
+            f"line {off + start + 1}: expected the number of atoms, got {lines[start].strip()!r}"
         )
     natoms = int(head[0])
     if natoms == 0:
-        raise InputError(f"line {start + 1}: the molecule has no atoms")
+        raise InputError(f"line {off + start + 1}: the molecule has no atoms")
     comment = lines[start + 1].strip() if start + 1 < len(lines) else ""
     first = start + 2  # index of the first atom line
     body = lines[first:]
@@ -163,13 +166,13 @@ def parse_xyz(text: str) -> Molecule:
         body.pop()
     if len(body) < natoms:
         raise InputError(
-            f"line {start + 1} says {_atoms(natoms)} but {len(body)} atom "
+            f"line {off + start + 1} says {_atoms(natoms)} but {len(body)} atom "
             f"line{'' if len(body) == 1 else 's'} follow"
         )
     symbols: list[str] = []
     geometry: list[tuple[float, float, float]] = []
     for offset, line in enumerate(body[:natoms]):
-        lineno = first + offset + 1
+        lineno = off + first + offset + 1
         parts = line.split()
         if len(parts) < 4:
             got = repr(line.strip()) if line.strip() else "an empty line"
@@ -194,11 +197,11 @@ def parse_xyz(text: str) -> Molecule:
         extra = body[natoms].split()
         if len(extra) == 1 and extra[0].isdigit():
             raise InputError(
-                f"line {first + natoms + 1}: a second structure starts here; "
+                f"line {off + first + natoms + 1}: a second structure starts here; "
                 "submit one molecule per job"
             )
         raise InputError(
-            f"line {start + 1} says {_atoms(natoms)} but {len(body)} atom lines follow"
+            f"line {off + start + 1} says {_atoms(natoms)} but {len(body)} atom lines follow"
         )
     return _build(symbols, geometry, comment)
 

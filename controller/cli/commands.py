@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -16,29 +14,10 @@ from controller.record import JobRecord, Status
 from controller.settings import Settings
 from controller.store.jobstore import CorruptRecord, JobStore, load_result_json
 from runner_image.errors import InputError
-from runner_image.molecule import parse_molecule, qcschema_charge_uhf
 from runner_image.result import RunReport, to_qcschema
-from runner_image.spec import JobSpec
-
-SPEC_OPTIONS = ("method", "task", "opt_level", "charge", "uhf", "solvent", "timeout", "cpu",
-                "memory", "priority", "name")
 
 
-def _read_input(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a molecule file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not a text file (expected XYZ or QCSchema JSON)") from None
-
-
-def _labels(items: list[str]) -> dict[str, str]:
+def parse_labels(items: list[str]) -> dict[str, str]:
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -46,46 +25,6 @@ def _labels(items: list[str]) -> dict[str, str]:
             raise InputError(f"--label {item!r}: expected KEY=VALUE")
         labels[key] = value
     return labels
-
-
-def build_spec(args: argparse.Namespace, text: str) -> JobSpec:
-    """The job spec from a molecule text and the submit options; InputError if invalid."""
-    molecule = parse_molecule(text)
-    fields: dict[str, Any] = {"molecule": molecule}
-    if text.lstrip().startswith("{"):
-        charge, uhf = qcschema_charge_uhf(json.loads(text))
-        fields.update(charge=charge, uhf=uhf)
-    for name in SPEC_OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            fields[name] = value
-    labels = _labels(getattr(args, "label", []) or [])
-    if labels:
-        fields["labels"] = labels
-    try:
-        return JobSpec(**fields)
-    except ValidationError as exc:
-        raise InputError(render.validation_message(exc)) from None
-
-
-def submit(args: argparse.Namespace, settings: Settings) -> int:
-    text = _read_input(args.file)
-    spec = build_spec(args, text)
-    store = JobStore(settings.jobs_dir)
-    record = store.submit(spec, input_text=spec.molecule.to_xyz())
-    if not args.wait:
-        if args.json:
-            render.print_json({"job_id": record.job_id, "status": record.status.value})
-        else:
-            print(f"Submitted job {record.job_id} ({spec.molecule.formula}, "
-                  f"{spec.method.value} {spec.task.value}): QUEUED")
-        return 0
-    final = wait_for(store, record.job_id, timeout=args.wait_timeout, quiet=args.json)
-    if args.json:
-        render.print_json({"job_id": final.job_id, "status": final.status.value})
-    else:
-        render.print_outcome(final)
-    return 0 if final.status is Status.COMPLETED else 1
 
 
 def wait_for(store: JobStore, job_id: str, *, timeout: float | None,
@@ -123,24 +62,6 @@ def wait_for(store: JobStore, job_id: str, *, timeout: float | None,
             sys.stderr.write(f"\r\033[K  {record.status.value.lower()} {elapsed:5.0f}s {why}")
             sys.stderr.flush()
         time.sleep(interval)
-
-
-def list_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    records: list[JobRecord] = []
-    for item in store.iter_records():
-        if isinstance(item, CorruptRecord):
-            print(f"qforge: warning: skipping {item}", file=sys.stderr)
-            continue
-        if args.status and item.status.value != args.status:
-            continue
-        records.append(item)
-    records.sort(key=lambda r: r.created_ns)
-    if args.json:
-        render.print_json([r.model_dump(mode="json") for r in records])
-    else:
-        render.print_table(records)
-    return 0
 
 
 def show(args: argparse.Namespace, settings: Settings) -> int:
@@ -183,17 +104,6 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
             return 1 if record.status is not Status.COMPLETED else 2
         sys.stdout.write(geometry.to_xyz())
     return 0 if record.status is Status.COMPLETED else 1
-
-
-def cancel(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    record = store.request_cancel(args.job_id)
-    if record.status.terminal:
-        print(f"Job {record.job_id} is already {record.status.value}; nothing to cancel")
-    else:
-        print(f"Cancel requested for job {record.job_id} ({record.status.value}); "
-              "the worker or controller will stop it")
-    return 0
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""`qforge`: submit, list, show, result, cancel, worker, controller.
+"""`qforge`: submit, list, status, show, wait, result, export, cancel, worker, controller.
 
 Exit codes: 0 success; 1 the job failed (with --wait, or `result` of a failed job);
 2 invalid input or usage (one line on stderr, nothing written); 3 no such job.
@@ -17,9 +17,11 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from controller.cli import commands
+from controller.cli import campaign, commands, submit
 from controller.ids import InvalidJobId
+from controller.inputs import Format
 from controller.settings import Settings, SettingsError
+from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from runner_image.errors import InputError
 
@@ -27,6 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # A full or read-only store is the user's to fix before retrying, like an unusable
 # --jobs-dir: exit 2 with one line (DESIGN's codes have no separate one for it).
 STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
 
 class UsageError(Exception):
@@ -60,6 +63,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _group(text: str) -> str:
+    try:
+        return validate_group(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _int(text: str) -> int:
     try:
         return int(text)
@@ -73,8 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the job store (env JOBS_DIR, default ./jobs)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("submit", help="submit a molecule (XYZ or QCSchema JSON)")
-    s.add_argument("file", help="molecule file, or - for stdin")
+    s = sub.add_parser("submit", help="submit molecules: files, folders or - (stdin)",
+                       description="Submit one job per molecule. Formats: XYZ (one or many "
+                       "frames), SDF/MOL, SMILES (.smi), QCSchema JSON (one or a list); "
+                       "see docs/submitting.md.")
+    s.add_argument("inputs", nargs="+", metavar="FILE|DIR|-",
+                   help="molecule files, folders of them, or - for stdin")
+    s.add_argument("--format", choices=[f.value for f in Format],
+                   help="the format of every input (default: from the extension; stdin "
+                        "and unknown extensions are told from their first lines)")
+    s.add_argument("--group", help="the campaign these jobs belong to "
+                                   "(default: the first input's name and the time)")
+    s.add_argument("--skip-invalid", action="store_true", dest="skip_invalid",
+                   help="submit the valid molecules and list the invalid ones")
+    s.add_argument("--force", action="store_true",
+                   help="run molecules again that are already queued, running or completed")
     s.add_argument("--method", choices=["gfn2", "gfn1", "gfn0", "gfnff"])
     s.add_argument("--task", choices=["opt", "sp", "hess", "ohess"])
     s.add_argument("--opt-level", dest="opt_level",
@@ -87,18 +110,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu", type=_positive_int, help="cores (OMP_NUM_THREADS)")
     s.add_argument("--memory", help="memory limit in the cluster, e.g. 1Gi")
     s.add_argument("--priority", type=_int, help="higher runs first (-1000..1000)")
-    s.add_argument("--name", help="a name (also the job id's stem)")
+    s.add_argument("--name", help="a name (also the job id's stem); for many molecules, "
+                                  "the stem of NAME_1, NAME_2, ...")
     s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label copied onto the Kubernetes Job (repeatable)")
     s.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
     s.add_argument("--wait-timeout", type=_positive_float, default=None,
                    help="give up waiting after this many seconds (exit 1)")
-    s.add_argument("--json", action="store_true", help='print {"job_id": ..., "status": ...}')
+    s.add_argument("--json", action="store_true",
+                   help="one JSON line per molecule: job_id, name, status, duplicate_of")
 
     ls = sub.add_parser("list", help="list jobs")
-    ls.add_argument("--status", type=str.upper,
-                    choices=["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
+    ls.add_argument("--status", type=str.upper, choices=STATUSES)
+    ls.add_argument("--group", type=_group, help="only the jobs of this group")
     ls.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", help="counts per status, completion rate, time left")
+    st.add_argument("--group", type=_group, help="one group (default: the whole store)")
+    st.add_argument("--json", action="store_true")
+
+    wt = sub.add_parser("wait", help="wait for jobs or a group, with live progress "
+                                     "(exit 0 all COMPLETED, 1 any failed)")
+    wt.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    wt.add_argument("--group", type=_group)
+    wt.add_argument("--timeout", type=_positive_float, default=None,
+                    help="give up after this many seconds (exit 1)")
+    wt.add_argument("--interval", type=_positive_float, default=0.5, help=argparse.SUPPRESS)
+    wt.add_argument("--json", action="store_true", help="a JSON summary at the end")
+
+    ex = sub.add_parser("export", help="one row (csv, jsonl) or structure (sdf, xyz) per job")
+    ex.add_argument("--group", type=_group)
+    ex.add_argument("--status", type=str.upper, choices=STATUSES)
+    ex.add_argument("--format", required=True, choices=["csv", "jsonl", "sdf", "xyz"])
+    ex.add_argument("-o", "--output", default=None, help="a file (default: stdout)")
 
     sh = sub.add_parser("show", help="a job's status, placement or why it waits, result")
     sh.add_argument("job_id")
@@ -108,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("job_id")
     r.add_argument("--format", choices=["json", "xyz", "qcschema"], default="json")
 
-    c = sub.add_parser("cancel", help="cancel a queued or running job")
-    c.add_argument("job_id")
+    c = sub.add_parser("cancel", help="cancel queued or running jobs, or a whole group")
+    c.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    c.add_argument("--group", type=_group)
 
     w = sub.add_parser("worker", help="run the local worker")
     w.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
@@ -135,15 +180,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cmd = args.command
     if cmd == "submit":
-        return commands.submit(args, _settings(args))
+        return submit.submit(args, _settings(args))
+    if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
+        raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
     if cmd == "list":
-        return commands.list_jobs(args, _settings(args))
+        return campaign.list_jobs(args, _settings(args))
+    if cmd == "status":
+        return campaign.status(args, _settings(args))
+    if cmd == "wait":
+        return campaign.wait(args, _settings(args))
+    if cmd == "export":
+        return campaign.export_jobs(args, _settings(args))
     if cmd == "show":
         return commands.show(args, _settings(args))
     if cmd == "result":
         return commands.result(args, _settings(args))
     if cmd == "cancel":
-        return commands.cancel(args, _settings(args))
+        return campaign.cancel(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
                              poll_interval=args.poll_interval, worker_id=args.worker_id)

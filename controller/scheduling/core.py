@@ -75,7 +75,7 @@ class Scheduler:
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
-        self._last_rebuild = -1e18
+        self._last_sync = -1e18
         self.last_pass_finished: float | None = None
         self._cancels_seen: list[str] = []
         # Outcomes whose record could not be written (a full or read-only store): kept
@@ -89,17 +89,19 @@ class Scheduler:
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.ensure()
-        self._rebuild_index()
+        self._sync_index()
         self._adopt_own()
         self.liveness.beat(0)
 
-    def _rebuild_index(self) -> None:
-        self._last_rebuild = self.clock()
-        report = self.index.rebuild()
-        if report.markers_created or report.markers_removed:
+    def _sync_index(self) -> None:
+        self._last_sync = self.clock()
+        report = self.index.sync()
+        if report.read or report.markers_removed or report.indexed or report.stale_removed:
             log.info(
-                "Index rebuilt: %d jobs, %d queued (%d markers added, %d stale removed)",
-                report.jobs, report.queued, report.markers_created, report.markers_removed,
+                "Index synced: %d jobs, %d queued; %d records read (%d queue markers "
+                "added, %d stale removed; %d other index entries added, %d stale removed)",
+                report.jobs, report.queued, report.read, report.markers_created,
+                report.markers_removed, report.indexed, report.stale_removed,
             )
 
     def _adopt_own(self) -> None:
@@ -166,9 +168,9 @@ class Scheduler:
         # between the wait and the pass) then wakes the next wait at once.
         self.wake.clear()
         report = PassReport()
-        every = self.settings.index_rebuild_seconds
-        if every and self.clock() - self._last_rebuild >= every:
-            self._rebuild_index()
+        every = self.settings.index_sync_seconds
+        if every and self.clock() - self._last_sync >= every:
+            self._sync_index()
         else:
             self.index.refresh()
         outcomes, self._unrecorded = self._unrecorded + self.executor.collect(), []

@@ -271,14 +271,15 @@ class Release:
         )
 
     def submit(self, xyz: str, *opts: str) -> str:
-        out = self.qforge("submit", "-", "--json", *opts, input=xyz).stdout
+        out = self.qforge("submit", "-", "--json", "--force", *opts, input=xyz).stdout
         return str(json.loads(out)["job_id"])
 
     def submit_when_possible(self, xyz: str, *opts: str, timeout: float = 120) -> str:
         """Submit, retrying while the controller's container is being replaced."""
 
         def attempt() -> str | None:
-            proc = self.qforge("submit", "-", "--json", *opts, input=xyz, check=False)
+            proc = self.qforge("submit", "-", "--json", "--force", *opts, input=xyz,
+                               check=False)
             return str(json.loads(proc.stdout)["job_id"]) if proc.returncode == 0 else None
 
         return str(wait_for("a submit through kubectl exec", attempt, timeout, interval=3))

@@ -106,8 +106,9 @@ def test_missing_job_exits_3_and_missing_file_exits_2(jobs: Path) -> None:
 
 
 def test_show_explains_why_a_job_waits(jobs: Path) -> None:
-    ids = [json.loads(qforge("submit", "-", "--json", stdin=WATER, jobs=jobs).stdout)["job_id"]
-           for _ in range(2)]
+    # --force: the same molecule twice is otherwise one job (deduplication)
+    ids = [json.loads(qforge("submit", "-", "--json", "--force", stdin=WATER,
+                             jobs=jobs).stdout)["job_id"] for _ in range(2)]
     shown = qforge("show", ids[1], jobs=jobs).stdout
     assert "queue position 2 of 2" in shown
     assert "start one with `qforge worker`" in shown
@@ -149,7 +150,7 @@ def test_sigterm_stops_cleanly_and_requeues(jobs: Path, start_worker: Start) -> 
 
 def test_two_workers_fifty_jobs_each_run_exactly_once(jobs: Path, start_worker: Start,
                                                       tmp_path: Path) -> None:
-    ids = [json.loads(qforge("submit", "-", "--task", "sp", "--json", stdin=WATER,
+    ids = [json.loads(qforge("submit", "-", "--task", "sp", "--json", "--force", stdin=WATER,
                              jobs=jobs).stdout)["job_id"] for _ in range(50)]
     a = start_worker("--until-idle", "--poll-interval", "0.2", "--worker-id", "wa",
                      log_name="a.log")

@@ -56,12 +56,12 @@ def scratch() -> Iterator[Path]:
 
 
 def _submit(scratch: Path, content: bytes, options: list[str],
-            capsys: pytest.CaptureFixture[str]) -> None:
+            capsys: pytest.CaptureFixture[str], suffix: str = ".in") -> None:
     """Run `qforge submit FILE OPTIONS` and check the contract either way."""
     work = Path(tempfile.mkdtemp(dir=scratch))
     try:
         jobs = work / "jobs"
-        molecule = work / "molecule.in"
+        molecule = work / f"molecule{suffix}"
         molecule.write_bytes(content)
         capsys.readouterr()
         try:
@@ -72,27 +72,36 @@ def _submit(scratch: Path, content: bytes, options: list[str],
         assert "Traceback" not in err and "Traceback" not in out
         if code != 0:
             assert code == 2, (code, err)
+            # one line per problem (a file of several molecules may have several), each
+            # a `qforge:` line, the verdict last
             lines = err.splitlines()
-            assert len(lines) == 1 and lines[0].strip(), err
+            assert lines and all(line.startswith("qforge: ") for line in lines), err
+            assert lines[-1].startswith("qforge: error: "), err
+            assert len(lines) == 1 or "molecule" in err, err
             written = [p for p in jobs.rglob("*") if p.is_file()] if jobs.exists() else []
             assert written == [], written
             return
         store = JobStore(jobs)
-        (job_id,) = store.job_ids()
-        assert [k.job_id for k in store.queued()] == [job_id]
-        # what the runner reads
-        loaded_id, spec = load_job(store.layout.job_dir(job_id))
-        assert loaded_id == job_id
-        given_xyz = parse_xyz((store.layout.job_dir(job_id) / "input.xyz").read_text())
-        assert given_xyz.symbols == spec.molecule.symbols
-        for a, b in zip(given_xyz.geometry, spec.molecule.geometry, strict=True):
-            assert all(math.isfinite(x) and abs(x - y) <= 1e-9 * max(1.0, abs(y))
-                       for x, y in zip(a, b, strict=True))
-        assert all(isinstance(arg, str) and arg for arg in spec.xtb_args())
-        # and what the controller makes of it
-        build_job_manifest(job_id, spec, Settings())
+        ids = store.job_ids()
+        assert ids and sorted(k.job_id for k in store.queued()) == ids
+        for job_id in ids:
+            _runner_reads(store, job_id)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _runner_reads(store: JobStore, job_id: str) -> None:
+    # what the runner reads
+    loaded_id, spec = load_job(store.layout.job_dir(job_id))
+    assert loaded_id == job_id
+    given_xyz = parse_xyz((store.layout.job_dir(job_id) / "input.xyz").read_text())
+    assert given_xyz.symbols == spec.molecule.symbols
+    for a, b in zip(given_xyz.geometry, spec.molecule.geometry, strict=True):
+        assert all(math.isfinite(x) and abs(x - y) <= 1e-9 * max(1.0, abs(y))
+                   for x, y in zip(a, b, strict=True))
+    assert all(isinstance(arg, str) and arg for arg in spec.xtb_args())
+    # and what the controller makes of it
+    build_job_manifest(job_id, spec, Settings())
 
 
 @given(st.binary(max_size=400))
@@ -137,7 +146,7 @@ def mutated_xyz(draw: st.DrawFn) -> bytes:
 @given(mutated_xyz())
 def test_mutated_xyz(scratch: Path, capsys: pytest.CaptureFixture[str],
                      content: bytes) -> None:
-    _submit(scratch, content, [], capsys)
+    _submit(scratch, content, [], capsys, ".xyz")
 
 
 JSON_VALUES = st.recursive(
@@ -177,7 +186,7 @@ def mutated_qcschema(draw: st.DrawFn) -> bytes:
 @given(mutated_qcschema())
 def test_mutated_qcschema_json(scratch: Path, capsys: pytest.CaptureFixture[str],
                                content: bytes) -> None:
-    _submit(scratch, content, [], capsys)
+    _submit(scratch, content, [], capsys, ".json")
 
 
 OPTION_VALUES = {
@@ -214,4 +223,5 @@ def test_option_combinations(scratch: Path, capsys: pytest.CaptureFixture[str],
                              pairs: tuple[list[str], ...], molecule: str, as_json: bool
                              ) -> None:
     options = [part for pair in pairs for part in pair] + (["--json"] if as_json else [])
-    _submit(scratch, molecule.encode(), options, capsys)
+    _submit(scratch, molecule.encode(), options, capsys,
+            ".json" if molecule.startswith("{") else ".xyz")

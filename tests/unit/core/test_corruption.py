@@ -4,8 +4,8 @@ state, queue and running markers, heartbeats, stray files in the index folders.
 The scheduling core is the real one over a real store folder; only the executor is the
 test double of test_scheduler.py (every launched job succeeds at the next pass). After
 the damage the scheduler must keep going (no pass raises), every job whose own record
-was not damaged must end COMPLETED, and every job whose record is unreadable must be
-named in an ERROR log line; nothing may stay claimed.
+was not damaged must end COMPLETED, and every unfinished job whose record is unreadable
+must be named in an ERROR log line; nothing may stay claimed.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _mangle(path: Path, d: Damage) -> None:
 def _settings(store: JobStore) -> Settings:
     return Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=3,
                              lease_seconds=LEASE, max_attempts=50,
-                             index_rebuild_seconds=3 * LEASE)
+                             index_sync_seconds=3 * LEASE)
 
 
 def _scene(root: Path) -> tuple[JobStore, Scheduler, FakeExecutor, Clock, list[str]]:
@@ -161,6 +161,9 @@ def test_damaged_store_files_stop_nothing_but_their_own_job(
 
 def _check(root: Path, damage: list[Damage], restart: bool) -> None:
     store, sched, ex, clock, ids = _scene(root)
+    # a finished job's record is never read again by a scheduler (its done marker
+    # indexes it): damage there is for `qforge show` to report, not for the loop
+    finished = {j for j in ids if store.read(j).status.terminal}
     hit = {j for d in damage if (j := _apply(store, ids, d)) is not None}
 
     errors: list[str] = []
@@ -192,7 +195,8 @@ def _check(root: Path, damage: list[Damage], restart: bool) -> None:
             assert record.status is Status.COMPLETED, (job_id, record.status, damage)
         else:
             assert job_id in hit, job_id
-            assert any(job_id in e for e in errors), (job_id, errors)
+            if job_id not in finished:
+                assert any(job_id in e for e in errors), (job_id, errors)
     # nothing left claimed, nothing of a readable job left queued
     assert [n for n in os.listdir(store.layout.running) if "+" in n
             and n.split("+")[0] in ids] == []

@@ -1,0 +1,34 @@
+"""SMILES files: one SMILES a line, then optionally a name (the rest of the line).
+
+Blank lines and lines starting with '#' are skipped, and so is a first line whose
+first word is "smiles" (a column header). Each SMILES is embedded in 3D (chem.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from controller.inputs.chem import smiles_to_molecule
+from controller.inputs.model import BadRecord, Limits, Raw, Where
+from runner_image.errors import InputError
+
+
+def read_smiles(lines: Iterator[tuple[int, str]], file: str, limits: Limits
+                ) -> Iterator[Raw | BadRecord]:
+    index = 0
+    for lineno, line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = text.split(None, 1)
+        if index == 0 and parts[0].lower() == "smiles":
+            continue
+        index += 1
+        where = Where(file, index, lineno)
+        title = parts[1].strip() if len(parts) > 1 else None
+        try:
+            molecule, charge, uhf = smiles_to_molecule(parts[0], max_atoms=limits.max_atoms)
+        except InputError as exc:
+            yield BadRecord(where, str(exc))
+            continue
+        yield Raw(molecule, where, title, charge, uhf)
