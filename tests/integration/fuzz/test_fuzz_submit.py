@@ -2,7 +2,7 @@
 real CLI entry point (`controller.cli.main.main`, in-process: the same code as the
 console script, without an interpreter start per example).
 
-For every input: random bytes, mutated XYZ, mutated QCSchema JSON, extreme and
+For every input: random bytes, mutated XYZ, QCSchema JSON, SMILES and SDF, extreme and
 non-finite numbers, odd Unicode, random option values and combinations:
 - a rejection is exit 2, exactly one line on stderr, no traceback, nothing written;
 - an acceptance wrote one complete job that the runner reads back (`load_job`, the
@@ -225,3 +225,80 @@ def test_option_combinations(scratch: Path, capsys: pytest.CaptureFixture[str],
     options = [part for pair in pairs for part in pair] + (["--json"] if as_json else [])
     _submit(scratch, molecule.encode(), options, capsys,
             ".json" if molecule.startswith("{") else ".xyz")
+
+
+# --- SDF and SMILES (controller/inputs, RDKit) -------------------------------------
+
+SMILES_SEEDS = ["CCO", "c1ccccc1", "O", "CC(=O)C", "[NH4+]", "C[C@H](N)C(=O)O", "CCO ethanol"]
+SMILES_PIECES = st.one_of(
+    st.sampled_from(list("()[]=#@+-%0123456789cCnNoOsSpPFClBrI./\\:*~ \t")), ODD_TEXT)
+
+
+@st.composite
+def mutated_smiles(draw: st.DrawFn) -> bytes:
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        text = list(draw(st.sampled_from(SMILES_SEEDS)))
+        for _ in range(draw(st.integers(0, 4))):
+            i = draw(st.integers(0, len(text)))
+            if draw(st.booleans()) and i < len(text):
+                del text[i]
+            else:
+                text.insert(i, draw(SMILES_PIECES))
+        lines.append("".join(text))
+    return ("\n".join(lines) + "\n").encode("utf-8", errors="replace")
+
+
+@given(mutated_smiles())
+def test_mutated_smiles(scratch: Path, capsys: pytest.CaptureFixture[str],
+                        content: bytes) -> None:
+    _submit(scratch, content, [], capsys, ".smi")
+
+
+METHANOL_SDF = """methanol
+     RDKit          3D
+
+  6  5  0  0  0  0  0  0  0  0999 V2000
+   -0.3653    0.0201   -0.0197 C   0  0  0  0  0  0  0  0  0  0  0  0
+    1.0120    0.1968    0.0929 O   0  0  0  0  0  0  0  0  0  0  0  0
+   -0.7250   -0.4719    0.8867 H   0  0  0  0  0  0  0  0  0  0  0  0
+   -0.8536    0.9993   -0.1011 H   0  0  0  0  0  0  0  0  0  0  0  0
+   -0.5888   -0.5865   -0.9100 H   0  0  0  0  0  0  0  0  0  0  0  0
+    1.5207   -0.1578    0.0512 H   0  0  0  0  0  0  0  0  0  0  0  0
+  1  2  1  0
+  1  3  1  0
+  1  4  1  0
+  1  5  1  0
+  2  6  1  0
+M  END
+$$$$
+"""
+
+
+@st.composite
+def mutated_sdf(draw: st.DrawFn) -> bytes:
+    lines = METHANOL_SDF.splitlines()
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(lines) - 1))
+        how = draw(st.sampled_from(["number", "text", "drop", "dup", "counts"]))
+        tokens = lines[i].split() or [""]
+        j = draw(st.integers(0, len(tokens) - 1))
+        if how == "number":
+            tokens[j] = str(draw(NUMBERS))
+            lines[i] = "   ".join(tokens)
+        elif how == "text":
+            tokens[j] = draw(ODD_TEXT)
+            lines[i] = "   ".join(tokens)
+        elif how == "drop" and len(lines) > 1:
+            del lines[i]
+        elif how == "dup":
+            lines.insert(i, lines[i])
+        else:
+            lines[3] = f"{draw(st.integers(-3, 10**6)):3d}{lines[3][3:]}"
+    return ("\n".join(lines) + "\n").encode("utf-8", errors="replace")
+
+
+@given(mutated_sdf())
+def test_mutated_sdf(scratch: Path, capsys: pytest.CaptureFixture[str],
+                     content: bytes) -> None:
+    _submit(scratch, content, [], capsys, ".sdf")
