@@ -22,6 +22,9 @@ BOHR_TO_ANGSTROM: Final = 0.52917721067
 # Two atoms closer than this are a duplicated line or a units mistake, never chemistry
 # (the shortest bond, H2, is 0.74 Å); xtb would return nonsense or crash on them.
 MIN_DISTANCE: Final = 0.5
+# No molecule spans kilometres: a coordinate beyond this is a typo or a units mistake
+# (and 1e308 would overflow the clash grid below).
+MAX_COORDINATE: Final = 1e6
 _AXES: Final = ("x", "y", "z")
 
 
@@ -62,6 +65,10 @@ class Molecule(BaseModel):
             for axis, value in zip(_AXES, xyz, strict=True):
                 if not math.isfinite(value):
                     raise ValueError(f"atom {i} ({sym}): {axis} coordinate {value} is not finite")
+                if abs(value) > MAX_COORDINATE:
+                    raise ValueError(
+                        f"atom {i} ({sym}): {axis} coordinate {value:g} Å is out of range "
+                        f"(at most {MAX_COORDINATE:g} Å from the origin)")
         clash = _closest_clash(self.geometry)
         if clash is not None:
             i, j, dist = clash

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from controller.cli.main import main
@@ -144,6 +144,8 @@ def mutated_xyz(draw: st.DrawFn) -> bytes:
 
 
 @given(mutated_xyz())
+# found by `make fuzz`: a coordinate of 1e308 overflowed the clash grid (exit 4)
+@example(b"3\nwater\nO 1e308 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
 def test_mutated_xyz(scratch: Path, capsys: pytest.CaptureFixture[str],
                      content: bytes) -> None:
     _submit(scratch, content, [], capsys, ".xyz")
