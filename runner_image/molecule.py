@@ -51,7 +51,8 @@ class Molecule(BaseModel):
     @field_validator("comment")
     @classmethod
     def _one_line(cls, comment: str) -> str:
-        return " ".join(comment.split()) if ("\n" in comment or "\r" in comment) else comment
+        # any line break a reader would split on (\x1e, \u2028, ... too), not only \n
+        return " ".join(comment.split()) if len(f"x{comment}x".splitlines()) > 1 else comment
 
     @model_validator(mode="after")
     def _consistent(self) -> Molecule:
@@ -159,7 +160,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
             "'symbol x y z' line per atom) or QCSchema JSON"
         )
     head = lines[start].split()
-    if len(head) != 1 or not head[0].isdigit():
+    if len(head) != 1 or not head[0].isdecimal():
         raise InputError(
             f"line {off + start + 1}: expected the number of atoms, got {lines[start].strip()!r}"
         )
@@ -202,7 +203,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
         geometry.append((coords[0], coords[1], coords[2]))
     if len(body) > natoms:
         extra = body[natoms].split()
-        if len(extra) == 1 and extra[0].isdigit():
+        if len(extra) == 1 and extra[0].isdecimal():
             raise InputError(
                 f"line {off + first + natoms + 1}: a second structure starts here; "
                 "submit one molecule per job"

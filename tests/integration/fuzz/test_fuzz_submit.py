@@ -146,6 +146,8 @@ def mutated_xyz(draw: st.DrawFn) -> bytes:
 @given(mutated_xyz())
 # found by `make fuzz`: a coordinate of 1e308 overflowed the clash grid (exit 4)
 @example(b"3\nwater\nO 1e308 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
+# found by `make fuzz`: "²" passes str.isdigit() but not int() (exit 4)
+@example(b"\xc2\xb2\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
 def test_mutated_xyz(scratch: Path, capsys: pytest.CaptureFixture[str],
                      content: bytes) -> None:
     _submit(scratch, content, [], capsys, ".xyz")
@@ -301,6 +303,9 @@ def mutated_sdf(draw: st.DrawFn) -> bytes:
 
 
 @given(mutated_sdf())
+# found by `make fuzz`: a title of "\x1e" (a line break to str.splitlines) was written
+# into input.xyz's comment line, which the runner then could not read
+@example(b"\x1e\n" + METHANOL_SDF.split("\n", 1)[1].encode())
 def test_mutated_sdf(scratch: Path, capsys: pytest.CaptureFixture[str],
                      content: bytes) -> None:
     _submit(scratch, content, [], capsys, ".sdf")
