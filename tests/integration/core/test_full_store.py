@@ -134,7 +134,8 @@ def test_submit_and_cancel_on_a_read_only_store(small_fs: SmallFs, tmp_path: Pat
     before = _store_files(jobs)
     small_fs.read_only(True)
     try:
-        for args in (("submit", str(xyz)), ("cancel", job_id)):
+        # --force: a duplicate of a queued job is otherwise answered without a write
+        for args in (("submit", str(xyz), "--force"), ("cancel", job_id)):
             out = qforge(*args, jobs=jobs)
             assert out.returncode == 2, (args, out.stderr)
             (line,) = out.stderr.splitlines()
