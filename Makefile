@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster lint bench k8s-tools helm test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm test-infra clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test-integration: setup helm
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
 	$(PY) -m pytest -q tests/cluster
+
+# Hypothesis at full budget: 10,000 examples a test (make test runs 200, derandomized).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/integration/fuzz \
+	  tests/unit/core/test_corruption.py
 
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)

@@ -36,6 +36,11 @@ class Settings(BaseModel):
     # its RUNNING jobs (a worker renews every poll interval).
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+    # Seconds between two syncs of the indexes with the job folders while a worker or
+    # controller runs (listings, and a read of only the folders no index holds): a
+    # marker lost by hand or by a damaged disk is found again within this time.
+    # 0: only at start.
+    index_sync_seconds: float = Field(300, ge=0)
     # `qforge submit` refuses bigger inputs before reading them (all files of one call
     # together; stdin is counted as it is read), and molecules with more atoms.
     max_input_bytes: int = Field(256 * 1024**2, ge=1,

@@ -22,6 +22,9 @@ BOHR_TO_ANGSTROM: Final = 0.52917721067
 # Two atoms closer than this are a duplicated line or a units mistake, never chemistry
 # (the shortest bond, H2, is 0.74 Å); xtb would return nonsense or crash on them.
 MIN_DISTANCE: Final = 0.5
+# No molecule spans kilometres: a coordinate beyond this is a typo or a units mistake
+# (and 1e308 would overflow the clash grid below).
+MAX_COORDINATE: Final = 1e6
 _AXES: Final = ("x", "y", "z")
 
 
@@ -48,7 +51,8 @@ class Molecule(BaseModel):
     @field_validator("comment")
     @classmethod
     def _one_line(cls, comment: str) -> str:
-        return " ".join(comment.split()) if ("\n" in comment or "\r" in comment) else comment
+        # any line break a reader would split on (\x1e, \u2028, ... too), not only \n
+        return " ".join(comment.split()) if len(f"x{comment}x".splitlines()) > 1 else comment
 
     @model_validator(mode="after")
     def _consistent(self) -> Molecule:
@@ -62,6 +66,10 @@ class Molecule(BaseModel):
             for axis, value in zip(_AXES, xyz, strict=True):
                 if not math.isfinite(value):
                     raise ValueError(f"atom {i} ({sym}): {axis} coordinate {value} is not finite")
+                if abs(value) > MAX_COORDINATE:
+                    raise ValueError(
+                        f"atom {i} ({sym}): {axis} coordinate {value:g} Å is out of range "
+                        f"(at most {MAX_COORDINATE:g} Å from the origin)")
         clash = _closest_clash(self.geometry)
         if clash is not None:
             i, j, dist = clash
@@ -152,7 +160,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
             "'symbol x y z' line per atom) or QCSchema JSON"
         )
     head = lines[start].split()
-    if len(head) != 1 or not head[0].isdigit():
+    if len(head) != 1 or not head[0].isdecimal():
         raise InputError(
             f"line {off + start + 1}: expected the number of atoms, got {lines[start].strip()!r}"
         )
@@ -195,7 +203,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
         geometry.append((coords[0], coords[1], coords[2]))
     if len(body) > natoms:
         extra = body[natoms].split()
-        if len(extra) == 1 and extra[0].isdigit():
+        if len(extra) == 1 and extra[0].isdecimal():
             raise InputError(
                 f"line {off + first + natoms + 1}: a second structure starts here; "
                 "submit one molecule per job"

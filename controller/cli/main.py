@@ -8,6 +8,7 @@ Nothing a user can type produces a traceback (QFORGE_DEBUG=1 shows one for bugs)
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,9 @@ from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from runner_image.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
+# A full or read-only store is the user's to fix before retrying, like an unusable
+# --jobs-dir: exit 2 with one line (DESIGN's codes have no separate one for it).
+STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
 
@@ -34,8 +38,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"qforge: error: {message}", file=sys.stderr)
+        # one line, as for every other rejection (the usage is one --help away)
+        print(f"qforge: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -230,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in STORE_FULL_OR_READ_ONLY:
+            # every store write is all-or-nothing: what failed left nothing behind
+            return _fail(EXIT_USAGE, f"the job store cannot be written: {exc.strerror}"
+                                     f"{where}; nothing was written (free space or make "
+                                     "it writable, then retry)")
         return _fail(EXIT_USAGE, f"{exc.strerror or exc}{where}")
     except Exception as exc:
         if os.environ.get("QFORGE_DEBUG"):
