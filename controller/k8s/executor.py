@@ -379,18 +379,20 @@ class KubernetesExecutor:
 
     def _job_event(self, kind: str, body: dict[str, Any]) -> None:
         name = str((body.get("metadata") or {}).get("name") or "")
-        poke = False
         with self._lock:
+            before = self.view.state(name)
             state = self.view.apply(kind, body)
+            # a slot freed (its Job's pod ended, or it is gone): refill it at once
+            poke = before is not None and before.holding and (state is None or not state.holding)
             job_id = self._by_name.get(name)
             t = self._tracked.get(job_id) if job_id else None
             if state is None:
                 self._job_gone(name)
-                poke = t is not None
+                poke = poke or t is not None
             elif t is not None:
                 t.seen = True
                 t.dirty = True
-                poke = not state.holding or state.deleting
+                poke = poke or not state.holding or state.deleting
             elif state.finalizer and (not state.holding or state.deleting) \
                     and name not in self._releasing:
                 self._sweep.add(name)

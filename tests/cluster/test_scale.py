@@ -93,10 +93,11 @@ def test_a_thousand_jobs_at_cap_200_no_list_while_the_queue_drains(site: Site,
     ctl.stop()
     requests = json.loads(re.findall(r"Kubernetes API requests made: (\{.*\})",
                                      ctl.log_text())[-1])
-    # the API budget: one create, one Event, one patch per job; nothing read per job
-    assert requests["create jobs"] == count and requests["patch jobs"] == count
-    assert requests["create events"] == count
-    assert requests.get("get jobs", 0) == 0 and requests.get("list pods", 0) == 0
+    # the API budget: one create, one Event, one finalizer patch per job (a patch whose
+    # list moved under it is read and sent again); no LIST of pods per job
+    assert requests["create jobs"] == count and requests["create events"] == count
+    assert count <= requests["patch jobs"] <= count * 1.1
+    assert requests.get("list pods", 0) == 0
 
 
 # ------------------------------------------------------------------ 429s
