@@ -417,3 +417,18 @@ def test_idle_controller_makes_no_api_call_per_pass(store: JobStore,
     for _ in range(10):
         scheduler.run_once()
     assert executor.batch.calls == [] and executor.requests == {}
+
+
+def test_a_freed_slot_wakes_the_scheduler_even_for_a_job_already_recorded(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """The outcome was recorded from the pod's phase; the Job controller frees the slot
+    later: that moment must wake the scheduler (the queue waits for that slot)."""
+    import threading
+
+    wake = threading.Event()
+    executor.attach(wake)
+    running = {"metadata": {"name": "qf-x", "finalizers": [naming.FINALIZER]}, "status": {}}
+    executor.job_event("ADDED", running)
+    assert not wake.is_set() and executor.unfinished_jobs() == 1
+    executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
+    assert wake.is_set() and executor.unfinished_jobs() == 0
