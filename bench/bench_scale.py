@@ -219,6 +219,7 @@ def restart(site: Site, kube: Any) -> float:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     tmp = Path(os.environ.get("BENCH_SCALE_DIR", f"/tmp/qforge-bench-scale-{os.getpid()}"))
     tmp.mkdir(parents=True, exist_ok=True)
     options = ClusterOptions(name=f"bench-scale-{os.getpid()}", kwok_nodes=5,
