@@ -115,7 +115,12 @@ class KubernetesExecutor:
         self.bucket.acquire()
         with self._lock:
             self.requests[what] += 1
-        return call(*args, **kwargs)
+        result = call(*args, **kwargs)
+        release = getattr(result, "release_conn", None)
+        if release is not None:  # a raw answer: read it whole, hand the connection back
+            _ = result.data  # (unread, it would keep its connection: a new TLS handshake
+            release()  # for every request)
+        return result
 
     def resync_due(self, age: float) -> bool:
         """The watch's safety net: a full LIST once KUBE_RESYNC_SECONDS have passed since

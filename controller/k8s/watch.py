@@ -103,6 +103,7 @@ class ListWatch:
                 params["_continue"] = token
             resp = self._request(**params)
             page = json.loads(resp.data)
+            resp.release_conn()
             items.extend(page.get("items") or [])
             meta = page.get("metadata") or {}
             rv = str(meta.get("resourceVersion") or rv)

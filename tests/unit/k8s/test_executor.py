@@ -432,3 +432,13 @@ def test_a_freed_slot_wakes_the_scheduler_even_for_a_job_already_recorded(
     assert not wake.is_set() and executor.unfinished_jobs() == 1
     executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
     assert wake.is_set() and executor.unfinished_jobs() == 0
+
+
+def test_every_raw_answer_is_read_and_its_connection_handed_back(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """An unread raw answer keeps its connection: the next request would open a new one
+    (a TLS handshake per request)."""
+    released: list[bool] = []
+    answer = SimpleNamespace(data=b"{}", release_conn=lambda: released.append(True))
+    assert executor._api("get jobs", lambda: answer) is answer
+    assert released == [True]

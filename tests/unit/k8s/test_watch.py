@@ -40,7 +40,8 @@ class FakeApi:
         page = self.items[start:start + params["limit"]]
         token = str(start + len(page)) if start + len(page) < len(self.items) else None
         return SimpleNamespace(data=json.dumps({
-            "items": page, "metadata": {"resourceVersion": "100", "continue": token}}))
+            "items": page, "metadata": {"resourceVersion": "100", "continue": token}}),
+            release_conn=lambda: None)
 
 
 def feed(api: FakeApi, due: bool = False) -> tuple[ListWatch, list[Any]]:
