@@ -27,7 +27,7 @@ from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore, load_result_json
 from runner_image.result import ErrorType, JobError, RunReport
 
-log = logging.getLogger("controller.k8s")
+log = logging.getLogger(__name__)
 
 # While Jobs run and nothing is queued, their list is re-read this often (a safety net
 # for a deletion the watch missed); never when nothing is tracked.

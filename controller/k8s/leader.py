@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-log = logging.getLogger("controller.k8s")
+log = logging.getLogger(__name__)
 
 
 def _now() -> datetime:

@@ -23,11 +23,12 @@ from controller.k8s import naming
 from controller.k8s.executor import KubernetesExecutor
 from controller.k8s.leader import LeaseElector
 from controller.logs import setup_logging
+from controller.metrics.kubernetes import ControllerMetrics
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, PassReport, Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 LEASE_NAME = "qforge-controller"
 
@@ -55,7 +56,7 @@ class Poller:
         self.thread = threading.Thread(target=self._loop, name="store-poller", daemon=True)
 
     def _loop(self) -> None:
-        log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
+        log.info("Controller listening for jobs every %gs...", self.settings.poll_interval)
         while not self.stop.is_set():
             report: PassReport | None = None
             try:
@@ -101,14 +102,17 @@ class Poller:
         self.elector.release()
 
 
-def _clients() -> tuple[Any, Any, Any]:
+def _clients(metrics: ControllerMetrics | None = None) -> tuple[Any, Any, Any]:
     from kubernetes import client, config
 
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
-    return client.BatchV1Api(), client.CoreV1Api(), client.CoordinationV1Api()
+    api = client.ApiClient()
+    if metrics is not None:  # every request counted, by verb and code
+        metrics.kubernetes.instrument(api)
+    return client.BatchV1Api(api), client.CoreV1Api(api), client.CoordinationV1Api(api)
 
 
 @kopf.on.startup()
@@ -122,7 +126,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # A namespaced Role cannot list namespaces or CRDs: do not try.
     settings.scanning.disabled = True
     qsettings: Settings = memo["qforge_settings"]
-    batch, core, coordination = _clients()
+    metrics: ControllerMetrics | None = memo.get("qforge_metrics")
+    batch, core, coordination = _clients(metrics)
     store = JobStore(qsettings.jobs_dir)
     store.ensure()
     executor = KubernetesExecutor(store, qsettings, batch, core)
@@ -131,12 +136,16 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     instance = f"{KUBERNETES_INSTANCE_PREFIX}{qsettings.namespace}.{qsettings.worker_id}"
 
     def make_scheduler() -> Scheduler:
-        return Scheduler(store, executor, qsettings, instance=instance)
+        return Scheduler(store, executor, qsettings, instance=instance,
+                         observer=metrics.scheduling if metrics else None)
 
     identity = f"{socket.gethostname()}.{os.getpid()}"
     elector = LeaseElector(coordination, qsettings.namespace, LEASE_NAME, identity,
                            duration_seconds=max(15, int(3 * qsettings.poll_interval)))
     poller = Poller(qsettings, make_scheduler, executor, elector)
+    if metrics is not None:
+        metrics.bind_active(executor.active)
+        metrics.kubernetes.bind_leader(lambda: elector.leading)
     memo["executor"] = executor
     memo["poller"] = poller
     poller.thread.start()
@@ -179,6 +188,8 @@ def runner_job_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.event("", "v1", "pods", labels=dict(naming.RUNNER_SELECTOR))
 def runner_pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    if (metrics := memo.get("qforge_metrics")) is not None:
+        metrics.kubernetes.pods.observe(type, body)
     executor: KubernetesExecutor | None = memo.get("executor")
     if executor is not None and type != "DELETED":
         executor.observe_pod(dict(body))
@@ -186,12 +197,15 @@ def runner_pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> N
 
 def run_operator(settings: Settings, *, liveness: str | None) -> int:
     """Run kopf in this process, namespaced, standalone (the Lease elects the leader)."""
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, component="controller", fmt=settings.log_format)
     # kopf logs every handler call at INFO: one line per watch event of every runner Job
     # and pod. Keep its warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    log.info("Starting Worker...")
+    log.info("Starting Controller...")
     memo = kopf.Memo(qforge_settings=settings)
+    if settings.metrics_port is not None:
+        memo["qforge_metrics"] = metrics = ControllerMetrics(settings)
+        metrics.serve(settings.metrics_address, settings.metrics_port)
     kopf.run(standalone=True, namespaces=[settings.namespace], liveness_endpoint=liveness,
              memo=memo)
     return 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.scheduling.executor import Executor, Outcome, Update
+from controller.scheduling.observer import NullObserver, SchedulerObserver
 from controller.settings import Settings
 from controller.store.index import IndexKeeper
 from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
@@ -24,7 +25,7 @@ from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
 from controller.store.liveness import Liveness
 from runner_image.result import ErrorType, JobError
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 KUBERNETES_INSTANCE_PREFIX = "k8s."
 # Heartbeats are rewritten at most this often (a pass can run many times a second when
@@ -61,7 +62,9 @@ class Scheduler:
         *,
         instance: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observer: SchedulerObserver | None = None,
     ) -> None:
+        self.observer: SchedulerObserver = observer or NullObserver()
         self.store = store
         self.executor = executor
         self.settings = settings
@@ -148,6 +151,7 @@ class Scheduler:
         # Cleared before the pass, not after the wait: a job ending during the pass (or
         # between the wait and the pass) then wakes the next wait at once.
         self.wake.clear()
+        began = time.perf_counter()
         report = PassReport()
         self.index.refresh()
         for outcome in self.executor.collect():
@@ -164,6 +168,7 @@ class Scheduler:
         report.running_anywhere = len(self.store.running_markers())
         self._health()
         self.last_pass_finished = self.clock()
+        self.observer.pass_done(report, time.perf_counter() - began)
         return report
 
     def _launch(self, report: PassReport) -> None:
@@ -202,6 +207,7 @@ class Scheduler:
                                    message=f"could not launch: {exc}")))
                 continue
             report.launched.append(key.job_id)
+            self.observer.job_started(claimed.record)
             report.queued -= 1
             free -= 1
 
@@ -271,6 +277,7 @@ class Scheduler:
 
     def _finish(self, claimed: Claimed, record: JobRecord) -> None:
         self.store.finish(claimed, record)
+        self.observer.job_finished(record)
 
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:
@@ -293,6 +300,7 @@ class Scheduler:
                 if self.store.cancel_queued(key, self.instance, self._placement()):
                     log.info("Job %s cancelled before it started", job_id)
                     report.cancelled.append(job_id)
+                    self.observer.job_finished(record.evolve(status=Status.CANCELLED))
             # RUNNING elsewhere: its owner acts on the request.
 
     # -------------------------------------------------------------- recovery

@@ -19,7 +19,7 @@ from controller.record import Status
 from controller.store.jobstore import ORPHAN_MARKER_SECONDS, CorruptRecord, JobNotFound, JobStore
 from controller.store.layout import QueueKey
 
-log = logging.getLogger("controller.store")
+log = logging.getLogger(__name__)
 
 
 @dataclass
