@@ -67,6 +67,11 @@ class JobRecord(BaseModel):
     attempts: int = Field(0, ge=0)
     # Why a job is not running yet (the Kubernetes executor fills this in).
     waiting_reason: str | None = None
+    # The group (campaign) it was submitted in. Duplicates submitted later in other
+    # groups join those too: see controller/store/membership.py (never this record).
+    group: str | None = None
+    # sha256 of the canonical input (controller/store/dedup.py), for deduplication.
+    input_hash: str | None = None
 
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with changes applied and `updated_at` bumped (the model is frozen)."""

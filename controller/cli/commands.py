@@ -125,24 +125,6 @@ def wait_for(store: JobStore, job_id: str, *, timeout: float | None,
         time.sleep(interval)
 
 
-def list_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    records: list[JobRecord] = []
-    for item in store.iter_records():
-        if isinstance(item, CorruptRecord):
-            print(f"qforge: warning: skipping {item}", file=sys.stderr)
-            continue
-        if args.status and item.status.value != args.status:
-            continue
-        records.append(item)
-    records.sort(key=lambda r: r.created_ns)
-    if args.json:
-        render.print_json([r.model_dump(mode="json") for r in records])
-    else:
-        render.print_table(records)
-    return 0
-
-
 def show(args: argparse.Namespace, settings: Settings) -> int:
     store = JobStore(settings.jobs_dir)
     record = store.read(args.job_id)
@@ -183,17 +165,6 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
             return 1 if record.status is not Status.COMPLETED else 2
         sys.stdout.write(geometry.to_xyz())
     return 0 if record.status is Status.COMPLETED else 1
-
-
-def cancel(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    record = store.request_cancel(args.job_id)
-    if record.status.terminal:
-        print(f"Job {record.job_id} is already {record.status.value}; nothing to cancel")
-    else:
-        print(f"Cancel requested for job {record.job_id} ({record.status.value}); "
-              "the worker or controller will stop it")
-    return 0
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""`qforge`: submit, list, show, result, cancel, worker, controller.
+"""`qforge`: submit, list, status, show, wait, result, export, cancel, worker, controller.
 
 Exit codes: 0 success; 1 the job failed (with --wait, or `result` of a failed job);
 2 invalid input or usage (one line on stderr, nothing written); 3 no such job.
@@ -16,13 +16,15 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from controller.cli import commands
+from controller.cli import campaign, commands
 from controller.ids import InvalidJobId
 from controller.settings import Settings, SettingsError
+from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from runner_image.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
+STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
 
 class UsageError(Exception):
@@ -54,6 +56,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
     return value
+
+
+def _group(text: str) -> str:
+    try:
+        return validate_group(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _int(text: str) -> int:
@@ -92,9 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help='print {"job_id": ..., "status": ...}')
 
     ls = sub.add_parser("list", help="list jobs")
-    ls.add_argument("--status", type=str.upper,
-                    choices=["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"])
+    ls.add_argument("--status", type=str.upper, choices=STATUSES)
+    ls.add_argument("--group", type=_group, help="only the jobs of this group")
     ls.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", help="counts per status, completion rate, time left")
+    st.add_argument("--group", type=_group, help="one group (default: the whole store)")
+    st.add_argument("--json", action="store_true")
+
+    wt = sub.add_parser("wait", help="wait for jobs or a group, with live progress "
+                                     "(exit 0 all COMPLETED, 1 any failed)")
+    wt.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    wt.add_argument("--group", type=_group)
+    wt.add_argument("--timeout", type=_positive_float, default=None,
+                    help="give up after this many seconds (exit 1)")
+    wt.add_argument("--interval", type=_positive_float, default=0.5, help=argparse.SUPPRESS)
+    wt.add_argument("--json", action="store_true", help="a JSON summary at the end")
+
+    ex = sub.add_parser("export", help="one row (csv, jsonl) or structure (sdf, xyz) per job")
+    ex.add_argument("--group", type=_group)
+    ex.add_argument("--status", type=str.upper, choices=STATUSES)
+    ex.add_argument("--format", required=True, choices=["csv", "jsonl", "sdf", "xyz"])
+    ex.add_argument("-o", "--output", default=None, help="a file (default: stdout)")
 
     sh = sub.add_parser("show", help="a job's status, placement or why it waits, result")
     sh.add_argument("job_id")
@@ -104,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("job_id")
     r.add_argument("--format", choices=["json", "xyz", "qcschema"], default="json")
 
-    c = sub.add_parser("cancel", help="cancel a queued or running job")
-    c.add_argument("job_id")
+    c = sub.add_parser("cancel", help="cancel queued or running jobs, or a whole group")
+    c.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    c.add_argument("--group", type=_group)
 
     w = sub.add_parser("worker", help="run the local worker")
     w.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
@@ -156,14 +185,22 @@ def run(argv: Sequence[str] | None = None) -> int:
     cmd = args.command
     if cmd == "submit":
         return commands.submit(args, _settings(args))
+    if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
+        raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
     if cmd == "list":
-        return commands.list_jobs(args, _settings(args))
+        return campaign.list_jobs(args, _settings(args))
+    if cmd == "status":
+        return campaign.status(args, _settings(args))
+    if cmd == "wait":
+        return campaign.wait(args, _settings(args))
+    if cmd == "export":
+        return campaign.export_jobs(args, _settings(args))
     if cmd == "show":
         return commands.show(args, _settings(args))
     if cmd == "result":
         return commands.result(args, _settings(args))
     if cmd == "cancel":
-        return commands.cancel(args, _settings(args))
+        return campaign.cancel(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
                              poll_interval=args.poll_interval, worker_id=args.worker_id,

@@ -84,11 +84,13 @@ class Scheduler:
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.ensure()
-        report = self.index.rebuild()
-        if report.markers_created or report.markers_removed:
+        report = self.index.sync()
+        if report.read or report.markers_removed or report.indexed or report.stale_removed:
             log.info(
-                "Index rebuilt: %d jobs, %d queued (%d markers added, %d stale removed)",
-                report.jobs, report.queued, report.markers_created, report.markers_removed,
+                "Index synced: %d jobs, %d queued; %d records read (%d queue markers "
+                "added, %d stale removed; %d other index entries added, %d stale removed)",
+                report.jobs, report.queued, report.read, report.markers_created,
+                report.markers_removed, report.indexed, report.stale_removed,
             )
         self._adopt_own()
         self.liveness.beat(0)

@@ -1,23 +1,37 @@
-"""Keeping the queue index consistent with the metadata files.
+"""Keeping the store's indexes consistent with the metadata files.
 
-The markers under `.qforge/` are derived data. They are rebuilt from the records:
-- in full when a scheduler starts (a crash or a hand copy may have left them stale) or
-  when the index folder is missing;
-- incrementally while it runs: when the store folder's mtime changes (a job folder was
-  added or removed), the new folder names are read, and only those.
+Every marker under `.qforge/` is derived data (docs/store.md): the queue and running
+markers, the done markers (one per finished job, by status), the group markers and the
+dedup claims. A job folder is *indexed* when its id has a queue, running or done marker.
+They are brought in line with the records:
+- at start-up, `sync()`: one listing of the store and of the status indexes; only the
+  folders not indexed yet (submitted by a crashed submitter, copied in by hand, an older
+  store, a deleted index) are read, and running markers whose record has finished get
+  their done marker (a crash inside `JobStore.finish`). A restart therefore reads what
+  changed since the last run, not every record;
+- while running, `refresh()`: when the store folder's mtime changes (a job folder was
+  added or removed), the new folder names are read, and only those;
+- on request, `rebuild()`: every record read, every index made again and stale markers
+  removed (after a hand edit of metadata.json, say).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-from controller.record import Status
-from controller.store.jobstore import ORPHAN_MARKER_SECONDS, CorruptRecord, JobNotFound, JobStore
-from controller.store.layout import QueueKey
+from controller.record import JobRecord, Status
+from controller.store.jobstore import (
+    DONE_ID_AT,
+    ORPHAN_MARKER_SECONDS,
+    CorruptRecord,
+    JobNotFound,
+    JobStore,
+    finished_ns,
+)
+from controller.store.layout import DONE_STATUSES, DoneKey, QueueKey
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +40,11 @@ log = logging.getLogger(__name__)
 class RebuildReport:
     jobs: int = 0
     queued: int = 0
-    markers_created: int = 0
-    markers_removed: int = 0
+    read: int = 0  # records read (sync: only the folders not indexed yet)
+    markers_created: int = 0  # queue markers
+    markers_removed: int = 0  # stale queue markers
+    indexed: int = 0  # done, group and dedup markers created
+    stale_removed: int = 0  # stale done and group markers removed
     corrupt: list[str] = field(default_factory=list)
 
 
@@ -37,50 +54,48 @@ class IndexKeeper:
         self._known: set[str] = set()
         self._root_mtime: int | None = None
 
-    def rebuild(self) -> RebuildReport:
-        """Full pass: one read of every record. O(all jobs); run at start-up."""
+    # ------------------------------------------------------------------ sync
+    def sync(self) -> RebuildReport:
+        """Start-up pass: listings of the store and the status indexes; reads only the
+        job folders that no status index holds, and the records behind running
+        markers. O(changed) reads; O(all) names listed, no record parsed for them."""
         store = self.store
         store.ensure()
         report = RebuildReport()
         self._root_mtime = _mtime(store)
         names = store.job_ids()
-        queued_ids: set[str] = set()
+        report.jobs = len(names)
+        queue_keys = store.queued()
+        indexed: set[str] = {k.job_id for k in queue_keys}
+        running = store.running_markers()
+        indexed.update(m.job_id for m in running)
+        done_dirs: dict[str, list[str]] = {}
+        for status in DONE_STATUSES:
+            listing = os.listdir(store.layout.done(status))
+            done_dirs[status] = listing
+            indexed.update(n[DONE_ID_AT:] for n in listing)
         for job_id in names:
-            if not store.layout.metadata(job_id).exists():
-                continue
-            report.jobs += 1
-            status = _quick_status(store, job_id)
-            if status is None:
-                report.corrupt.append(job_id)
-                continue
-            if status == Status.QUEUED:
-                queued_ids.add(job_id)
-                report.queued += 1
-                if self._ensure_marker(job_id):
-                    report.markers_created += 1
-        # Drop markers whose job is no longer QUEUED (a crash between the record write
-        # and the marker removal) and orphans of submissions that died half-way.
-        now = time.time()
-        for key in store.queued():
-            if key.job_id in queued_ids:
-                continue
-            path = store.layout.queue / key.name
-            if not store.layout.job_dir(key.job_id).exists():
-                try:
-                    if now - path.stat().st_mtime < ORPHAN_MARKER_SECONDS:
-                        continue
-                except FileNotFoundError:
-                    continue
-            path.unlink(missing_ok=True)
-            report.markers_removed += 1
-        self._known = set(names)
-        for job_id in report.corrupt:
-            log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
+            if job_id not in indexed:
+                self._index_new(job_id, report)
+        for marker in running:  # finished, but the crash came before its done marker
+            record = self._read(marker.job_id)
+            if record is not None and store.ensure_done_marker(record):
+                report.indexed += 1
+        present = set(names)
+        for status, listing in done_dirs.items():  # jobs removed by hand
+            for name in listing:
+                if name[DONE_ID_AT:] not in present:
+                    (store.layout.done(status) / name).unlink(missing_ok=True)
+                    report.stale_removed += 1
+        report.markers_removed += self._drop_orphan_queue_markers(queue_keys, present, None)
+        report.queued = len(store.queued())
+        self._known = present
+        self._log(report)
         return report
 
     def refresh(self) -> int:
         """Cheap check each poll: one stat; on a change, read only the new folders.
-        Returns the number of markers created."""
+        Returns the number of queue markers created."""
         store = self.store
         if not store.layout.queue.is_dir():
             return self.rebuild().markers_created
@@ -91,41 +106,156 @@ class IndexKeeper:
         names = store.job_ids()
         new = [n for n in names if n not in self._known]
         self._known = set(names)
-        created = 0
+        report = RebuildReport()
         for job_id in new:
+            self._index_new(job_id, report)
+        self._log(report)
+        return report.markers_created
+
+    # --------------------------------------------------------------- rebuild
+    def rebuild(self) -> RebuildReport:
+        """Full pass: one read of every record, every index made again, stale markers
+        removed. O(all jobs)."""
+        store = self.store
+        store.ensure()
+        report = RebuildReport()
+        self._root_mtime = _mtime(store)
+        names = store.job_ids()
+        queued_ids: set[str] = set()
+        members: dict[str, set[str]] = {}
+        done_names: dict[str, set[str]] = {s: set() for s in DONE_STATUSES}
+        for job_id in names:
             if not store.layout.metadata(job_id).exists():
                 continue
-            status = _quick_status(store, job_id)
-            if status is None:
-                log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
-            elif status == Status.QUEUED and self._ensure_marker(job_id):
-                log.info("Indexed job %s found in the store", job_id)
-                created += 1
-        return created
+            report.jobs += 1
+            record = self._read(job_id, report)
+            if record is None:
+                continue
+            self._index_record(record, report)
+            if record.status is Status.QUEUED:
+                queued_ids.add(job_id)
+                report.queued += 1
+            for group in store.groups_of(record):
+                members.setdefault(group, set()).add(job_id)
+        for status in DONE_STATUSES:
+            done_names[status] = {n[DONE_ID_AT:] for n in os.listdir(store.layout.done(status))}
+        present = set(names)
+        report.markers_removed += self._drop_orphan_queue_markers(
+            store.queued(), present, queued_ids)
+        # Done markers of jobs gone or no longer of that status (a hand edit).
+        for status in DONE_STATUSES:
+            folder = store.layout.done(status)
+            for name in os.listdir(folder):
+                record = None if name[DONE_ID_AT:] not in present else self._read(
+                    name[DONE_ID_AT:])
+                if record is None or record.status.value != status or \
+                        name != _done_name(record):
+                    (folder / name).unlink(missing_ok=True)
+                    report.stale_removed += 1
+        # Group markers of jobs that are not members (older than a submission takes).
+        now = time.time()
+        for group in os.listdir(store.layout.groups):
+            folder = store.layout.group(group)
+            for job_id in os.listdir(folder):
+                if job_id in members.get(group, ()):
+                    continue
+                try:
+                    if now - (folder / job_id).stat().st_mtime < ORPHAN_MARKER_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
+                (folder / job_id).unlink(missing_ok=True)
+                report.stale_removed += 1
+        self._known = present
+        for job_id in report.corrupt:
+            log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
+        return report
 
-    def _ensure_marker(self, job_id: str) -> bool:
+    # ------------------------------------------------------------- one job
+    def _index_new(self, job_id: str, report: RebuildReport) -> None:
+        if not self.store.layout.metadata(job_id).exists():
+            return  # a folder without a record yet (or an artifact folder)
+        record = self._read(job_id, report)
+        if record is None:
+            log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
+            return
+        if self._index_record(record, report):
+            log.info("Indexed job %s found in the store", job_id)
+
+    def _index_record(self, record: JobRecord, report: RebuildReport) -> bool:
+        """Every index entry a record implies. True if its status marker was made."""
+        store = self.store
+        made = False
+        if record.status is Status.QUEUED:
+            if store.ensure_queue_marker(record):
+                report.markers_created += 1
+                made = True
+        elif record.status is Status.RUNNING:
+            if store.ensure_running_marker(record):
+                report.indexed += 1
+                made = True
+        elif store.ensure_done_marker(record):
+            report.indexed += 1
+            made = True
+        for group in store.groups_of(record):
+            path = store.layout.group(group) / record.job_id
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+                report.indexed += 1
+        if store.ensure_dedup_claim(record):
+            report.indexed += 1
+        return made
+
+    def _read(self, job_id: str, report: RebuildReport | None = None) -> JobRecord | None:
         try:
             record = self.store.read(job_id)
-        except (CorruptRecord, JobNotFound):
-            return False
-        if record.status is not Status.QUEUED:
-            return False
-        return self.store.ensure_queue_marker(record)
+        except JobNotFound:
+            return None
+        except CorruptRecord:
+            if report is not None:
+                report.corrupt.append(job_id)
+            return None
+        if report is not None:
+            report.read += 1
+        return record
+
+    def _drop_orphan_queue_markers(self, keys: list[QueueKey], present: set[str],
+                                   queued_ids: set[str] | None) -> int:
+        """Queue markers of jobs whose folder never appeared (a submission that died
+        half-way, after ORPHAN_MARKER_SECONDS) and, given `queued_ids` (a full
+        rebuild), those whose job is no longer QUEUED."""
+        store = self.store
+        now = time.time()
+        removed = 0
+        for key in keys:
+            path = store.layout.queue / key.name
+            if key.job_id in present:
+                if queued_ids is None or key.job_id in queued_ids:
+                    continue
+            else:
+                try:
+                    if now - path.stat().st_mtime < ORPHAN_MARKER_SECONDS:
+                        continue
+                except FileNotFoundError:
+                    continue
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def _log(self, report: RebuildReport) -> None:
+        for job_id in report.corrupt:
+            log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
+
+
+def _done_name(record: JobRecord) -> str:
+    return DoneKey(finished_ns(record), record.job_id).name
 
 
 def _mtime(store: JobStore) -> int | None:
     try:
         return os.stat(store.root).st_mtime_ns
     except FileNotFoundError:
-        return None
-
-
-def _quick_status(store: JobStore, job_id: str) -> Status | None:
-    """The status without validating the whole record (fast path for big stores)."""
-    try:
-        data = json.loads(store.layout.metadata(job_id).read_bytes())
-        return Status(data["status"])
-    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

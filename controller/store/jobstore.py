@@ -12,16 +12,20 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from controller.ids import InvalidJobId, new_job_id, validate_job_id
 from controller.record import JobRecord, Placement, Status, utcnow
-from controller.store.layout import Layout, QueueKey, RunningMarker
-from runner_image.atomic import write_text_atomic
+from controller.store.dedup import claim_name, input_hash
+from controller.store.groups import default_group, validate_group
+from controller.store.layout import DoneKey, Layout, QueueKey, RunningMarker
+from runner_image.atomic import fsync_dir, write_text_atomic
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
 
@@ -30,6 +34,13 @@ log = logging.getLogger(__name__)
 # A queue marker whose job folder has not appeared after this long belongs to a
 # submission that died half-way; it is removed.
 ORPHAN_MARKER_SECONDS = 3600.0
+# A dedup claim naming a job folder that has not appeared: its submitter is still
+# writing it (wait up to CLAIM_WAIT_SECONDS, by this process's clock), or died (the
+# claim is older than CLAIM_ORPHAN_SECONDS, or the wait ran out): the claim is dead.
+CLAIM_WAIT_SECONDS = 30.0
+CLAIM_POLL_SECONDS = 0.005
+CLAIM_ORPHAN_SECONDS = 600.0
+LIVE_STATUSES = frozenset({"QUEUED", "RUNNING", "COMPLETED"})
 
 
 class StoreError(Exception):
@@ -65,6 +76,36 @@ class _QueueMemo:
 
 
 @dataclass(frozen=True)
+class _Listing:
+    sig: tuple[int, int]
+    listed_wall: float
+    listed_mono: float
+    names: list[str]
+
+
+# A done marker's job id starts after the 20-digit stamp and its dash.
+DONE_ID_AT = 21
+
+
+def finished_ns(record: JobRecord) -> int:
+    """When a record ended, in ns since the epoch (its finished_at, else updated_at)."""
+    stamp = record.finished_at or record.updated_at
+    try:
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0
+    return int(when.timestamp()) * 10**9 + when.microsecond * 1000
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One item of a batch submission."""
+
+    record: JobRecord  # the new job, or the existing job it duplicates
+    duplicate_of: str | None  # the existing job's id when deduplicated, else None
+
+
+@dataclass(frozen=True)
 class Claimed:
     record: JobRecord
     marker: RunningMarker
@@ -84,6 +125,7 @@ class JobStore:
         self.root = self.layout.root
         # queued()'s memo: the last listing of the queue folder and its keys in order.
         self._queue_memo = _QueueMemo((0, 0), 0.0, 0.0, [], [], {})
+        self._listings: dict[Path, _Listing] = {}
 
     # ----------------------------------------------------------------- setup
     def ensure(self) -> None:
@@ -141,15 +183,97 @@ class JobStore:
                 continue
 
     # ---------------------------------------------------------------- submit
-    def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None) -> JobRecord:
-        """Create a QUEUED job. The queue marker is made before the folder appears, so a
-        job visible in the store always has its marker (a claim that finds a marker
+    def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None,
+               group: str | None = None) -> JobRecord:
+        """Create one QUEUED job, always (a duplicate of a live job is run anyway, as
+        `submit_batch(force=True)`). The queue marker is made before the folder appears,
+        so a job visible in the store always has its marker (a claim that finds a marker
         without its folder puts it back)."""
         self.ensure()
+        if group is not None:
+            validate_group(group)
+            self.layout.group(group).mkdir(exist_ok=True)
         if job_id is not None:
             validate_job_id(job_id)
             if self.layout.job_dir(job_id).exists():
                 raise StoreError(f"job {job_id} already exists")
+        return self._submit_one(spec, input_text, group=group, force=True,
+                                job_id=job_id).record
+
+    def submit_batch(self, items: Sequence[tuple[JobSpec, str]], *, group: str,
+                     force: bool = False,
+                     on_progress: Callable[[int], None] | None = None) -> list[Submitted]:
+        """Create one job per (spec, input xyz text), all in `group`. An item whose
+        canonical input is held by a QUEUED, RUNNING or COMPLETED job is not created
+        again: that job joins `group` and is returned with `duplicate_of` set (unless
+        `force`). `on_progress(n)` is called after each item is written."""
+        validate_group(group)
+        self.ensure()
+        self.layout.group(group).mkdir(exist_ok=True)
+        out: list[Submitted] = []
+        for n, (spec, text) in enumerate(items, start=1):
+            out.append(self._submit_one(spec, text, group=group, force=force))
+            if on_progress is not None:
+                on_progress(n)
+        return out
+
+    def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
+                    force: bool, job_id: str | None = None) -> Submitted:
+        digest = input_hash(spec)
+        waited = 0.0
+        while True:
+            gen, holder = self.dedup_holder(digest)
+            state = "free" if holder is None else self.holder_state(holder, digest, gen)
+            if state == "pending" and waited < CLAIM_WAIT_SECONDS:
+                time.sleep(CLAIM_POLL_SECONDS)  # its submitter is writing it right now
+                waited += CLAIM_POLL_SECONDS
+                continue
+            if state == "live" and not force and holder is not None:
+                existing = self.read(holder)
+                if group is not None:
+                    self.join_group(existing, group)
+                return Submitted(existing, holder)
+            # free, dead (FAILED, CANCELLED, gone) or forced past a live one
+            take = None if state == "live" else gen + 1
+            created = self._create(spec, input_text, group=group, digest=digest,
+                                   claim_gen=take, job_id=job_id)
+            if created is not None:
+                return Submitted(created, None)
+            waited = 0.0  # another submitter took that generation first: look again
+
+    def dedup_holder(self, digest: str) -> tuple[int, str | None]:
+        """The highest generation of a hash's claim and the job id it names
+        ((-1, None) when never claimed). O(generations): 1 for most molecules."""
+        gen, holder = -1, None
+        while True:
+            try:
+                target = os.readlink(self.layout.dedup / claim_name(digest, gen + 1))
+            except FileNotFoundError:
+                return gen, holder
+            gen, holder = gen + 1, target
+
+    def holder_state(self, job_id: str, digest: str, gen: int) -> str:
+        """live: QUEUED/RUNNING/COMPLETED with that input; dead: anything else;
+        pending: no folder yet and the claim is young (its submission is under way)."""
+        try:
+            data = json.loads(self.layout.metadata(job_id).read_bytes())
+            status = data["status"]
+            same = data.get("input_hash") == digest
+        except FileNotFoundError:
+            try:
+                age = time.time() - os.lstat(
+                    self.layout.dedup / claim_name(digest, gen)).st_mtime
+            except FileNotFoundError:
+                return "dead"
+            return "pending" if age < CLAIM_ORPHAN_SECONDS else "dead"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "dead"
+        return "live" if same and status in LIVE_STATUSES else "dead"
+
+    def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
+                claim_gen: int | None, job_id: str | None) -> JobRecord | None:
+        """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
+        another submitter first (nothing is left behind then)."""
         for _ in range(20):
             jid = job_id or new_job_id(spec.name or spec.molecule.formula)
             if not self.layout.job_dir(jid).exists():
@@ -157,31 +281,81 @@ class JobStore:
         else:  # pragma: no cover - 20 random collisions in a row
             raise StoreError("could not find a free job id")
         now = utcnow()
-        record = JobRecord(
-            job_id=jid,
-            status=Status.QUEUED,
-            created_at=now,
-            updated_at=now,
-            created_ns=time.time_ns(),
-            spec=spec,
-        )
+        record = JobRecord(job_id=jid, status=Status.QUEUED, created_at=now, updated_at=now,
+                           created_ns=time.time_ns(), spec=spec, group=group,
+                           input_hash=digest)
         staging = self.layout.incoming / f"{jid}.{os.getpid()}.{time.monotonic_ns()}"
         staging.mkdir(parents=True)
+        claim: Path | None = None
+        markers: list[Path] = []
         try:
-            write_text_atomic(staging / "input.xyz", input_text)
-            write_text_atomic(staging / "metadata.json", record.model_dump_json(indent=2) + "\n")
-            key = QueueKey.make(spec.priority, record.created_ns, jid)
-            marker = self.layout.queue / key.name
-            _touch(marker)
+            _write_durable(staging / "input.xyz", input_text.encode())
+            _write_durable(staging / "metadata.json",
+                           (record.model_dump_json(indent=2) + "\n").encode())
+            fsync_dir(staging)
+            if claim_gen is not None:
+                path = self.layout.dedup / claim_name(digest, claim_gen)
+                try:
+                    os.symlink(jid, path)
+                except FileExistsError:
+                    return None
+                claim = path
+            if group is not None:
+                markers.append(self.layout.group(group) / jid)
+            markers.append(self.layout.queue / QueueKey.make(
+                spec.priority, record.created_ns, jid).name)
+            for marker in markers:
+                _touch(marker)
             try:
                 os.rename(staging, self.layout.job_dir(jid))
             except OSError:
-                marker.unlink(missing_ok=True)
+                for marker in markers:
+                    marker.unlink(missing_ok=True)
+                if claim is not None:
+                    claim.unlink(missing_ok=True)
                 raise StoreError(f"job {jid} already exists") from None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return record
+
+    # ---------------------------------------------------------------- groups
+    def join_group(self, record: JobRecord, group: str) -> bool:
+        """Count an existing job in `group` too. The index marker is made first and the
+        membership file in the job's folder last: that file is the commit point (a
+        reader of the group index checks it), and it never touches metadata.json, which
+        the scheduler owns. Returns False when the job was already a member."""
+        if self.in_group(record, group):
+            return False
+        self.layout.group(group).mkdir(parents=True, exist_ok=True)
+        _touch(self.layout.group(group) / record.job_id)
+        folder = self.layout.memberships(record.job_id)
+        folder.mkdir(exist_ok=True)
+        _touch(folder / group)
+        return True
+
+    def in_group(self, record: JobRecord, group: str) -> bool:
+        return record.group == group or (
+            self.layout.memberships(record.job_id) / group).exists()
+
+    def groups_of(self, record: JobRecord) -> list[str]:
+        """Every group a job counts in: its own, then those it joined."""
+        try:
+            extra = sorted(os.listdir(self.layout.memberships(record.job_id)))
+        except (FileNotFoundError, NotADirectoryError):
+            extra = []
+        own = [record.group] if record.group else []
+        return own + [g for g in extra if g != record.group]
+
+    def group_exists(self, group: str) -> bool:
+        return self.layout.group(group).is_dir()
+
+    def group_ids(self, group: str) -> list[str]:
+        """The job ids in a group's index (one listing: O(group))."""
+        try:
+            return sorted(n for n in os.listdir(self.layout.group(group)) if _is_job_id(n))
+        except FileNotFoundError:
+            return []
 
     # ----------------------------------------------------------------- queue
     def queued(self) -> list[QueueKey]:
@@ -257,6 +431,8 @@ class JobStore:
             return None
         if record.status is not Status.QUEUED:
             dst.unlink(missing_ok=True)  # stale index entry
+            if record.status.terminal:
+                self.ensure_done_marker(record)
             return None
         now = utcnow()
         running = record.evolve(
@@ -281,8 +457,11 @@ class JobStore:
             os.rename(dst, src)  # submission still in progress
 
     def finish(self, claimed: Claimed, record: JobRecord) -> None:
-        """Write a job's terminal record, then drop its running marker."""
+        """Write a job's terminal record, mark it done, then drop its running marker.
+        (A crash in between leaves a running marker on a terminal record: whoever
+        recovers it drops the marker, and IndexKeeper.sync() adds the done marker.)"""
         self.write(record)
+        self.ensure_done_marker(record)
         (self.layout.running / claimed.marker.name).unlink(missing_ok=True)
         (self.layout.cancel / record.job_id).unlink(missing_ok=True)
 
@@ -345,6 +524,166 @@ class JobStore:
         return True
 
     # ----------------------------------------------------------------- index
+    def ensure_done_marker(self, record: JobRecord) -> bool:
+        """Give a finished record its done marker. Returns True if one was created."""
+        if not record.status.terminal:
+            return False
+        path = self.layout.done(record.status.value) / DoneKey(
+            finished_ns(record), record.job_id).name
+        if path.exists():
+            return False
+        try:
+            _touch(path)
+        except FileNotFoundError:  # an old store, or the index was removed
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _touch(path)
+        return True
+
+    def listing(self, folder: Path) -> list[str]:
+        """The names in an index folder; the last listing is reused while the folder is
+        unchanged, by the rule queued() documents."""
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            return []
+        sig = (st.st_ino, st.st_mtime_ns)
+        memo = self._listings.get(folder)
+        if (memo is not None and memo.sig == sig
+                and memo.listed_wall - st.st_mtime > QUEUE_MTIME_MARGIN
+                and time.monotonic() - memo.listed_mono < QUEUE_RELIST_SECONDS):
+            return memo.names
+        listed_wall, listed_mono = time.time(), time.monotonic()
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        self._listings[folder] = _Listing(sig, listed_wall, listed_mono, names)
+        return names
+
+    def done_names(self, status: Status) -> list[str]:
+        """Done markers of one terminal status (names: DoneKey)."""
+        return self.listing(self.layout.done(status.value))
+
+    def finished_ids(self, status: Status) -> list[str]:
+        return [n[DONE_ID_AT:] for n in self.done_names(status) if len(n) > DONE_ID_AT]
+
+    def ids_with_status(self, status: Status) -> list[str]:
+        """The job ids the index holds for a status: O(jobs with that status)."""
+        if status is Status.QUEUED:
+            return [k.job_id for k in self.queued()]
+        if status is Status.RUNNING:
+            return [m.job_id for m in self.running_markers()]
+        return self.finished_ids(status)
+
+    def counts(self, group: str | None = None) -> dict[Status, int]:
+        """Jobs per status. The whole store: from the index alone (one listing per
+        status, each reused while unchanged; no record is read). A group: the statuses
+        of its members (O(group))."""
+        if group is not None:
+            out = dict.fromkeys(Status, 0)
+            for status in self.group_statuses(group).values():
+                out[status] += 1
+            return out
+        out = {s: len(self.done_names(s)) for s in Status if s.terminal}
+        out[Status.RUNNING] = len(self.running_markers())
+        out[Status.QUEUED] = len(self.queued())
+        return {s: out[s] for s in Status}
+
+    def group_statuses(self, group: str) -> dict[str, Status]:
+        return {jid: st for jid, (st, _) in self.group_states(group).items()}
+
+    def group_states(self, group: str,
+                     ids: Iterable[str] | None = None) -> dict[str, tuple[Status, str | None]]:
+        """Each member's status and finished_at, from its metadata.json without
+        validating all of it (members whose folder is gone, or whose joining never
+        completed, are left out). `ids`: only those of the group's index."""
+        out: dict[str, tuple[Status, str | None]] = {}
+        for job_id in self.group_ids(group) if ids is None else ids:
+            data = self.peek(job_id)
+            if data is None:
+                continue
+            try:
+                status = Status(data["status"])
+            except (KeyError, ValueError):
+                continue
+            if data.get("group") == group or (
+                    self.layout.memberships(job_id) / group).exists():
+                finished = data.get("finished_at")
+                out[job_id] = (status, finished if isinstance(finished, str) else None)
+        return out
+
+    def peek(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.layout.metadata(job_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def select(self, *, status: Status | None = None,
+               group: str | None = None) -> Iterator[JobRecord | CorruptRecord]:
+        """The records of one status and/or group, reading only those (and, for a
+        status, only the index's candidates; a record's own status decides)."""
+        if group is not None:
+            ids = self.group_ids(group)
+        elif status is not None:
+            ids = sorted(set(self.ids_with_status(status)))
+        else:
+            ids = self.job_ids()
+        for job_id in ids:
+            try:
+                record = self.read(job_id)
+            except JobNotFound:
+                continue
+            except CorruptRecord as exc:
+                yield exc
+                continue
+            if status is not None and record.status is not status:
+                continue
+            if group is not None and not self.in_group(record, group):
+                continue
+            yield record
+
+    def ensure_running_marker(self, record: JobRecord) -> bool:
+        """Give a RUNNING record whose marker was lost (a deleted index) the marker of
+        the instance its placement names, so that the owner's death is noticed. Checked
+        again afterwards: a job that finished meanwhile loses the marker again."""
+        instance = record.placement.instance if record.placement else None
+        if record.status is not Status.RUNNING or not instance:
+            return False
+        if any(m.job_id == record.job_id for m in self.running_markers()):
+            return False
+        path = self.layout.running / RunningMarker(record.job_id, instance).name
+        _touch(path)
+        try:
+            now = self.read(record.job_id)
+        except StoreError:
+            path.unlink(missing_ok=True)
+            return False
+        if now.status is not Status.RUNNING:
+            path.unlink(missing_ok=True)
+            self.ensure_done_marker(now)
+            return False
+        return True
+
+    def ensure_dedup_claim(self, record: JobRecord) -> bool:
+        """Make a live record the holder of its input when no live job holds it (a
+        folder copied in, a lost index). Returns True if it now holds a new claim."""
+        digest = record.input_hash
+        if not digest or record.status.value not in LIVE_STATUSES:
+            return False
+        gen, holder = self.dedup_holder(digest)
+        if holder == record.job_id or (
+                holder is not None and self.holder_state(holder, digest, gen) != "dead"):
+            return False
+        try:
+            os.symlink(record.job_id, self.layout.dedup / claim_name(digest, gen + 1))
+        except FileExistsError:
+            return False  # a submitter got there first: that job holds the input
+        except FileNotFoundError:
+            self.layout.dedup.mkdir(parents=True, exist_ok=True)
+            return self.ensure_dedup_claim(record)
+        return True
+
     def ensure_queue_marker(self, record: JobRecord) -> bool:
         """Make sure a QUEUED record has its marker. Returns True if one was created."""
         key = QueueKey.make(record.spec.priority, record.created_ns, record.job_id)
@@ -371,6 +710,15 @@ def _is_job_id(name: str) -> bool:
     return True
 
 
+def _write_durable(path: Path, data: bytes) -> None:
+    """Write a new file and fsync it (in a private staging folder: no temp file needed,
+    the folder's rename into the store publishes it)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _touch(path: Path) -> None:
     fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o644)
     os.close(fd)
@@ -383,3 +731,7 @@ def load_result_json(job_dir: Path) -> dict[str, object] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+__all__ = ["Claimed", "CorruptRecord", "JobNotFound", "JobStore", "StoreError", "Submitted",
+           "default_group", "load_result_json", "validate_group"]

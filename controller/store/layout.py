@@ -7,6 +7,14 @@
     $JOBS_DIR/.qforge/cancel/<job_id>       a user's cancel request
     $JOBS_DIR/.qforge/workers/<instance>    heartbeat of a live worker or controller
     $JOBS_DIR/.qforge/incoming/             submissions being staged
+    $JOBS_DIR/.qforge/done/<STATUS>/<finished_ns>-<job_id>
+                                            one marker per finished job (COMPLETED,
+                                            FAILED, CANCELLED), named by when it ended
+    $JOBS_DIR/.qforge/groups/<group>/<job_id>
+                                            one marker per member of a group
+    $JOBS_DIR/.qforge/dedup/<hash>.<gen>    symlink -> the job holding that input
+    $JOBS_DIR/<job_id>/groups/<group>       the job joined <group> as a duplicate
+                                            (its own group is in metadata.json)
 
 The markers are an index only: every one of them can be rebuilt from the metadata
 files. Queue keys sort in scheduling order (higher priority first, then FIFO by the
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INDEX_DIR = ".qforge"
+DONE_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 PRIORITY_OFFSET = 1000  # priorities run -1000..1000; keys hold 1000 - priority
 _INSTANCE_CLEAN = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -59,6 +68,25 @@ class QueueKey:
         return cls(int(parts[0]), int(parts[1]), parts[2])
 
 
+@dataclass(frozen=True, order=True)
+class DoneKey:
+    """A finished job's marker name in `done/<STATUS>/`: when it ended, then its id."""
+
+    finished_ns: int
+    job_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.finished_ns:020d}-{self.job_id}"
+
+    @classmethod
+    def parse(cls, name: str) -> DoneKey | None:
+        stamp, sep, job_id = name.partition("-")
+        if not sep or len(stamp) != 20 or not stamp.isdigit() or not job_id:
+            return None
+        return cls(int(stamp), job_id)
+
+
 @dataclass(frozen=True)
 class RunningMarker:
     job_id: str
@@ -87,10 +115,24 @@ class Layout:
         self.cancel = self.index / "cancel"
         self.workers = self.index / "workers"
         self.incoming = self.index / "incoming"
+        self.done_root = self.index / "done"
+        self.groups = self.index / "groups"
+        self.dedup = self.index / "dedup"
 
     def ensure(self) -> None:
-        for path in (self.queue, self.running, self.cancel, self.workers, self.incoming):
+        for path in (self.queue, self.running, self.cancel, self.workers, self.incoming,
+                     self.groups, self.dedup, *(self.done(s) for s in DONE_STATUSES)):
             path.mkdir(parents=True, exist_ok=True)
+
+    def done(self, status: str) -> Path:
+        return self.done_root / status
+
+    def group(self, group: str) -> Path:
+        return self.groups / group
+
+    def memberships(self, job_id: str) -> Path:
+        """The folder of a job's extra groups (those it joined as a duplicate)."""
+        return self.root / job_id / "groups"
 
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id

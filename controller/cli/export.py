@@ -1,0 +1,176 @@
+"""`qforge export`: one row per job (CSV, JSON lines) or one structure per job (SDF, XYZ).
+
+Rows come from the records' summaries alone (metadata.json); structures also read each
+job's result.json for its optimised geometry (the input geometry when there is none:
+a single point, a Hessian, a job that failed).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from controller.record import JobRecord
+from controller.store.jobstore import load_result_json
+from runner_image.molecule import Molecule
+
+COLUMNS = ("job_id", "name", "group", "formula", "method", "task", "status", "energy_eh",
+           "gap_ev", "dipole_debye", "converged", "n_imaginary", "wall_time_s",
+           "error_type", "error_message")
+FORMATS = ("csv", "jsonl", "sdf", "xyz")
+
+
+def export_row(record: JobRecord, group: str | None = None) -> dict[str, Any]:
+    """The export columns of one record; `group` is the group being exported (a
+    duplicate counts there too), else the record's own."""
+    res = record.result or {}
+    quality = res.get("quality")
+    if not isinstance(quality, dict):
+        quality = {}
+    spec = record.spec
+    return {
+        "job_id": record.job_id,
+        "name": spec.name,
+        "group": group or record.group,
+        "formula": spec.molecule.formula,
+        "method": spec.method.value,
+        "task": spec.task.value,
+        "status": record.status.value,
+        "energy_eh": res.get("energy"),
+        "gap_ev": res.get("gap"),
+        "dipole_debye": res.get("dipole_debye"),
+        "converged": res.get("converged"),
+        "n_imaginary": quality.get("imaginary_frequencies") if record.result else None,
+        "wall_time_s": res.get("wall_time"),
+        "error_type": record.error.type if record.error else None,
+        "error_message": record.error.message if record.error else None,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # every digit: the energies round-trip
+    return str(value)
+
+
+def write_csv(records: Iterable[JobRecord], out: IO[str], group: str | None = None) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    n = 0
+    for record in records:
+        row = export_row(record, group)
+        writer.writerow([_cell(row[c]) for c in COLUMNS])
+        n += 1
+    return n
+
+
+def write_jsonl(records: Iterable[JobRecord], out: IO[str], group: str | None = None) -> int:
+    n = 0
+    for record in records:
+        out.write(json.dumps(export_row(record, group)) + "\n")
+        n += 1
+    return n
+
+
+def final_geometry(record: JobRecord, job_dir: Path) -> tuple[Molecule, bool]:
+    """The optimised geometry from result.json and True, or the input and False."""
+    data = load_result_json(job_dir) if record.result else None
+    result = data.get("result") if data else None
+    geometry = result.get("geometry") if isinstance(result, dict) else None
+    if isinstance(geometry, dict):
+        try:
+            return Molecule.model_validate(geometry), True
+        except ValidationError:
+            pass
+    return record.spec.molecule, False
+
+
+def _title(row: dict[str, Any], optimised: bool) -> str:
+    parts = [row["job_id"]]
+    if row["name"]:
+        parts.append(row["name"])
+    if row["energy_eh"] is not None:
+        parts.append(f"energy={row['energy_eh']!r} Eh")
+    if row["gap_ev"] is not None:
+        parts.append(f"gap={row['gap_ev']!r} eV")
+    parts.append(f"status={row['status']}")
+    parts.append("geometry=optimised" if optimised else "geometry=input")
+    return " ".join(parts)
+
+
+def write_xyz(items: Iterable[tuple[JobRecord, Path]], out: IO[str],
+              group: str | None = None) -> int:
+    """Concatenated XYZ frames; the comment line carries id, name, energy, status."""
+    n = 0
+    for record, job_dir in items:
+        molecule, optimised = final_geometry(record, job_dir)
+        row = export_row(record, group)
+        out.write(molecule.model_copy(update={"comment": _title(row, optimised)}).to_xyz())
+        n += 1
+    return n
+
+
+def sdf_block(molecule: Molecule, title: str, props: dict[str, Any],
+              bonds: list[tuple[int, int, int]] | None = None) -> str:
+    """One SDF record (V2000 molfile + data items)."""
+    bonds = bonds or []
+    lines = [title[:80], "  qforge", "", f"{molecule.natoms:3d}{len(bonds):3d}  0  0  0  0  0"
+             "  0  0  0999 V2000"]
+    for sym, (x, y, z) in zip(molecule.symbols, molecule.geometry, strict=True):
+        lines.append(f"{x:10.4f}{y:10.4f}{z:10.4f} {sym:<3s} 0  0  0  0  0  0  0  0  0  0"
+                     "  0  0")
+    lines += [f"{a:3d}{b:3d}{order:3d}  0" for a, b, order in bonds]
+    lines.append("M  END")
+    for key, value in props.items():
+        if value is not None:
+            lines += [f">  <{key}>", _cell(value), ""]
+    lines.append("$$$$")
+    return "\n".join(lines) + "\n"
+
+
+def connectivity(molecule: Molecule, charge: int) -> list[tuple[int, int, int]]:
+    """Single bonds from interatomic distances (RDKit's DetermineConnectivity), when
+    RDKit is installed; none otherwise (a valid SDF still: atoms and properties)."""
+    try:
+        from rdkit import Chem
+        from rdkit.Chem import rdDetermineBonds
+    except ImportError:
+        return []
+    try:
+        mol = Chem.MolFromXYZBlock(molecule.to_xyz())
+        if mol is None:
+            return []
+        rdDetermineBonds.DetermineConnectivity(mol, charge=charge)
+    except (ValueError, RuntimeError):
+        return []
+    return [(b.GetBeginAtomIdx() + 1, b.GetEndAtomIdx() + 1, 1) for b in mol.GetBonds()]
+
+
+def write_sdf(items: Iterable[tuple[JobRecord, Path]], out: IO[str],
+              group: str | None = None) -> int:
+    n = 0
+    for record, job_dir in items:
+        molecule, optimised = final_geometry(record, job_dir)
+        row = export_row(record, group)
+        props = {k: row[k] for k in COLUMNS if k != "name"}
+        props["charge"] = record.spec.charge
+        props["uhf"] = record.spec.uhf
+        props["geometry"] = "optimised" if optimised else "input"
+        out.write(sdf_block(molecule, row["name"] or row["job_id"], props,
+                            connectivity(molecule, record.spec.charge)))
+        n += 1
+    return n
+
+
+def rows(records: Iterable[JobRecord], group: str | None = None) -> Iterator[dict[str, Any]]:
+    for record in records:
+        yield export_row(record, group)
