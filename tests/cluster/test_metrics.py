@@ -41,8 +41,12 @@ def test_controller_metrics_agree_with_the_store_and_the_cluster(site: Site) -> 
     info = [labels for name, labels in m.samples if name == "qforge_build_info"]
     assert ("component", "controller") in info[0]
     # the store
+    wait_until(lambda: scrape(url).value("qforge_jobs", status="completed") == SUCCEEDING,
+               30, "the store's counts to catch up")
+    m = scrape(url)
     assert m.value("qforge_jobs", status="queued") == 0
     assert m.value("qforge_jobs", status="running") == 1
+    assert m.value("qforge_jobs_submitted_total") == SUCCEEDING + 1
     # what this controller did
     assert m.value("qforge_jobs_started_total") == SUCCEEDING + 1
     assert m.value("qforge_jobs_finished_total", status="completed", error_type="none") \

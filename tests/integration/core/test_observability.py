@@ -110,10 +110,16 @@ def test_worker_metrics_agree_with_the_store(run: Run) -> None:
     assert records["methane"].status is Status.COMPLETED
     assert records["timeout"].status is Status.FAILED
     assert records["cancelled"].status is Status.CANCELLED
+    # store gauges (the finished counts are refreshed off the scrape: a moment behind)
+    wait_until(lambda: scrape(run.url).value("qforge_jobs", status="cancelled") == 1, 30,
+               "the store's counts to catch up")
     m = scrape(run.url)
-    # store gauges
+    counts = store.counts()
+    for status in Status:
+        assert m.value("qforge_jobs", status=status.value.lower()) == counts[status]
+    assert counts[Status.COMPLETED] == 2 and counts[Status.FAILED] == 1
     assert m.value("qforge_jobs", status="queued") == len(store.queued()) == 0
-    assert m.value("qforge_jobs", status="running") == 0
+    assert m.value("qforge_jobs_submitted_total") == 4
     assert m.value("qforge_store_up") == 1
     # this worker's counters
     assert m.value("qforge_jobs_started_total") == 3

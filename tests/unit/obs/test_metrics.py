@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -168,7 +169,33 @@ def test_store_gauges_count_queued_and_running_from_the_index(store: JobStore) -
     registry.register(StoreCollector(store))
     assert value(registry, "qforge_jobs", status="queued") == 2
     assert value(registry, "qforge_jobs", status="running") == 1
+    assert value(registry, "qforge_jobs", status="completed") == 0
+    assert value(registry, "qforge_jobs_submitted_total") == 3
     assert value(registry, "qforge_store_up") == 1
+
+
+def test_finished_counts_follow_the_done_markers_off_the_scrape(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from controller.metrics import store as store_metrics
+
+    ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(3)]
+    collector = StoreCollector(store)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert value(registry, "qforge_jobs", status="completed") == 0  # the first count
+    for key in store.queued()[:2]:
+        claimed = store.claim(key, "w1", Placement(executor="local"))
+        assert claimed is not None
+        store.finish(claimed, claimed.record.evolve(status=Status.FAILED, error=JobError(
+            type=ErrorType.xtb_error, message="x")))
+    # the scrape answers at once with the last count and counts again in the background
+    monkeypatch.setattr(store_metrics, "REFRESH_MIN_SECONDS", 0.0)
+    deadline = time.monotonic() + 30
+    while value(registry, "qforge_jobs", status="failed") != 2:
+        assert time.monotonic() < deadline, "the count never caught up"
+        time.sleep(0.05)
+    assert value(registry, "qforge_jobs", status="queued") == 1
+    assert value(registry, "qforge_jobs_submitted_total") == len(ids)
 
 
 def test_seconds_between_record_stamps() -> None:
