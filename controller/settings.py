@@ -47,6 +47,27 @@ class Settings(BaseModel):
 
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"
+    # RELEASE: one release = one store, one cap, one leader. Its runner Jobs carry
+    # app.kubernetes.io/instance=<release>, its Lease is "<release>-controller".
+    release: str = Field("qforge", min_length=1, max_length=53,
+                         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # The controller's own client-side limit on Kubernetes API requests (token bucket):
+    # a job costs about 3 writes, so 200/s holds ~65 launches/s with as many completions.
+    kube_api_qps: float = Field(200, gt=0)
+    kube_api_burst: int = Field(400, ge=1)
+    # Threads that make the API writes (Job creates, Events, finalizer removals) off the
+    # scheduling thread.
+    kube_api_writers: int = Field(8, ge=1, le=64)
+    # Safety net of the watch-fed view of runner Jobs: a full LIST this often while
+    # Jobs run (besides the one at start and one after a broken watch).
+    kube_resync_seconds: float = Field(60, ge=1)
+    # LAUNCH_EVENTS: also post an Event when a Job is launched (one more API write per
+    # job; the Job's own labels and the Job controller's SuccessfulCreate say as much).
+    launch_events: bool = False
+    # The controller's own pod (downward API): a standby takes the Lease at once when
+    # the pod that holds it no longer exists.
+    pod_name: str | None = None
+    pod_uid: str | None = None
     runner_image: str = "qforge-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pvc_name: str = "qforge-jobs"

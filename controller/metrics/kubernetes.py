@@ -3,9 +3,10 @@ the Kubernetes API by verb and code (and the launch errors among them), and whet
 controller leads.
 
 Requests are counted at the kubernetes client's REST layer (`instrument`), so every call
-the executor, the Lease elector or the Event poster makes is counted without touching
-them. kopf's own watches go through aiohttp, not this client, and are not counted here.
-Runner pods are counted from the pod watch that kopf feeds the controller (`observe`).
+the executor, the watches, the Lease elector or the Event poster makes is counted without
+touching them (a watch is counted when it opens, its duration is the time to the first
+byte). kopf's own requests go through aiohttp, not this client, and are not counted here.
+Runner pods are counted from the controller's pod watch (`tee_list`, `tee_event`).
 """
 
 from __future__ import annotations
@@ -109,6 +110,30 @@ class RunnerPods(Collector):
                 phase = str((pod.get("status") or {}).get("phase") or "Pending")
                 self._pods[key] = (phase if phase in PHASES else "Unknown",
                                    pod_waiting_reason(pod))
+
+    def replace(self, pods: Iterable[Mapping[str, Any]]) -> None:
+        """A full listing of the runner pods: the gauges start again from it."""
+        fresh = RunnerPods()
+        for pod in pods:
+            fresh.observe("ADDED", pod)
+        with self._lock:
+            self._pods = fresh._pods
+
+    def tee_event(self, feed: Callable[[str, dict[str, Any]], None]
+                  ) -> Callable[[str, dict[str, Any]], None]:
+        """A pod watch's event callback that also feeds these gauges."""
+        def both(kind: str, body: dict[str, Any]) -> None:
+            self.observe(kind, body)
+            feed(kind, body)
+        return both
+
+    def tee_list(self, feed: Callable[[list[dict[str, Any]], float], None]
+                 ) -> Callable[[list[dict[str, Any]], float], None]:
+        """A pod watch's listing callback that also feeds these gauges."""
+        def both(bodies: list[dict[str, Any]], listed_at: float) -> None:
+            self.replace(bodies)
+            feed(bodies, listed_at)
+        return both
 
     def describe(self) -> Iterable[Metric]:
         return [GaugeMetricFamily("qforge_runner_pods", "", labels=["phase"]),

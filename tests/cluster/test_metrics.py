@@ -68,8 +68,11 @@ def test_controller_metrics_agree_with_the_store_and_the_cluster(site: Site) -> 
     assert m.total("qforge_kubernetes_api_requests_total", resource="leases") >= 2
     assert m.value("qforge_kubernetes_api_requests_total", verb="list", resource="jobs",
                    code="200") >= 1
-    assert m.total("qforge_kubernetes_api_requests_total", verb="create",
-                   resource="events") >= SUCCEEDING + 1
+    posted = [e for e in site.kubectl_json("get", "events")["items"]
+              if e.get("reportingComponent") == "qforge-controller"]
+    assert posted
+    assert m.value("qforge_kubernetes_api_requests_total", verb="create", resource="events",
+                   code="201") == len(posted)
     assert m.total("qforge_launch_errors_total") == 0
     assert m.value("qforge_kubernetes_api_request_duration_seconds_count", verb="create",
                    resource="jobs") == SUCCEEDING + 1

@@ -277,3 +277,18 @@ def test_process_metrics_serve_and_refuse_a_busy_port(store: JobStore) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_listing_replaces_the_pods_and_the_tees_feed_both() -> None:
+    registry = CollectorRegistry()
+    pods = RunnerPods()
+    registry.register(pods)
+    fed: list[Any] = []
+    on_event = pods.tee_event(lambda kind, body: fed.append((kind, body["metadata"]["name"])))
+    on_list = pods.tee_list(lambda bodies, at: fed.append(("LIST", len(bodies))))
+    on_event("ADDED", pod("gone", "Pending", unschedulable=True))
+    on_list([pod("a", "Running", node="n"), pod("b", "Succeeded", node="n")], 0.0)
+    assert fed == [("ADDED", "gone"), ("LIST", 2)]
+    assert value(registry, "qforge_runner_pods", phase="Pending") == 0
+    assert value(registry, "qforge_runner_pods", phase="Running") == 1
+    assert value(registry, "qforge_runner_pods", phase="Succeeded") == 1
