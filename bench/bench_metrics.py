@@ -20,14 +20,25 @@ import urllib.request
 from pathlib import Path
 
 from bench_store import build_store, naive_scan
-from benchlib import env_int, log, median, ms, scratch_dir, timed
+from benchlib import env_int, log, median, ms, scratch_dir, timed, write_file
 
 from controller.metrics.process import ProcessMetrics
+from controller.record import Status
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
+from controller.store.layout import DoneKey
 from tests.metrics import Scrape
 
 TARGET = 1.5
+
+
+def index_finished(root: Path) -> None:
+    """The done markers `JobStore.finish` leaves, for jobs written directly (one each)."""
+    store = JobStore(root)
+    folder = store.layout.done(Status.COMPLETED.value)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, job_id in enumerate(store.job_ids()):
+        write_file(folder / DoneKey(1_764_000_000_000_000_000 + i, job_id).name, b"")
 
 
 def serve(root: Path) -> tuple[ProcessMetrics, str]:
@@ -52,6 +63,7 @@ def main() -> int:
         build_store(roots["empty"], 0, 0)
         t0 = time.perf_counter()
         build_store(roots["full"], args.finished, 0)
+        index_finished(roots["full"])
         log(f"full store: {args.finished} finished jobs written in "
             f"{time.perf_counter() - t0:.1f} s")
         served = {name: serve(root) for name, root in roots.items()}
@@ -59,8 +71,10 @@ def main() -> int:
             urls = {name: url for name, (_, url) in served.items()}
             for name, url in urls.items():  # the same answer shape from both
                 scrape = Scrape(get(url))
-                queued = scrape.value("qforge_jobs", status="queued")
-                log(f"{name}: {len(scrape.samples)} samples, queued jobs {queued:g}")
+                completed = scrape.value("qforge_jobs", status="completed")
+                log(f"{name}: {len(scrape.samples)} samples, completed jobs {completed:g}")
+                if completed != (args.finished if name == "full" else 0):
+                    raise SystemExit(f"bench_metrics: {name} counts {completed:g} completed")
                 for _ in range(20):  # warm-up
                     get(url)
             samples: dict[str, list[float]] = {name: [] for name in urls}
