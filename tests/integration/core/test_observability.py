@@ -280,3 +280,15 @@ def test_every_dashboard_query_is_valid_promql_to_a_real_prometheus(
             continue  # a Grafana function, not PromQL
         answer = _api(prometheus, "/api/v1/query", query=grafana_to_promql(expr))
         assert answer["status"] == "success", (expr, answer)
+
+
+def test_a_busy_metrics_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = qforge("worker", "--until-idle", "--metrics-port", str(port),
+                     "--metrics-address", "127.0.0.1", jobs=tmp_path / "jobs")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert f"qforge: error: METRICS_PORT: cannot listen on 127.0.0.1:{port}" in out.stderr
