@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from controller.cli import export, render
-from controller.record import JobRecord, Status
+from controller.record import Status
 from controller.settings import Settings
 from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore
 from controller.store.layout import DONE_STATUSES
@@ -43,23 +43,27 @@ def _status(args: argparse.Namespace) -> Status | None:
     return Status(value) if value else None
 
 
-def selected(store: JobStore, status: Status | None, group: str | None) -> Iterator[JobRecord]:
-    """The records a command returns; a corrupt one is reported on stderr and skipped."""
+# ------------------------------------------------------------------ list
+def selected_data(store: JobStore, status: Status | None,
+                  group: str | None) -> list[dict[str, Any]]:
+    """The records a command returns as metadata.json holds them, in submission order;
+    a corrupt one is reported on stderr and skipped."""
     if group is not None:
         _need_group(store, group)
-    for item in store.select(status=status, group=group):
+    records: list[dict[str, Any]] = []
+    for item in store.select_data(status=status, group=group):
         if isinstance(item, CorruptRecord):
             print(f"qforge: warning: skipping {item}", file=sys.stderr)
-            continue
-        yield item
+        else:
+            records.append(item)
+    records.sort(key=lambda r: (r.get("created_ns", 0), r["job_id"]))
+    return records
 
 
-# ------------------------------------------------------------------ list
 def list_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store(settings)
-    records = sorted(selected(store, _status(args), args.group), key=lambda r: r.created_ns)
+    records = selected_data(_store(settings), _status(args), args.group)
     if args.json:
-        render.print_json([r.model_dump(mode="json") for r in records])
+        render.print_json(records)
     else:
         render.print_table(records)
     return EXIT_OK
@@ -322,18 +326,24 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     if args.group is not None:
         _need_group(store, args.group)
-        requested = already = 0
+        requested = already = shared = 0
         for job_id, (st, _) in store.group_states(args.group).items():
             if st.terminal:
                 already += 1
                 continue
             try:
+                record = store.read(job_id)
+                if set(store.groups_of(record)) - {args.group}:
+                    shared += 1  # another campaign counts on it: cancel it by its id
+                    continue
                 store.request_cancel(job_id)
                 requested += 1
             except (JobNotFound, CorruptRecord) as exc:
                 print(f"qforge: warning: {exc}", file=sys.stderr)
+        kept = (f"; {shared} kept because another group counts on them too (cancel those "
+                "by job id)") if shared else ""
         print(f"Cancel requested for {requested} job(s) of group {args.group} "
-              f"({already} already finished); the worker or controller will stop them")
+              f"({already} already finished{kept}); the worker or controller will stop them")
         return EXIT_OK
     code = EXIT_OK
     for job_id in args.job_ids:
@@ -354,8 +364,7 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
 # ---------------------------------------------------------------- export
 def export_jobs(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
-    records = sorted(selected(store, _status(args), args.group),
-                     key=lambda r: (r.created_ns, r.job_id))
+    records = selected_data(store, _status(args), args.group)
     out: IO[str]
     if args.output and args.output != "-":
         out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
@@ -368,7 +377,7 @@ def export_jobs(args: argparse.Namespace, settings: Settings) -> int:
         elif fmt == "jsonl":
             n = export.write_jsonl(records, out, args.group)
         else:
-            items = ((r, store.layout.job_dir(r.job_id)) for r in records)
+            items = ((r, store.layout.job_dir(r["job_id"])) for r in records)
             writer = export.write_sdf if fmt == "sdf" else export.write_xyz
             n = writer(items, out, args.group)
         out.flush()

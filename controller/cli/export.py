@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,28 +28,46 @@ FORMATS = ("csv", "jsonl", "sdf", "xyz")
 def export_row(record: JobRecord, group: str | None = None) -> dict[str, Any]:
     """The export columns of one record; `group` is the group being exported (a
     duplicate counts there too), else the record's own."""
-    res = record.result or {}
+    return export_row_data(record.model_dump(mode="json"), group)
+
+
+def formula(symbols: list[str]) -> str:
+    return Molecule.model_construct(symbols=tuple(symbols), geometry=()).formula
+
+
+def export_row_data(data: dict[str, Any], group: str | None = None) -> dict[str, Any]:
+    """The export columns from a record as metadata.json holds it."""
+    spec = data["spec"]
+    res = data.get("result") or {}
+    err = data.get("error") or {}
     quality = res.get("quality")
     if not isinstance(quality, dict):
         quality = {}
-    spec = record.spec
     return {
-        "job_id": record.job_id,
-        "name": spec.name,
-        "group": group or record.group,
-        "formula": spec.molecule.formula,
-        "method": spec.method.value,
-        "task": spec.task.value,
-        "status": record.status.value,
+        "job_id": data["job_id"],
+        "name": spec.get("name"),
+        "group": group or data.get("group"),
+        "formula": formula(spec["molecule"]["symbols"]),
+        "method": spec.get("method", "gfn2"),
+        "task": spec.get("task", "opt"),
+        "status": data["status"],
         "energy_eh": res.get("energy"),
         "gap_ev": res.get("gap"),
         "dipole_debye": res.get("dipole_debye"),
         "converged": res.get("converged"),
-        "n_imaginary": quality.get("imaginary_frequencies") if record.result else None,
+        "n_imaginary": quality.get("imaginary_frequencies") if res else None,
         "wall_time_s": res.get("wall_time"),
-        "error_type": record.error.type if record.error else None,
-        "error_message": record.error.message if record.error else None,
+        "error_type": err.get("type"),
+        "error_message": err.get("message"),
     }
+
+
+def input_molecule(data: dict[str, Any]) -> Molecule:
+    """The submitted molecule of a stored record (validated when it was submitted)."""
+    mol = data["spec"]["molecule"]
+    return Molecule.model_construct(
+        symbols=tuple(mol["symbols"]), geometry=tuple(tuple(a) for a in mol["geometry"]),
+        comment=mol.get("comment", ""))
 
 
 def _cell(value: Any) -> str:
@@ -62,28 +80,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv(records: Iterable[JobRecord], out: IO[str], group: str | None = None) -> int:
+def write_csv(records: Iterable[dict[str, Any]], out: IO[str],
+              group: str | None = None) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     n = 0
     for record in records:
-        row = export_row(record, group)
+        row = export_row_data(record, group)
         writer.writerow([_cell(row[c]) for c in COLUMNS])
         n += 1
     return n
 
 
-def write_jsonl(records: Iterable[JobRecord], out: IO[str], group: str | None = None) -> int:
+def write_jsonl(records: Iterable[dict[str, Any]], out: IO[str],
+                group: str | None = None) -> int:
     n = 0
     for record in records:
-        out.write(json.dumps(export_row(record, group)) + "\n")
+        out.write(json.dumps(export_row_data(record, group)) + "\n")
         n += 1
     return n
 
 
-def final_geometry(record: JobRecord, job_dir: Path) -> tuple[Molecule, bool]:
+def final_geometry(record: dict[str, Any], job_dir: Path) -> tuple[Molecule, bool]:
     """The optimised geometry from result.json and True, or the input and False."""
-    data = load_result_json(job_dir) if record.result else None
+    data = load_result_json(job_dir) if record.get("result") else None
     result = data.get("result") if data else None
     geometry = result.get("geometry") if isinstance(result, dict) else None
     if isinstance(geometry, dict):
@@ -91,7 +111,7 @@ def final_geometry(record: JobRecord, job_dir: Path) -> tuple[Molecule, bool]:
             return Molecule.model_validate(geometry), True
         except ValidationError:
             pass
-    return record.spec.molecule, False
+    return input_molecule(record), False
 
 
 def _title(row: dict[str, Any], optimised: bool) -> str:
@@ -107,13 +127,13 @@ def _title(row: dict[str, Any], optimised: bool) -> str:
     return " ".join(parts)
 
 
-def write_xyz(items: Iterable[tuple[JobRecord, Path]], out: IO[str],
+def write_xyz(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
               group: str | None = None) -> int:
     """Concatenated XYZ frames; the comment line carries id, name, energy, status."""
     n = 0
     for record, job_dir in items:
         molecule, optimised = final_geometry(record, job_dir)
-        row = export_row(record, group)
+        row = export_row_data(record, group)
         out.write(molecule.model_copy(update={"comment": _title(row, optimised)}).to_xyz())
         n += 1
     return n
@@ -155,22 +175,18 @@ def connectivity(molecule: Molecule, charge: int) -> list[tuple[int, int, int]]:
     return [(b.GetBeginAtomIdx() + 1, b.GetEndAtomIdx() + 1, 1) for b in mol.GetBonds()]
 
 
-def write_sdf(items: Iterable[tuple[JobRecord, Path]], out: IO[str],
+def write_sdf(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
               group: str | None = None) -> int:
     n = 0
     for record, job_dir in items:
         molecule, optimised = final_geometry(record, job_dir)
-        row = export_row(record, group)
+        row = export_row_data(record, group)
+        charge = int(record["spec"].get("charge", 0))
         props = {k: row[k] for k in COLUMNS if k != "name"}
-        props["charge"] = record.spec.charge
-        props["uhf"] = record.spec.uhf
+        props["charge"] = charge
+        props["uhf"] = int(record["spec"].get("uhf", 0))
         props["geometry"] = "optimised" if optimised else "input"
         out.write(sdf_block(molecule, row["name"] or row["job_id"], props,
-                            connectivity(molecule, record.spec.charge)))
+                            connectivity(molecule, charge)))
         n += 1
     return n
-
-
-def rows(records: Iterable[JobRecord], group: str | None = None) -> Iterator[dict[str, Any]]:
-    for record in records:
-        yield export_row(record, group)

@@ -29,22 +29,23 @@ def validation_message(exc: ValidationError) -> str:
     return f"{loc}: {msg}" if loc else msg
 
 
-def _energy(record: JobRecord) -> str:
-    if record.result and isinstance(record.result.get("energy"), int | float):
-        return f"{record.result['energy']:.8f}"
-    if record.error is not None:
-        return record.error.type
-    return ""
+def print_table(records: list[dict[str, Any]]) -> None:
+    """The job table from records as metadata.json holds them (no re-validation)."""
+    from controller.cli.export import formula
 
-
-def print_table(records: list[JobRecord]) -> None:
     if not records:
         print("No jobs.")
         return
     rows = [("JOB_ID", "STATUS", "METHOD", "TASK", "FORMULA", "ENERGY/ERROR", "CREATED")]
     for r in records:
-        rows.append((r.job_id, r.status.value, r.spec.method.value, r.spec.task.value,
-                     r.spec.molecule.formula, _energy(r), r.created_at[:19].replace("T", " ")))
+        spec = r["spec"]
+        res, err = r.get("result") or {}, r.get("error") or {}
+        energy = res.get("energy")
+        shown = f"{energy:.8f}" if isinstance(energy, int | float) else str(
+            err.get("type") or "")
+        rows.append((r["job_id"], r["status"], str(spec.get("method", "gfn2")),
+                     str(spec.get("task", "opt")), formula(spec["molecule"]["symbols"]),
+                     shown, str(r.get("created_at", ""))[:19].replace("T", " ")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -124,6 +125,9 @@ def print_show(store: JobStore, record: JobRecord, settings: Settings) -> None:
         + (f", ALPB {spec.solvent}" if spec.solvent else ""),
         f"Created:  {record.created_at}",
     ]
+    groups = store.groups_of(record)
+    if groups:
+        out.append(f"Groups:   {', '.join(groups)}")
     if record.started_at:
         out.append(f"Started:  {record.started_at} (attempt {record.attempts})")
     if record.finished_at:

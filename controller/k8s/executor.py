@@ -85,6 +85,7 @@ class KubernetesExecutor:
         self._pods: dict[str, PodView] = {}  # Job name -> its pod, for Jobs that matter
         self._to_release: list[tuple[str, str]] = []  # (job id, Job name) recorded
         self._sweep: set[str] = set()  # untracked Jobs still carrying the finalizer
+        self._releasing: set[str] = set()  # Jobs whose finalizer is being taken off
         self._wake: threading.Event | None = None
         self._clock = clock
         self.view = JobView()
@@ -316,6 +317,7 @@ class KubernetesExecutor:
                     self._by_name.pop(t.name, None)
                     if not outcome.requeue and not t.refused:
                         self._to_release.append((job_id, t.name))
+                        self._releasing.add(t.name)
         return outcomes
 
     def updates(self) -> list[Update]:
@@ -343,7 +345,9 @@ class KubernetesExecutor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
+            # writes not started are dropped: a create's job is adopted (and created) by
+            # the next controller, a finalizer is swept at its first listing
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --------------------------------------------------------- watch feeds
     def jobs_listed(self, bodies: list[dict[str, Any]], listed_at: float) -> None:
@@ -375,19 +379,22 @@ class KubernetesExecutor:
 
     def _job_event(self, kind: str, body: dict[str, Any]) -> None:
         name = str((body.get("metadata") or {}).get("name") or "")
-        poke = False
         with self._lock:
+            before = self.view.state(name)
             state = self.view.apply(kind, body)
+            # a slot freed (its Job's pod ended, or it is gone): refill it at once
+            poke = before is not None and before.holding and (state is None or not state.holding)
             job_id = self._by_name.get(name)
             t = self._tracked.get(job_id) if job_id else None
             if state is None:
                 self._job_gone(name)
-                poke = t is not None
+                poke = poke or t is not None
             elif t is not None:
                 t.seen = True
                 t.dirty = True
-                poke = not state.holding or state.deleting
-            elif state.finalizer and (not state.holding or state.deleting):
+                poke = poke or not state.holding or state.deleting
+            elif state.finalizer and (not state.holding or state.deleting) \
+                    and name not in self._releasing:
                 self._sweep.add(name)
         if poke:
             self._poke()
@@ -515,6 +522,13 @@ class KubernetesExecutor:
     def _release(self, job_id: str, name: str) -> None:
         """Take qforge's finalizer off a Job, once its record is terminal (or gone): from
         then on its TTL, a cancel or a user may remove it."""
+        try:
+            self._release_once(job_id, name)
+        finally:
+            with self._lock:
+                self._releasing.discard(name)
+
+    def _release_once(self, job_id: str, name: str) -> None:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -566,17 +580,22 @@ class KubernetesExecutor:
             if name in self._by_name:
                 return
             state = self.view.state(name)
-        if state is None or state.job_id is None:
+        if state is None or state.job_id is None or name in self._releasing:
             return
+        with self._lock:
+            self._releasing.add(name)
         try:
             record = self.store.read(state.job_id)
         except JobNotFound:
             self._submit(lambda: self._release(state.job_id or "", name))
             return
         except CorruptRecord:
-            return
-        if record.status.terminal:
+            record = None
+        if record is not None and record.status.terminal:
             self._submit(lambda: self._release(state.job_id or "", name))
+        else:
+            with self._lock:
+                self._releasing.discard(name)
 
     def forget_all(self) -> None:
         """Stop tracking everything (this controller lost the Lease: the new leader
@@ -586,6 +605,7 @@ class KubernetesExecutor:
             self._by_name.clear()
             self._to_release.clear()
             self._sweep.clear()
+            self._releasing.clear()
 
     def _report(self, job_id: str) -> RunReport | None:
         data = load_result_json(self.store.layout.job_dir(job_id))

@@ -75,6 +75,8 @@ class ListWatch:
                 self._backoff.succeeded()
                 self.error = None
             except Exception as exc:  # any failure: list again, after a pause
+                if self._stop.is_set():
+                    return  # closed under its feet: the controller stops
                 status = getattr(exc, "status", None)
                 self.error = f"{type(exc).__name__}: {status or exc}"
                 delay = self._backoff.failed(retry_after_seconds(getattr(exc, "headers",

@@ -63,8 +63,8 @@ class IndexKeeper:
         store.ensure()
         report = RebuildReport()
         self._root_mtime = _mtime(store)
-        names = store.job_ids()
-        report.jobs = len(names)
+        present = store.job_id_set()
+        report.jobs = len(present)
         queue_keys = store.queued()
         indexed: set[str] = {k.job_id for k in queue_keys}
         running = store.running_markers()
@@ -74,14 +74,12 @@ class IndexKeeper:
             listing = os.listdir(store.layout.done(status))
             done_dirs[status] = listing
             indexed.update(n[DONE_ID_AT:] for n in listing)
-        for job_id in names:
-            if job_id not in indexed:
-                self._index_new(job_id, report)
+        for job_id in sorted(present - indexed):
+            self._index_new(job_id, report)
         for marker in running:  # finished, but the crash came before its done marker
             record = self._read(marker.job_id)
             if record is not None and store.ensure_done_marker(record):
                 report.indexed += 1
-        present = set(names)
         for status, listing in done_dirs.items():  # jobs removed by hand
             for name in listing:
                 if name[DONE_ID_AT:] not in present:
@@ -103,9 +101,9 @@ class IndexKeeper:
         if mtime == self._root_mtime:
             return 0
         self._root_mtime = mtime
-        names = store.job_ids()
-        new = [n for n in names if n not in self._known]
-        self._known = set(names)
+        names = store.job_id_set()
+        new = sorted(names - self._known)
+        self._known = names
         report = RebuildReport()
         for job_id in new:
             self._index_new(job_id, report)
@@ -232,6 +230,9 @@ class IndexKeeper:
             path = store.layout.queue / key.name
             if key.job_id in present:
                 if queued_ids is None or key.job_id in queued_ids:
+                    continue
+                data = store.peek(key.job_id)  # read as not QUEUED: requeued since?
+                if data is not None and data.get("status") == Status.QUEUED.value:
                     continue
             else:
                 try:

@@ -116,29 +116,39 @@ def test_canonical_input_rounds_coordinates_and_ignores_names() -> None:
         assert input_hash(other) != input_hash(base), canonical_input(other)
 
 
-def _submit_water(root: str, group: str, start: object) -> str:
-    start.wait()  # type: ignore[attr-defined]
-    out = JobStore(root).submit_batch([(water_spec(), WATER)], group=group)
+def _shifted_water(shift: float) -> tuple[JobSpec, str]:
+    mol = parse_xyz(WATER)
+    moved = mol.model_copy(update={"geometry": tuple(
+        (x + shift, y, z) for x, y, z in mol.geometry)})
+    return JobSpec(molecule=moved), moved.to_xyz()
+
+
+def _submit_water(root: str, group: str, shift: float, start: object) -> str:
+    start.wait(30)  # type: ignore[attr-defined]
+    out = JobStore(root).submit_batch([_shifted_water(shift)], group=group)
     return out[0].record.job_id
 
 
 def test_four_processes_submitting_the_same_molecule_make_one_job(tmp_path: Path) -> None:
+    """Each round, 4 processes released at once submit one molecule: one job."""
     root = tmp_path / "jobs"
     JobStore(root).ensure()
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        start = manager.Event()
-        with ctx.Pool(4) as pool:
-            pending = [pool.apply_async(_submit_water, (str(root), f"g{i}", start))
+    rounds = 5
+    with ctx.Manager() as manager, ctx.Pool(4) as pool:
+        for r in range(rounds):
+            start = manager.Event()
+            pending = [pool.apply_async(_submit_water, (str(root), f"g{i}", 0.1 * r, start))
                        for i in range(4)]
             start.set()
             ids = {p.get(timeout=60) for p in pending}
+            assert len(ids) == 1, f"round {r}: {ids}"
+            store = JobStore(root)
+            (jid,) = ids
+            assert sorted(store.groups_of(store.read(jid))) == ["g0", "g1", "g2", "g3"]
     store = JobStore(root)
-    assert len(ids) == 1
-    assert store.job_ids() == sorted(ids)
-    assert len(store.queued()) == 1
-    (jid,) = ids
-    assert sorted(store.groups_of(store.read(jid))) == ["g0", "g1", "g2", "g3"]
+    assert len(store.job_ids()) == rounds
+    assert len(store.queued()) == rounds
     assert os.listdir(store.layout.incoming) == []
 
 

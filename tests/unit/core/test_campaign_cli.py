@@ -163,6 +163,18 @@ def test_cancel_a_group_requests_only_unfinished_jobs(
     assert camp.cancel_requests() == queued
 
 
+def test_cancel_a_group_keeps_jobs_another_group_counts_on(
+        camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
+    ammonia = next(r for r in camp.select(status=Status.QUEUED, group="camp"))
+    camp.submit_batch([(ammonia.spec, AMMONIA)], group="third")  # a duplicate: shared
+    assert qf(camp, "cancel", "--group", "third") == 0
+    assert "0 job(s) of group third (0 already finished; 1 kept because another group " \
+        "counts on them too" in capsys.readouterr().out
+    assert camp.cancel_requests() == []
+    assert qf(camp, "cancel", ammonia.job_id) == 0  # by id it goes
+    assert camp.cancel_requests() == [ammonia.job_id]
+
+
 def test_cancel_several_ids_goes_on_past_a_missing_one(
         camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
     queued = sorted(r.job_id for r in camp.select(status=Status.QUEUED))
@@ -238,3 +250,21 @@ def test_export_xyz_and_sdf_carry_the_optimised_geometry(
     assert mols[0].GetProp("job_id") == water.job_id
     assert mols[0].GetConformer().GetAtomPosition(0).z == pytest.approx(0.105, abs=1e-4)
     assert mols[1].GetProp("geometry") == "input"  # the failed one: its input
+
+
+def test_the_live_bar_shows_finished_of_total(camp: JobStore) -> None:
+    pytest.importorskip("rich")
+    watch = campaign.Watch(camp, [], "camp")
+    out = io.StringIO()
+    bar = campaign._Bar(out, "group camp")
+    bar.update(watch, 0.0)
+    bar.close()
+    text = out.getvalue()
+    assert "group camp" in text and "2/3" in text and "1 QUEUED, 1 COMPLETED, 1 FAILED" in text
+
+
+def test_show_names_every_group_a_job_counts_in(camp: JobStore,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    water = next(camp.select(status=Status.COMPLETED))
+    assert qf(camp, "show", water.job_id) == 0  # type: ignore[union-attr]
+    assert "Groups:   camp, other" in capsys.readouterr().out
