@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,6 +46,14 @@ class Settings(BaseModel):
     max_input_bytes: int = Field(256 * 1024**2, ge=1,
                                  description="MAX_INPUT_BYTES: input of one submit, bytes")
     max_atoms: int = Field(10_000, ge=1, description="MAX_ATOMS: atoms of one molecule")
+    # --- observability (docs/observability.md) ---
+    # Port of the Prometheus /metrics endpoint (METRICS_PORT); None: no endpoint, 0: any
+    # free port (the log says which).
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    # Address the /metrics endpoint listens on (METRICS_ADDRESS).
+    metrics_address: str = Field("0.0.0.0", min_length=1)
+    # text (the original worker's lines) or json (one object per line) (LOG_FORMAT).
+    log_format: Literal["text", "json"] = "text"
 
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"

@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued or running")
     w.add_argument("--worker-id", dest="worker_id")
+    _observability_options(w)
 
     k = sub.add_parser("controller", help="run the Kubernetes controller (kopf)")
     k.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
@@ -169,7 +170,30 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--namespace", default=None)
     k.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
     k.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
+    _observability_options(k)
     return p
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0..65535): {text}")
+    return value
+
+
+def _observability_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=_port, dest="metrics_port",
+                   help="serve Prometheus metrics at http://ADDRESS:PORT/metrics "
+                        "(env METRICS_PORT; 0: any free port)")
+    p.add_argument("--metrics-address", dest="metrics_address",
+                   help="address of the metrics endpoint (env METRICS_ADDRESS, default 0.0.0.0)")
+    p.add_argument("--log-format", choices=["text", "json"], dest="log_format",
+                   help="text lines, or one JSON object per line (env LOG_FORMAT)")
+
+
+def _observability(args: argparse.Namespace) -> dict[str, Any]:
+    return {"metrics_port": args.metrics_port, "metrics_address": args.metrics_address,
+            "log_format": args.log_format}
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -199,11 +223,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return campaign.cancel(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
-                             poll_interval=args.poll_interval, worker_id=args.worker_id)
+                             poll_interval=args.poll_interval, worker_id=args.worker_id,
+                             **_observability(args))
         return commands.worker(args, settings)
     if cmd == "controller":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
-                             poll_interval=args.poll_interval, namespace=args.namespace)
+                             poll_interval=args.poll_interval, namespace=args.namespace,
+                             **_observability(args))
         return commands.controller(args, settings)
     raise UsageError(f"unknown command {cmd}")  # pragma: no cover - argparse guards
 

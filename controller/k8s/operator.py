@@ -27,6 +27,7 @@ from controller.k8s.executor import KubernetesExecutor
 from controller.k8s.leader import LeaseElector
 from controller.k8s.watch import ListWatch
 from controller.logs import setup_logging
+from controller.metrics.kubernetes import ControllerMetrics
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, PassReport, Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
@@ -57,7 +58,7 @@ class Poller:
         self.thread = threading.Thread(target=self._loop, name="store-poller", daemon=True)
 
     def _loop(self) -> None:
-        log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
+        log.info("Controller listening for jobs every %gs...", self.settings.poll_interval)
         while not self.stop.is_set():
             report: PassReport | None = None
             try:
@@ -103,7 +104,8 @@ class Poller:
         self.elector.release()
 
 
-def _clients(settings: Settings) -> tuple[Any, Any, Any]:
+def _clients(settings: Settings, metrics: ControllerMetrics | None = None
+             ) -> tuple[Any, Any, Any]:
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -114,6 +116,8 @@ def _clients(settings: Settings) -> tuple[Any, Any, Any]:
     # Enough connections for the writer threads, the two watches and the Lease.
     configuration.connection_pool_maxsize = settings.kube_api_writers + 8
     api = client.ApiClient(configuration)
+    if metrics is not None:  # every request counted, by verb and code
+        metrics.kubernetes.instrument(api)
     return client.BatchV1Api(api), client.CoreV1Api(api), client.CoordinationV1Api(api)
 
 
@@ -128,7 +132,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # A namespaced Role cannot list namespaces or CRDs: do not try.
     settings.scanning.disabled = True
     qsettings: Settings = memo["qforge_settings"]
-    batch, core, coordination = _clients(qsettings)
+    metrics: ControllerMetrics | None = memo.get("qforge_metrics")
+    batch, core, coordination = _clients(qsettings, metrics)
     store = JobStore(qsettings.jobs_dir)
     store.ensure()
     executor = KubernetesExecutor(store, qsettings, batch, core)
@@ -138,7 +143,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
                   on_list=executor.jobs_listed, on_event=executor.job_event,
                   resync_due=executor.resync_due, bucket=executor.bucket),
         ListWatch("pods", core.list_namespaced_pod, qsettings.namespace, selector,
-                  on_list=executor.pods_listed, on_event=executor.pod_event,
+                  on_list=executor.pods_listed if metrics is None
+                  else metrics.kubernetes.pods.tee_list(executor.pods_listed),
+                  on_event=executor.pod_event if metrics is None
+                  else metrics.kubernetes.pods.tee_event(executor.pod_event),
                   resync_due=executor.resync_due, bucket=executor.bucket),
     ]
     for watch in watches:
@@ -149,7 +157,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     instance = f"{KUBERNETES_INSTANCE_PREFIX}{qsettings.namespace}.{qsettings.worker_id}"
 
     def make_scheduler() -> Scheduler:
-        return Scheduler(store, executor, qsettings, instance=instance)
+        return Scheduler(store, executor, qsettings, instance=instance,
+                         observer=metrics.scheduling if metrics else None)
 
     identity = f"{qsettings.pod_name or socket.gethostname()}.{os.getpid()}"
     elector = LeaseElector(coordination, qsettings.namespace,
@@ -159,6 +168,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
                            if qsettings.pod_name and qsettings.pod_uid else None,
                            core_api=core)
     poller = Poller(qsettings, make_scheduler, executor, elector)
+    if metrics is not None:
+        metrics.bind_active(executor.active)
+        metrics.kubernetes.bind_leader(lambda: elector.leading)
     memo["executor"] = executor
     memo["poller"] = poller
     poller.thread.start()
@@ -196,12 +208,15 @@ def store_poller(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
 
 def run_operator(settings: Settings, *, liveness: str | None) -> int:
     """Run kopf in this process, namespaced, standalone (the Lease elects the leader)."""
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, component="controller", fmt=settings.log_format)
     # kopf logs every handler call at INFO: one line per watch event of every runner Job
     # and pod. Keep its warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    log.info("Starting Worker...")
+    log.info("Starting Controller...")
     memo = kopf.Memo(qforge_settings=settings)
+    if settings.metrics_port is not None:
+        memo["qforge_metrics"] = metrics = ControllerMetrics(settings)
+        metrics.serve(settings.metrics_address, settings.metrics_port)
     kopf.run(standalone=True, namespaces=[settings.namespace], liveness_endpoint=liveness,
              memo=memo)
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.scheduling.executor import Executor, Outcome, Update
+from controller.scheduling.observer import NullObserver, SchedulerObserver
 from controller.scheduling.recorder import Inline, Recorder, WriteBehind
 from controller.settings import Settings
 from controller.store.index import IndexKeeper
@@ -26,7 +27,7 @@ from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
 from controller.store.liveness import Liveness
 from runner_image.result import ErrorType, JobError
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 KUBERNETES_INSTANCE_PREFIX = "k8s."
 # Heartbeats are rewritten at most this often (a pass can run many times a second when
@@ -64,10 +65,12 @@ class Scheduler:
         instance: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         write_behind: bool = False,
+        observer: SchedulerObserver | None = None,
     ) -> None:
         """`write_behind`: record writes (claims, outcomes, heartbeats) go to a
         background thread (`recorder.WriteBehind`) so a pass never waits for the disk;
         the local worker uses it. Off, each is written during the pass."""
+        self.observer: SchedulerObserver = observer or NullObserver()
         self.store = store
         self.executor = executor
         self.settings = settings
@@ -180,6 +183,7 @@ class Scheduler:
         # Cleared before the pass, not after the wait: a job ending during the pass (or
         # between the wait and the pass) then wakes the next wait at once.
         self.wake.clear()
+        began = time.perf_counter()
         report = PassReport()
         every = self.settings.index_sync_seconds
         if every and self.clock() - self._last_sync >= every:
@@ -211,6 +215,7 @@ class Scheduler:
         report.running_anywhere = len(self.store.running_markers())
         self._health()
         self.last_pass_finished = self.clock()
+        self.observer.pass_done(report, time.perf_counter() - began)
         return report
 
     def _launch(self, report: PassReport) -> None:
@@ -253,6 +258,7 @@ class Scheduler:
                                    message=f"could not launch: {exc}")))
                 continue
             report.launched.append(key.job_id)
+            self.observer.job_started(claimed.record)
             report.queued -= 1
             free -= 1
 
@@ -344,6 +350,7 @@ class Scheduler:
             log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
                      error.type, error.message)
         self.store.finish(claimed, record)
+        self.observer.job_finished(record)
 
     def _apply(self, update: Update) -> None:
         if update.job_id in self._claimed:
@@ -368,6 +375,7 @@ class Scheduler:
 
     def _finish(self, claimed: Claimed, record: JobRecord) -> None:
         self.writes.submit(lambda: self.store.finish(claimed, record))
+        self.observer.job_finished(record)
 
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:
@@ -390,6 +398,7 @@ class Scheduler:
                 if self.store.cancel_queued(key, self.instance, self._placement()):
                     log.info("Job %s cancelled before it started", job_id)
                     report.cancelled.append(job_id)
+                    self.observer.job_finished(record.evolve(status=Status.CANCELLED))
             # RUNNING elsewhere: its owner acts on the request.
 
     # -------------------------------------------------------------- recovery

@@ -24,7 +24,7 @@ from controller.store.jobstore import Claimed, JobStore
 from runner_image.harness import RESULTS_UNWRITABLE, run_job
 from runner_image.result import ErrorType, JobError, RunReport
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 
 class LocalExecutor:

@@ -30,7 +30,7 @@ from runner_image.atomic import fsync_dir, write_text_atomic
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
 
-log = logging.getLogger("controller.store")
+log = logging.getLogger(__name__)
 
 # A queue marker whose job folder has not appeared after this long belongs to a
 # submission that died half-way; it is removed.

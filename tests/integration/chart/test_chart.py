@@ -195,6 +195,7 @@ def test_defaults_render_every_object(default_docs: list[Manifest]) -> None:
             "Pod",
             "Role",
             "RoleBinding",
+            "Service",
             "ServiceAccount",
         ]
     )
