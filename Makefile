@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster lint bench k8s-tools helm test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm prometheus test-infra clean
 
 setup: $(STAMP)
 
@@ -32,13 +32,28 @@ test-unit: setup
 
 # The chart tests render and lint with the real helm: build it (only it) first, so that a
 # cold machine runs them rather than skipping them.
-test-integration: setup helm
+test-integration: setup helm prometheus
 	$(PY) -m pytest -q tests/integration
+
+# Debian's Prometheus (and promtool) for the metrics tests: a real server scrapes a real
+# worker; promtool checks the chart's alert rules. Its systemd unit is left stopped.
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo ">> installing Debian's prometheus"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus) >/dev/null || { \
+	    echo "prometheus: apt-get install failed" >&2; exit 1; }; \
+	  systemctl disable --now prometheus >/dev/null 2>&1 || true; }
 
 # The controller against a real control plane (tests/kube: etcd, apiserver, controller-
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
 	$(PY) -m pytest -q tests/cluster
+
+# Hypothesis at full budget: 10,000 examples a test (make test runs 200, derandomized).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/integration/fuzz \
+	  tests/unit/core/test_corruption.py
 
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,14 +36,48 @@ class Settings(BaseModel):
     # its RUNNING jobs (a worker renews every poll interval).
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+    # Seconds between two syncs of the indexes with the job folders while a worker or
+    # controller runs (listings, and a read of only the folders no index holds): a
+    # marker lost by hand or by a damaged disk is found again within this time.
+    # 0: only at start.
+    index_sync_seconds: float = Field(300, ge=0)
     # `qforge submit` refuses bigger inputs before reading them (all files of one call
     # together; stdin is counted as it is read), and molecules with more atoms.
     max_input_bytes: int = Field(256 * 1024**2, ge=1,
                                  description="MAX_INPUT_BYTES: input of one submit, bytes")
     max_atoms: int = Field(10_000, ge=1, description="MAX_ATOMS: atoms of one molecule")
+    # --- observability (docs/observability.md) ---
+    # Port of the Prometheus /metrics endpoint (METRICS_PORT); None: no endpoint, 0: any
+    # free port (the log says which).
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    # Address the /metrics endpoint listens on (METRICS_ADDRESS).
+    metrics_address: str = Field("0.0.0.0", min_length=1)
+    # text (the original worker's lines) or json (one object per line) (LOG_FORMAT).
+    log_format: Literal["text", "json"] = "text"
 
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"
+    # RELEASE: one release = one store, one cap, one leader. Its runner Jobs carry
+    # app.kubernetes.io/instance=<release>, its Lease is "<release>-controller".
+    release: str = Field("qforge", min_length=1, max_length=53,
+                         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # The controller's own client-side limit on Kubernetes API requests (token bucket):
+    # a job costs about 3 writes, so 200/s holds ~65 launches/s with as many completions.
+    kube_api_qps: float = Field(200, gt=0)
+    kube_api_burst: int = Field(400, ge=1)
+    # Threads that make the API writes (Job creates, Events, finalizer removals) off the
+    # scheduling thread.
+    kube_api_writers: int = Field(8, ge=1, le=64)
+    # Safety net of the watch-fed view of runner Jobs: a full LIST this often while
+    # Jobs run (besides the one at start and one after a broken watch).
+    kube_resync_seconds: float = Field(60, ge=1)
+    # LAUNCH_EVENTS: also post an Event when a Job is launched (one more API write per
+    # job; the Job's own labels and the Job controller's SuccessfulCreate say as much).
+    launch_events: bool = False
+    # The controller's own pod (downward API): a standby takes the Lease at once when
+    # the pod that holds it no longer exists.
+    pod_name: str | None = None
+    pod_uid: str | None = None
     runner_image: str = "qforge-runner:latest"
     image_pull_policy: str = "IfNotPresent"
     pvc_name: str = "qforge-jobs"

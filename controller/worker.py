@@ -5,14 +5,32 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from controller.scheduling.core import Scheduler
 from controller.scheduling.local import LocalExecutor
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 
-log = logging.getLogger("controller.worker")
+if TYPE_CHECKING:  # prometheus_client is imported only when metrics are served
+    from controller.metrics.process import ProcessMetrics
+
+log = logging.getLogger(__name__)
+
+
+def start_metrics(settings: Settings, active: Callable[[], set[str]]
+                  ) -> ProcessMetrics | None:
+    """The worker's /metrics endpoint, when METRICS_PORT / --metrics-port is set."""
+    if settings.metrics_port is None:
+        return None
+    from controller.metrics.process import ProcessMetrics
+
+    metrics = ProcessMetrics(settings, "worker")
+    metrics.bind_active(active)
+    metrics.serve(settings.metrics_address, settings.metrics_port)
+    return metrics
 
 
 def run_worker(settings: Settings, *, until_idle: bool = False) -> int:
@@ -22,7 +40,9 @@ def run_worker(settings: Settings, *, until_idle: bool = False) -> int:
     log.info("Starting Worker...")
     store = JobStore(settings.jobs_dir)
     executor = LocalExecutor(store, settings)
-    scheduler = Scheduler(store, executor, settings, write_behind=True)
+    metrics = start_metrics(settings, executor.active)
+    scheduler = Scheduler(store, executor, settings, write_behind=True,
+                          observer=metrics.scheduling if metrics else None)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -41,5 +61,7 @@ def run_worker(settings: Settings, *, until_idle: bool = False) -> int:
         scheduler.shutdown()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if metrics is not None:
+            metrics.close()
         log.info("Worker stopped")
     return 0

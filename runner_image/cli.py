@@ -41,7 +41,7 @@ from runner_image.spec import JobSpec
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 METADATA_FILE = "metadata.json"
 
-log = logging.getLogger("qforge.runner")
+log = logging.getLogger(__name__)
 
 
 def _seconds(env: Mapping[str, str], name: str) -> float | None:

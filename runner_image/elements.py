@@ -29,7 +29,7 @@ _BY_LOWER: Final[dict[str, str]] = {sym.lower(): sym for sym in SYMBOLS}
 def normalise_symbol(text: str) -> str | None:
     """``"cl"``/``"CL"``/``"17"`` → ``"Cl"``; None when it names no element."""
     text = text.strip()
-    if text.isdigit():
+    if text.isdecimal():
         z = int(text)
         return SYMBOLS[z - 1] if 1 <= z <= len(SYMBOLS) else None
     return _BY_LOWER.get(text.lower())

@@ -40,6 +40,9 @@ from runner_image.xtb_output import (
 logger = logging.getLogger(__name__)
 
 RESULT_FILE: Final = "result.json"
+# The start of the error of a run whose results the job folder could not take (a full
+# or read-only store): the calculation is worth running again, not a failure.
+RESULTS_UNWRITABLE: Final = "cannot write the results into"
 INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
 OUTPUT_FILE: Final = "xtb.log"  # xtb's standard output and error, interleaved as printed
 # What is copied from the scratch folder into the job folder, when xtb wrote it.
@@ -372,7 +375,7 @@ def run_job(
         report = RunReport(
             success=False,
             error=JobError(type=ErrorType.infrastructure_error,
-                           message=f"cannot write the results into {job_dir}: "
+                           message=f"{RESULTS_UNWRITABLE} {job_dir}: "
                            f"{exc.strerror or exc}",
                            detail=report.error.message if report.error else None),
             job_id=job_id, started_at=started, finished_at=utcnow(),

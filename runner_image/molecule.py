@@ -29,6 +29,9 @@ BOHR_TO_ANGSTROM: Final = 0.52917721067
 # Two atoms closer than this are a duplicated line or a units mistake, never chemistry
 # (the shortest bond, H2, is 0.74 Å); xtb would return nonsense or crash on them.
 MIN_DISTANCE: Final = 0.5
+# No molecule spans kilometres: a coordinate beyond this is a typo or a units mistake
+# (and 1e308 would overflow the clash grid below).
+MAX_COORDINATE: Final = 1e6
 _AXES: Final = ("x", "y", "z")
 
 
@@ -55,7 +58,8 @@ class Molecule(BaseModel):
     @field_validator("comment")
     @classmethod
     def _one_line(cls, comment: str) -> str:
-        return " ".join(comment.split()) if ("\n" in comment or "\r" in comment) else comment
+        # any line break a reader would split on (\x1e, \u2028, ... too), not only \n
+        return " ".join(comment.split()) if len(f"x{comment}x".splitlines()) > 1 else comment
 
     @model_validator(mode="wrap")
     @classmethod
@@ -79,14 +83,14 @@ class Molecule(BaseModel):
             raise ValueError(
                 f"{len(self.symbols)} element symbols but {len(self.geometry)} coordinate triples"
             )
-        isfinite = math.isfinite
-        for i, xyz in enumerate(self.geometry, start=1):
-            if not (isfinite(xyz[0]) and isfinite(xyz[1]) and isfinite(xyz[2])):
-                axis, value = next((a, v) for a, v in zip(_AXES, xyz, strict=True)
-                                   if not isfinite(v))
-                raise ValueError(
-                    f"atom {i} ({self.symbols[i - 1]}): {axis} coordinate {value} is not finite"
-                )
+        for i, (sym, xyz) in enumerate(zip(self.symbols, self.geometry, strict=True), start=1):
+            for axis, value in zip(_AXES, xyz, strict=True):
+                if not math.isfinite(value):
+                    raise ValueError(f"atom {i} ({sym}): {axis} coordinate {value} is not finite")
+                if abs(value) > MAX_COORDINATE:
+                    raise ValueError(
+                        f"atom {i} ({sym}): {axis} coordinate {value:g} Å is out of range "
+                        f"(at most {MAX_COORDINATE:g} Å from the origin)")
         clash = _closest_clash(self.geometry)
         if clash is not None:
             i, j, dist = clash
@@ -197,7 +201,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
             "'symbol x y z' line per atom) or QCSchema JSON"
         )
     head = lines[start].split()
-    if len(head) != 1 or not head[0].isdigit():
+    if len(head) != 1 or not head[0].isdecimal():
         raise InputError(
             f"line {off + start + 1}: expected the number of atoms, got {lines[start].strip()!r}"
         )
@@ -240,7 +244,7 @@ def parse_xyz(text: str, *, first_line: int = 1) -> Molecule:
         geometry.append((coords[0], coords[1], coords[2]))
     if len(body) > natoms:
         extra = body[natoms].split()
-        if len(extra) == 1 and extra[0].isdigit():
+        if len(extra) == 1 and extra[0].isdecimal():
             raise InputError(
                 f"line {off + first + natoms + 1}: a second structure starts here; "
                 "submit one molecule per job"

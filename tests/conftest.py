@@ -24,3 +24,20 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 f"QFORGE_NO_SKIPS=1: {skipped} test(s) skipped; every tool should be "
                 "installed here (see the reasons above with -rs)", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# Hypothesis budgets (tests/unit/fuzz, tests/unit/core/test_corruption.py): `make test`
+# runs the "ci" profile, derandomized so a run is repeatable; `make fuzz` runs "fuzz"
+# (HYPOTHESIS_PROFILE=fuzz: 10,000 examples a test, random, a failure printed with the
+# seed and the example to replay).
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - the dev extra installs it
+    pass
+else:
+    _slow = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None,
+                              suppress_health_check=_slow, print_blob=True)
+    settings.register_profile("fuzz", max_examples=10_000, deadline=None,
+                              suppress_health_check=_slow, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -113,7 +113,7 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from controller.logs import setup_logging
     from controller.worker import run_worker
 
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, component="worker", fmt=settings.log_format)
     code = run_worker(settings, until_idle=args.until_idle)
     if args.until_idle and getattr(args, "exit_when_done", False):
         exit_now(code)

@@ -8,6 +8,7 @@ Nothing a user can type produces a traceback (QFORGE_DEBUG=1 shows one for bugs)
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from runner_image.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
+# A full or read-only store is the user's to fix before retrying, like an unusable
+# --jobs-dir: exit 2 with one line (DESIGN's codes have no separate one for it).
+STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 # controller.inputs.Format's values (a test keeps them equal): the readers, and the other
 # commands' modules, are imported by the command that needs them, so that `qforge worker`
@@ -36,8 +40,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        print(f"qforge: error: {message}", file=sys.stderr)
+        # one line, as for every other rejection (the usage is one --help away)
+        print(f"qforge: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--until-idle", action="store_true",
                    help="exit when nothing is queued or running")
     w.add_argument("--worker-id", dest="worker_id")
+    _observability_options(w)
 
     k = sub.add_parser("controller", help="run the Kubernetes controller (kopf)")
     k.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
@@ -167,7 +172,30 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--namespace", default=None)
     k.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
     k.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
+    _observability_options(k)
     return p
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0..65535): {text}")
+    return value
+
+
+def _observability_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=_port, dest="metrics_port",
+                   help="serve Prometheus metrics at http://ADDRESS:PORT/metrics "
+                        "(env METRICS_PORT; 0: any free port)")
+    p.add_argument("--metrics-address", dest="metrics_address",
+                   help="address of the metrics endpoint (env METRICS_ADDRESS, default 0.0.0.0)")
+    p.add_argument("--log-format", choices=["text", "json"], dest="log_format",
+                   help="text lines, or one JSON object per line (env LOG_FORMAT)")
+
+
+def _observability(args: argparse.Namespace) -> dict[str, Any]:
+    return {"metrics_port": args.metrics_port, "metrics_address": args.metrics_address,
+            "log_format": args.log_format}
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -197,11 +225,13 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
         return commands.result(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
-                             poll_interval=args.poll_interval, worker_id=args.worker_id)
+                             poll_interval=args.poll_interval, worker_id=args.worker_id,
+                             **_observability(args))
         return commands.worker(args, settings)
     if cmd == "controller":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
-                             poll_interval=args.poll_interval, namespace=args.namespace)
+                             poll_interval=args.poll_interval, namespace=args.namespace,
+                             **_observability(args))
         return commands.controller(args, settings)
     raise UsageError(f"unknown command {cmd}")  # pragma: no cover - argparse guards
 
@@ -247,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
+        if exc.errno in STORE_FULL_OR_READ_ONLY:
+            # every store write is all-or-nothing: what failed left nothing behind
+            return _fail(EXIT_USAGE, f"the job store cannot be written: {exc.strerror}"
+                                     f"{where}; nothing was written (free space or make "
+                                     "it writable, then retry)")
         return _fail(EXIT_USAGE, f"{exc.strerror or exc}{where}")
     except Exception as exc:
         if os.environ.get("QFORGE_DEBUG"):

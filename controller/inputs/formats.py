@@ -49,7 +49,7 @@ def sniff(head: str) -> Format | None:
     if not lines:
         return None
     first = lines[0].split()
-    if len(first) == 1 and first[0].isdigit():
+    if len(first) == 1 and first[0].isdecimal():
         return Format.xyz
     if "V2000" in body or "V3000" in body or "M  END" in body:
         return Format.sdf

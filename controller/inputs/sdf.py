@@ -20,11 +20,11 @@ def _declared_atoms(lines: list[str]) -> int | None:
     """Atoms the record's counts line announces, when it can be read."""
     if len(lines) >= 4 and "V2000" in lines[3]:
         head = lines[3][:3].strip()
-        return int(head) if head.isdigit() else None
+        return int(head) if head.isdecimal() else None
     for line in lines[3:8]:
         if line.startswith("M  V30 COUNTS"):
             parts = line.split()
-            return int(parts[3]) if len(parts) > 3 and parts[3].isdigit() else None
+            return int(parts[3]) if len(parts) > 3 and parts[3].isdecimal() else None
     return None
 
 

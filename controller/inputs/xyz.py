@@ -24,7 +24,7 @@ def read_xyz(lines: Iterator[tuple[int, str]], file: str, limits: Limits
         index += 1
         where = Where(file, index, lineno)
         head = line.split()
-        if len(head) != 1 or not head[0].isdigit():
+        if len(head) != 1 or not head[0].isdecimal():
             yield BadRecord(where, f"line {lineno}: expected the number of atoms of a frame, "
                                    f"got {line.strip()[:60]!r}")
             return

@@ -1,17 +1,28 @@
 """The Kubernetes executor: one batch/v1 Job per calculation.
 
-The scheduling core calls it from the poller thread; kopf's watch handlers feed it the
-Jobs' and pods' latest state (`observe_job`, `observe_pod`, `job_deleted`) from the
-event loop. Everything shared between the two sides is behind one lock.
+The scheduling core calls it from the poller thread. Two list-then-watch threads
+(controller/k8s/watch.py) feed it the release's runner Jobs and pods
+(`jobs_listed`/`observe_job`/`job_deleted`, `pods_listed`/`observe_pod`); a small pool
+of writer threads makes the API writes (Job creates, Events, finalizer removals), so the
+scheduling thread never waits on the API. Everything shared is behind one lock.
+
+The API budget of a job in steady state: one create, one Event on its outcome, one patch
+taking qforge's finalizer off once the outcome is in the store; no LIST and no read
+(the cap is counted from the watch-fed view, controller/k8s/view.py). Every request
+passes one token bucket (KUBE_API_QPS / KUBE_API_BURST); a 429, a 5xx or no answer
+gives the job back to the queue and pauses launches (Retry-After, else doubling).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,28 +32,38 @@ from pydantic import ValidationError
 from controller.k8s import events, naming
 from controller.k8s.manifests import build_job_manifest
 from controller.k8s.status import PodView, failure_error, job_finished, pod_view
+from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
+from controller.k8s.view import JobView
 from controller.record import Placement
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore, load_result_json
+from controller.store.jobstore import (
+    Claimed,
+    CorruptRecord,
+    JobNotFound,
+    JobStore,
+    load_result_json,
+)
 from runner_image.result import ErrorType, JobError, RunReport
 
-log = logging.getLogger("controller.k8s")
+log = logging.getLogger(__name__)
 
-# While Jobs run and nothing is queued, their list is re-read this often (a safety net
-# for a deletion the watch missed); never when nothing is tracked.
-RESYNC_SECONDS = 60.0
+# How long adoption waits for the first full listing of the release's Jobs.
+SYNC_TIMEOUT = 60.0
+
+Submit = Callable[[Callable[[], None]], None]
 
 
 @dataclass
 class _Tracked:
     claimed: Claimed
     name: str
-    job: dict[str, Any] | None = None
-    pod: PodView | None = None
+    seen: bool = False  # the view has shown this Job at least once
     deleted: bool = False
     cancelled: bool = False
     requeue: bool = False  # the API server did not take the Job: back to the queue
+    refused: JobError | None = None  # the API server refused the Job: the job fails
+    dirty: bool = True  # something changed since its last verdict
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -50,228 +71,414 @@ class KubernetesExecutor:
     kind = "kubernetes"
 
     def __init__(self, store: JobStore, settings: Settings, batch_api: Any, core_api: Any,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic,
+                 submit: Submit | None = None) -> None:
         self.store = store
         self.settings = settings
         self.batch = batch_api
         self.core = core_api
         self.namespace = settings.namespace
+        self.release = settings.release
         self._lock = threading.Lock()
         self._tracked: dict[str, _Tracked] = {}
+        self._by_name: dict[str, str] = {}  # Job name -> job id, of tracked jobs
+        self._pods: dict[str, PodView] = {}  # Job name -> its pod, for Jobs that matter
+        self._to_release: list[tuple[str, str]] = []  # (job id, Job name) recorded
+        self._sweep: set[str] = set()  # untracked Jobs still carrying the finalizer
+        self._releasing: set[str] = set()  # Jobs whose finalizer is being taken off
         self._wake: threading.Event | None = None
         self._clock = clock
-        self._listed_at = clock()
+        self.view = JobView()
+        self.synced = threading.Event()
+        self.bucket = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
+        self.backoff = Backoff(clock=clock)
+        self.requests: Counter[str] = Counter()  # "verb resource" -> count
+        self._pool: ThreadPoolExecutor | None = None
+        if submit is None:
+            self._pool = ThreadPoolExecutor(settings.kube_api_writers,
+                                            thread_name_prefix="api-writer")
+            pool = self._pool
+
+            def submit(task: Callable[[], None]) -> None:
+                pool.submit(_logged, task)
+        self._submit = submit
 
     def attach(self, wake: threading.Event) -> None:
         self._wake = wake
 
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def _api(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Every request of the executor: counted, and through the token bucket."""
+        self.bucket.acquire()
+        with self._lock:
+            self.requests[what] += 1
+        result = call(*args, **kwargs)
+        release = getattr(result, "release_conn", None)
+        if release is not None:  # a raw answer: read it whole, hand the connection back
+            _ = result.data  # (unread, it would keep its connection: a new TLS handshake
+            release()  # for every request)
+        return result
+
+    def resync_due(self, age: float) -> bool:
+        """The watch's safety net: a full LIST once KUBE_RESYNC_SECONDS have passed since
+        the last, and only while this controller tracks Jobs."""
+        with self._lock:
+            tracking = bool(self._tracked)
+        return tracking and age >= self.settings.kube_resync_seconds
+
     # ----------------------------------------------------------- core calls
     def unfinished_jobs(self) -> int:
-        """qforge Jobs that exist and are unfinished in the cluster (the cap counts
-        these, not an in-memory counter: it holds across restarts and replicas).
-
-        One LIST, made only when jobs are queued (the scheduler asks only then)."""
-        listed = [_as_dict(j) for j in self.batch.list_namespaced_job(
-            self.namespace, label_selector=naming.selector()).items]
-        self._listed_at = self._clock()
-        # The list doubles as a resync of the watch: a missed event cannot strand a job.
-        names = set()
-        for job in listed:
-            self.observe_job(job)
-            names.add((job.get("metadata") or {}).get("name"))
+        """The release's Jobs that hold a slot (unfinished in the cluster, or created and
+        not yet seen by the watch). From the watch-fed view: no API call."""
         with self._lock:
-            for t in self._tracked.values():
-                if t.job is not None and t.name not in names:
-                    t.deleted = True
-        return sum(1 for j in listed if job_finished(j) is None)
+            return self.view.unfinished()
 
     def free_slots(self) -> int:
+        if not self.synced.is_set() or self.backoff.remaining() > 0:
+            return 0  # the cluster's count is not known yet, or the API said "not now"
         return max(0, self.settings.max_concurrent_jobs - self.unfinished_jobs())
 
     def launch(self, claimed: Claimed) -> None:
-        """Create the claimed job's Job. "Already exists" means launched (the name is a
-        function of the job id and attempt). A transient API failure (no answer, 429,
-        5xx) gives the job back to the queue at the next collect; any other refusal
-        (403, 422, ...) raises, and the scheduler fails the job with that reason."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as NoAnswer
-
+        """Create the claimed job's Job (in a writer thread). "Already exists" means
+        launched (the name is a function of the job id and attempt). A transient API
+        failure (no answer, 429, 5xx) gives the job back to the queue; any other refusal
+        (403, 422, ...) fails the job with the API server's reason."""
         record = claimed.record
         manifest = build_job_manifest(record.job_id, record.spec, self.settings,
                                       attempt=max(1, record.attempts))
         name = manifest["metadata"]["name"]
         with self._lock:
-            self._tracked[record.job_id] = _Tracked(claimed, name)
+            self._track(_Tracked(claimed, name))
+            self.view.expect(name, self._clock())
+        self._submit(lambda: self._create(record.job_id, name, manifest))
+
+    def _track(self, t: _Tracked) -> None:
+        self._tracked[t.claimed.record.job_id] = t
+        self._by_name[t.name] = t.claimed.record.job_id
+
+    def _create(self, job_id: str, name: str, manifest: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as NoAnswer
+
         try:
-            created = self.batch.create_namespaced_job(self.namespace, manifest)
+            resp = self._api("create jobs", self.batch.create_namespaced_job,
+                             self.namespace, manifest, _preload_content=False)
         except ApiException as exc:
-            if exc.status == 409:  # already exists = already launched
-                log.info("Job %s: Kubernetes Job %s already exists", record.job_id, name)
-                return
-            if _transient(exc.status):
-                self._give_back(record.job_id, f"{exc.status} {exc.reason}")
+            if exc.status == 409:  # already exists = already launched (if it is ours)
+                self.backoff.succeeded()
+                self._already_exists(job_id, name)
                 return
             with self._lock:
-                del self._tracked[record.job_id]
-            raise RuntimeError(f"creating Job {name}: {exc.status} {exc.reason}: "
-                               f"{_api_message(exc)}") from None
-        except (OSError, NoAnswer) as exc:  # no answer from the API server
-            self._give_back(record.job_id, f"{type(exc).__name__}: {exc}")
+                self.view.unexpect(name)
+            if transient(exc.status):
+                delay = self.backoff.failed(retry_after_seconds(exc.headers))
+                self._give_back(job_id, f"{exc.status} {exc.reason}", delay)
+                return
+            self._refuse(job_id, f"creating Job {name}: {exc.status} {exc.reason}: "
+                                 f"{_api_message(exc)}")
             return
-        self._event(name, created.metadata.uid, "Launched", events.launched_message(
-            record.job_id, record.spec.method.value, record.spec.task.value,
-            record.spec.molecule.formula))
+        except (OSError, NoAnswer) as exc:  # no answer from the API server
+            with self._lock:
+                self.view.unexpect(name)
+            delay = self.backoff.failed()
+            self._give_back(job_id, f"{type(exc).__name__}: {exc}", delay)
+            return
+        self.backoff.succeeded()
+        if self.settings.launch_events:
+            uid = (_json(resp).get("metadata") or {}).get("uid")
+            record = self._tracked_record(job_id)
+            if record is not None:
+                self._event(name, uid, events.REASON_LAUNCHED, events.launched_message(
+                    job_id, record.spec.method.value, record.spec.task.value,
+                    record.spec.molecule.formula))
 
-    def _give_back(self, job_id: str, why: str) -> None:
-        log.warning("Job %s: the API server did not take its Job (%s); back in the queue",
-                    job_id, why)
+    def _tracked_record(self, job_id: str) -> Any:
+        with self._lock:
+            t = self._tracked.get(job_id)
+            return t.claimed.record if t else None
+
+    def _already_exists(self, job_id: str, name: str) -> None:
+        """A Job of that name exists: launched, unless another release owns it (two
+        stores that hold the same job id): then this job fails, the other is untouched."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            resp = self._api("get jobs", self.batch.read_namespaced_job, name,
+                             self.namespace, _preload_content=False)
+        except ApiException as exc:
+            log.warning("Job %s: could not read the existing Job %s: %s", job_id, name,
+                        exc.reason)
+            return
+        labels = (_json(resp).get("metadata") or {}).get("labels") or {}
+        owner = labels.get(naming.LABEL_INSTANCE)
+        if owner is not None and owner != self.release:
+            self._refuse(job_id, f"a Kubernetes Job named {name} already exists and "
+                                 f"belongs to release {owner!r} of this namespace")
+            return
+        log.info("Job %s: Kubernetes Job %s already exists", job_id, name)
+
+    def _give_back(self, job_id: str, why: str, delay: float) -> None:
+        log.warning("Job %s: the API server did not take its Job (%s); back in the queue, "
+                    "launches paused %.1f s", job_id, why, delay)
         with self._lock:
             t = self._tracked.get(job_id)
             if t is not None:
                 t.requeue = True
-        if self._wake is not None:
-            self._wake.set()
+                t.dirty = True
+        self._poke()
+
+    def _refuse(self, job_id: str, why: str) -> None:
+        log.error("Job %s: could not launch: %s", job_id, why)
+        with self._lock:
+            t = self._tracked.get(job_id)
+            if t is not None:
+                t.refused = JobError(type=ErrorType.infrastructure_error,
+                                     message=f"could not launch: {why}")
+                t.dirty = True
+        self._poke()
 
     def adopt(self, claimed: Claimed) -> bool:
-        """After a restart (or a change of leader): track the claimed job's Job again.
+        """After a restart (or a change of leader): track the claimed job's Job again,
+        from the view (one LIST for all of them, not a read each).
 
-        When the cluster has no such Job, the store tells which crash window we are in:
-        a record that names its Job was launched, and the Job is gone (deleted, or
-        removed by its TTL while no controller ran): its verdict follows from result.json
-        or the deletion. A record that does not name it yet was claimed and the
-        controller stopped around the create: create it now (the same deterministic
-        name: if the create had gone through after all, "already exists" = launched)."""
-        from kubernetes.client.exceptions import ApiException
-
+        A RUNNING record whose Job is not in the cluster: if the record names its Job,
+        it was launched and is gone (deleted by hand, its finalizer forced off): its
+        verdict follows from result.json or the deletion. If not, the controller
+        stopped around the create: create it now (the same deterministic name). A Job
+        cannot vanish behind a stopped controller's back, however long it stays down:
+        qforge's finalizer keeps it until its outcome is in the store."""
+        if not self.synced.wait(SYNC_TIMEOUT):
+            raise RuntimeError("the runner Jobs could not be listed: adoption waits")
         record = claimed.record
         name = naming.job_name(record.job_id, max(1, record.attempts))
-        try:
-            job = self.batch.read_namespaced_job(name, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        with self._lock:
+            state = self.view.state(name)
+            if state is not None:
+                self._track(_Tracked(claimed, name, seen=True))
+                self._sweep.discard(name)
+                return True
             recorded = record.placement.k8s_job if record.placement else None
             if recorded == name:
-                with self._lock:
-                    self._tracked[record.job_id] = _Tracked(claimed, name, deleted=True)
+                self._track(_Tracked(claimed, name, deleted=True))
                 return True
-            self.launch(claimed)
-            return True
-        with self._lock:
-            self._tracked[record.job_id] = _Tracked(claimed, name, job=_as_dict(job))
+        self.launch(claimed)
         return True
 
     def cancel(self, job_id: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
         with self._lock:
             tracked = self._tracked.get(job_id)
             if tracked is None:
                 return False
             tracked.cancelled = True
+            tracked.dirty = True
             name = tracked.name
-        try:
-            self.batch.delete_namespaced_job(name, self.namespace,
-                                             propagation_policy="Background")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        self._submit(lambda: self._delete(name))
         return True
+
+    def _delete(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(5):
+            try:
+                self._api("delete jobs", self.batch.delete_namespaced_job, name,
+                          self.namespace, propagation_policy="Background",
+                          _preload_content=False)
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if not transient(exc.status) or attempt == 4:
+                    log.warning("Could not delete Job %s: %s", name, exc.reason)
+                    return
+                time.sleep(self.backoff.failed(retry_after_seconds(exc.headers)))
 
     def active(self) -> set[str]:
         with self._lock:
             return set(self._tracked)
 
     def collect(self) -> list[Outcome]:
-        # The watch feeds the tracked Jobs' states. A Job deleted while kopf's watch was
-        # reconnecting sends no event: while Jobs are tracked and nothing made us list
-        # them lately (the cap lists them whenever jobs are queued), list them again.
+        """Outcomes of the tracked Jobs that changed; and the finalizers of the outcomes
+        the scheduler recorded since the last call come off."""
         with self._lock:
-            tracking = bool(self._tracked)
-        if tracking and self._clock() - self._listed_at >= RESYNC_SECONDS:
-            self.unfinished_jobs()
+            release, self._to_release = self._to_release, []
+            sweep, self._sweep = self._sweep, set()
+            items = [(j, t) for j, t in self._tracked.items() if t.dirty]
+            for _, t in items:
+                t.dirty = False
+        for job_id, name in release:
+            self._submit(functools.partial(self._release, job_id, name))
+        for name in sweep:
+            self._sweep_one(name)
         outcomes: list[Outcome] = []
-        with self._lock:
-            items = list(self._tracked.items())
         for job_id, t in items:
             outcome = self._verdict(job_id, t)
             if outcome is not None:
                 outcomes.append(outcome)
                 with self._lock:
                     self._tracked.pop(job_id, None)
+                    self._by_name.pop(t.name, None)
+                    if not outcome.requeue and not t.refused:
+                        self._to_release.append((job_id, t.name))
+                        self._releasing.add(t.name)
         return outcomes
 
     def updates(self) -> list[Update]:
         out: list[Update] = []
         with self._lock:
             for job_id, t in self._tracked.items():
-                placement = Placement(
-                    executor="kubernetes", worker_id=self.settings.worker_id,
-                    instance=t.claimed.marker.instance, k8s_job=t.name,
-                    pod=t.pod.name if t.pod else None, node=t.pod.node if t.pod else None)
-                waiting = t.pod.waiting_reason if t.pod else None
-                key = (placement, waiting)
+                pod = self._pods.get(t.name)
+                waiting = pod.waiting_reason if pod else None
+                key = (pod.name if pod else None, pod.node if pod else None, waiting)
                 if key != t.last_update:
                     t.last_update = key
-                    out.append(Update(job_id, placement=placement, waiting_reason=waiting))
+                    out.append(Update(job_id, placement=self._placement(t, pod),
+                                      waiting_reason=waiting))
         return out
+
+    def _placement(self, t: _Tracked, pod: PodView | None) -> Placement:
+        return Placement(executor="kubernetes", worker_id=self.settings.worker_id,
+                         instance=t.claimed.marker.instance, k8s_job=t.name,
+                         pod=pod.name if pod else None, node=pod.node if pod else None)
 
     def shutdown(self) -> list[Outcome]:
         """The controller stops; its Jobs keep running in the cluster and are adopted
         by the next controller."""
         return []
 
+    def close(self) -> None:
+        if self._pool is not None:
+            # writes not started are dropped: a create's job is adopted (and created) by
+            # the next controller, a finalizer is swept at its first listing
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
     # --------------------------------------------------------- watch feeds
-    def observe_job(self, body: dict[str, Any]) -> None:
-        job_id = naming.job_id_from_metadata(body.get("metadata") or {})
-        if job_id is None:
-            return
+    def jobs_listed(self, bodies: list[dict[str, Any]], listed_at: float) -> None:
+        """A full listing of the release's Jobs (at start, after a broken watch, and as
+        the safety net): the view starts again from it."""
         with self._lock:
-            t = self._tracked.get(job_id)
-            if t is not None and (body.get("metadata") or {}).get("name") == t.name:
-                t.job = body
-                if job_finished(body) and self._wake is not None:
-                    self._wake.set()
+            gone = self.view.replace(bodies, listed_at)
+            for name in gone:
+                self._job_gone(name)
+            for name, t in ((t.name, t) for t in self._tracked.values()):
+                if self.view.state(name) is not None:
+                    t.seen = True
+                    t.dirty = True
+                elif t.seen and not self.view.pending(name):
+                    t.deleted = True
+                    t.dirty = True
+            self._sweep = {n for n, _ in self.view.unrecorded() if n not in self._by_name}
+        self.synced.set()
+        self._poke()
+
+    def observe_job(self, body: dict[str, Any]) -> None:
+        self._job_event("MODIFIED", body)
 
     def job_deleted(self, body: dict[str, Any]) -> None:
-        job_id = naming.job_id_from_metadata(body.get("metadata") or {})
+        self._job_event("DELETED", body)
+
+    def job_event(self, kind: str, body: dict[str, Any]) -> None:
+        self._job_event(kind, body)
+
+    def _job_event(self, kind: str, body: dict[str, Any]) -> None:
+        name = str((body.get("metadata") or {}).get("name") or "")
         with self._lock:
-            t = self._tracked.get(job_id or "")
-            if t is not None and (body.get("metadata") or {}).get("name") == t.name:
-                t.deleted = True
-                if self._wake is not None:
-                    self._wake.set()
+            before = self.view.state(name)
+            state = self.view.apply(kind, body)
+            # a slot freed (its Job's pod ended, or it is gone): refill it at once
+            poke = before is not None and before.holding and (state is None or not state.holding)
+            job_id = self._by_name.get(name)
+            t = self._tracked.get(job_id) if job_id else None
+            if state is None:
+                self._job_gone(name)
+                poke = poke or t is not None
+            elif t is not None:
+                t.seen = True
+                t.dirty = True
+                poke = poke or not state.holding or state.deleting
+            elif state.finalizer and (not state.holding or state.deleting) \
+                    and name not in self._releasing:
+                self._sweep.add(name)
+        if poke:
+            self._poke()
+
+    def _job_gone(self, name: str) -> None:
+        self._pods.pop(name, None)
+        job_id = self._by_name.get(name)
+        t = self._tracked.get(job_id) if job_id else None
+        if t is not None:
+            t.deleted = True
+            t.dirty = True
+
+    def pods_listed(self, bodies: list[dict[str, Any]], listed_at: float) -> None:
+        del listed_at
+        with self._lock:
+            self._pods.clear()
+            for body in bodies:
+                self._pod_event_locked("ADDED", body)
 
     def observe_pod(self, body: dict[str, Any]) -> None:
-        job_id = naming.job_id_from_metadata(body.get("metadata") or {})
-        if job_id is None:
-            return
-        owner = [o.get("name") for o in (body.get("metadata") or {}).get("ownerReferences") or []
-                 if o.get("kind") == "Job"]
+        self.pod_event("MODIFIED", body)
+
+    def pod_event(self, kind: str, body: dict[str, Any]) -> None:
         with self._lock:
-            t = self._tracked.get(job_id)
-            if t is not None and (not owner or owner[0] == t.name):
-                t.pod = pod_view(body)
+            poke = self._pod_event_locked(kind, body)
+        if poke:
+            self._poke()
+
+    def _pod_event_locked(self, kind: str, body: dict[str, Any]) -> bool:
+        meta = body.get("metadata") or {}
+        owners = [o.get("name") for o in meta.get("ownerReferences") or []
+                  if o.get("kind") == "Job"]
+        job = (owners[0] if owners else None) or (meta.get("labels") or {}).get(
+            "batch.kubernetes.io/job-name") or (meta.get("labels") or {}).get("job-name")
+        if not job:
+            return False
+        if kind == "DELETED":
+            return False  # the Job's own end is what counts; keep the last view
+        job_id = self._by_name.get(job)
+        # Keep pods of tracked Jobs, of Jobs that still matter (not recorded), and of
+        # Jobs not seen yet (the pod stream may run ahead of the Job stream).
+        if job_id is None and self.view.state(job) is not None \
+                and self.view.body(job) is None:
+            self._pods.pop(job, None)
+            return False
+        view = pod_view(body)
+        self._pods[job] = view
+        t = self._tracked.get(job_id) if job_id else None
+        if t is None:
+            return False
+        t.dirty = True
+        return view.phase in ("Succeeded", "Failed")
 
     # ------------------------------------------------------------ verdicts
     def _verdict(self, job_id: str, t: _Tracked) -> Outcome | None:
+        if t.refused is not None:
+            return Outcome(job_id, error=t.refused)
         if t.requeue:
             return Outcome(job_id, requeue=True)
-        state = job_finished(t.job) if t.job else None
-        if state is not None and t.pod is None:  # ended before its pod was ever seen
-            t.pod = self._final_pod(t)
-        placement = Placement(executor="kubernetes", worker_id=self.settings.worker_id,
-                              instance=t.claimed.marker.instance, k8s_job=t.name,
-                              pod=t.pod.name if t.pod else None,
-                              node=t.pod.node if t.pod else None)
+        with self._lock:
+            job = self.view.body(t.name)
+            state = self.view.state(t.name)
+            pod = self._pods.get(t.name)
+        finished = job_finished(job) if job else None
+        if finished is None and pod is not None and pod.phase == "Succeeded":
+            finished = "Complete"  # the pod's own end, before the Job controller counts it
+        deleting = t.deleted or (state is not None and state.deleting and finished is None)
+        if finished == "Failed" and (pod is None or pod.phase not in ("Failed", "Succeeded")):
+            pod = self._final_pod(t, pod)
+        placement = self._placement(t, pod)
         if t.cancelled:
             return Outcome(job_id, placement=placement, error=JobError(
                 type=ErrorType.cancelled, message="cancelled by user; its Kubernetes Job "
                                                   f"{t.name} was deleted"))
-        report = self._report(job_id) if state or t.deleted else None
-        if state == "Complete" or (t.deleted and state is None and report is not None):
+        report = self._report(job_id) if finished or deleting else None
+        uid = _uid(job)
+        if finished == "Complete" or (deleting and finished is None and report is not None):
             if report is not None and report.success:
-                self._event(t.name, _uid(t.job), "Completed", events.completed_message(
+                self._event(t.name, uid, events.REASON_COMPLETED, events.completed_message(
                     job_id, report.result.energy if report.result else None,
                     report.result.gap if report.result else None))
                 return Outcome(job_id, report=report, placement=placement)
@@ -279,13 +486,13 @@ class KubernetesExecutor:
                 type=ErrorType.infrastructure_error,
                 message=f"Kubernetes Job {t.name} completed but the runner wrote no "
                         "readable result.json"))
-            self._failed_event(t, job_id, error)
+            self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
-        if state == "Failed" and t.job is not None:
-            error = failure_error(t.job, self._final_pod(t), report)
-            self._failed_event(t, job_id, error)
+        if finished == "Failed" and job is not None:
+            error = failure_error(job, pod, report)
+            self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
-        if t.deleted:
+        if deleting:
             if self.store.cancel_requested(job_id):
                 return Outcome(job_id, placement=placement, error=JobError(
                     type=ErrorType.cancelled, message="cancelled by user"))
@@ -294,31 +501,116 @@ class KubernetesExecutor:
                 message=f"its Kubernetes Job {t.name} was deleted before it finished"))
         return None
 
-    def _final_pod(self, t: _Tracked) -> PodView | None:
+    def _final_pod(self, t: _Tracked, pod: PodView | None) -> PodView | None:
         """The failed Job's pod as it ended. The pod and Job watches are two streams: the
         Job's Failed event can arrive before the pod's own last update (OOMKilled, exit
         code), so when the watched pod has not ended yet it is read once from the API."""
-        if t.pod is not None and t.pod.phase in ("Failed", "Succeeded"):
-            return t.pod
         from kubernetes.client.exceptions import ApiException
 
         try:
-            pods = self.core.list_namespaced_pod(
-                self.namespace, label_selector=f"batch.kubernetes.io/job-name={t.name}")
+            resp = self._api("list pods", self.core.list_namespaced_pod, self.namespace,
+                             label_selector=f"batch.kubernetes.io/job-name={t.name}",
+                             _preload_content=False)
         except ApiException as exc:
             log.warning("Job %s: could not read its pods: %s", t.name, exc.reason)
-            return t.pod
-        views = [pod_view(_as_dict(p)) for p in pods.items]
+            return pod
+        views = [pod_view(p) for p in _json(resp).get("items") or []]
         ended = [v for v in views if v.phase in ("Failed", "Succeeded")]
         if ended or views:
             return (ended or views)[-1]
-        return t.pod
+        return pod
+
+    def record_done(self, job_id: str, name: str) -> None:
+        """Take the finalizer off a Job whose outcome is in the store (tests, tools)."""
+        self._release(job_id, name)
+
+    def _release(self, job_id: str, name: str) -> None:
+        """Take qforge's finalizer off a Job, once its record is terminal (or gone): from
+        then on its TTL, a cancel or a user may remove it."""
+        try:
+            self._release_once(job_id, name)
+        finally:
+            with self._lock:
+                self._releasing.discard(name)
+
+    def _release_once(self, job_id: str, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            if not self.store.read(job_id).status.terminal:
+                return  # not recorded (yet): the finalizer stays
+        except JobNotFound:
+            pass
+        except CorruptRecord as exc:
+            log.error("Job %s: keeping the finalizer on %s: %s", job_id, name, exc)
+            return
+        for _ in range(5):
+            with self._lock:
+                body = self.view.body(name)
+            try:
+                if body is None:
+                    body = _json(self._api("get jobs", self.batch.read_namespaced_job, name,
+                                           self.namespace, _preload_content=False))
+                finalizers = list((body.get("metadata") or {}).get("finalizers") or ())
+                if naming.FINALIZER not in finalizers:
+                    return
+                index = finalizers.index(naming.FINALIZER)
+                patch = [{"op": "test", "path": f"/metadata/finalizers/{index}",
+                          "value": naming.FINALIZER},
+                         {"op": "remove", "path": f"/metadata/finalizers/{index}"}]
+                self._api("patch jobs", self.batch.patch_namespaced_job, name,
+                          self.namespace, patch, _preload_content=False)
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if transient(exc.status):
+                    time.sleep(self.backoff.failed(retry_after_seconds(exc.headers)))
+                elif exc.status not in (409, 422):  # 409/422: the list moved under us
+                    log.warning("Could not take the finalizer off Job %s: %s", name,
+                                exc.reason)
+                    return
+                self._forget_body(name)  # read it afresh
+        log.warning("Gave up taking the finalizer off Job %s for now", name)
+
+    def _forget_body(self, name: str) -> None:
+        """Make the next release attempt read the Job from the API."""
+        with self._lock:
+            self.view.drop_body(name)
+
+    def _sweep_one(self, name: str) -> None:
+        """An untracked Job still carrying the finalizer (a crash between recording an
+        outcome and taking the finalizer off, or a Job no record claims any more)."""
+        with self._lock:
+            if name in self._by_name:
+                return
+            state = self.view.state(name)
+        if state is None or state.job_id is None or name in self._releasing:
+            return
+        with self._lock:
+            self._releasing.add(name)
+        try:
+            record = self.store.read(state.job_id)
+        except JobNotFound:
+            self._submit(lambda: self._release(state.job_id or "", name))
+            return
+        except CorruptRecord:
+            record = None
+        if record is not None and record.status.terminal:
+            self._submit(lambda: self._release(state.job_id or "", name))
+        else:
+            with self._lock:
+                self._releasing.discard(name)
 
     def forget_all(self) -> None:
         """Stop tracking everything (this controller lost the Lease: the new leader
         adopts the Jobs, and this one adopts them again if it leads once more)."""
         with self._lock:
             self._tracked.clear()
+            self._by_name.clear()
+            self._to_release.clear()
+            self._sweep.clear()
+            self._releasing.clear()
 
     def _report(self, job_id: str) -> RunReport | None:
         data = load_result_json(self.store.layout.job_dir(job_id))
@@ -329,26 +621,49 @@ class KubernetesExecutor:
         except ValidationError:
             return None
 
-    def _failed_event(self, t: _Tracked, job_id: str, error: JobError) -> None:
-        self._event(t.name, _uid(t.job), "Failed",
+    def _failed_event(self, name: str, uid: str | None, job_id: str,
+                      error: JobError) -> None:
+        self._event(name, uid, events.REASON_FAILED,
                     events.failed_message(job_id, error.type, error.message), warning=True)
 
     def _event(self, name: str, uid: str | None, reason: str, message: str,
                *, warning: bool = False) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         body = events.build_event(job_name=name, namespace=self.namespace, reason=reason,
                                   message=message, now=datetime.now(UTC), job_uid=uid,
                                   event_type="Warning" if warning else "Normal")
+        self._submit(lambda: self._post_event(name, reason, body))
+
+    def _post_event(self, name: str, reason: str, body: dict[str, Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as NoAnswer
+
         try:
-            self.core.create_namespaced_event(self.namespace, body)
-        except ApiException as exc:  # an Event is best effort; never fail a job for it
-            log.warning("Could not post Event %s on Job %s: %s", reason, name, exc.reason)
+            self._api("create events", self.core.create_namespaced_event, self.namespace,
+                      body, _preload_content=False)
+        except (ApiException, OSError, NoAnswer) as exc:  # best effort; never fail a job
+            log.warning("Could not post Event %s on Job %s: %s", reason, name,
+                        getattr(exc, "reason", exc))
 
 
-def _transient(status: int | None) -> bool:
-    """API answers worth trying again later: none at all, too many requests, 5xx."""
-    return not status or status == 429 or status >= 500
+def _logged(task: Callable[[], None]) -> None:
+    try:
+        task()
+    except Exception:  # a writer thread never dies of one request
+        log.exception("Kubernetes API write failed")
+
+
+def _json(resp: Any) -> dict[str, Any]:
+    """The JSON body of an answer made with _preload_content=False (or a dict)."""
+    if isinstance(resp, dict):
+        return resp
+    data = getattr(resp, "data", None)
+    if data is None:
+        return {}
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _api_message(exc: Any) -> str:
@@ -365,13 +680,3 @@ def _uid(job: dict[str, Any] | None) -> str | None:
         return None
     uid = (job.get("metadata") or {}).get("uid")
     return str(uid) if uid else None
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    """A kubernetes-client model as the plain dict the API returns (camelCase keys)."""
-    if isinstance(obj, dict):
-        return obj
-    from kubernetes.client import ApiClient
-
-    data = ApiClient().sanitize_for_serialization(obj)
-    return data if isinstance(data, dict) else {}

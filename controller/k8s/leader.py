@@ -5,6 +5,11 @@ standby takes it over when it has not been renewed for its duration. With the ca
 counted from the Jobs in the cluster and claims made by rename in the store, two
 controllers could never launch a job twice; the Lease also keeps them from both
 filling the same free slot.
+
+A Lease taken by a controller running in a pod names that pod (annotations): a standby
+that finds the Lease held by a pod that no longer exists (deleted, or replaced by one
+of the same name with another uid) takes it at once instead of waiting out its
+duration, so a controller whose pod is gone is replaced in seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-log = logging.getLogger("controller.k8s")
+log = logging.getLogger(__name__)
+
+ANNOTATION_HOLDER_POD = "qforge.io/holder-pod"
+ANNOTATION_HOLDER_UID = "qforge.io/holder-pod-uid"
 
 
 def _now() -> datetime:
@@ -44,8 +52,11 @@ def _parse(text: Any) -> datetime | None:
 class LeaseElector:
     def __init__(self, coordination_api: Any, namespace: str, name: str, identity: str,
                  duration_seconds: int = 15,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 pod: tuple[str, str] | None = None, core_api: Any = None) -> None:
         self.api = coordination_api
+        self.core = core_api
+        self.pod = pod  # (name, uid) of this controller's own pod, when in one
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -56,10 +67,14 @@ class LeaseElector:
 
     def _body(self, transitions: int, acquired: datetime) -> dict[str, Any]:
         now = _now()
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.pod is not None:
+            metadata["annotations"] = {ANNOTATION_HOLDER_POD: self.pod[0],
+                                       ANNOTATION_HOLDER_UID: self.pod[1]}
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": metadata,
             "spec": {
                 "holderIdentity": self.identity,
                 "leaseDurationSeconds": self.duration,
@@ -101,7 +116,7 @@ class LeaseElector:
         renew = _parse(spec.renew_time)
         duration = spec.lease_duration_seconds or self.duration
         expired = renew is None or _now() - renew > timedelta(seconds=duration)
-        if holder != self.identity and not expired:
+        if holder != self.identity and not expired and not self._holder_gone(lease):
             return self._set(False)
         transitions = (spec.lease_transitions or 0) + (0 if holder == self.identity else 1)
         acquired = _parse(spec.acquire_time) if holder == self.identity else _now()
@@ -116,6 +131,29 @@ class LeaseElector:
             raise
         self._renewed = started
         return self._set(True)
+
+    def _holder_gone(self, lease: Any) -> bool:
+        """Whether the Lease names its holder's pod and that pod no longer exists."""
+        from kubernetes.client.exceptions import ApiException
+
+        annotations = getattr(lease.metadata, "annotations", None) or {}
+        pod, uid = annotations.get(ANNOTATION_HOLDER_POD), annotations.get(
+            ANNOTATION_HOLDER_UID)
+        if not pod or not uid or self.core is None or not lease.spec.holder_identity:
+            return False
+        try:
+            found = self.core.read_namespaced_pod(pod, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                return False
+            log.info("The controller Lease %s is held by pod %s, which is gone: taking it",
+                     self.name, pod)
+            return True
+        if found.metadata.uid != uid:
+            log.info("The controller Lease %s is held by an earlier pod %s: taking it",
+                     self.name, pod)
+            return True
+        return False
 
     def release(self) -> None:
         if not self.leading:

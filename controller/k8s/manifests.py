@@ -95,9 +95,11 @@ def _user_labels(spec: JobSpec, ours: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def job_labels(job_id: str, spec: JobSpec, *, attempt: int = 1) -> dict[str, str]:
-    """Labels of the Job and of its pod: qforge's, plus the user's that do not clash."""
-    ours = naming.base_labels(job_id)
+def job_labels(job_id: str, spec: JobSpec, *, attempt: int = 1,
+               release: str | None = None) -> dict[str, str]:
+    """Labels of the Job and of its pod: qforge's (with the release's instance label),
+    plus the user's that do not clash."""
+    ours = naming.base_labels(job_id, release)
     ours[naming.LABEL_ATTEMPT] = str(attempt)
     ours[naming.LABEL_METHOD] = str(spec.method)
     ours[naming.LABEL_TASK] = str(spec.task)
@@ -209,7 +211,7 @@ def build_job_manifest(
         raise ManifestError(f"job id {job_id!r} is not a valid job id")
     if attempt < 1:
         raise ManifestError(f"attempt must be >= 1, got {attempt}")
-    labels = job_labels(job_id, spec, attempt=attempt)
+    labels = job_labels(job_id, spec, attempt=attempt, release=settings.release)
     annotations = job_annotations(job_id, spec, attempt=attempt)
 
     pod_spec: dict[str, Any] = {
@@ -269,6 +271,7 @@ def build_job_manifest(
             "namespace": settings.namespace,
             "labels": labels,
             "annotations": annotations,
+            "finalizers": [naming.FINALIZER],
         },
         "spec": job_spec,
     }

@@ -38,10 +38,12 @@ __all__ = [
     "ANNOTATION_TASK",
     "APP_NAME",
     "COMPONENT_RUNNER",
+    "FINALIZER",
     "JOB_NAME_PREFIX",
     "LABEL_ATTEMPT",
     "LABEL_COMPONENT",
     "LABEL_FORMULA",
+    "LABEL_INSTANCE",
     "LABEL_JOB_ID",
     "LABEL_MANAGED_BY",
     "LABEL_METHOD",
@@ -55,11 +57,13 @@ __all__ = [
     "is_dns1123_label",
     "is_label_key",
     "is_label_value",
+    "is_release_name",
     "is_reserved_label_key",
     "job_id_from_metadata",
     "job_id_label_value",
     "job_name",
     "label_value_or_none",
+    "lease_name",
     "selector",
 ]
 
@@ -70,6 +74,9 @@ QFORGE_PREFIX: Final = "qforge.io"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+# The release (one store, one cap, one leader): runner Jobs of two releases in one
+# namespace never count against, or get adopted by, each other's controller.
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_JOB_ID: Final = f"{QFORGE_PREFIX}/job-id"
 LABEL_ATTEMPT: Final = f"{QFORGE_PREFIX}/attempt"
 # Method, task and formula are also labels (when they are valid label values), because
@@ -93,6 +100,12 @@ MANAGED_BY: Final = "qforge-controller"
 # Label domains a user's labels may not write into (ours, and Kubernetes' own).
 RESERVED_LABEL_DOMAINS: Final = (QFORGE_PREFIX, "kubernetes.io", "k8s.io")
 
+# On every runner Job from its creation until its outcome is in the store: a finished Job
+# that its TTL removes while no controller runs stays (deletionTimestamp set) until a
+# controller has recorded its outcome, so a restarted controller never takes a vanished
+# Job for one that was never created, and never launches that job again.
+FINALIZER: Final = f"{QFORGE_PREFIX}/record-outcome"
+
 JOB_NAME_PREFIX: Final = "qf-"
 _MAX_NAME = 63
 _HASH_LEN = 10
@@ -108,6 +121,12 @@ _HASHED_TAIL = re.compile(rf"-[0-9a-f]{{{_HASH_LEN}}}\Z")
 def is_dns1123_label(value: str) -> bool:
     """True when `value` is a valid DNS-1123 label (Kubernetes object names of Jobs)."""
     return len(value) <= _MAX_NAME and _DNS1123_LABEL.fullmatch(value) is not None
+
+
+def is_release_name(value: str) -> bool:
+    """True when `value` can name a release: a DNS-1123 label of at most 53 characters
+    (Helm's own limit), so that it is a label value and prefixes the Lease's name."""
+    return len(value) <= 53 and _DNS1123_LABEL.fullmatch(value) is not None
 
 
 def is_label_value(value: str) -> bool:
@@ -210,17 +229,29 @@ RUNNER_SELECTOR: Final[Mapping[str, str]] = {
 }
 
 
-def base_labels(job_id: str) -> dict[str, str]:
-    """The labels every runner Job and pod carries (ours; users may not override them)."""
-    return {**RUNNER_SELECTOR, LABEL_JOB_ID: job_id_label_value(job_id)}
+def base_labels(job_id: str, release: str | None = None) -> dict[str, str]:
+    """The labels every runner Job and pod carries (ours; users may not override them),
+    with the release's instance label when a release is given."""
+    labels = dict(RUNNER_SELECTOR)
+    if release is not None:
+        labels[LABEL_INSTANCE] = release
+    labels[LABEL_JOB_ID] = job_id_label_value(job_id)
+    return labels
 
 
-def selector(job_id: str | None = None) -> str:
+def selector(job_id: str | None = None, release: str | None = None) -> str:
     """A label selector string for qforge runner Jobs (and their pods).
 
-    Without an id: every runner Job this controller manages; with one: that job's.
+    Without an id: every runner Job (of one release, when given); with one: that job's.
     """
     labels: dict[str, str] = dict(RUNNER_SELECTOR)
+    if release is not None:
+        labels[LABEL_INSTANCE] = release
     if job_id is not None:
         labels[LABEL_JOB_ID] = job_id_label_value(job_id)
     return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
+def lease_name(release: str) -> str:
+    """The controller Lease of a release: one leader per release, not per namespace."""
+    return f"{release}-controller"

@@ -2,13 +2,16 @@
 
 Thin handlers only. The store poller (the scheduling core driving the Kubernetes
 executor) runs in a thread started in `@kopf.on.startup`, kept in memo and stopped in
-`@kopf.on.cleanup`. Runner Jobs and pods are watched with `@kopf.on.event`, which
-writes nothing on them. Liveness: kopf's health endpoint runs the probe below, which
+`@kopf.on.cleanup`. The release's runner Jobs and pods are followed by the executor's
+own list-then-watch threads (controller/k8s/watch.py: paginated raw-JSON listings, a
+LIST only at start, after a broken watch and as a once-a-minute safety net), which
+write nothing on them. Liveness: kopf's health endpoint runs the probe below, which
 fails when the poller has not finished a pass within 3 poll intervals.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -22,14 +25,14 @@ import kopf
 from controller.k8s import naming
 from controller.k8s.executor import KubernetesExecutor
 from controller.k8s.leader import LeaseElector
+from controller.k8s.watch import ListWatch
 from controller.logs import setup_logging
+from controller.metrics.kubernetes import ControllerMetrics
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, PassReport, Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 
-log = logging.getLogger("controller.worker")
-
-LEASE_NAME = "qforge-controller"
+log = logging.getLogger(__name__)
 
 
 class Poller:
@@ -55,7 +58,7 @@ class Poller:
         self.thread = threading.Thread(target=self._loop, name="store-poller", daemon=True)
 
     def _loop(self) -> None:
-        log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
+        log.info("Controller listening for jobs every %gs...", self.settings.poll_interval)
         while not self.stop.is_set():
             report: PassReport | None = None
             try:
@@ -101,14 +104,21 @@ class Poller:
         self.elector.release()
 
 
-def _clients() -> tuple[Any, Any, Any]:
+def _clients(settings: Settings, metrics: ControllerMetrics | None = None
+             ) -> tuple[Any, Any, Any]:
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.BatchV1Api(), client.CoreV1Api(), client.CoordinationV1Api()
+        config.load_kube_config(client_configuration=configuration)
+    # Enough connections for the writer threads, the two watches and the Lease.
+    configuration.connection_pool_maxsize = settings.kube_api_writers + 8
+    api = client.ApiClient(configuration)
+    if metrics is not None:  # every request counted, by verb and code
+        metrics.kubernetes.instrument(api)
+    return client.BatchV1Api(api), client.CoreV1Api(api), client.CoordinationV1Api(api)
 
 
 @kopf.on.startup()
@@ -122,27 +132,51 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # A namespaced Role cannot list namespaces or CRDs: do not try.
     settings.scanning.disabled = True
     qsettings: Settings = memo["qforge_settings"]
-    batch, core, coordination = _clients()
+    metrics: ControllerMetrics | None = memo.get("qforge_metrics")
+    batch, core, coordination = _clients(qsettings, metrics)
     store = JobStore(qsettings.jobs_dir)
     store.ensure()
     executor = KubernetesExecutor(store, qsettings, batch, core)
+    selector = naming.selector(release=qsettings.release)
+    watches = [
+        ListWatch("jobs", batch.list_namespaced_job, qsettings.namespace, selector,
+                  on_list=executor.jobs_listed, on_event=executor.job_event,
+                  resync_due=executor.resync_due, bucket=executor.bucket),
+        ListWatch("pods", core.list_namespaced_pod, qsettings.namespace, selector,
+                  on_list=executor.pods_listed if metrics is None
+                  else metrics.kubernetes.pods.tee_list(executor.pods_listed),
+                  on_event=executor.pod_event if metrics is None
+                  else metrics.kubernetes.pods.tee_event(executor.pod_event),
+                  resync_due=executor.resync_due, bucket=executor.bucket),
+    ]
+    for watch in watches:
+        watch.start()
+    memo["watches"] = watches
     # One instance name for every controller of a namespace (not the pod's name): a new
     # leader, or the same controller restarted, adopts the Jobs of the one before.
     instance = f"{KUBERNETES_INSTANCE_PREFIX}{qsettings.namespace}.{qsettings.worker_id}"
 
     def make_scheduler() -> Scheduler:
-        return Scheduler(store, executor, qsettings, instance=instance)
+        return Scheduler(store, executor, qsettings, instance=instance,
+                         observer=metrics.scheduling if metrics else None)
 
-    identity = f"{socket.gethostname()}.{os.getpid()}"
-    elector = LeaseElector(coordination, qsettings.namespace, LEASE_NAME, identity,
-                           duration_seconds=max(15, int(3 * qsettings.poll_interval)))
+    identity = f"{qsettings.pod_name or socket.gethostname()}.{os.getpid()}"
+    elector = LeaseElector(coordination, qsettings.namespace,
+                           naming.lease_name(qsettings.release), identity,
+                           duration_seconds=max(15, int(3 * qsettings.poll_interval)),
+                           pod=(qsettings.pod_name, qsettings.pod_uid)
+                           if qsettings.pod_name and qsettings.pod_uid else None,
+                           core_api=core)
     poller = Poller(qsettings, make_scheduler, executor, elector)
+    if metrics is not None:
+        metrics.bind_active(executor.active)
+        metrics.kubernetes.bind_leader(lambda: elector.leading)
     memo["executor"] = executor
     memo["poller"] = poller
     poller.thread.start()
-    log.info("Controller for namespace %s, store %s, cap %d, runner image %s",
-             qsettings.namespace, qsettings.jobs_dir, qsettings.max_concurrent_jobs,
-             qsettings.runner_image)
+    log.info("Controller of release %s in namespace %s, store %s, cap %d, runner image %s",
+             qsettings.release, qsettings.namespace, qsettings.jobs_dir,
+             qsettings.max_concurrent_jobs, qsettings.runner_image)
 
 
 @kopf.on.cleanup()
@@ -150,6 +184,13 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
     poller: Poller | None = memo.get("poller")
     if poller is not None:
         poller.close()
+    for watch in memo.get("watches") or ():
+        watch.close()
+    executor: KubernetesExecutor | None = memo.get("executor")
+    if executor is not None:
+        executor.close()
+        log.info("Kubernetes API requests made: %s", json.dumps(dict(sorted(
+            executor.requests.items()))))
     log.info("Controller stopped")
 
 
@@ -165,33 +206,17 @@ def store_poller(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
             "error": poller.error}
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=dict(naming.RUNNER_SELECTOR))
-def runner_job_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    executor: KubernetesExecutor | None = memo.get("executor")
-    if executor is None:
-        return
-    data = dict(body)
-    if type == "DELETED":
-        executor.job_deleted(data)
-    else:
-        executor.observe_job(data)
-
-
-@kopf.on.event("", "v1", "pods", labels=dict(naming.RUNNER_SELECTOR))
-def runner_pod_event(type: str, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    executor: KubernetesExecutor | None = memo.get("executor")
-    if executor is not None and type != "DELETED":
-        executor.observe_pod(dict(body))
-
-
 def run_operator(settings: Settings, *, liveness: str | None) -> int:
     """Run kopf in this process, namespaced, standalone (the Lease elects the leader)."""
-    setup_logging(settings.log_dir)
+    setup_logging(settings.log_dir, component="controller", fmt=settings.log_format)
     # kopf logs every handler call at INFO: one line per watch event of every runner Job
     # and pod. Keep its warnings and errors.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    log.info("Starting Worker...")
+    log.info("Starting Controller...")
     memo = kopf.Memo(qforge_settings=settings)
+    if settings.metrics_port is not None:
+        memo["qforge_metrics"] = metrics = ControllerMetrics(settings)
+        metrics.serve(settings.metrics_address, settings.metrics_port)
     kopf.run(standalone=True, namespaces=[settings.namespace], liveness_endpoint=liveness,
              memo=memo)
     return 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from controller.record import JobRecord, Placement, Status, utcnow
 from controller.scheduling.executor import Executor, Outcome, Update
+from controller.scheduling.observer import NullObserver, SchedulerObserver
 from controller.scheduling.recorder import Inline, Recorder, WriteBehind
 from controller.settings import Settings
 from controller.store.index import IndexKeeper
@@ -26,7 +27,7 @@ from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
 from controller.store.liveness import Liveness
 from runner_image.result import ErrorType, JobError
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 KUBERNETES_INSTANCE_PREFIX = "k8s."
 # Heartbeats are rewritten at most this often (a pass can run many times a second when
@@ -64,10 +65,12 @@ class Scheduler:
         instance: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         write_behind: bool = False,
+        observer: SchedulerObserver | None = None,
     ) -> None:
         """`write_behind`: record writes (claims, outcomes, heartbeats) go to a
         background thread (`recorder.WriteBehind`) so a pass never waits for the disk;
         the local worker uses it. Off, each is written during the pass."""
+        self.observer: SchedulerObserver = observer or NullObserver()
         self.store = store
         self.executor = executor
         self.settings = settings
@@ -78,13 +81,26 @@ class Scheduler:
                                  settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
         self.wake = threading.Event()
-        self.writes: Recorder = (WriteBehind(on_idle=self._writes_drained) if write_behind
-                                 else Inline())
+        self._errors_lock = threading.Lock()
+        self.writes: Recorder = (
+            WriteBehind(on_idle=self._writes_drained,
+                        retry_seconds=min(1.0, settings.poll_interval),
+                        on_store_error=lambda exc: self._store_failed(exc, "a record write"))
+            if write_behind else Inline())
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
+        self._last_sync = -1e18
         self.last_pass_finished: float | None = None
         self._cancels_seen: list[str] = []
+        # Outcomes whose record could not be written (a full or read-only store): kept
+        # and recorded at a later pass, so a finished calculation is never lost.
+        self._unrecorded: list[Outcome] = []
+        # Hook for a metric: store operations that failed with an OSError (ENOSPC,
+        # EROFS, EIO, ...), and the last one's words; the pass is retried later.
+        self.store_errors = 0
+        self._strays_checked = 0  # store_errors when claims were last checked for strays
+        self.last_store_error: str | None = None
 
     def _writes_drained(self) -> None:
         """The record writer's queue emptied: a pass may now find the worker idle — but
@@ -96,6 +112,12 @@ class Scheduler:
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
         self.store.ensure()
+        self._sync_index()
+        self._adopt_own()
+        self.liveness.beat(0)
+
+    def _sync_index(self) -> None:
+        self._last_sync = self.clock()
         report = self.index.sync()
         if report.read or report.markers_removed or report.indexed or report.stale_removed:
             log.info(
@@ -104,8 +126,6 @@ class Scheduler:
                 report.jobs, report.queued, report.read, report.markers_created,
                 report.markers_removed, report.indexed, report.stale_removed,
             )
-        self._adopt_own()
-        self.liveness.beat(0)
 
     def _adopt_own(self) -> None:
         """Jobs this instance claimed before a restart (a stable instance name, as the
@@ -129,13 +149,18 @@ class Scheduler:
         """Stop the executor; interrupted jobs go back to the queue."""
         for outcome in self.executor.shutdown():
             self._record(outcome)
-        self.writes.close()
+        self.writes.close(timeout=30)
         self.liveness.retire()
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
         while not stop.is_set():
-            report = self.run_once()
+            try:
+                report = self.run_once()
+            except OSError as exc:  # the store is full, read-only or gone: keep going
+                self._store_failed(exc, "a pass over the job store")
+                stop.wait(self.settings.poll_interval)
+                continue
             if until_idle and report.queued == 0 and report.running_anywhere == 0 \
                     and not self.executor.active() and not self.writes.pending():
                 log.info("Nothing queued or running: worker is idle, exiting")
@@ -166,16 +191,31 @@ class Scheduler:
         # Cleared before the pass, not after the wait: a job ending during the pass (or
         # between the wait and the pass) then wakes the next wait at once.
         self.wake.clear()
+        began = time.perf_counter()
         report = PassReport()
-        self.index.refresh()
-        for outcome in self.executor.collect():
-            self._record(outcome)
+        every = self.settings.index_sync_seconds
+        if every and self.clock() - self._last_sync >= every:
+            self._sync_index()
+        else:
+            self.index.refresh()
+        outcomes, self._unrecorded = self._unrecorded + self.executor.collect(), []
+        for i, outcome in enumerate(outcomes):
+            try:
+                self._record(outcome)
+            except OSError:
+                self._unrecorded = outcomes[i:]  # recorded at a later pass
+                raise
             report.finished.append(outcome.job_id)
         for update in self.executor.updates():
             self._apply(update)
         self._handle_cancels(report)
         self._recover_dead(report)
         self._launch(report)
+        # Strays come only from a store error; and a job whose final record and marker
+        # removal are still queued for the write-behind thread is not one.
+        if self.store_errors != self._strays_checked and self.writes.pending() == 0:
+            self._requeue_strays()
+            self._strays_checked = self.store_errors
         if self.clock() - self._last_beat >= BEAT_EVERY:
             active = len(self._claimed)
             self.writes.submit(lambda: self.liveness.beat(active))
@@ -183,6 +223,7 @@ class Scheduler:
         report.running_anywhere = len(self.store.running_markers())
         self._health()
         self.last_pass_finished = self.clock()
+        self.observer.pass_done(report, time.perf_counter() - began)
         return report
 
     def _launch(self, report: PassReport) -> None:
@@ -225,8 +266,32 @@ class Scheduler:
                                    message=f"could not launch: {exc}")))
                 continue
             report.launched.append(key.job_id)
+            self.observer.job_started(claimed.record)
             report.queued -= 1
             free -= 1
+
+    def _requeue_strays(self) -> None:
+        """Claims of this instance that no job in flight stands behind: an operation
+        interrupted by a store error (a claim whose RUNNING record could not be written,
+        a take-over whose requeue failed) is undone here, so no job stays RUNNING."""
+        for marker in self.store.running_markers():
+            if marker.instance != self.instance or marker.job_id in self._claimed:
+                continue
+            claimed = self._still_running(marker, "a stray claim")
+            if claimed is not None:
+                log.warning("Job %s: claimed here but not running: back in the queue",
+                            marker.job_id)
+                self.store.requeue(claimed.record, marker, count_attempt=False)
+
+    def _store_failed(self, exc: OSError, doing: str) -> None:
+        """Count and log a store error (from the pass, or the record-writer thread)."""
+        with self._errors_lock:
+            self.store_errors += 1
+        what = exc.strerror or str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        self.last_store_error = f"{what}{where}"
+        log.error("Job store error during %s: %s%s; nothing is lost, retrying in %gs",
+                  doing, what, where, self.settings.poll_interval)
 
     def _placement(self) -> Placement:
         return Placement(
@@ -248,8 +313,24 @@ class Scheduler:
         """Read the record as it is now, write the job's terminal state (or put it back
         in the queue) and drop its running marker."""
         try:
+            self._record_claimed(claimed, outcome)
+        except OSError:
+            if isinstance(self.writes, Inline):
+                # Still ours: run_once keeps the outcome and records it at a later pass.
+                # (Behind the pass, the writer retries this very write instead.)
+                self._claimed[outcome.job_id] = claimed
+            raise
+
+    def _record_claimed(self, claimed: Claimed, outcome: Outcome) -> None:
+        try:
             current = self.store.read(outcome.job_id)
-        except (JobNotFound, CorruptRecord) as exc:
+        except CorruptRecord as exc:
+            # Only the scheduler writes a claimed job's record: this instance's copy from
+            # the claim is the record as it should be. The outcome is not lost.
+            log.error("Job %s: %s; its record is rewritten from this worker's copy",
+                      outcome.job_id, exc)
+            current = claimed.record
+        except JobNotFound as exc:
             log.error("Job %s: cannot record its outcome: %s", outcome.job_id, exc)
             self.store.drop_running_marker(claimed.marker)
             return
@@ -277,6 +358,7 @@ class Scheduler:
             log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
                      error.type, error.message)
         self.store.finish(claimed, record)
+        self.observer.job_finished(record)
 
     def _apply(self, update: Update) -> None:
         if update.job_id in self._claimed:
@@ -301,6 +383,7 @@ class Scheduler:
 
     def _finish(self, claimed: Claimed, record: JobRecord) -> None:
         self.writes.submit(lambda: self.store.finish(claimed, record))
+        self.observer.job_finished(record)
 
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:
@@ -323,6 +406,7 @@ class Scheduler:
                 if self.store.cancel_queued(key, self.instance, self._placement()):
                     log.info("Job %s cancelled before it started", job_id)
                     report.cancelled.append(job_id)
+                    self.observer.job_finished(record.evolve(status=Status.CANCELLED))
             # RUNNING elsewhere: its owner acts on the request.
 
     # -------------------------------------------------------------- recovery
@@ -368,6 +452,15 @@ class Scheduler:
         mine = self.store.take_over(marker, self.instance)
         if mine is None:
             return  # another worker is recovering it
+        try:
+            self._recover_taken(marker, mine, report)
+        except OSError:
+            # back to the dead owner: the recovery is tried again at a later pass
+            self.store.take_over(mine, marker.instance)
+            raise
+
+    def _recover_taken(self, marker: RunningMarker, mine: RunningMarker,
+                       report: PassReport) -> None:
         claimed = self._still_running(mine, "the dead worker's claim")
         if claimed is None:
             return

@@ -21,10 +21,10 @@ from controller.record import JobRecord
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
-from runner_image.harness import run_job
+from runner_image.harness import RESULTS_UNWRITABLE, run_job
 from runner_image.result import ErrorType, JobError, RunReport
 
-log = logging.getLogger("controller.worker")
+log = logging.getLogger(__name__)
 
 
 class LocalExecutor:
@@ -128,6 +128,11 @@ class LocalExecutor:
         report = future.result()
         if self._stopping and report.error is not None \
                 and report.error.type == ErrorType.cancelled:
+            return Outcome(job_id, requeue=True)
+        if report.error is not None and report.error.type == ErrorType.infrastructure_error \
+                and report.error.message.startswith(RESULTS_UNWRITABLE):
+            # the store could not take the results (full, read-only): run it again later
+            log.error("Job %s: %s; back in the queue", job_id, report.error.message)
             return Outcome(job_id, requeue=True)
         return Outcome(job_id, report=report)
 

@@ -24,6 +24,13 @@ is safe:
 
 `Inline` runs each write at once, as before; it is the default (the Kubernetes
 controller, and tests that read a record right after a pass).
+
+A store that cannot be written (full, read-only, gone: an `OSError`): `Inline` raises it
+to the caller, which keeps what it could not write and tries again at a later pass.
+`WriteBehind` reports it (`on_store_error`) and retries the same write every
+`retry_seconds`, holding the writes behind it, so their order is kept: a job's RUNNING
+record can never land after its terminal one. Until the store takes it, `pending()`
+stays above zero, so an idle check never passes over it.
 """
 
 from __future__ import annotations
@@ -39,9 +46,16 @@ log = logging.getLogger(__name__)
 Write = Callable[[], None]
 
 
+StoreErrorHandler = Callable[[OSError], None]
+
+
 def _run(write: Write) -> None:
+    """Run one write; a bug in it is logged, never stops the writes after it. A store
+    error (OSError) is the caller's to handle."""
     try:
         write()
+    except OSError:
+        raise
     except Exception:  # one job's failed write never stops the others
         log.exception("A record write failed")
 
@@ -59,8 +73,9 @@ class Recorder(Protocol):
         """Wait until every write asked for so far is done; False on timeout."""
         ...
 
-    def close(self) -> None:
-        """Drain, then stop (no more writes may be submitted)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Drain (at most `timeout` seconds), then stop (no more writes may be
+        submitted)."""
         ...
 
 
@@ -76,7 +91,7 @@ class Inline:
     def drain(self, timeout: float | None = None) -> bool:
         return True
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         return None
 
 
@@ -84,9 +99,14 @@ class WriteBehind:
     """Writes run on one background thread, in submission order. `on_idle` is called
     whenever the queue empties (the worker re-checks whether it is idle)."""
 
-    def __init__(self, on_idle: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_idle: Callable[[], None] | None = None, *,
+                 on_store_error: StoreErrorHandler | None = None,
+                 retry_seconds: float = 1.0) -> None:
         self._queue: queue.SimpleQueue[Write | None] = queue.SimpleQueue()
         self._on_idle = on_idle
+        self._on_store_error = on_store_error
+        self._retry_seconds = retry_seconds
+        self._closing = threading.Event()
         self._lock = threading.Lock()
         self._done = threading.Condition(self._lock)
         self._pending = 0
@@ -109,17 +129,32 @@ class WriteBehind:
         with self._done:
             return self._done.wait_for(lambda: self._pending == 0, timeout)
 
-    def close(self) -> None:
-        self.drain()
+    def close(self, timeout: float | None = None) -> None:
+        """Drain, then stop. A write the store still refuses after `timeout` is given
+        up: a RUNNING record not written leaves the job QUEUED under this (retired)
+        instance's claim, a terminal one leaves it RUNNING under it; either way the
+        recovery of a dead owner's claims runs it again. Nothing is lost."""
+        if not self.drain(timeout):
+            log.error("Giving up %d record writes the job store did not take; their jobs "
+                      "are recovered and run again", self.pending())
+        self._closing.set()
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
             self._queue.put(None)
-            thread.join()
+            thread.join(timeout=self._retry_seconds + 5)
 
     def _loop(self) -> None:
         while (write := self._queue.get()) is not None:
-            _run(write)
+            while True:
+                try:
+                    _run(write)
+                    break
+                except OSError as exc:  # the store refuses: the same write again later
+                    if self._on_store_error is not None:
+                        self._on_store_error(exc)
+                    if self._closing.wait(self._retry_seconds):
+                        return
             with self._done:
                 self._pending -= 1
                 idle = self._pending == 0

@@ -172,7 +172,10 @@ class IndexKeeper:
     # ------------------------------------------------------------- one job
     def _index_new(self, job_id: str, report: RebuildReport) -> None:
         if not self.store.layout.metadata(job_id).exists():
-            return  # a folder without a record yet (or an artifact folder)
+            # submissions rename a complete folder into place: this one lost its record
+            # (deleted by hand, a damaged disk); reported at each sync, never indexed
+            log.error("Skipping job %s: its folder has no metadata.json", job_id)
+            return
         record = self._read(job_id, report)
         if record is None:
             log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)

@@ -32,7 +32,7 @@ from runner_image.atomic import fsync_dir, write_bytes_atomic
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
 
-log = logging.getLogger("controller.store")
+log = logging.getLogger(__name__)
 
 # A queue marker whose job folder has not appeared after this long belongs to a
 # submission that died half-way; it is removed.
@@ -502,7 +502,13 @@ class JobStore:
         try:
             record = self.read(key.job_id)
         except JobNotFound:
-            self._put_back_or_drop(dst, src)
+            if self.layout.job_dir(key.job_id).is_dir():
+                # a submission renames a complete folder into place: this one lost its
+                # record (deleted by hand, a damaged disk)
+                log.error("Skipping job %s: its folder has no metadata.json", key.job_id)
+                dst.unlink(missing_ok=True)
+            else:
+                self._put_back_or_drop(dst, src)
             return None
         except CorruptRecord as exc:
             log.error("Skipping job %s: %s", key.job_id, exc.reason)
@@ -523,7 +529,12 @@ class JobStore:
             waiting_reason=None,
         )
         if write:
-            self.write(running)
+            try:
+                self.write(running)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.rename(dst, src)  # not claimed after all: back in the queue
+                raise
         return Claimed(running, marker)
 
     def _put_back_or_drop(self, dst: Path, src: Path) -> None:

@@ -9,6 +9,7 @@ clock skew between hosts sharing an NFS folder cannot kill a live worker.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from controller.record import utcnow
 from controller.store.jobstore import JobStore
 from runner_image.atomic import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +51,19 @@ class Liveness:
             "at": utcnow(),
             "active_jobs": active_jobs,
         }
-        write_text_atomic(self.store.layout.workers / self.instance, json.dumps(info) + "\n")
+        path = self.store.layout.workers / self.instance
+        try:
+            write_text_atomic(path, json.dumps(info) + "\n")
+        except OSError as exc:
+            # A full store cannot take the new file, but the old one's mtime can still
+            # move (no block needed): others must not judge this worker dead and run
+            # its jobs a second time. Raises when even that fails (a read-only store).
+            try:
+                os.utime(path)
+            except OSError:
+                raise exc from None
+            log.warning("Heartbeat of %s renewed by its mtime only: %s", self.instance,
+                        exc.strerror or exc)
 
     def retire(self) -> None:
         """A clean exit: no heartbeat left behind."""

@@ -161,9 +161,35 @@ class Site:
                        == "Bound", 30, f"claim {claim} Bound")
 
     def delete(self) -> None:
+        self.release_finalizers()
         self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false",
                              check=False)
         self.cluster.kubectl("delete", "pv", self.pv_name, "--wait=false", check=False)
+
+    def release_finalizers(self) -> int:
+        """Take qforge's finalizer off the namespace's runner Jobs (what a controller
+        does once it has recorded their outcomes; a test that stopped its controllers
+        early leaves some), so that the namespace can go. Returns how many."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        batch = client.BatchV1Api(api_client(self.cluster))
+        jobs = batch.api_client.sanitize_for_serialization(
+            batch.list_namespaced_job(self.namespace)).get("items") or []
+        released = 0
+        for job in jobs:
+            finalizers = job["metadata"].get("finalizers") or []
+            if naming.FINALIZER not in finalizers:
+                continue
+            i = finalizers.index(naming.FINALIZER)
+            with contextlib.suppress(ApiException):
+                batch.patch_namespaced_job(
+                    job["metadata"]["name"], self.namespace,
+                    [{"op": "test", "path": f"/metadata/finalizers/{i}",
+                      "value": naming.FINALIZER},
+                     {"op": "remove", "path": f"/metadata/finalizers/{i}"}])
+                released += 1
+        return released
 
     # ------------------------------------------------------------------ kubectl
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.k8s import naming
 from tests.cluster.helpers import ROOT, Site, unique_name, wait_until
 from tests.kube import ControlPlane
 
@@ -107,8 +108,12 @@ def test_default_install_works_and_its_role_is_least_privilege_and_enough(
     assert record["result"]["energy"] == pytest.approx(-5.0705, abs=1e-3)
     log = ctl.log_text()
     assert "Forbidden" not in log and "403" not in log, log[-3000:]
-    reasons = {e["reason"] for e in site.events_of("Job", record["placement"]["k8s_job"])}
-    assert {"Launched", "Completed"} <= reasons  # Events posted with the account's rights
+    name = record["placement"]["k8s_job"]
+    reasons = {e["reason"] for e in site.events_of("Job", name)}
+    assert "Completed" in reasons  # Events posted with the account's rights
+    # and the outcome finalizer taken off (a patch) with the account's rights
+    wait_until(lambda: naming.FINALIZER not in (site.kubectl_json("get", "job", name)[
+        "metadata"].get("finalizers") or []), 30, f"the finalizer off Job {name}")
 
 
 @pytest.mark.bare_site

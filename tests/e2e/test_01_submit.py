@@ -112,16 +112,14 @@ def test_kubectl_inspection_as_documented(release: Release) -> None:
     job_name = release.runner_jobs(job_id)[0]["metadata"]["name"]
     assert job_name in listing
 
-    # kubectl describe job shows qforge's Events: Launched, then Completed with the energy
+    # kubectl describe job shows qforge's Event: Completed with the energy (a "Launched"
+    # Event only with kubeApi.launchEvents: it would cost one more API write per job)
     def events() -> str | None:
         text = release.k("describe", "job", job_name).stdout
         return text if f"job {job_id} completed, total energy" in text else None
 
     described = wait_for("qforge's Completed Event on the Job", events, 60, interval=2)
-    assert f"launched job {job_id}: gfn2 sp of H2O" in described, described
-    assert re.search(r"Normal\s+Launched", described) and re.search(
-        r"Normal\s+Completed", described
-    )
+    assert re.search(r"Normal\s+Completed", described), described
     # kubectl logs job/<name> shows the runner's log
     logs = release.k("logs", f"job/{job_name}").stdout
     assert logs.strip(), "the runner pod logged nothing"

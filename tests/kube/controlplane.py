@@ -60,6 +60,14 @@ class ClusterOptions:
     kwok_nodes: int = 2
     node_cpu: str = "4"
     node_memory: str = "8Gi"
+    node_pods: str = "110"
+    # Client rate limits of kube-controller-manager and kube-scheduler. Their defaults
+    # (20/30 and 50/100) make the Job controller and the scheduler, not the system under
+    # test, the limit well below 50 launches/s; a real cluster's control plane is tuned
+    # the same way for batch work. And Jobs the Job controller syncs at once (default 5).
+    kube_api_qps: int = 300
+    kube_api_burst: int = 600
+    concurrent_job_syncs: int = 50
     start_timeout: float = 90.0
     # the API server's address; a real node needs one that pods can reach
     bind_address: str = "127.0.0.1"
@@ -587,6 +595,9 @@ class ControlPlane:
                 pki.ca.key,
                 "--cluster-name",
                 "qforge-test",
+                f"--kube-api-qps={self.options.kube_api_qps}",
+                f"--kube-api-burst={self.options.kube_api_burst}",
+                f"--concurrent-job-syncs={self.options.concurrent_job_syncs}",
             ],
         )
         sched_kc = self.run_dir / "scheduler.kubeconfig"
@@ -607,6 +618,8 @@ class ControlPlane:
                 "--cert-dir",
                 self.run_dir / "scheduler-certs",
                 "--leader-elect=false",
+                f"--kube-api-qps={self.options.kube_api_qps}",
+                f"--kube-api-burst={self.options.kube_api_burst}",
             ],
         )
         insecure = _insecure_ctx()
@@ -678,7 +691,7 @@ class ControlPlane:
         resources = {
             "cpu": self.options.node_cpu,
             "memory": self.options.node_memory,
-            "pods": "110",
+            "pods": self.options.node_pods,
         }
         return {
             "apiVersion": "v1",

@@ -195,6 +195,7 @@ def test_defaults_render_every_object(default_docs: list[Manifest]) -> None:
             "Pod",
             "Role",
             "RoleBinding",
+            "Service",
             "ServiceAccount",
         ]
     )
@@ -257,6 +258,9 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
         "PRIORITY_CLASS",
         "TTL_SECONDS_AFTER_FINISHED",
         "IMAGE_PULL_POLICY",
+        "RELEASE",
+        "KUBE_API_QPS",
+        "KUBE_API_BURST",
     } <= set(data)
     assert all(isinstance(v, str) for v in data.values())
     settings = Settings.from_env(data)
@@ -267,6 +271,10 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
     assert settings.poll_interval == 5
     assert settings.health_check_interval == 30
     assert settings.namespace == NAMESPACE
+    # one release, one scope: the release's own label on its runner Jobs and its Lease
+    assert settings.release == RELEASE
+    assert (settings.kube_api_qps, settings.kube_api_burst) == (200, 400)
+    assert settings.launch_events is False
     assert settings.runner_image == "qforge-runner:0.1.0"
     assert settings.image_pull_policy == "IfNotPresent"
     assert settings.pvc_name == f"{FULLNAME}-jobs"
@@ -293,7 +301,8 @@ def test_rbac_is_namespaced_and_least_privilege(default_docs: list[Manifest]) ->
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted[("batch", "jobs")] == {"get", "list", "watch", "create", "delete"}
+    assert granted[("batch", "jobs")] == {"get", "list", "watch", "create", "delete",
+                                          "patch"}
     assert granted[("", "pods")] == {"get", "list", "watch"}
     # what the controller's code and kopf call, and nothing more (tests/cluster runs a
     # controller with only this Role's rights)

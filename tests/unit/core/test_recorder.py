@@ -39,19 +39,60 @@ def test_writes_run_in_the_order_they_were_asked_for() -> None:
     writes.close()
 
 
-def test_a_failing_write_is_logged_and_the_next_ones_still_run(
+def test_a_write_with_a_bug_is_logged_and_the_next_ones_still_run(
         caplog: pytest.LogCaptureFixture) -> None:
     writes = WriteBehind()
     done: list[str] = []
 
     def broken() -> None:
-        raise OSError(28, "No space left on device")
+        raise ValueError("a bug in one job's write")
 
     writes.submit(broken)
     writes.submit(lambda: done.append("after"))
-    writes.close()
+    writes.close(timeout=10)
     assert done == ["after"]
     assert "A record write failed" in caplog.text
+
+
+def test_a_write_the_store_refuses_is_retried_in_order_until_it_is_taken() -> None:
+    """A full or read-only store: the refused write is tried again, and the writes
+    behind it wait for it (a RUNNING record never lands after the terminal one)."""
+    errors: list[OSError] = []
+    writes = WriteBehind(on_store_error=errors.append, retry_seconds=0.01)
+    done: list[str] = []
+    refusals = iter([True, True, True, False])
+
+    def running_record() -> None:
+        if next(refusals):
+            raise OSError(28, "No space left on device")
+        done.append("RUNNING")
+
+    writes.submit(running_record)
+    writes.submit(lambda: done.append("COMPLETED"))
+    assert writes.drain(timeout=10)
+    writes.close(timeout=10)
+    assert done == ["RUNNING", "COMPLETED"]
+    assert [e.errno for e in errors] == [28, 28, 28]
+
+
+def test_close_gives_up_a_write_the_store_never_takes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    writes = WriteBehind(retry_seconds=0.01)
+
+    def refused() -> None:
+        raise OSError(30, "Read-only file system")
+
+    writes.submit(refused)
+    writes.close(timeout=0.2)  # bounded: a worker stopping on a read-only store exits
+    assert "Giving up 1 record writes" in caplog.text
+
+
+def test_inline_raises_a_store_error_to_its_caller() -> None:
+    def refused() -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        Inline().submit(refused)
 
 
 def test_inline_writes_happen_at_once() -> None:

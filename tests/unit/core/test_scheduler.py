@@ -236,7 +236,7 @@ def test_shutdown_requeues_running_jobs_and_removes_heartbeat(store: JobStore) -
 
 def test_health_line_every_interval(store: JobStore, caplog: pytest.LogCaptureFixture) -> None:
     sched, _, clock = make(store, health_check_interval=30)
-    caplog.set_level(logging.INFO, logger="controller.worker")
+    caplog.set_level(logging.INFO, logger="controller.scheduling.core")
     for _ in range(7):
         sched.run_once()
         clock.now += 10

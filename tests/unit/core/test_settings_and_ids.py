@@ -18,6 +18,8 @@ def test_defaults_match_the_original_worker() -> None:
     assert s.xtb_timeout == 300
     assert s.poll_interval == 5
     assert s.health_check_interval == 30
+    assert s.lease_seconds == 60
+    assert s.index_sync_seconds == 300
 
 
 def test_environment_overrides_defaults_and_flags_override_environment() -> None:

@@ -1,8 +1,10 @@
 """The Kubernetes executor's decisions, with the API replaced by small in-memory fakes
-(the real API server is the cluster tests' part: tests/cluster)."""
+and the watch feed played by the test (the real API server and the real watch are the
+cluster tests' part: tests/cluster)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,28 +14,41 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from controller.k8s import naming
-from controller.k8s.executor import RESYNC_SECONDS, KubernetesExecutor
-from controller.record import Placement
+from controller.k8s.executor import KubernetesExecutor
+from controller.record import Placement, Status
 from controller.scheduling.core import Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
 from runner_image.atomic import write_text_atomic
 from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType, JobError, RunReport
+from runner_image.result import ErrorType, JobError, JobResult, Quality, RunReport
 from runner_image.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 INSTANCE = "k8s.ns.worker_1"
 
 
+def _answer(body: dict[str, Any]) -> Any:
+    """What a request made with _preload_content=False returns: raw JSON in .data."""
+    return SimpleNamespace(data=json.dumps(body).encode())
+
+
 class FakeBatch:
+    """Jobs by name; every call counted by verb. No list: the executor never lists."""
+
     def __init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.create_error: ApiException | Exception | None = None
-        self.creates = 0
+        self.calls: list[str] = []
+        self.patches: list[tuple[str, list[dict[str, Any]]]] = []
 
-    def create_namespaced_job(self, namespace: str, body: dict[str, Any]) -> Any:
-        self.creates += 1
+    @property
+    def creates(self) -> int:
+        return self.calls.count("create")
+
+    def create_namespaced_job(self, namespace: str, body: dict[str, Any],
+                              **_: Any) -> Any:
+        self.calls.append("create")
         if self.create_error is not None:
             raise self.create_error
         name = body["metadata"]["name"]
@@ -41,15 +56,29 @@ class FakeBatch:
             raise ApiException(status=409, reason="Conflict")
         self.jobs[name] = {**body, "metadata": {**body["metadata"], "uid": f"uid-{name}"},
                            "status": {}}
-        return SimpleNamespace(metadata=SimpleNamespace(uid=f"uid-{name}"))
+        return _answer(self.jobs[name])
 
-    def read_namespaced_job(self, name: str, namespace: str) -> dict[str, Any]:
+    def read_namespaced_job(self, name: str, namespace: str, **_: Any) -> Any:
+        self.calls.append("get")
         if name not in self.jobs:
             raise ApiException(status=404, reason="Not Found")
-        return self.jobs[name]
+        return _answer(self.jobs[name])
 
-    def list_namespaced_job(self, namespace: str, label_selector: str) -> Any:
-        return SimpleNamespace(items=list(self.jobs.values()))
+    def patch_namespaced_job(self, name: str, namespace: str, body: list[dict[str, Any]],
+                             **_: Any) -> Any:
+        self.calls.append("patch")
+        self.patches.append((name, body))
+        job = self.jobs[name]
+        index = int(body[0]["path"].rsplit("/", 1)[1])
+        assert job["metadata"]["finalizers"][index] == body[0]["value"]  # the "test" op
+        job["metadata"]["finalizers"] = [f for i, f in enumerate(
+            job["metadata"]["finalizers"]) if i != index]
+        return _answer(job)
+
+    def delete_namespaced_job(self, name: str, namespace: str, **_: Any) -> Any:
+        self.calls.append("delete")
+        self.jobs[name]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return _answer({})
 
 
 class FakeCore:
@@ -57,13 +86,21 @@ class FakeCore:
         self.events: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
 
-    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any], **_: Any) -> Any:
         self.events.append(body)
+        return _answer(body)
 
-    def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
+    def list_namespaced_pod(self, namespace: str, label_selector: str, **_: Any) -> Any:
         name = label_selector.split("=", 1)[1]
-        return SimpleNamespace(items=[p for p in self.pods
-                                      if p["metadata"]["labels"]["job-name"] == name])
+        return _answer({"items": [p for p in self.pods
+                                  if p["metadata"]["labels"]["job-name"] == name]})
+
+
+def make_executor(store: JobStore, **settings: Any) -> KubernetesExecutor:
+    executor = KubernetesExecutor(store, Settings(namespace="ns", **settings), FakeBatch(),
+                                  FakeCore(), submit=lambda task: task())
+    executor.jobs_listed([], 0.0)  # the watch's first listing: an empty namespace
+    return executor
 
 
 @pytest.fixture
@@ -75,7 +112,7 @@ def store(tmp_path: Path) -> JobStore:
 
 @pytest.fixture
 def executor(store: JobStore) -> KubernetesExecutor:
-    return KubernetesExecutor(store, Settings(namespace="ns"), FakeBatch(), FakeCore())
+    return make_executor(store)
 
 
 def claim(store: JobStore) -> Claimed:
@@ -85,6 +122,181 @@ def claim(store: JobStore) -> Claimed:
     claimed = store.claim(store.queued()[0], INSTANCE, placement)
     assert claimed is not None
     return claimed
+
+
+def _succeed(store: JobStore, job_id: str) -> None:
+    """Play the runner: a successful report in the job's folder."""
+    result = JobResult(
+        energy=-5.0705444, gap=14.38, dipole=None, partial_charges=None, geometry=None,
+        frequencies=None, converged=True, xtb_version="6.5.1", method="gfn2", task="opt",
+        wall_time=0.1, quality=Quality(converged=True, gap_ok=True, ok=True))
+    report = RunReport(success=True, result=result, error=None, job_id=job_id,
+                       started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z")
+    write_text_atomic(store.layout.job_dir(job_id) / "result.json", report.model_dump_json())
+
+
+def _pod(name: str, job_id: str, phase: str, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": f"{name}-x", "labels": {"job-name": name},
+                         "annotations": {naming.ANNOTATION_JOB_ID: job_id},
+                         "ownerReferences": [{"kind": "Job", "name": name}]},
+            "spec": {"nodeName": "n1"}, "status": {"phase": phase, **status}}
+
+
+# ----------------------------------------------------------------- the cap
+
+
+def test_the_cap_is_counted_from_the_view_without_an_api_call(store: JobStore) -> None:
+    executor = KubernetesExecutor(store, Settings(namespace="ns", max_concurrent_jobs=2),
+                                  FakeBatch(), FakeCore(), submit=lambda task: task())
+    assert executor.free_slots() == 0  # nothing listed yet: the count is not known
+    running = {"metadata": {"name": "qf-other", "finalizers": [naming.FINALIZER]},
+               "status": {}}
+    finished = {"metadata": {"name": "qf-done"}, "status": {"succeeded": 1}}
+    executor.jobs_listed([running, finished], 0.0)
+    assert executor.free_slots() == 1
+    executor.launch(claim(store))  # created, and not yet seen by the watch: counts
+    assert executor.free_slots() == 0
+    executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
+    assert executor.free_slots() == 1
+    assert executor.batch.calls == ["create"]
+
+
+def test_a_transient_refusal_gives_the_job_back_and_pauses_launches(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    error = ApiException(status=429, reason="Too Many Requests")
+    error.headers = {"Retry-After": "2"}
+    executor.batch.create_error = error
+    executor.launch(claimed)
+    (outcome,) = executor.collect()
+    assert outcome.requeue and outcome.job_id == claimed.record.job_id
+    assert executor.active() == set() and executor.core.events == []
+    assert executor.free_slots() == 0  # backing off, at least the Retry-After
+    assert 1.5 < executor.backoff.remaining() <= 2.0
+    assert executor.unfinished_jobs() == 0  # the refused create holds no slot
+
+
+@pytest.mark.parametrize("error", [ApiException(status=503, reason="Service Unavailable"),
+                                   ConnectionRefusedError(111, "Connection refused")])
+def test_no_answer_or_5xx_gives_the_job_back(store: JobStore, executor: KubernetesExecutor,
+                                             error: Exception) -> None:
+    executor.batch.create_error = error
+    executor.launch(claim(store))
+    (outcome,) = executor.collect()
+    assert outcome.requeue
+
+
+def test_a_refused_create_fails_the_job_with_the_api_servers_message(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.batch.create_error = ApiException(status=403, reason="Forbidden")
+    executor.batch.create_error.body = '{"message": "jobs.batch is forbidden: no"}'
+    executor.launch(claimed)
+    (outcome,) = executor.collect()
+    assert outcome.error is not None and outcome.error.type == ErrorType.infrastructure_error
+    assert re.search(re.escape("403 Forbidden: jobs.batch is forbidden: no"),
+                     outcome.error.message)
+    assert executor.active() == set() and executor.batch.patches == []
+
+
+def test_already_exists_means_launched_once(store: JobStore,
+                                            executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    executor.launch(claimed)
+    assert executor.batch.creates == 2 and len(executor.batch.jobs) == 1
+    assert executor.active() == {claimed.record.job_id}
+    assert executor.collect() == []
+
+
+def test_a_job_of_another_release_with_the_same_name_is_not_adopted(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    name = naming.job_name(claimed.record.job_id)
+    executor.batch.jobs[name] = {"metadata": {"name": name, "labels": {
+        naming.LABEL_INSTANCE: "other"}}, "status": {}}
+    executor.launch(claimed)
+    (outcome,) = executor.collect()
+    assert outcome.error is not None and "release 'other'" in outcome.error.message
+    assert executor.batch.patches == []  # the other release's Job is left alone
+
+
+# ------------------------------------------------------- a job's whole life
+
+
+def test_a_jobs_life_costs_three_writes_and_no_read(store: JobStore,
+                                                    executor: KubernetesExecutor) -> None:
+    """Create, one Event on the outcome, the finalizer off once the outcome is in the
+    store. The success is judged from the pod's own Succeeded phase, before the Job
+    controller has counted it."""
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    job = executor.batch.jobs[name]
+    assert job["metadata"]["finalizers"] == [naming.FINALIZER]
+    assert job["metadata"]["labels"][naming.LABEL_INSTANCE] == "qforge"
+    executor.job_event("ADDED", job)
+    _succeed(store, record.job_id)
+    executor.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    scheduler.run_once()
+    assert store.read(record.job_id).status is Status.COMPLETED
+    assert executor.batch.patches == []  # not before the record is written
+    scheduler.run_once()
+    assert [n for n, _ in executor.batch.patches] == [name]
+    assert executor.batch.jobs[name]["metadata"]["finalizers"] == []
+    assert [e["reason"] for e in executor.core.events] == ["Completed"]
+    writes = executor.batch.calls.count("create") + executor.batch.calls.count("patch") \
+        + len(executor.core.events)
+    assert writes == 3 and "get" not in executor.batch.calls
+    assert dict(executor.requests) == {"create jobs": 1, "create events": 1,
+                                       "patch jobs": 1}
+
+
+def test_launch_events_are_a_setting(store: JobStore) -> None:
+    executor = make_executor(store, launch_events=True)
+    executor.launch(claim(store))
+    assert [e["reason"] for e in executor.core.events] == ["Launched"]
+
+
+def test_finalizer_stays_until_the_record_is_terminal(store: JobStore,
+                                                      executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    executor.record_done(claimed.record.job_id, name)  # record still RUNNING
+    assert executor.batch.patches == []
+
+
+def test_a_crash_between_recording_and_the_finalizer_is_swept_at_the_next_listing(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    store.finish(claimed, claimed.record.evolve(status=Status.COMPLETED))
+    job = executor.batch.jobs[name]
+    job["status"] = {"succeeded": 1}
+    fresh = make_executor(store)  # a new controller: tracks nothing
+    fresh.batch = executor.batch
+    fresh.jobs_listed([job], 0.0)
+    fresh.collect()
+    assert [n for n, _ in executor.batch.patches] == [name]
+
+
+# ---------------------------------------------------------------- adoption
+
+
+def test_adoption_reads_the_view_not_the_api(store: JobStore,
+                                             executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    name = naming.job_name(claimed.record.job_id)
+    executor.jobs_listed([{"metadata": {"name": name, "finalizers": [naming.FINALIZER],
+                                        "annotations": {naming.ANNOTATION_JOB_ID:
+                                                        claimed.record.job_id}},
+                           "status": {}}], 0.0)
+    assert executor.adopt(claimed)
+    assert executor.batch.calls == [] and executor.active() == {claimed.record.job_id}
 
 
 def test_adopt_creates_the_job_a_crash_left_uncreated(store: JobStore,
@@ -114,38 +326,7 @@ def test_adopt_of_a_launched_job_that_is_gone_does_not_relaunch(
     assert name in outcome.error.message and "deleted" in outcome.error.message
 
 
-def test_already_exists_means_launched_without_a_second_event(
-        store: JobStore, executor: KubernetesExecutor) -> None:
-    claimed = claim(store)
-    executor.launch(claimed)
-    executor.launch(claimed)
-    assert executor.batch.creates == 2 and len(executor.batch.jobs) == 1
-    assert [e["reason"] for e in executor.core.events] == ["Launched"]
-    assert executor.active() == {claimed.record.job_id}
-
-
-@pytest.mark.parametrize("error", [ApiException(status=503, reason="Service Unavailable"),
-                                   ApiException(status=429, reason="Too Many Requests"),
-                                   ConnectionRefusedError(111, "Connection refused")])
-def test_transient_create_failure_gives_the_job_back(
-        store: JobStore, executor: KubernetesExecutor, error: Exception) -> None:
-    claimed = claim(store)
-    executor.batch.create_error = error
-    executor.launch(claimed)
-    (outcome,) = executor.collect()
-    assert outcome.requeue and outcome.job_id == claimed.record.job_id
-    assert executor.active() == set()
-    assert executor.core.events == []
-
-
-def test_refused_create_raises_with_the_api_servers_message(
-        store: JobStore, executor: KubernetesExecutor) -> None:
-    claimed = claim(store)
-    executor.batch.create_error = ApiException(status=403, reason="Forbidden")
-    executor.batch.create_error.body = '{"message": "jobs.batch is forbidden: no"}'
-    with pytest.raises(RuntimeError, match=re.escape("403 Forbidden: jobs.batch is forbidden: no")):
-        executor.launch(claimed)
-    assert executor.active() == set()
+# ---------------------------------------------------------------- verdicts
 
 
 def _fail(job: dict[str, Any], reason: str) -> None:
@@ -158,19 +339,16 @@ def test_failed_job_reads_its_pod_when_the_pod_watch_lags(
     claimed = claim(store)
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
-    pod = {"metadata": {"name": f"{name}-x", "labels": {"job-name": name},
-                        "annotations": {naming.ANNOTATION_JOB_ID: claimed.record.job_id},
-                        "ownerReferences": [{"kind": "Job", "name": name}]},
-           "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}
-    executor.observe_pod(pod)
+    pod = _pod(name, claimed.record.job_id, "Running")
+    executor.pod_event("ADDED", pod)
     job = executor.batch.jobs[name]
     _fail(job, "BackoffLimitExceeded")
-    executor.observe_job(job)
+    executor.job_event("MODIFIED", job)
     executor.core.pods = [{**pod, "status": {"phase": "Failed", "containerStatuses": [
         {"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}]
     (outcome,) = executor.collect()
     assert outcome.error is not None and outcome.error.type == ErrorType.resource_error
-    assert [e["reason"] for e in executor.core.events] == ["Launched", "Failed"]
+    assert [e["reason"] for e in executor.core.events] == ["Failed"]
 
 
 def test_runner_error_in_result_json_is_passed_through(
@@ -183,62 +361,84 @@ def test_runner_error_in_result_json_is_passed_through(
                        started_at="2026-01-01T00:00:00Z", finished_at="2026-01-01T00:00:01Z")
     write_text_atomic(store.layout.job_dir(claimed.record.job_id) / "result.json",
                       report.model_dump_json())
-    executor.core.pods = [{"metadata": {"name": f"{name}-x", "labels": {"job-name": name}},
-                           "spec": {}, "status": {"phase": "Failed", "containerStatuses": [
-                               {"state": {"terminated": {"reason": "Error",
-                                                         "exitCode": 1}}}]}}]
+    executor.core.pods = [_pod(name, claimed.record.job_id, "Failed", containerStatuses=[
+        {"state": {"terminated": {"reason": "Error", "exitCode": 1}}}])]
     job = executor.batch.jobs[name]
     _fail(job, "PodFailurePolicy")
-    executor.observe_job(job)
+    executor.job_event("MODIFIED", job)
     (outcome,) = executor.collect()
     assert outcome.error == report.error
 
 
-def test_forget_all_drops_every_tracked_job(store: JobStore,
-                                            executor: KubernetesExecutor) -> None:
+def test_a_job_deleted_while_running_is_a_deletion_even_behind_the_finalizer(
+        store: JobStore, executor: KubernetesExecutor) -> None:
     claimed = claim(store)
     executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    job = executor.batch.jobs[name]
+    executor.job_event("ADDED", job)
+    assert executor.collect() == []
+    job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    executor.job_event("MODIFIED", job)
+    (outcome,) = executor.collect()
+    assert outcome.error is not None and "deleted before it finished" in outcome.error.message
+
+
+def test_a_deletion_the_watch_missed_is_found_by_the_next_listing(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    executor.job_event("ADDED", executor.batch.jobs[name])
+    assert executor.collect() == []
+    executor.jobs_listed([], 10.0)  # gone while the watch was reconnecting
+    (outcome,) = executor.collect()
+    assert outcome.error is not None and outcome.error.type == ErrorType.infrastructure_error
+
+
+def test_the_safety_net_listing_is_due_only_while_jobs_are_tracked(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    assert not executor.resync_due(10_000)
+    executor.launch(claim(store))
+    assert not executor.resync_due(59) and executor.resync_due(60)
+
+
+def test_forget_all_drops_every_tracked_job(store: JobStore,
+                                            executor: KubernetesExecutor) -> None:
+    executor.launch(claim(store))
     executor.forget_all()
     assert executor.active() == set() and executor.collect() == []
 
 
-class CountingBatch(FakeBatch):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lists = 0
-
-    def list_namespaced_job(self, namespace: str, label_selector: str) -> Any:
-        self.lists += 1
-        return super().list_namespaced_job(namespace, label_selector)
-
-
-def test_idle_controller_makes_no_api_call_per_pass(store: JobStore) -> None:
-    batch, now = CountingBatch(), [0.0]
-    executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, FakeCore(),
-                                  clock=lambda: now[0])
+def test_idle_controller_makes_no_api_call_per_pass(store: JobStore,
+                                                    executor: KubernetesExecutor) -> None:
     scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
     scheduler.start()
     for _ in range(10):
-        now[0] += 5
         scheduler.run_once()
-    assert batch.lists == 0 and batch.creates == 0
-    store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
-    scheduler.run_once()  # queued: the cap is counted from the cluster, then launched
-    assert batch.lists == 1 and batch.creates == 1
+    assert executor.batch.calls == [] and executor.requests == {}
 
 
-def test_a_deletion_the_watch_missed_is_found_by_the_resync(store: JobStore) -> None:
-    batch, now = CountingBatch(), [0.0]
-    executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, FakeCore(),
-                                  clock=lambda: now[0])
-    claimed = claim(store)
-    executor.launch(claimed)
-    name = naming.job_name(claimed.record.job_id)
-    executor.observe_job(batch.jobs[name])
-    del batch.jobs[name]  # deleted while the watch was reconnecting: no DELETED event
-    now[0] += RESYNC_SECONDS - 1
-    assert executor.collect() == [] and batch.lists == 0
-    now[0] += 1
-    (outcome,) = executor.collect()
-    assert batch.lists == 1
-    assert outcome.error is not None and outcome.error.type == ErrorType.infrastructure_error
+def test_a_freed_slot_wakes_the_scheduler_even_for_a_job_already_recorded(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """The outcome was recorded from the pod's phase; the Job controller frees the slot
+    later: that moment must wake the scheduler (the queue waits for that slot)."""
+    import threading
+
+    wake = threading.Event()
+    executor.attach(wake)
+    running = {"metadata": {"name": "qf-x", "finalizers": [naming.FINALIZER]}, "status": {}}
+    executor.job_event("ADDED", running)
+    assert not wake.is_set() and executor.unfinished_jobs() == 1
+    executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
+    assert wake.is_set() and executor.unfinished_jobs() == 0
+
+
+def test_every_raw_answer_is_read_and_its_connection_handed_back(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """An unread raw answer keeps its connection: the next request would open a new one
+    (a TLS handshake per request)."""
+    released: list[bool] = []
+    answer = SimpleNamespace(data=b"{}", release_conn=lambda: released.append(True))
+    assert executor._api("get jobs", lambda: answer) is answer
+    assert released == [True]

@@ -29,7 +29,8 @@ class FakeLeases:
         assert self.lease is not None
         spec = self.lease["spec"]
         return SimpleNamespace(
-            metadata=SimpleNamespace(resource_version=str(self.version)),
+            metadata=SimpleNamespace(resource_version=str(self.version),
+                                     annotations=self.lease["metadata"].get("annotations")),
             spec=SimpleNamespace(holder_identity=spec.get("holderIdentity"),
                                  renew_time=spec.get("renewTime"),
                                  acquire_time=spec.get("acquireTime"),
@@ -85,6 +86,48 @@ def test_one_leader_a_standby_and_takeover_after_the_lease_expires() -> None:
     assert b.try_acquire_or_renew() and b.leading
     assert api.lease is not None and api.lease["spec"]["holderIdentity"] == "b"
     assert api.lease["spec"]["leaseTransitions"] == 1
+
+
+class FakePods:
+    def __init__(self, pods: dict[str, str]) -> None:
+        self.pods = pods  # name -> uid
+        self.reads = 0
+
+    def read_namespaced_pod(self, name: str, namespace: str) -> Any:
+        self.reads += 1
+        if name not in self.pods:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(metadata=SimpleNamespace(uid=self.pods[name]))
+
+
+def test_a_lease_held_by_a_pod_that_is_gone_is_taken_at_once() -> None:
+    api, pods = FakeLeases(), FakePods({"ctl-a": "uid-a"})
+    a = LeaseElector(api, "ns", "r-controller", "ctl-a.1", pod=("ctl-a", "uid-a"),
+                     core_api=pods)
+    b = LeaseElector(api, "ns", "r-controller", "ctl-b.1", pod=("ctl-b", "uid-b"),
+                     core_api=pods)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # a's pod is there: wait out the Lease
+    del pods.pods["ctl-a"]  # a's pod is gone (its node died, or it was deleted)
+    assert b.try_acquire_or_renew()
+    assert api.lease is not None and api.lease["spec"]["holderIdentity"] == "ctl-b.1"
+
+
+def test_a_lease_held_by_an_earlier_pod_of_the_same_name_is_taken() -> None:
+    api, pods = FakeLeases(), FakePods({"ctl": "uid-1"})
+    a = LeaseElector(api, "ns", "l", "ctl.1", pod=("ctl", "uid-1"), core_api=pods)
+    assert a.try_acquire_or_renew()
+    pods.pods["ctl"] = "uid-2"
+    b = LeaseElector(api, "ns", "l", "ctl.7", pod=("ctl", "uid-2"), core_api=pods)
+    assert b.try_acquire_or_renew()
+
+
+def test_a_lease_without_a_pod_is_never_taken_early() -> None:
+    api, pods = FakeLeases(), FakePods({})
+    a = LeaseElector(api, "ns", "l", "host.1")
+    b = LeaseElector(api, "ns", "l", "host.2", pod=("ctl-b", "uid-b"), core_api=pods)
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew() and pods.reads == 0
 
 
 def test_release_hands_over_at_once() -> None:

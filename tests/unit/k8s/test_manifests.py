@@ -91,9 +91,33 @@ def test_labels_identify_qforge_runner_jobs() -> None:
 
 def test_selector_matches_the_labels() -> None:
     labels = job()["metadata"]["labels"]
-    for term in naming.selector(JOB_ID).split(","):
+    for term in naming.selector(JOB_ID, release="qforge").split(","):
         key, value = term.split("=")
         assert labels[key] == value
+
+
+def test_one_release_one_scope_its_instance_label_on_job_and_pod() -> None:
+    manifest = build_job_manifest(JOB_ID, spec(), settings(release="blue"))
+    for labels in (manifest["metadata"]["labels"],
+                   manifest["spec"]["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/instance"] == "blue"
+    other = naming.selector(release="green")
+    assert any(term not in manifest["metadata"]["labels"].items()
+               for term in (tuple(t.split("=")) for t in other.split(",")))
+    assert naming.lease_name("blue") == "blue-controller"
+    assert naming.lease_name("qforge") == "qforge-controller"  # the name before releases
+
+
+def test_user_labels_never_move_a_job_into_another_release() -> None:
+    manifest = build_job_manifest(
+        JOB_ID, spec(labels={"app.kubernetes.io/instance": "green"}),
+        settings(release="blue"))
+    assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == "blue"
+
+
+def test_every_job_carries_the_outcome_finalizer() -> None:
+    """Its TTL cannot remove it before a controller has recorded its outcome."""
+    assert job()["metadata"]["finalizers"] == [naming.FINALIZER] == ["qforge.io/record-outcome"]
 
 
 def test_pod_carries_the_same_labels_and_the_exact_id() -> None:

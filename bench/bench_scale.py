@@ -1,0 +1,284 @@
+"""The controller at cluster scale: 5,000 jobs at cap 500 on kwok nodes.
+
+On one test control plane (tests/kube: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, kwok with 5 fake nodes of 1,000 pods each; pods live RUN_FOR):
+
+1. baseline: a bare kubernetes-client loop creates the same 5,000 Jobs (the controller's
+   own manifests, without its finalizer) keeping at most 500 unfinished, counted by its
+   own watch, with as many writer threads as the controller; time until all complete;
+2. qforge: 5,000 jobs in the store, `qforge controller` at cap 500: Jobs created per
+   second (sustained: first to last creation), time until all are COMPLETED in the store
+   (ratio baseline/qforge, target >= 0.95), API requests per job (the controller's own
+   count), peak RSS of the controller process (target < 300 MB);
+3. restart: the store gets 100,000 finished records; a controller with 500 running Jobs
+   is SIGKILLed (its Lease names a pod that no longer exists); a new controller starts:
+   seconds from its start to its first new Job (target <= 10 s).
+
+Prints `bench:` lines. Heavy on 2 cores (~10 min): run by hand or by `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchlib import env_int, log
+
+from controller.k8s import naming
+from controller.k8s.manifests import build_job_manifest
+from controller.record import JobRecord, Status, utcnow
+from controller.settings import Settings
+from controller.store.jobstore import JobStore
+from runner_image.molecule import parse_xyz
+from runner_image.spec import JobSpec
+from tests.cluster.helpers import RUN_FOR, NodeLeases, Results, Site, api_client, wait_until
+from tests.cluster.test_scale import SMALL, submit_direct
+from tests.kube import ClusterOptions, ControlPlane
+from tests.molecules import WATER_EXPERIMENTAL as WATER
+
+JOBS = env_int("BENCH_SCALE_JOBS", 5000)
+CAP = env_int("BENCH_SCALE_CAP", 500)
+RECORDS = env_int("BENCH_SCALE_RECORDS", 100_000)
+RUNNING = env_int("BENCH_SCALE_RUNNING", 500)
+POD_LIFE = os.environ.get("BENCH_SCALE_POD_LIFE", "5s")
+WRITERS = Settings().kube_api_writers
+
+
+class Watch:
+    """Arrival time of every Job of the namespace, and which have succeeded."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.batch = client.BatchV1Api(kube)
+        self.namespace = namespace
+        self.added: dict[str, float] = {}
+        self.done: set[str] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        listed = json.loads(self.batch.list_namespaced_job(
+            self.namespace, _preload_content=False).data)
+        rv = listed["metadata"]["resourceVersion"]
+        with self.lock:
+            for obj in listed.get("items") or []:
+                self.added.setdefault(obj["metadata"]["name"], time.monotonic())
+                if (obj.get("status") or {}).get("succeeded"):
+                    self.done.add(obj["metadata"]["name"])
+        self.ready.set()
+        while not self.stop.is_set():
+            for event in watch.Watch().stream(self.batch.list_namespaced_job, self.namespace,
+                                              resource_version=rv, timeout_seconds=5):
+                obj = event["raw_object"]
+                rv = obj["metadata"]["resourceVersion"]
+                name = obj["metadata"]["name"]
+                with self.lock:
+                    self.added.setdefault(name, time.monotonic())
+                    if (obj.get("status") or {}).get("succeeded"):
+                        self.done.add(name)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+
+
+def launch_rate(times: list[float]) -> float:
+    times = sorted(times)
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def baseline(site: Site, kube: Any) -> tuple[float, float]:
+    from kubernetes import client
+
+    batch = client.BatchV1Api(kube)
+    settings = Settings(namespace=site.namespace, release="baseline",
+                        runner_image="qforge-runner:test", pvc_name="qforge-jobs",
+                        runner_pod_annotations={RUN_FOR: POD_LIFE},
+                        runner_cpu=SMALL["RUNNER_CPU"], runner_memory=SMALL["RUNNER_MEMORY"])
+    spec = JobSpec(molecule=parse_xyz(WATER))
+    manifests = []
+    for i in range(JOBS):
+        m = build_job_manifest(f"base-{i:05d}", spec, settings)
+        m["metadata"].pop("finalizers")  # nobody would take it off
+        manifests.append(m)
+    watch = Watch(kube, site.namespace)
+    created = 0
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(WRITERS) as pool:
+        for m in manifests:
+            while True:
+                with watch.lock:
+                    done = len(watch.done)
+                if created - done < CAP:
+                    break
+                time.sleep(0.01)
+            pool.submit(batch.create_namespaced_job, site.namespace, m,
+                        _preload_content=False)
+            created += 1
+    wait_until(lambda: len(watch.done) >= JOBS, 1800, "the baseline's Jobs to complete")
+    total = time.monotonic() - t0
+    rate = launch_rate(list(watch.added.values()))
+    watch.close()
+    return total, rate
+
+
+def rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return
+        m = re.search(r"VmHWM:\s+(\d+) kB", text)
+        if m:
+            peak[0] = max(peak[0], int(m.group(1)))
+
+
+def qforge_run(site: Site, kube: Any) -> tuple[float, float, dict[str, int], int]:
+    job_ids = submit_direct(site, JOBS)
+    watch = Watch(kube, site.namespace)
+    before = set(watch.added)
+    t0 = time.monotonic()
+    ctl = site.controller({RUN_FOR: POD_LIFE}, MAX_CONCURRENT_JOBS=str(CAP), **SMALL)
+    peak, stop = [0], threading.Event()
+    sampler = threading.Thread(target=rss_sampler, args=(ctl.pid, peak, stop), daemon=True)
+    sampler.start()
+    store = JobStore(site.jobs_dir)
+
+    def all_completed() -> bool:
+        return not store.queued() and not store.running_markers()
+
+    wait_until(all_completed, 1800, "every qforge job to finish")
+    total = time.monotonic() - t0
+    states = {json.loads((site.jobs_dir / j / "metadata.json").read_text())["status"]
+              for j in job_ids}
+    assert states == {"COMPLETED"}, states
+    stop.set()
+    sampler.join(5)
+    with watch.lock:
+        rate = launch_rate([t for n, t in watch.added.items() if n not in before])
+    watch.close()
+    ctl.stop(timeout=60)
+    requests = json.loads(re.findall(r"Kubernetes API requests made: (\{.*\})",
+                                     ctl.log_text())[-1])
+    return total, rate, requests, peak[0]
+
+
+def finished_records(store: JobStore, count: int) -> None:
+    """`count` COMPLETED records written straight to disk (what years of campaigns leave)."""
+    spec = JobSpec(molecule=parse_xyz(WATER))
+    now = utcnow()
+    template = JobRecord(job_id="x", status=Status.COMPLETED, created_at=now,
+                         updated_at=now, finished_at=now, created_ns=0, spec=spec)
+    for i in range(count):
+        job_id = f"old-{i:06d}"
+        folder = store.layout.job_dir(job_id)
+        folder.mkdir()
+        (folder / "metadata.json").write_text(
+            template.model_copy(update={"job_id": job_id}).model_dump_json())
+
+
+def restart(site: Site, kube: Any) -> float:
+    store = JobStore(site.jobs_dir)
+    log(f"writing {RECORDS} finished records")
+    finished_records(store, RECORDS)
+    running = submit_direct(site, RUNNING)
+    gone = {"POD_NAME": "qforge-old-pod", "POD_UID": "gone"}
+    old = site.controller({RUN_FOR: "3600s"}, MAX_CONCURRENT_JOBS=str(RUNNING + 500),
+                          **SMALL, **gone)
+    wait_until(lambda: not store.queued() and len(store.running_markers()) == RUNNING, 600,
+               f"{RUNNING} running Jobs")
+    watch = Watch(kube, site.namespace)
+    def all_seen() -> bool:
+        with watch.lock:
+            return len(watch.added) >= RUNNING
+
+    wait_until(all_seen, 300, "every running Job seen")
+    old.kill()
+    queued = submit_direct(site, 20)
+    names = {naming.job_name(j) for j in queued}
+    t0 = time.monotonic()
+    new = site.controller({RUN_FOR: "1s"}, MAX_CONCURRENT_JOBS=str(RUNNING + 500),
+                          POD_NAME="qforge-new-pod", POD_UID="new", **SMALL)
+    def seen() -> list[float]:
+        with watch.lock:
+            return [t for n, t in watch.added.items() if n in names]
+
+    first = min(wait_until(seen, 120, "the first new Job")) - t0
+    watch.close()
+    new.kill()
+    del running
+    return first
+
+
+def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    tmp = Path(os.environ.get("BENCH_SCALE_DIR", f"/tmp/qforge-bench-scale-{os.getpid()}"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    options = ClusterOptions(name=f"bench-scale-{os.getpid()}", kwok_nodes=5,
+                             node_pods="1000", node_cpu="1000", node_memory="4000Gi")
+    cluster = ControlPlane(options)
+    cluster.start()
+    try:
+        kube = api_client(cluster)
+        nodes = [f"kwok-node-{i}" for i in range(5)]
+        with NodeLeases(kube, nodes):
+            if os.environ.get("BENCH_SCALE_ONLY") == "restart":
+                return restart_line(cluster, kube, tmp)
+            base_site = Site.create(cluster, tmp / "base", Results(tmp / "ref"), "baseline")
+            log(f"baseline: {JOBS} Jobs at cap {CAP}, a bare client loop")
+            base_total, base_rate = baseline(base_site, kube)
+            log(f"baseline: {base_total:.1f} s, {base_rate:.1f} Jobs/s")
+            site = Site.create(cluster, tmp / "qforge", Results(tmp / "ref"), "qforge")
+            log(f"qforge: {JOBS} jobs at cap {CAP}")
+            total, rate, requests, peak_kb = qforge_run(site, kube)
+            per_job = sum(requests.values()) / JOBS
+            writes = sum(v for k, v in requests.items()
+                         if k.split()[0] in ("create", "patch", "delete")) / JOBS
+            ratio = base_total / total
+            print(f"bench: scale launches {rate:.1f} Jobs/s sustained at cap {CAP} with "
+                  f"{JOBS} queued (target >= 50/s): {'met' if rate >= 50 else 'NOT met'}")
+            print(f"bench: scale {JOBS} jobs to COMPLETED {total:.1f} s vs bare client loop "
+                  f"{base_total:.1f} s ({base_rate:.1f} Jobs/s): ratio {ratio:.2f} "
+                  f"(target >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'}")
+            print(f"bench: scale API requests per job {per_job:.2f}, writes per job "
+                  f"{writes:.2f} (target <= 3): {'met' if writes <= 3 else 'NOT met'} "
+                  f"{json.dumps(requests)}")
+            print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with "
+                  f"{2 * JOBS} runner Jobs in the namespace (target < 300 MB): "
+                  f"{'met' if peak_kb < 300 * 1024 else 'NOT met'}")
+            for ctl in base_site.controllers + site.controllers:
+                ctl.stop()
+            return restart_line(cluster, kube, tmp)
+    finally:
+        cluster.stop()
+
+
+def restart_line(cluster: ControlPlane, kube: Any, tmp: Path) -> int:
+    site = Site.create(cluster, tmp / "restart", Results(tmp / "ref"), "restart")
+    try:
+        first = restart(site, kube)
+    finally:
+        for ctl in site.controllers:
+            ctl.kill()
+    print(f"bench: scale restart to first launch {first:.1f} s with {RECORDS} "
+          f"finished records and {RUNNING} running Jobs, Lease holder pod gone "
+          f"(target <= 10 s): {'met' if first <= 10 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
