@@ -153,7 +153,8 @@ def _closest_clash(
             x, y, z = geometry[i]
             for j in range(i):
                 a, b, c = geometry[j]
-                if (x - a) ** 2 + (y - b) ** 2 + (z - c) ** 2 < limit:
+                dx, dy, dz = x - a, y - b, z - c  # products: no OverflowError as ** has
+                if dx * dx + dy * dy + dz * dz < limit:
                     return j, i, math.dist(geometry[j], geometry[i])
         return None
     cells: dict[tuple[int, int, int], list[int]] = {}
@@ -166,7 +167,8 @@ def _closest_clash(
                 continue
             for j in near:
                 a, b, c = geometry[j]
-                if (x - a) ** 2 + (y - b) ** 2 + (z - c) ** 2 < limit:
+                dx, dy, dz = x - a, y - b, z - c
+                if dx * dx + dy * dy + dz * dz < limit:
                     return j, i, math.dist(geometry[j], geometry[i])
         cells.setdefault((cx, cy, cz), []).append(i)
     return None
