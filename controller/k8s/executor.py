@@ -186,6 +186,8 @@ class KubernetesExecutor:
             delay = self.backoff.failed()
             self._give_back(job_id, f"{type(exc).__name__}: {exc}", delay)
             return
+        with self._lock:
+            self.view.created(name, self._clock())
         self.backoff.succeeded()
         if self.settings.launch_events:
             uid = (_json(resp).get("metadata") or {}).get("uid")

@@ -53,7 +53,8 @@ class JobView:
         self._jobs: dict[str, JobState] = {}
         self._bodies: dict[str, dict[str, Any]] = {}
         self._holding: set[str] = set()
-        self._pending: dict[str, float] = {}  # created, not yet seen: name -> when
+        # Creates not seen yet: name -> when the create was answered (None: in flight).
+        self._pending: dict[str, float | None] = {}
         self.synced = False  # a full listing has been applied
 
     # ------------------------------------------------------------- feeds
@@ -95,15 +96,25 @@ class JobView:
         self._holding.clear()
         for body in bodies:
             self.apply("ADDED", body)
-        for name, since in list(self._pending.items()):
-            if since < listed_at:
-                del self._pending[name]  # its create failed, or it was deleted since
+        for name, answered in list(self._pending.items()):
+            # Absent from a listing that began after its create was answered: deleted
+            # since. A create still in flight (queued behind the writers or the token
+            # bucket) may commit after the listing's snapshot: it keeps its slot.
+            if answered is not None and answered < listed_at:
+                del self._pending[name]
         self.synced = True
         return before - set(self._jobs)
 
     def expect(self, name: str, now: float) -> None:
         """A create of `name` is about to be sent: it holds a slot from now on."""
+        del now  # the slot is held until an event or a later listing shows the Job
         if name not in self._jobs:
+            self._pending[name] = None
+
+    def created(self, name: str, now: float) -> None:
+        """The API server took the create of `name` (at `now`); until the watch shows
+        the Job it still holds its slot."""
+        if name in self._pending:
             self._pending[name] = now
 
     def unexpect(self, name: str) -> None:

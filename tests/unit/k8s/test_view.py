@@ -49,16 +49,35 @@ def test_bodies_are_kept_only_for_jobs_that_still_matter() -> None:
     assert [n for n, _ in view.unrecorded()] == ["unrecorded"]
 
 
-def test_a_listing_drops_creates_that_never_appeared_before_it() -> None:
+def test_a_listing_drops_creates_answered_before_it_that_it_does_not_show() -> None:
     view = JobView()
     view.replace([], 0.0)
     view.expect("early", now=1.0)
+    view.created("early", now=2.0)  # answered before the listing began: deleted since
     view.expect("late", now=5.0)
+    view.created("late", now=5.5)
     gone = view.replace([job("x")], listed_at=3.0)
     assert gone == set()
     assert not view.pending("early") and view.pending("late")
     assert view.unfinished() == 2  # x, and late (created after the listing began)
     assert view.replace([], listed_at=6.0) == {"x"}
+
+
+def test_a_create_still_in_flight_keeps_its_slot_through_a_listing() -> None:
+    """A create queued behind the writers (or the token bucket) when a resync listing
+    begins may commit after the listing's snapshot: dropping it would let the cap be
+    exceeded. It holds its slot until the watch shows the Job or its create fails."""
+    view = JobView()
+    view.replace([], 0.0)
+    view.expect("queued", now=1.0)  # sent much later
+    view.replace([], listed_at=10.0)
+    assert view.pending("queued") and view.unfinished() == 1
+    view.created("queued", now=11.0)
+    view.apply("ADDED", job("queued"))
+    assert not view.pending("queued") and view.unfinished() == 1
+    view.expect("refused", now=12.0)
+    view.unexpect("refused")
+    assert view.unfinished() == 1
 
 
 def test_ten_thousand_finished_jobs_cost_no_slot_and_no_body() -> None:
