@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup lock demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm prometheus test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm prometheus test-infra clean
 
 # Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
 # kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
@@ -26,6 +26,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[k8s,dev]'
 	@touch $@
 
+.PHONY: lock
 # Resolves the extras make setup installs afresh, in a throwaway venv (not .venv: what is
 # installed there must not leak into the lock), and writes what pip chose, qforge left out.
 lock:

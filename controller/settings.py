@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from runner_image.errors import validation_line
+
 
 class SettingsError(ValueError):
     """A setting in the environment has a value we cannot use."""
@@ -105,7 +107,7 @@ class Settings(BaseModel):
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name, field in cls.model_fields.items():
+        for name in cls.model_fields:
             key = name.upper()
             if key in env and env[key] != "":
                 raw = env[key]
@@ -116,11 +118,10 @@ class Settings(BaseModel):
                         raise SettingsError(f"{key} is not valid JSON: {exc.msg}") from None
                 else:
                     values[name] = raw
-            del field
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = str(err["loc"][0]) if err["loc"] else "?"
-            raise SettingsError(f"{where.upper()}: {err['msg']}") from None
+            # named as the environment variable: MAX_CONCURRENT_JOBS: Input should be ...
+            raise SettingsError(validation_line(
+                exc, location=lambda loc: str(loc[0]).upper())) from None

@@ -23,7 +23,7 @@ from controller.inputs import Format
 from controller.settings import Settings, SettingsError
 from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
-from runner_image.errors import InputError
+from runner_image.errors import InputError, validation_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # A full or read-only store is the user's to fix before retrying, like an unusable
@@ -245,9 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, SettingsError, InvalidJobId, UsageError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        return _fail(EXIT_USAGE, f"{loc}: {err['msg']}" if loc else err["msg"])
+        return _fail(EXIT_USAGE, validation_line(exc))
     except JobNotFound as exc:
         return _fail(EXIT_NO_JOB, str(exc))
     except CorruptRecord as exc:

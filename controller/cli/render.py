@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.record import JobRecord, Status
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.settings import Settings
@@ -23,14 +21,6 @@ from runner_image.quality import NOT_A_MINIMUM, NOT_CONVERGED
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line from a pydantic error: `field: what is wrong`."""
-    err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {msg}" if loc else msg
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
