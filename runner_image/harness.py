@@ -271,7 +271,7 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     else:
         files = {p.name for p in scratch.iterdir()}
         text = parse_text_output(output)
-        error = classify_failure(proc.returncode, output, "", files, spec, parsed=text)
+        error = classify_failure(proc.returncode, output, files, spec, parsed=text)
         if error is None:
             try:
                 result = collect_result(scratch, output, spec, proc.elapsed, parsed=text)

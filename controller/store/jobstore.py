@@ -136,10 +136,6 @@ class JobStore:
         except OSError as exc:
             raise StoreError(f"cannot use job store {self.root}: {exc.strerror}") from None
 
-    @property
-    def exists(self) -> bool:
-        return self.layout.queue.is_dir()
-
     # --------------------------------------------------------------- records
     def read(self, job_id: str) -> JobRecord:
         try:
