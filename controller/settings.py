@@ -1,8 +1,9 @@
-"""One typed settings model, read from the environment like the original worker.
+"""One typed settings model, read from environment variables.
 
-Names and defaults follow the original worker's README (JOBS_DIR, WORKDIR, XTB_TIMEOUT,
-LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT, POLL_INTERVAL,
-HEALTH_CHECK_INTERVAL); the cluster-only settings configure the runner pods.
+The first names and defaults are those of the single-process worker qforge replaces
+(JOBS_DIR, WORKDIR, XTB_TIMEOUT, LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT,
+POLL_INTERVAL, HEALTH_CHECK_INTERVAL), so an environment written for it still works;
+the cluster-only settings configure the runner pods.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Settings(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535)
     # Address the /metrics endpoint listens on (METRICS_ADDRESS).
     metrics_address: str = Field("0.0.0.0", min_length=1)
-    # text (the original worker's lines) or json (one object per line) (LOG_FORMAT).
+    # text (lines worded as the worker qforge replaces worded them, controller/logs.py)
+    # or json (one object per line) (LOG_FORMAT).
     log_format: Literal["text", "json"] = "text"
 
     # --- in the cluster (qforge controller) ---

@@ -25,9 +25,11 @@ from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from runner_image.errors import InputError, validation_line
 
+# Exit codes: 0 done (a job COMPLETED), 1 a job failed or is not finished, 2 bad input or
+# usage (one line on stderr, nothing written), 3 no such job.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # A full or read-only store is the user's to fix before retrying, like an unusable
-# --jobs-dir: exit 2 with one line (DESIGN's codes have no separate one for it).
+# --jobs-dir: exit 2 with one line (no code of its own).
 STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
