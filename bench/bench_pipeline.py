@@ -42,6 +42,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
@@ -75,6 +76,8 @@ class Rounds:
     qforge: list[float] = field(default_factory=list)
     baseline: list[float] = field(default_factory=list)
     around: list[float] = field(default_factory=list)  # worker time per job beside xtb
+    cpu_qforge: list[float] = field(default_factory=list)  # CPU s, xtb's included
+    cpu_baseline: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)  # 1-minute load average per round
 
     def ratios(self) -> list[float]:
@@ -94,8 +97,20 @@ def xtb_path() -> str:
     return path
 
 
-def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str) -> float:
-    """The same xtb runs by `xargs -P 2`, one scratch folder each: the wall time."""
+def timed_child(argv: list[str], **popen: Any) -> tuple[float, int, float]:
+    """Run a command: (wall seconds, exit code, CPU seconds of it and every descendant
+    it waited for — xtb included —, from wait4's rusage: a figure the machine's load
+    hardly changes)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, **popen)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return elapsed, proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str) -> tuple[float, float]:
+    """The same xtb runs by `xargs -P 2`, one scratch folder each: (wall, CPU) seconds."""
     root.mkdir()
     folders = []
     for i, (name, spec) in enumerate(jobs):
@@ -109,14 +124,18 @@ def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str) -> float:
     argv = " ".join(shlex.quote(a) for a in (xtb, "input.xyz", *flags.pop()))
     script = f'cd "$1" && exec {argv} > xtb.log 2>&1'
     env = xtb_environment(jobs[0][1], xtb)
-    start = time.perf_counter()
-    subprocess.run(["xargs", "-P", str(CONCURRENCY), "-n", "1", "sh", "-c", script, "sh"],
-                   input="\n".join(folders) + "\n", text=True, env=env, check=True)
-    elapsed = time.perf_counter() - start
+    listing = root.with_name(root.name + ".folders")
+    listing.write_text("\n".join(folders) + "\n")
+    with open(listing) as stdin:
+        elapsed, code, cpu = timed_child(
+            ["xargs", "-P", str(CONCURRENCY), "-n", "1", "sh", "-c", script, "sh"],
+            env=env, stdin=stdin)
+    if code != 0:
+        raise SystemExit(f"bench_pipeline: xargs exited {code}")
     for folder in folders:
         if not (Path(folder) / "xtbopt.xyz").exists():
             raise SystemExit(f"bench_pipeline: baseline xtb failed in {folder}")
-    return elapsed
+    return elapsed, cpu
 
 
 def baseline_energies(root: Path) -> dict[str, float]:
@@ -129,9 +148,10 @@ def baseline_energies(root: Path) -> dict[str, float]:
 
 
 def through_qforge(jobs: list[tuple[str, JobSpec]], root: Path
-                   ) -> tuple[float, JobStore, dict[str, str]]:
+                   ) -> tuple[float, float, JobStore, dict[str, str]]:
     """Submit every job (not timed), then time the real worker until it is idle.
-    Returns the time, the store and each job id's molecule name."""
+    Returns the wall and CPU seconds (xtb's included), the store and each job id's
+    molecule name."""
     store = JobStore(root / "jobs")
     names = {}
     for name, spec in jobs:
@@ -140,14 +160,11 @@ def through_qforge(jobs: list[tuple[str, JobSpec]], root: Path
     env = dict(os.environ, JOBS_DIR=str(store.root), WORKDIR=str(root / "scratch"))
     argv = [*qforge_command(), "worker", "--until-idle", "--max-concurrent", str(CONCURRENCY)]
     with open(root / "worker.log", "wb") as out:
-        start = time.perf_counter()
-        code = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                              check=False).returncode
-        elapsed = time.perf_counter() - start
+        elapsed, code, cpu = timed_child(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     if code != 0:
         sys.stderr.write((root / "worker.log").read_text()[-3000:])
         raise SystemExit(f"bench_pipeline: qforge worker exited {code}")
-    return elapsed, store, names
+    return elapsed, cpu, store, names
 
 
 def check_qforge_round(store: JobStore, names: dict[str, str], reference: Path | None,
@@ -178,9 +195,11 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
     jobs = jobs_of(w)
     out = Rounds()
     for r in range(rounds):
-        q, store, names = through_qforge(jobs, tmp / f"{w.key}-qforge{r}")
+        q, cpu_q, store, names = through_qforge(jobs, tmp / f"{w.key}-qforge{r}")
         load_q = os.getloadavg()[0]
-        b = baseline(jobs, tmp / f"{w.key}-baseline{r}", xtb)
+        b, cpu_b = baseline(jobs, tmp / f"{w.key}-baseline{r}", xtb)
+        out.cpu_qforge.append(cpu_q)
+        out.cpu_baseline.append(cpu_b)
         load_b = os.getloadavg()[0]
         reference = tmp / f"{w.key}-baseline{r}" if r == 0 else None
         out.around.append(check_qforge_round(store, names, reference, q))
@@ -188,23 +207,25 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
         out.baseline.append(b)
         out.loads.extend((load_q, load_b))
         log(f"{w.key} round {r + 1}: qforge {q:.2f} s (load {load_q:.1f}), xargs {b:.2f} s "
-            f"(load {load_b:.1f}): ratio {b / q:.2f}; the worker beside xtb "
-            f"{out.around[-1] * 1e3:.1f} ms per job")
+            f"(load {load_b:.1f}): ratio {b / q:.2f}; CPU {cpu_q:.2f} s vs {cpu_b:.2f} s; "
+            f"the worker beside xtb {out.around[-1] * 1e3:.1f} ms per job")
     return out
 
 
-def idle_worker(root: Path) -> float:
-    """Wall time of `qforge worker --until-idle` on an empty store: the interpreter's
-    start, the imports, the start-up pass and the exit, which every run pays once."""
+def idle_worker(root: Path) -> tuple[float, float]:
+    """Wall and CPU time of `qforge worker --until-idle` on an empty store: the
+    interpreter's start, the imports, the start-up pass and the exit, which every run
+    pays once."""
     root.mkdir()
     env = dict(os.environ, JOBS_DIR=str(root / "jobs"))
-    start = time.perf_counter()
-    subprocess.run([*qforge_command(), "worker", "--until-idle"], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall, code, cpu = timed_child([*qforge_command(), "worker", "--until-idle"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if code != 0:
+        raise SystemExit(f"bench_pipeline: an idle qforge worker exited {code}")
+    return wall, cpu
 
 
-def report_line(w: Workload, res: Rounds, fixed: float) -> str:
+def report_line(w: Workload, res: Rounds, fixed: tuple[float, float]) -> str:
     ratio = statistics.median(res.ratios())
     q, b = statistics.median(res.qforge), statistics.median(res.baseline)
     verdict = "met" if ratio >= w.target else "MISSED"
@@ -215,13 +236,19 @@ def report_line(w: Workload, res: Rounds, fixed: float) -> str:
         verdict += (f" (UNRELIABLE: load average {load:.1f} on {cores} cores during the "
                     "rounds; rerun on a quiet machine)")
     by_round = ", ".join(f"{x:.2f}" for x in res.ratios())
+    extra = (statistics.median(res.cpu_qforge) - statistics.median(res.cpu_baseline)
+             - fixed[1]) / w.count
     return (f"bench: pipeline {w.title}, qforge worker --until-idle --max-concurrent "
             f"{CONCURRENCY} vs xargs -P {CONCURRENCY} bare xtb: throughput ratio {ratio:.2f} "
             f"(target >= {w.target}): {verdict}; median of {len(res.qforge)} alternating "
             f"rounds (by round: {by_round}); qforge {q:.2f} s ({w.count / q:.1f} jobs/s), "
             f"baseline {b:.2f} s ({w.count / b:.1f} jobs/s); the worker's time beside each "
             f"xtb run {statistics.median(res.around) * 1e3:.1f} ms per job (start-up "
-            f"included; an idle worker's start and exit alone take {fixed:.2f} s); "
+            f"included; an idle worker's start and exit alone take {fixed[0]:.2f} s, "
+            f"{fixed[1] * 1e3:.0f} ms CPU); CPU (xtb's included) qforge "
+            f"{statistics.median(res.cpu_qforge):.2f} s vs baseline "
+            f"{statistics.median(res.cpu_baseline):.2f} s, i.e. the worker's own "
+            f"{extra * 1e3:.1f} ms per job beyond the idle start; "
             f"load average {os.getloadavg()[0]:.1f}")
 
 
@@ -242,8 +269,10 @@ def main() -> int:
         warm = jobs_of(chosen[0])[:4]
         baseline(warm, tmp / "warm-baseline", xtb)
         through_qforge(warm, tmp / "warm-qforge")
-        fixed = statistics.median(idle_worker(tmp / f"idle{i}") for i in range(3))
-        log(f"an idle worker (empty store) starts and exits in {fixed:.2f} s (median of 3)")
+        idle = [idle_worker(tmp / f"idle{i}") for i in range(3)]
+        fixed = (statistics.median(i[0] for i in idle), statistics.median(i[1] for i in idle))
+        log(f"an idle worker (empty store) starts and exits in {fixed[0]:.2f} s, "
+            f"{fixed[1] * 1e3:.0f} ms CPU (medians of 3)")
         for w in chosen:
             res = run_workload(w, args.rounds, tmp, xtb)
             print(report_line(w, res, fixed), flush=True)

@@ -69,8 +69,16 @@ class JobRecord(BaseModel):
     input_hash: str | None = None
 
     def evolve(self, **changes: Any) -> JobRecord:
-        """A copy with changes applied and `updated_at` bumped (the model is frozen)."""
+        """A copy with changes applied and `updated_at` bumped (the model is frozen).
+
+        The whole record is validated again, so an unknown field or a bad value in
+        `changes` is refused as before; but the unchanged fields are handed over as the
+        validated objects they are, not dumped to plain data first, so the spec (and its
+        molecule: O(atoms) checks) is not validated again (`JobSpec._chemistry`)."""
         changes.setdefault("updated_at", utcnow())
-        data = self.model_dump()
+        data = {name: getattr(self, name) for name in _FIELDS}
         data.update(changes)
         return JobRecord.model_validate(data)
+
+
+_FIELDS: tuple[str, ...] = tuple(JobRecord.model_fields)

@@ -23,7 +23,7 @@ from typing import Any, Final
 FILE_MODE: Final = 0o644
 
 
-def fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: str | Path) -> None:
     """Make a rename in `folder` durable; a no-op where folders cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -40,6 +40,11 @@ def fsync_dir(folder: Path) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` (UTF-8) atomically."""
     write_files_atomic([(Path(path), text.encode("utf-8"))])
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically."""
+    write_files_atomic([(Path(path), data)])
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

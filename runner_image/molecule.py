@@ -12,7 +12,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from runner_image.elements import ATOMIC_NUMBER, normalise_symbol
 from runner_image.errors import InputError
@@ -54,8 +61,22 @@ class Molecule(BaseModel):
         # any line break a reader would split on (\x1e, \u2028, ... too), not only \n
         return " ".join(comment.split()) if len(f"x{comment}x".splitlines()) > 1 else comment
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Molecule:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, data: Any, handler: ModelWrapValidatorHandler[Molecule]) -> Molecule:
+        """The checks across fields. A Molecule instance passed where one is expected
+        (`JobSpec(molecule=m)`, a record rebuilt around its spec) is returned as it is:
+        the model is frozen, so an instance is exactly what was validated when it was
+        made (or what its maker vouched for with `model_construct`) — pydantic's own
+        rule for instances (`revalidate_instances="never"`), which an "after" validator
+        would break by running these O(atoms) checks again at every hand-over."""
+        if isinstance(data, Molecule):
+            return data
+        mol = handler(data)
+        mol._check()
+        return mol
+
+    def _check(self) -> None:
         if not self.symbols:
             raise ValueError("the molecule has no atoms")
         if len(self.symbols) != len(self.geometry):
@@ -78,7 +99,6 @@ class Molecule(BaseModel):
                 f"{dist:.3f} Å apart, closer than {MIN_DISTANCE} Å: a duplicated atom or "
                 "coordinates in the wrong units?"
             )
-        return self
 
     @property
     def natoms(self) -> int:
@@ -112,22 +132,45 @@ class Molecule(BaseModel):
         return [c / BOHR_TO_ANGSTROM for xyz in self.geometry for c in xyz]
 
 
+# Up to this many atoms every pair is compared directly (n(n-1)/2 squared distances):
+# cheaper than the grid's 27 cell look-ups per atom for the small molecules most jobs are.
+_PAIRWISE_MAX: Final = 24
+# The 27 cells around (and including) an atom's own, for the grid.
+_NEIGHBOUR_CELLS: Final = tuple((dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                                for dz in (-1, 0, 1))
+
+
 def _closest_clash(
     geometry: Sequence[tuple[float, float, float]],
 ) -> tuple[int, int, float] | None:
-    """The first pair of atoms closer than MIN_DISTANCE, found in O(N) with a cell grid."""
+    """A pair of atoms (j < i, i the first atom that clashes with an earlier one) closer
+    than MIN_DISTANCE, or None. O(N): every pair for small molecules, else a grid of
+    MIN_DISTANCE cells where each atom is compared with those in the 27 cells around
+    it only."""
+    limit = MIN_DISTANCE * MIN_DISTANCE
+    if len(geometry) <= _PAIRWISE_MAX:
+        for i in range(1, len(geometry)):
+            x, y, z = geometry[i]
+            for j in range(i):
+                a, b, c = geometry[j]
+                dx, dy, dz = x - a, y - b, z - c  # products: no OverflowError as ** has
+                if dx * dx + dy * dy + dz * dz < limit:
+                    return j, i, math.dist(geometry[j], geometry[i])
+        return None
     cells: dict[tuple[int, int, int], list[int]] = {}
+    floor, step = math.floor, MIN_DISTANCE
     for i, (x, y, z) in enumerate(geometry):
-        key = (math.floor(x / MIN_DISTANCE), math.floor(y / MIN_DISTANCE),
-               math.floor(z / MIN_DISTANCE))
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for dz in (-1, 0, 1):
-                    for j in cells.get((key[0] + dx, key[1] + dy, key[2] + dz), ()):
-                        dist = math.dist(geometry[j], (x, y, z))
-                        if dist < MIN_DISTANCE:
-                            return j, i, dist
-        cells.setdefault(key, []).append(i)
+        cx, cy, cz = floor(x / step), floor(y / step), floor(z / step)
+        for dx, dy, dz in _NEIGHBOUR_CELLS:
+            near = cells.get((cx + dx, cy + dy, cz + dz))
+            if near is None:
+                continue
+            for j in near:
+                a, b, c = geometry[j]
+                dx, dy, dz = x - a, y - b, z - c
+                if dx * dx + dy * dy + dz * dz < limit:
+                    return j, i, math.dist(geometry[j], geometry[i])
+        cells.setdefault((cx, cy, cz), []).append(i)
     return None
 
 

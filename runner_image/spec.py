@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from runner_image.elements import ATOMIC_NUMBER
 from runner_image.molecule import Molecule, parse_molecule, parse_qcschema_molecule
@@ -221,8 +228,19 @@ class JobSpec(BaseModel):
                 )
         return labels
 
-    @model_validator(mode="after")
-    def _chemistry(self) -> JobSpec:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _chemistry(cls, data: Any, handler: ModelWrapValidatorHandler[JobSpec]) -> JobSpec:
+        """The method's elements and the electron count. A JobSpec instance (a record
+        rebuilt around its spec) is returned as it is, as `Molecule._consistent` argues:
+        frozen, it is what was validated when it was made."""
+        if isinstance(data, JobSpec):
+            return data
+        spec = handler(data)
+        spec._check_chemistry()
+        return spec
+
+    def _check_chemistry(self) -> None:
         limit = MAX_ATOMIC_NUMBER[self.method]
         for i, sym in enumerate(self.molecule.symbols, start=1):
             if ATOMIC_NUMBER[sym] > limit:
@@ -233,7 +251,6 @@ class JobSpec(BaseModel):
         problem = electron_problem(self.molecule, self.charge, self.uhf)
         if problem:
             raise ValueError(problem)
-        return self
 
     @property
     def electrons(self) -> int:

@@ -58,8 +58,12 @@ class TextOutput:
 def _blocks(text: str, marker: str) -> list[str]:
     """The ``-N- message`` lines of xtb's ``[WARNING]``/``[ERROR]`` blocks, in order."""
     out: list[str] = []
+    start = text.find(marker)
+    if start < 0:
+        return out  # most outputs have neither block: one C-level search, no line split
+    start = text.rfind("\n", 0, start) + 1  # the marker's line, for startswith below
     inside = False
-    for line in text.splitlines():
+    for line in text[start:].splitlines():
         if line.startswith(marker):
             inside = True
             continue

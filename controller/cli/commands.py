@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import os
 import sys
 import time
+from typing import NoReturn
 
 from controller.cli import render
 from controller.record import JobRecord, Status
@@ -106,7 +109,22 @@ def worker(args: argparse.Namespace, settings: Settings) -> int:
     from controller.worker import run_worker
 
     setup_logging(settings.log_dir, component="worker", fmt=settings.log_format)
-    return run_worker(settings, until_idle=args.until_idle)
+    code = run_worker(settings, until_idle=args.until_idle)
+    if args.until_idle and getattr(args, "exit_when_done", False):
+        exit_now(code)
+    return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once, skipping the interpreter's teardown (≈ 25 ms of module
+    and object clean-up that nothing needs): for a `worker --until-idle` that returned,
+    so every record is already durable (its writes were drained and each was fsynced),
+    its threads are idle and no job is running. The logs and stdio are flushed first."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def controller(args: argparse.Namespace, settings: Settings) -> int:

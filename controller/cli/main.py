@@ -17,9 +17,7 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from controller.cli import campaign, commands, submit
 from controller.ids import InvalidJobId
-from controller.inputs import Format
 from controller.settings import Settings, SettingsError
 from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
@@ -32,6 +30,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # --jobs-dir: exit 2 with one line (no code of its own).
 STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+# controller.inputs.Format's values (a test keeps them equal): the readers, and the other
+# commands' modules, are imported by the command that needs them, so that `qforge worker`
+# starts without them.
+FORMATS = ["xyz", "sdf", "smi", "json"]
 
 
 class UsageError(Exception):
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "see docs/submitting.md.")
     s.add_argument("inputs", nargs="+", metavar="FILE|DIR|-",
                    help="molecule files, folders of them, or - for stdin")
-    s.add_argument("--format", choices=[f.value for f in Format],
+    s.add_argument("--format", choices=FORMATS,
                    help="the format of every input (default: from the extension; stdin "
                         "and unknown extensions are told from their first lines)")
     s.add_argument("--group", help="the campaign these jobs belong to "
@@ -202,27 +204,27 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.from_env(None, jobs_dir=args.jobs_dir, **overrides)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> int:
+    """Run one command. `exit_when_done`: the process ends with the command (the real
+    entry point, not a test calling `main([...])`), so `worker --until-idle` may skip
+    the interpreter's teardown (commands.exit_now)."""
     args = build_parser().parse_args(argv)
+    args.exit_when_done = exit_when_done
     cmd = args.command
     if cmd == "submit":
+        from controller.cli import submit
+
         return submit.submit(args, _settings(args))
+    from controller.cli import commands
+
     if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
         raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
-    if cmd == "list":
-        return campaign.list_jobs(args, _settings(args))
-    if cmd == "status":
-        return campaign.status(args, _settings(args))
-    if cmd == "wait":
-        return campaign.wait(args, _settings(args))
-    if cmd == "export":
-        return campaign.export_jobs(args, _settings(args))
+    if cmd in ("list", "status", "wait", "export", "cancel"):
+        return _campaign_command(args)
     if cmd == "show":
         return commands.show(args, _settings(args))
     if cmd == "result":
         return commands.result(args, _settings(args))
-    if cmd == "cancel":
-        return campaign.cancel(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
                              poll_interval=args.poll_interval, worker_id=args.worker_id,
@@ -236,6 +238,21 @@ def run(argv: Sequence[str] | None = None) -> int:
     raise UsageError(f"unknown command {cmd}")  # pragma: no cover - argparse guards
 
 
+def _campaign_command(args: argparse.Namespace) -> int:
+    from controller.cli import campaign
+
+    cmd = args.command
+    if cmd == "list":
+        return campaign.list_jobs(args, _settings(args))
+    if cmd == "status":
+        return campaign.status(args, _settings(args))
+    if cmd == "wait":
+        return campaign.wait(args, _settings(args))
+    if cmd == "export":
+        return campaign.export_jobs(args, _settings(args))
+    return campaign.cancel(args, _settings(args))
+
+
 def _fail(code: int, message: str) -> int:
     print(f"qforge: error: {message}", file=sys.stderr)
     return code
@@ -243,7 +260,7 @@ def _fail(code: int, message: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return run(argv)
+        return run(argv, exit_when_done=argv is None)
     except (InputError, SettingsError, InvalidJobId, UsageError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except ValidationError as exc:

@@ -107,6 +107,12 @@ def check_options(options: dict[str, Any], name: str | None) -> dict[str, Any]:
     return {key: getattr(probe, key) for key in options}
 
 
+def template(validated: dict[str, Any]) -> JobSpec:
+    """A spec holding every per-job option as validated (`check_options`), the defaults
+    for the rest: the second pass copies it with each molecule's own values."""
+    return JobSpec(molecule=_PROBE, **validated)
+
+
 def build_spec(molecule: Molecule, name: str, charge: int, uhf: int,
                options: dict[str, Any]) -> JobSpec:
     try:
@@ -147,12 +153,14 @@ def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any],
 def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
             ) -> list[tuple[JobSpec, str]]:
     """The second pass's (spec, input XYZ) pairs. Every value was validated together in
-    the first pass (`validate`) or by `check_options` (`validated`), hence
-    `model_construct`."""
+    the first pass (`validate`) or by `check_options` (`validated`), hence a copy of
+    the options' `template` with the molecule's own values (`model_copy` validates
+    nothing: as `model_construct`, without looking up the defaults again for each)."""
+    base = template(validated)
     out = []
     for p in chunk:
-        spec = JobSpec.model_construct(molecule=p.molecule(), name=p.name, charge=p.charge,
-                                       uhf=p.uhf, **validated)
+        spec = base.model_copy(update={"molecule": p.molecule(), "name": p.name,
+                                       "charge": p.charge, "uhf": p.uhf})
         out.append((spec, spec.molecule.to_xyz()))
     return out
 

@@ -84,7 +84,8 @@ class Scheduler:
         self.wake = threading.Event()
         self._errors_lock = threading.Lock()
         self.writes: Recorder = (
-            WriteBehind(on_idle=self.wake.set, retry_seconds=min(1.0, settings.poll_interval),
+            WriteBehind(on_idle=self._writes_drained,
+                        retry_seconds=min(1.0, settings.poll_interval),
                         on_store_error=lambda exc: self._store_failed(exc, "a record write"))
             if write_behind else Inline())
         executor.attach(self.wake)
@@ -101,6 +102,13 @@ class Scheduler:
         self.store_errors = 0
         self._strays_checked = 0  # store_errors when claims were last checked for strays
         self.last_store_error: str | None = None
+
+    def _writes_drained(self) -> None:
+        """The record writer's queue emptied: a pass may now find the worker idle — but
+        only when it holds no job (one that does is woken again when a job ends), so
+        the writer does not add a pass per job."""
+        if not self._claimed:
+            self.wake.set()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:

@@ -414,7 +414,7 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
             "mountPath": "/store",
             "subPath": "qforge",
         },
-        "controller": {"extraArgs": ["--verbose"], "healthPort": 9090},
+        "controller": {"extraArgs": ["--log-format", "json"], "healthPort": 9090},
     }
     docs = render(helm, values=values, tmp=tmp_path)
     data = one(docs, "ConfigMap")["data"]
@@ -441,7 +441,13 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
     assert pvc["spec"]["storageClassName"] == "nfs"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "100Gi"
     container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["--liveness=http://0.0.0.0:9090/healthz", "--verbose"]
+    assert container["args"] == ["--liveness=http://0.0.0.0:9090/healthz", "--log-format",
+                                 "json"]
+    # what the chart passes is what `qforge controller` accepts
+    from controller.cli.main import build_parser
+
+    parsed = build_parser().parse_args(["controller", *container["args"]])
+    assert parsed.log_format == "json"
     assert container["ports"][0]["containerPort"] == 9090
     assert {"name": "jobs", "mountPath": "/store", "subPath": "qforge"} in container["volumeMounts"]
     # ReadWriteMany: the test pod may run anywhere.
@@ -636,3 +642,16 @@ def test_notes_show_how_to_submit_and_inspect(helm: str, tmp_path: Path) -> None
     assert "-L qforge.io/method" in notes
     assert f"helm test {RELEASE}" in notes
     assert "ReadWriteMany" in notes  # the default claim is ReadWriteOnce: say what that means
+
+
+def test_the_chart_names_the_kubernetes_it_needs(helm: str) -> None:
+    """kubeVersion >= 1.29 (podReplacementPolicy on by default): an older cluster, or
+    helm's offline default (v1.20) without --kube-version, is refused with helm's own
+    message, which the README explains."""
+    chart = str(ROOT / "charts" / "qforge")
+    old = _run(helm, "template", RELEASE, chart, "--kube-version", "1.28.0")
+    assert old.returncode != 0 and "kubeVersion" in old.stderr, old.stderr
+    offline = _run(helm, "template", RELEASE, chart)
+    assert offline.returncode != 0 and "kubeVersion" in offline.stderr, offline.stderr
+    ok = _run(helm, "template", RELEASE, chart, "--kube-version", "1.29.0")
+    assert ok.returncode == 0, ok.stderr

@@ -62,7 +62,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "water": submit(jobs, WATER_EXPERIMENTAL),
         "methane": submit(jobs, METHANE, "--task", "sp"),
         "timeout": submit(jobs, CAFFEINE, "--task", "ohess", "--timeout", "1"),
-        "cancelled": submit(jobs, WATER_EXPERIMENTAL, "--priority", "-5"),
+        # --force: the same water again would be deduplicated into the first job
+        "cancelled": submit(jobs, WATER_EXPERIMENTAL, "--priority", "-5", "--force"),
     }
     assert qforge("cancel", ids["cancelled"], jobs=jobs).returncode == 0
     log = tmp / "worker.jsonl"

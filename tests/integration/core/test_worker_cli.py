@@ -75,6 +75,9 @@ def test_worker_log_lines_keep_the_original_shape(jobs: Path, start_worker: Star
                    f"Starting execution for job {job_id}"):
         assert needle in log
     assert re.search(r"Health check: active_jobs=\d+, status=healthy, worker=worker_1", log)
+    # --until-idle ends the process without the interpreter's teardown: only after the
+    # last log line is flushed and the record is on disk
+    assert log.rstrip().endswith("controller.worker - INFO - Worker stopped")
     assert status(jobs, job_id) == "COMPLETED"
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from controller.record import Placement, Status
 from controller.store.index import IndexKeeper
@@ -146,3 +147,44 @@ def test_cancel_request_for_queued_job(store: JobStore) -> None:
     assert final.status is Status.CANCELLED
     assert final.error is not None and final.error.type == "cancelled"
     assert store.cancel_requests() == [] and store.running_markers() == []
+
+
+# ------------------------------------------------- evolve and reading back what was written
+
+def test_evolve_refuses_bad_changes_and_keeps_the_validated_spec(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    running = rec.evolve(status=Status.RUNNING, placement=HERE, attempts=1)
+    assert running.status is Status.RUNNING and running.spec is rec.spec
+    assert running.updated_at >= rec.updated_at
+    for bad in ({"status": "DONE"}, {"attempts": -1}, {"no_such_field": 1},
+                {"placement": {"executor": "mars"}},
+                {"spec": {"molecule": "2\n\nH 0 0 0\nH 0 0 0.1\n"}}):
+        with pytest.raises(ValidationError):
+            rec.evolve(**bad)
+
+
+def test_a_record_read_back_unchanged_is_the_one_written(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    running = store.read(rec.job_id).evolve(status=Status.RUNNING, placement=HERE)
+    store.write(running)
+    assert store.read(rec.job_id) is running  # the same bytes: not validated again
+    # a fresh store object (another process) validates it, and gets the same record
+    assert JobStore(store.root).read(rec.job_id) == running
+
+
+def test_a_record_changed_on_disk_after_the_write_is_validated_again(store: JobStore) -> None:
+    rec = store.submit(water_spec(), input_text=WATER)
+    store.write(rec.evolve(status=Status.RUNNING, placement=HERE))
+    path = store.layout.metadata(rec.job_id)
+    data = json.loads(path.read_text())
+    # a corrupt molecule (two atoms 0.1 Å apart) written by someone else
+    data["spec"]["molecule"]["geometry"][1] = [0.0, 0.0, 0.2173]
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    with pytest.raises(CorruptRecord, match="closer than"):
+        store.read(rec.job_id)
+    # a valid hand edit is seen as it is
+    data = json.loads(path.read_text())
+    data["spec"]["molecule"]["geometry"][1] = [0.0, 0.7572, -0.4692]
+    data["status"] = "QUEUED"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    assert store.read(rec.job_id).status is Status.QUEUED

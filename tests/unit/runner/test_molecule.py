@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
 from pydantic import ValidationError
 
+import runner_image.molecule as molecule_module
 from runner_image.errors import InputError
 from runner_image.molecule import (
     BOHR_TO_ANGSTROM,
+    MIN_DISTANCE,
     Molecule,
+    _closest_clash,
     parse_molecule,
     parse_qcschema_molecule,
     parse_xyz,
     qcschema_charge_uhf,
 )
+from runner_image.spec import JobSpec
 from tests.unit.runner.helpers import WATER, water
 
 
@@ -209,3 +214,49 @@ def test_parse_molecule_tells_json_from_xyz() -> None:
         parse_molecule("{nope")
     with pytest.raises(InputError, match="expected a JSON object"):
         parse_qcschema_molecule([1, 2])  # type: ignore[arg-type]
+
+
+def _brute_force_clash(geometry: tuple[tuple[float, float, float], ...]) -> bool:
+    return any(math.dist(geometry[i], geometry[j]) < MIN_DISTANCE
+               for i in range(len(geometry)) for j in range(i))
+
+
+@pytest.mark.parametrize("natoms", [2, 5, 24, 25, 60])
+def test_clash_check_agrees_with_every_pair_on_both_paths(natoms: int) -> None:
+    # up to 24 atoms every pair is compared, above that the grid: both must find exactly
+    # the clashes a brute-force comparison of every pair finds
+    rng = random.Random(natoms)
+    for _ in range(200):
+        side = 0.6 * natoms ** (1 / 3)
+        geometry = tuple((rng.uniform(0, side), rng.uniform(0, side), rng.uniform(0, side))
+                         for _ in range(natoms))
+        found = _closest_clash(geometry)
+        assert (found is not None) == _brute_force_clash(geometry)
+        if found is not None:
+            j, i, dist = found
+            assert j < i and dist < MIN_DISTANCE
+            assert dist == pytest.approx(math.dist(geometry[i], geometry[j]))
+
+
+def test_a_validated_molecule_handed_over_is_not_checked_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mol = water()
+    calls: list[int] = []
+    monkeypatch.setattr(molecule_module, "_closest_clash",
+                        lambda geometry: calls.append(len(geometry)))
+    spec = JobSpec(molecule=mol)
+    assert spec.molecule is mol and calls == []
+    # plain data (a record read from disk, a dict) is validated, every time
+    again = JobSpec.model_validate({"molecule": mol.model_dump()})
+    assert again.molecule == mol and calls == [3]
+    Molecule.model_validate_json(mol.model_dump_json())
+    assert calls == [3, 3]
+
+
+def test_a_clashing_molecule_from_data_is_still_refused() -> None:
+    data = {"symbols": ["O", "H", "H"],
+            "geometry": [[0, 0, 0], [0, 0, 0.3], [0, 0.76, -0.47]]}
+    with pytest.raises(ValidationError, match=r"atoms 1 \(O\) and 2 \(H\) are 0.300 Å apart"):
+        Molecule.model_validate(data)
+    with pytest.raises(ValidationError, match="closer than"):
+        JobSpec.model_validate({"molecule": data})

@@ -222,3 +222,16 @@ def test_xtb_args_for_every_method_and_task(method: Method, task: Task) -> None:
                   Task.ohess: ["--ohess", "loose"]}[task]
     assert args[len(method_flags):len(method_flags) + len(task_flags)] == task_flags
     assert "--alpb" not in args
+
+
+def test_a_validated_spec_handed_over_is_kept_and_data_is_checked() -> None:
+    from controller.record import JobRecord, Status
+
+    spec = water_spec(charge=1, uhf=1)
+    record = JobRecord(job_id="w", status=Status.QUEUED, created_at="t", updated_at="t",
+                       created_ns=1, spec=spec)
+    assert record.spec is spec  # not validated (nor copied) again
+    # the same spec as data is checked in full: here an impossible electron count
+    with pytest.raises(ValidationError, match="leaves 9 electrons"):
+        JobRecord.model_validate({**record.model_dump(), "spec": {
+            **spec.model_dump(), "uhf": 0}})
