@@ -11,16 +11,36 @@ export QFORGE_NO_SKIPS ?= 1
 
 .PHONY: setup demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm prometheus test-infra clean
 
+# Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
+# kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
+CONSTRAINTS := constraints.txt
+
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@command -v xtb >/dev/null || { echo ">> installing Debian's xtb"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xtb) >/dev/null; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo ">> installing qforge into $(VENV)"
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[k8s,dev]'
+	@$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[k8s,dev]'
 	@touch $@
+
+.PHONY: lock
+# Resolves the extras make setup installs afresh, in a throwaway venv (not .venv: what is
+# installed there must not leak into the lock), and writes what pip chose, qforge left out.
+lock:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  echo ">> resolving qforge[k8s,dev] in a fresh venv" && \
+	  $(PYTHON) -m venv "$$tmp/venv" && \
+	  "$$tmp/venv/bin/python" -m pip install -q --upgrade pip && \
+	  "$$tmp/venv/bin/python" -m pip install -q -e '.[k8s,dev]' && \
+	  { echo "# Every dependency of qforge[k8s,dev] at one version: make setup, Dockerfile.*"; \
+	    echo "# and the kind workflow install with -c $(CONSTRAINTS). Written by make lock"; \
+	    echo "# (a fresh venv, pip freeze); do not edit by hand."; \
+	    "$$tmp/venv/bin/python" -m pip freeze --exclude-editable --exclude qforge; \
+	  } > "$$tmp/$(CONSTRAINTS)" && mv "$$tmp/$(CONSTRAINTS)" $(CONSTRAINTS) && \
+	  echo ">> $(CONSTRAINTS): $$(grep -c '==' $(CONSTRAINTS)) packages"
 
 demo: setup
 	@$(PY) -m controller.demo

@@ -33,11 +33,12 @@ from benchlib import env_int, log
 
 from controller.k8s import naming
 from controller.k8s.manifests import build_job_manifest
-from controller.record import JobRecord, Status, utcnow
+from controller.record import JobRecord, Status
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 from runner_image.molecule import parse_xyz
 from runner_image.spec import JobSpec
+from runner_image.timestamps import utcnow
 from tests.cluster.helpers import RUN_FOR, NodeLeases, Results, Site, api_client, wait_until
 from tests.cluster.test_scale import SMALL, submit_direct
 from tests.kube import ClusterOptions, ControlPlane

@@ -14,8 +14,8 @@ nothing; then again with a clock that moves one poll interval per reading, so th
 each pass also rewrites the heartbeat, as a worker's poll every POLL_INTERVAL does.
 The passes of the three stores are interleaved and the median of many is reported.
 `Scheduler.start()` (the start-up index sync: listings, and reads of only the folders
-no index holds) is timed separately, and so is the naive scan the original worker paid
-on every poll: read and parse every metadata.json. (bench_campaign.py times the full
+no index holds) is timed separately, and so is the naive scan the worker qforge replaces
+paid on every poll: read and parse every metadata.json. (bench_campaign.py times the full
 rebuild that reads every record.)
 
 Knobs (argparse, or the environment): --finished/BENCH_STORE_FINISHED,
@@ -166,7 +166,7 @@ def build_store(root: Path, finished: int, queued: int) -> None:
 
 
 def naive_scan(root: Path) -> int:
-    """What the original worker did each poll: read and parse every metadata.json."""
+    """What the worker qforge replaces did each poll: read and parse every metadata.json."""
     queued = 0
     for name in os.listdir(root):
         try:

@@ -1,4 +1,4 @@
-"""`make demo`: the original worker's test, on qforge.
+"""`make demo`: the water test job the worker qforge replaces was checked with, on qforge.
 
 Submits the water test job to a fresh store, runs `qforge worker --until-idle` beside
 it, prints every status change with the elapsed time, then the energy and gap.

@@ -1,7 +1,7 @@
 """Logging for `qforge worker` and `qforge controller`: lines that say who speaks.
 
 Two formats (`--log-format`, setting LOG_FORMAT):
-- text (default), the original worker's shape with the component in front:
+- text (default), the line shape of the worker qforge replaces, the component in front:
   `[2026-12-01 10:00:00,123] [worker] controller.worker - INFO - Starting Worker...`
 - json, for log shippers: one JSON object per line with `time` (ISO-8601 UTC), `level`,
   `component` ("worker" or "controller"), `logger` (the module, `__name__`), `message`,

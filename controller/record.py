@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -10,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runner_image.result import JobError
 from runner_image.spec import JobSpec
+from runner_image.timestamps import utcnow
 
 SCHEMA_VERSION = 1
 
@@ -27,11 +27,6 @@ class Status(StrEnum):
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
-
-
-def utcnow() -> str:
-    """ISO-8601 UTC with microseconds, e.g. 2026-11-28T13:30:39.123456Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Placement(BaseModel):

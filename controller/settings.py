@@ -1,8 +1,9 @@
-"""One typed settings model, read from the environment like the original worker.
+"""One typed settings model, read from environment variables.
 
-Names and defaults follow the original worker's README (JOBS_DIR, WORKDIR, XTB_TIMEOUT,
-LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT, POLL_INTERVAL,
-HEALTH_CHECK_INTERVAL); the cluster-only settings configure the runner pods.
+The first names and defaults are those of the single-process worker qforge replaces
+(JOBS_DIR, WORKDIR, XTB_TIMEOUT, LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT,
+POLL_INTERVAL, HEALTH_CHECK_INTERVAL), so an environment written for it still works;
+the cluster-only settings configure the runner pods.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runner_image.errors import validation_line
 
 
 class SettingsError(ValueError):
@@ -52,7 +55,8 @@ class Settings(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535)
     # Address the /metrics endpoint listens on (METRICS_ADDRESS).
     metrics_address: str = Field("0.0.0.0", min_length=1)
-    # text (the original worker's lines) or json (one object per line) (LOG_FORMAT).
+    # text (lines worded as the worker qforge replaces worded them, controller/logs.py)
+    # or json (one object per line) (LOG_FORMAT).
     log_format: Literal["text", "json"] = "text"
 
     # --- in the cluster (qforge controller) ---
@@ -105,7 +109,7 @@ class Settings(BaseModel):
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for name, field in cls.model_fields.items():
+        for name in cls.model_fields:
             key = name.upper()
             if key in env and env[key] != "":
                 raw = env[key]
@@ -116,11 +120,10 @@ class Settings(BaseModel):
                         raise SettingsError(f"{key} is not valid JSON: {exc.msg}") from None
                 else:
                     values[name] = raw
-            del field
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**values)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = str(err["loc"][0]) if err["loc"] else "?"
-            raise SettingsError(f"{where.upper()}: {err['msg']}") from None
+            # named as the environment variable: MAX_CONCURRENT_JOBS: Input should be ...
+            raise SettingsError(validation_line(
+                exc, location=lambda loc: str(loc[0]).upper())) from None

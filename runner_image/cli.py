@@ -34,9 +34,10 @@ from pydantic import ValidationError
 from runner_image import __version__
 from runner_image.atomic import write_json_atomic
 from runner_image.errors import InputError
-from runner_image.harness import RESULT_FILE, run_job, utcnow
+from runner_image.harness import RESULT_FILE, run_job
 from runner_image.result import ErrorType, JobError, RunReport
 from runner_image.spec import JobSpec
+from runner_image.timestamps import utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 METADATA_FILE = "metadata.json"

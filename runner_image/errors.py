@@ -1,6 +1,9 @@
-"""The one exception a user can cause: input that qforge cannot run."""
+"""The one exception a user can cause (input that qforge cannot run), and the one line
+qforge makes of a pydantic error."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
@@ -14,19 +17,29 @@ class InputError(ValueError):
 
     @classmethod
     def from_validation_error(cls, exc: ValidationError, *, prefix: str = "") -> InputError:
-        """One line from pydantic's first error: ``"charge: Input should be a valid integer"``.
+        """An InputError of `validation_line(exc, prefix=prefix)`."""
+        return cls(validation_line(exc, prefix=prefix))
 
-        Our own validators raise ``ValueError`` with a finished sentence; pydantic prefixes
-        those with "Value error, ", which is dropped here. The location (``molecule``,
-        ``labels.team``) leads the line unless the message already names it.
-        """
-        err = exc.errors(include_url=False)[0]
-        msg = str(err["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        loc = ".".join(str(part) for part in err["loc"])
-        if prefix:
-            loc = f"{prefix}.{loc}" if loc else prefix
-        if loc and not msg.startswith(loc):
-            msg = f"{loc}: {msg}"
-        return cls(" ".join(msg.split()))
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_line(exc: ValidationError, *, prefix: str = "",
+                    location: Callable[[Sequence[str | int]], str] = _dotted) -> str:
+    """One line from pydantic's first error: ``"charge: Input should be a valid integer"``.
+
+    The one way qforge words a pydantic error for a person (bad input, a bad setting, a
+    damaged record). Our own validators raise ``ValueError`` with a finished sentence;
+    pydantic prefixes those with "Value error, ", which is dropped here. The location
+    (``molecule``, ``labels.team``; `location` spells it otherwise, e.g. as the environment
+    variable of a setting) leads the line unless the message already names it.
+    """
+    err = exc.errors(include_url=False)[0]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    loc = location(err["loc"]) if err["loc"] else ""
+    if prefix:
+        loc = f"{prefix}.{loc}" if loc else prefix
+    if loc and not msg.startswith(loc):
+        msg = f"{loc}: {msg}"
+    return " ".join(msg.split())

@@ -47,17 +47,18 @@ def _signal_name(returncode: int) -> str:
 
 
 def classify_failure(
-    returncode: int, stdout: str, stderr: str, files: Collection[str], spec: JobSpec, *,
+    returncode: int, output: str, files: Collection[str], spec: JobSpec, *,
     parsed: TextOutput | None = None,
 ) -> JobError | None:
     """The typed error of a finished xtb run, or None when it succeeded.
 
-    `files` are the names in xtb's working folder (for the marker files); `parsed` is
-    `stdout` already parsed.
+    `output` is xtb's standard output and error, interleaved as printed (the harness
+    sends both to xtb.log); `files` are the names in xtb's working folder (for the marker
+    files); `parsed` is `output` already parsed.
     """
-    out = parsed or parse_text_output(stdout)
+    out = parsed or parse_text_output(output)
     root = out.errors[-1] if out.errors else None
-    end = f"{tail(stdout, 40)}\n{tail(stderr, 20)}"
+    end = tail(output, 40)
     detail = tail(end, 30) or None
     # Where xtb and the Fortran runtime say why they stopped: the [ERROR]/[WARNING] blocks
     # and the end of the output (searching all of a long output would cost more than xtb).
@@ -74,7 +75,7 @@ def classify_failure(
             detail=detail,
         )
     if ".sccnotconverged" in files or _SCC.search(text):
-        optimising = spec.task in (Task.opt, Task.ohess) and "CYCLE" in stdout
+        optimising = spec.task in (Task.opt, Task.ohess) and "CYCLE" in output
         where = " during the geometry optimisation" if optimising else ""
         return JobError(
             type=ErrorType.convergence_error,

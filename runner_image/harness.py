@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +26,7 @@ from runner_image.process import find_program, run_process
 from runner_image.quality import assess
 from runner_image.result import ErrorType, JobError, JobResult, RunReport
 from runner_image.spec import JobSpec, Method, Task
+from runner_image.timestamps import utcnow
 from runner_image.xtb_output import (
     TextOutput,
     parse_charges,
@@ -57,11 +57,6 @@ OMP_STACKSIZE: Final = "1G"
 
 class OutputError(Exception):
     """xtb finished cleanly but left no usable result."""
-
-
-def utcnow() -> str:
-    """ISO-8601 UTC with microseconds, e.g. 2026-11-28T13:30:39.123456Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def xtb_environment(spec: JobSpec, xtb_path: str,
@@ -276,7 +271,7 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     else:
         files = {p.name for p in scratch.iterdir()}
         text = parse_text_output(output)
-        error = classify_failure(proc.returncode, output, "", files, spec, parsed=text)
+        error = classify_failure(proc.returncode, output, files, spec, parsed=text)
         if error is None:
             try:
                 result = collect_result(scratch, output, spec, proc.elapsed, parsed=text)

@@ -14,6 +14,10 @@ MIN_GAP_EV: Final = 0.1
 # A frequency below this is a real imaginary mode; above it, numerical noise of the
 # numerical Hessian (the cutoff xtb's own thermochemistry uses).
 IMAGINARY_CUTOFF: Final = -20.0
+# The words of the notes below that a reader of a quality's verdict already has
+# (controller/cli/render.py leaves them out after "not converged" / "not a minimum").
+NOT_CONVERGED: Final = "the calculation did not converge"
+NOT_A_MINIMUM: Final = "the structure is not a minimum"
 
 
 def assess(
@@ -43,10 +47,10 @@ def assess(
         plural = "frequency" if len(imaginary) == 1 else "frequencies"
         notes.append(
             f"{len(imaginary)} imaginary {plural} (lowest {imaginary[0]:.1f} cm⁻¹): "
-            "the structure is not a minimum"
+            f"{NOT_A_MINIMUM}"
         )
     if not converged:
-        notes.append("the calculation did not converge")
+        notes.append(NOT_CONVERGED)
     return Quality(
         converged=converged,
         gap_ok=gap_ok,

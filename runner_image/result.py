@@ -8,7 +8,6 @@ frequencies in cm⁻¹ (imaginary ones as negative numbers), geometries in Ångs
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -171,16 +170,12 @@ def _provenance() -> dict[str, Any]:
     return {"creator": "qforge", "version": version(), "routine": "runner_image.harness.run_job"}
 
 
-def to_qcschema(
-    spec: JobSpec, report: RunReport, *, hessian: Sequence[float] | None = None
-) -> dict[str, Any]:
+def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:
     """The run as QCSchema: an AtomicResult on success, a FailedOperation otherwise.
 
-    The result is the single point at the final geometry: for opt/ohess the molecule is
-    the optimised one. Pass `hessian` (xtb's ``hessian`` file, `read_hessian`, Eh/bohr²)
-    to export a hess/ohess run with driver "hessian"; otherwise the driver is "energy".
-    Frequencies, the gap, partial charges and the quality assessment are in
-    ``extras["qforge"]``.
+    The result is the single point at the final geometry (driver "energy"): for opt/ohess
+    the molecule is the optimised one. Frequencies (hess, ohess), the gap, partial charges
+    and the quality assessment are in ``extras["qforge"]``.
     """
     model = {"method": METHOD_NAMES[spec.method], "basis": None}
     result = report.result
@@ -216,26 +211,17 @@ def to_qcschema(
     }
     if result.dipole is not None:
         properties["scf_dipole_moment"] = list(result.dipole)
-    driver = "energy"
-    return_result: float | list[float] = result.energy
-    if hessian is not None and spec.task in (Task.hess, Task.ohess):
-        n3 = 3 * molecule.natoms
-        if len(hessian) != n3 * n3:
-            raise ValueError(f"hessian has {len(hessian)} elements, {molecule.natoms} atoms "
-                             f"need {n3 * n3}")
-        driver, return_result = "hessian", list(hessian)
-        properties["return_hessian"] = list(hessian)
     return {
         "schema_name": "qcschema_output",
         "schema_version": 1,
         "id": report.job_id,
         "molecule": _qcschema_molecule(molecule, spec),
-        "driver": driver,
+        "driver": "energy",
         "model": model,
         "keywords": _keywords(spec),
         "provenance": _provenance(),
         "properties": properties,
-        "return_result": return_result,
+        "return_result": result.energy,
         "success": True,
         "extras": {
             "qforge": {

@@ -194,17 +194,6 @@ def parse_charges(text: str) -> tuple[float, ...]:
     return tuple(float(line.split()[0]) for line in text.splitlines() if line.strip())
 
 
-def parse_hessian(text: str) -> list[float]:
-    """The Cartesian Hessian (Eh/bohr², row-major, 3N by 3N) from xtb's ``hessian`` file."""
-    values: list[float] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("$"):
-            continue
-        values.extend(_float(v) for v in stripped.split())
-    return values
-
-
 def is_linear(geometry: Sequence[tuple[float, float, float]], tol: float = 1e-3) -> bool:
     """True for one or two atoms, or when every atom lies on one line (within `tol` Å)."""
     if len(geometry) <= 2:

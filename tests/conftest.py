@@ -26,7 +26,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-# Hypothesis budgets (tests/unit/fuzz, tests/unit/core/test_corruption.py): `make test`
+# Hypothesis budgets (tests/integration/fuzz, tests/unit/core/test_corruption.py): `make test`
 # runs the "ci" profile, derandomized so a run is repeatable; `make fuzz` runs "fuzz"
 # (HYPOTHESIS_PROFILE=fuzz: 10,000 examples a test, random, a failure printed with the
 # seed and the example to replay).

@@ -10,14 +10,12 @@ import sys
 import time
 from typing import NoReturn
 
-from pydantic import ValidationError
-
 from controller.cli import render
 from controller.record import JobRecord, Status
 from controller.settings import Settings
-from controller.store.jobstore import CorruptRecord, JobStore, load_result_json
+from controller.store.jobstore import CorruptRecord, JobStore, load_report, load_result_json
 from runner_image.errors import InputError
-from runner_image.result import RunReport, to_qcschema
+from runner_image.result import to_qcschema
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -84,16 +82,13 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
         print(f"qforge: job {record.job_id} is {record.status.value}: no result yet",
               file=sys.stderr)
         return 1
-    data = load_result_json(store.layout.job_dir(record.job_id))
-    report: RunReport | None = None
-    if data is not None:
-        try:
-            report = RunReport.model_validate(data)
-        except ValidationError:
-            report = None
+    job_dir = store.layout.job_dir(record.job_id)
     if args.format == "json":
+        data = load_result_json(job_dir)
         render.print_json(data if data is not None else record.model_dump(mode="json"))
-    elif args.format == "qcschema":
+        return 0 if record.status is Status.COMPLETED else 1
+    report = load_report(job_dir)
+    if args.format == "qcschema":
         if report is None:
             print(f"qforge: job {record.job_id} has no readable result.json", file=sys.stderr)
             return 1
@@ -102,7 +97,7 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
         geometry = report.result.geometry if report and report.result else None
         if geometry is None:
             print(f"qforge: job {record.job_id} ({record.spec.task.value}) has no optimised "
-                  f"geometry; its input is {store.layout.job_dir(record.job_id)}/input.xyz",
+                  f"geometry; its input is {job_dir}/input.xyz",
                   file=sys.stderr)
             return 1 if record.status is not Status.COMPLETED else 2
         sys.stdout.write(geometry.to_xyz())

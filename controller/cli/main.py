@@ -21,11 +21,13 @@ from controller.ids import InvalidJobId
 from controller.settings import Settings, SettingsError
 from controller.store.groups import validate_group
 from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
-from runner_image.errors import InputError
+from runner_image.errors import InputError, validation_line
 
+# Exit codes: 0 done (a job COMPLETED), 1 a job failed or is not finished, 2 bad input or
+# usage (one line on stderr, nothing written), 3 no such job.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # A full or read-only store is the user's to fix before retrying, like an unusable
-# --jobs-dir: exit 2 with one line (DESIGN's codes have no separate one for it).
+# --jobs-dir: exit 2 with one line (no code of its own).
 STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 # controller.inputs.Format's values (a test keeps them equal): the readers, and the other
@@ -262,9 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, SettingsError, InvalidJobId, UsageError) as exc:
         return _fail(EXIT_USAGE, str(exc))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        return _fail(EXIT_USAGE, f"{loc}: {err['msg']}" if loc else err["msg"])
+        return _fail(EXIT_USAGE, validation_line(exc))
     except JobNotFound as exc:
         return _fail(EXIT_NO_JOB, str(exc))
     except CorruptRecord as exc:

@@ -6,27 +6,21 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.record import JobRecord, Status
+from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 from controller.store.layout import QueueKey
+from runner_image.quality import NOT_A_MINIMUM, NOT_CONVERGED
 
 
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def validation_message(exc: ValidationError) -> str:
-    """One line from a pydantic error: `field: what is wrong`."""
-    err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {msg}" if loc else msg
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
@@ -60,23 +54,69 @@ def queue_position(store: JobStore, record: JobRecord) -> tuple[int, int] | None
         return None
 
 
-def _workers_alive(store: JobStore, settings: Settings) -> tuple[int, float | None]:
-    """Heartbeats fresh within 3 poll intervals (by wall clock: a hint, not a verdict)."""
+@dataclass(frozen=True)
+class Heartbeats:
+    """Who beats on a store: local workers and cluster controllers fresh within 3 poll
+    intervals (by wall clock: a hint, not a verdict), and the age of each kind's newest
+    beat (None: none of that kind has a heartbeat file)."""
+
+    workers: int = 0
+    controllers: int = 0
+    worker_age: float | None = None
+    controller_age: float | None = None
+
+
+def heartbeats(store: JobStore, settings: Settings) -> Heartbeats:
     try:
         names = os.listdir(store.layout.workers)
     except FileNotFoundError:
-        return 0, None
+        return Heartbeats()
     now = time.time()
-    alive, newest = 0, None
+    fresh = {True: 0, False: 0}
+    newest: dict[bool, float | None] = {True: None, False: None}
     for name in names:
         try:
             age = now - (store.layout.workers / name).stat().st_mtime
         except FileNotFoundError:
             continue
-        newest = age if newest is None else min(newest, age)
+        controller = name.startswith(KUBERNETES_INSTANCE_PREFIX)
+        seen = newest[controller]
+        newest[controller] = age if seen is None else min(seen, age)
         if age <= max(3 * settings.poll_interval, 15):
-            alive += 1
-    return alive, newest
+            fresh[controller] += 1
+    return Heartbeats(workers=fresh[False], controllers=fresh[True],
+                      worker_age=newest[False], controller_age=newest[True])
+
+
+def in_cluster(settings: Settings, beats: Heartbeats) -> bool:
+    """The store belongs to a Kubernetes release: run in the controller's pod (the chart
+    sets POD_NAME) or a controller has beaten on it."""
+    return settings.pod_name is not None or beats.controller_age is not None
+
+
+def cap_line(running: int, settings: Settings, *, cluster: bool) -> str:
+    cap = settings.max_concurrent_jobs
+    if cluster:  # the controller counts its release's runner Jobs, wherever they run
+        return (f"{running} job(s) running; the cap is {cap} runner Jobs at once for the "
+                "controller (MAX_CONCURRENT_JOBS)")
+    return (f"{running} job(s) running; the cap is {cap} at once for each `qforge worker` "
+            "(MAX_CONCURRENT_JOBS)")
+
+
+def nobody_line(settings: Settings, beats: Heartbeats, *, cluster: bool) -> str | None:
+    """Why nothing will pick the job up, if no worker or controller beats; else None."""
+    if beats.workers or beats.controllers:
+        return None
+    if cluster:
+        pods = f"`kubectl -n {settings.namespace} get pods`"
+        if beats.controller_age is None:
+            return f"no controller has run on this store yet: is it up? ({pods})"
+        return (f"no controller seems to be running (last heartbeat "
+                f"{beats.controller_age:.0f}s ago): is it up? ({pods})")
+    if beats.worker_age is None:
+        return "no worker has ever run on this store: start one with `qforge worker`"
+    return (f"no worker seems to be running (last heartbeat {beats.worker_age:.0f}s ago): "
+            "start one with `qforge worker`")
 
 
 def waiting_line(store: JobStore, record: JobRecord) -> str:
@@ -93,45 +133,95 @@ def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[
     lines: list[str] = []
     if store.cancel_requested(record.job_id):
         lines.append("cancel requested; the scheduler will act on it")
+    beats = heartbeats(store, settings)
+    cluster = in_cluster(settings, beats)
     pos = queue_position(store, record)
     if pos:
-        running = len(store.running_markers())
         lines.append(f"queue position {pos[0]} of {pos[1]} (priority {record.spec.priority}; "
                      "higher priorities first, then first come first served)")
-        lines.append(f"{running} job(s) running; the cap is {settings.max_concurrent_jobs} "
-                     "per worker (MAX_CONCURRENT_JOBS)")
+        lines.append(cap_line(len(store.running_markers()), settings, cluster=cluster))
     if record.waiting_reason:
         lines.append(record.waiting_reason)
-    alive, newest = _workers_alive(store, settings)
-    if alive == 0:
-        if newest is None:
-            lines.append("no worker or controller has ever run on this store: "
-                         "start one with `qforge worker`")
-        else:
-            lines.append(f"no worker seems to be running (last heartbeat {newest:.0f}s ago): "
-                         "start one with `qforge worker`")
+    nobody = nobody_line(settings, beats, cluster=cluster)
+    if nobody:
+        lines.append(nobody)
     return lines
+
+
+def _number(value: Any, fmt: str, unit: str) -> str:
+    """A number with its unit; anything else (a hand-edited record) as it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:{fmt}} {unit}"
+    return str(value)
+
+
+def quality_text(quality: Mapping[str, Any]) -> str:
+    """A quality assessment in words: the verdict, then the notes behind it.
+
+    "ok", or e.g. "not a minimum — 1 imaginary frequency (lowest -68.7 cm⁻¹)".
+    """
+    verdicts = []
+    if quality.get("converged") is False:
+        verdicts.append("not converged")
+    if quality.get("imaginary_frequencies"):
+        verdicts.append("not a minimum")
+    if quality.get("gap_ok") is False:
+        verdicts.append("doubtful electronic state")
+    if quality.get("ok"):
+        verdicts = ["ok"]
+    elif not verdicts:
+        verdicts = ["not ok"]
+    notes = []
+    for note in map(str, quality.get("warnings") or ()):
+        note = note.removesuffix(f": {NOT_A_MINIMUM}")
+        if note != NOT_CONVERGED:
+            notes.append(note)
+    return ", ".join(verdicts) + (" — " + "; ".join(notes) if notes else "")
+
+
+def result_lines(result: Mapping[str, Any]) -> list[str]:
+    """The result summary metadata.json keeps, in words and units."""
+    out = [_row("Energy", _number(result.get("energy"), ".8f", "Eh"))]
+    if result.get("gap") is not None:
+        out.append(_row("Gap", _number(result["gap"], ".3f", "eV")))
+    if result.get("dipole_debye") is not None:
+        out.append(_row("Dipole", _number(result["dipole_debye"], ".2f", "D")))
+    if isinstance(result.get("converged"), bool):
+        out.append(_row("Converged", "yes" if result["converged"] else "no"))
+    if result.get("wall_time") is not None:
+        out.append(_row("Wall time", _number(result["wall_time"], ".1f", "s")))
+    quality = result.get("quality")
+    if isinstance(quality, Mapping):
+        out.append(_row("Quality", quality_text(quality)))
+    return out
+
+
+def _row(label: str, text: str) -> str:
+    return f"{label + ':':<10} {text}"
 
 
 def print_show(store: JobStore, record: JobRecord, settings: Settings) -> None:
     spec = record.spec
+    method = f"{spec.method.value} {spec.task.value}"
+    if spec.task.value in ("opt", "ohess"):
+        method += f" ({spec.opt_level.value})"
+    if spec.solvent:
+        method += f", ALPB {spec.solvent}"
     out = [
-        f"Job:      {record.job_id}",
-        f"Status:   {record.status.value}",
-        f"Molecule: {spec.molecule.formula} ({spec.molecule.natoms} atoms), charge "
-        f"{spec.charge}, uhf {spec.uhf}",
-        f"Method:   {spec.method.value} {spec.task.value}"
-        + (f" ({spec.opt_level.value})" if spec.task.value in ("opt", "ohess") else "")
-        + (f", ALPB {spec.solvent}" if spec.solvent else ""),
-        f"Created:  {record.created_at}",
+        _row("Job", record.job_id),
+        _row("Status", record.status.value),
+        _row("Molecule", f"{spec.molecule.formula} ({spec.molecule.natoms} atoms), charge "
+                         f"{spec.charge}, uhf {spec.uhf}"),
+        _row("Method", method),
+        _row("Created", record.created_at),
     ]
     groups = store.groups_of(record)
     if groups:
-        out.append(f"Groups:   {', '.join(groups)}")
+        out.append(_row("Groups", ", ".join(groups)))
     if record.started_at:
-        out.append(f"Started:  {record.started_at} (attempt {record.attempts})")
+        out.append(_row("Started", f"{record.started_at} (attempt {record.attempts})"))
     if record.finished_at:
-        out.append(f"Finished: {record.finished_at}")
+        out.append(_row("Finished", record.finished_at))
     p = record.placement
     if p is not None and record.status is not Status.QUEUED:
         if p.executor == "kubernetes":
@@ -142,35 +232,24 @@ def print_show(store: JobStore, record: JobRecord, settings: Settings) -> None:
                 where += f" on node {p.node}"
         else:
             where = f"worker {p.worker_id} ({p.instance}) on {p.host}"
-        verb = "Runs on: " if record.status is Status.RUNNING else "Ran on:  "
-        out.append(f"{verb} {where}")
+        out.append(_row("Runs on" if record.status is Status.RUNNING else "Ran on", where))
     if record.status is Status.QUEUED:
-        for line in why_waiting(store, record, settings):
-            out.append(f"Waiting:  {line}")
+        out.extend(_row("Waiting", line) for line in why_waiting(store, record, settings))
     elif record.status is Status.RUNNING and record.waiting_reason:
-        out.append(f"Waiting:  {record.waiting_reason}")
+        out.append(_row("Waiting", record.waiting_reason))
     if record.result:
-        res = record.result
-        out.append(f"Energy:   {res.get('energy')} Eh")
-        if res.get("gap") is not None:
-            out.append(f"Gap:      {res.get('gap')} eV")
-        for key in ("converged", "wall_time"):
-            if key in res:
-                out.append(f"{key.replace('_', ' ').capitalize() + ':':<9} {res[key]}")
-        quality = res.get("quality")
-        if isinstance(quality, dict):
-            flags = ", ".join(f"{k}={v}" for k, v in quality.items() if v not in ((), [], None))
-            out.append(f"Quality:  {flags}")
+        out.extend(result_lines(record.result))
     if record.error:
-        out.append(f"Error:    {record.error.type}: {record.error.message}")
-    out.append(f"Folder:   {store.layout.job_dir(record.job_id)}")
+        out.append(_row("Error", f"{record.error.type}: {record.error.message}"))
+    out.append(_row("Folder", str(store.layout.job_dir(record.job_id))))
     print("\n".join(out))
 
 
 def print_outcome(record: JobRecord) -> None:
     if record.status is Status.COMPLETED and record.result:
-        print(f"Job {record.job_id} COMPLETED: energy {record.result.get('energy')} Eh"
-              + (f", gap {record.result['gap']} eV" if record.result.get("gap") else ""))
+        res = record.result
+        print(f"Job {record.job_id} COMPLETED: energy {_number(res.get('energy'), '.8f', 'Eh')}"
+              + (f", gap {_number(res['gap'], '.3f', 'eV')}" if res.get("gap") else ""))
     elif record.error is not None:
         print(f"Job {record.job_id} {record.status.value}: {record.error.type}: "
               f"{record.error.message}")

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.record import JobRecord, Placement, Status, utcnow
+from controller.record import JobRecord, Placement, Status
 from controller.scheduling.executor import Executor, Outcome, Update
 from controller.scheduling.observer import NullObserver, SchedulerObserver
 from controller.scheduling.recorder import Inline, Recorder, WriteBehind
@@ -26,6 +26,7 @@ from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobSt
 from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
 from controller.store.liveness import Liveness
 from runner_image.result import ErrorType, JobError
+from runner_image.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

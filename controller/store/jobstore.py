@@ -24,13 +24,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
-from controller.record import JobRecord, Placement, Status, utcnow
+from controller.record import JobRecord, Placement, Status
 from controller.store.dedup import claim_name, input_hash
 from controller.store.groups import default_group, validate_group
 from controller.store.layout import DoneKey, Layout, QueueKey, RunningMarker
 from runner_image.atomic import fsync_dir, write_bytes_atomic
-from runner_image.result import JobError
+from runner_image.errors import validation_line
+from runner_image.result import JobError, RunReport
 from runner_image.spec import JobSpec
+from runner_image.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +118,7 @@ class Claimed:
 
 def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        return f"{loc}: {err['msg']}" if loc else err["msg"]
+        return validation_line(exc)
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
@@ -180,10 +180,6 @@ class JobStore:
             self.layout.ensure()
         except OSError as exc:
             raise StoreError(f"cannot use job store {self.root}: {exc.strerror}") from None
-
-    @property
-    def exists(self) -> bool:
-        return self.layout.queue.is_dir()
 
     # --------------------------------------------------------------- records
     def read(self, job_id: str) -> JobRecord:
@@ -863,5 +859,17 @@ def load_result_json(job_dir: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def load_report(job_dir: Path) -> RunReport | None:
+    """The runner's result.json as a RunReport, or None when absent, unreadable or not a
+    report (a damaged file, or one of another version)."""
+    data = load_result_json(job_dir)
+    if data is None:
+        return None
+    try:
+        return RunReport.model_validate(data)
+    except ValidationError:
+        return None
+
+
 __all__ = ["Claimed", "CorruptRecord", "JobNotFound", "JobStore", "StoreError", "Submitted",
-           "default_group", "load_result_json", "validate_group"]
+           "default_group", "load_report", "load_result_json", "validate_group"]

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.record import utcnow
 from controller.store.jobstore import JobStore
 from runner_image.atomic import write_text_atomic
+from runner_image.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -189,3 +189,5 @@ def test_show_says_why_jobs_wait_unschedulable_pod_and_cap_reached(site: Site) -
     queued = site.qforge("show", behind, MAX_CONCURRENT_JOBS="1").stdout
     assert site.status(behind) == "QUEUED"
     assert "queue position 1 of 1" in queued and "the cap is 1" in queued, queued
+    # worded for a cluster (the controller's heartbeat is on the store): no local worker
+    assert "for the controller" in queued and "qforge worker" not in queued, queued

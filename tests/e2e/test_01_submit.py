@@ -8,8 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.molecules import UNKNOWN_ELEMENT as INVALID
+from tests.molecules import WATER
+
 from .conftest import NAMESPACE, RUNNER_SELECTOR, Release, wait_for
-from .molecules import INVALID, WATER
 
 
 def _direct_xtb_energy(tmp_path: Path, release: Release) -> float:
@@ -138,7 +140,7 @@ def test_invalid_molecule_is_rejected_at_submit_with_the_message(release: Releas
 def test_runner_pods_are_non_root_read_only_and_see_only_their_own_job(release: Release) -> None:
     # A calculation that outlives the look inside its pod (C30 ohess runs for minutes;
     # C10, ~17 s, could end between two `kubectl exec` calls): cancelled afterwards.
-    from .molecules import alkane
+    from tests.molecules import alkane
 
     other = release.submit(WATER, "--name", "neighbour", "--task", "sp")
     release.wait_terminal(other, timeout=300)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tests.molecules import alkane
+
 from .conftest import Release, wait_for
-from .molecules import alkane
 
 
 def _failed_condition(job: dict) -> dict:

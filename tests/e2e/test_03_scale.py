@@ -7,8 +7,9 @@ import subprocess
 import threading
 from typing import Any
 
+from tests.molecules import WATER, alkane
+
 from .conftest import NAMESPACE, RUNNER_SELECTOR, Release
-from .molecules import WATER, alkane
 
 
 class PodWatch:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import signal
 
+from tests.molecules import WATER, alkane
+
 from .conftest import Release, freeze_container, wait_for
-from .molecules import WATER, alkane
 
 
 def _ready(pod: dict) -> bool:

@@ -55,9 +55,14 @@ def test_actionlint_would_catch_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text(WORKFLOW.read_text().replace("runs-on:", "runs_on:"))
     proc = subprocess.run(
-        [actionlint, "-no-color", str(broken)], capture_output=True, text=True, check=False
+        [actionlint, "-no-color", str(broken)], capture_output=True, text=True, timeout=120,
+        check=False,
     )
-    assert proc.returncode != 0
+    # exit 1: problems found (2 and 3 are actionlint's own failures, not a verdict),
+    # and the problems are the two the typo makes
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert '"runs-on" section is missing in job' in proc.stdout, proc.stdout
+    assert 'unexpected key "runs_on" for "job" section' in proc.stdout, proc.stdout
 
 
 SCRIPT = REPO / "tools" / "kind" / "e2e.sh"

@@ -4,7 +4,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,16 +22,6 @@ def qforge(*args: str, jobs: Path, stdin: str | None = None,
     return subprocess.run(
         [sys.executable, "-m", "controller.cli.main", *args], input=stdin, text=True,
         capture_output=True, env=full_env, timeout=timeout, check=False)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
-               interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture

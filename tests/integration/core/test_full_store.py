@@ -27,8 +27,9 @@ from controller.store.jobstore import JobStore
 from runner_image.molecule import Molecule, parse_molecule
 from runner_image.spec import JobSpec
 from tests.molecules import CAFFEINE, WATER_EXPERIMENTAL
+from tests.waiting import wait_until
 
-from .conftest import qforge, wait_until
+from .conftest import qforge
 
 Start = Callable[..., subprocess.Popen[str]]
 

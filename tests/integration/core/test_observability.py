@@ -29,8 +29,9 @@ from controller.store.jobstore import JobStore
 from tests.integration.chart.test_chart import _find_helm, render
 from tests.metrics import dashboard_exprs, grafana_to_promql, names_in, scrape
 from tests.molecules import CAFFEINE, METHANE, WATER_EXPERIMENTAL
+from tests.waiting import wait_until
 
-from .conftest import qforge, wait_until
+from .conftest import qforge
 
 MOLECULES = (WATER_EXPERIMENTAL, METHANE, CAFFEINE)
 

@@ -17,8 +17,9 @@ from controller.record import Status
 from controller.store.jobstore import JobStore
 from tests.integration.runner.helpers import processes
 from tests.molecules import CAFFEINE, WATER_EXPERIMENTAL
+from tests.waiting import wait_until
 
-from .conftest import qforge, wait_until
+from .conftest import qforge
 
 Start = Callable[..., subprocess.Popen[str]]
 WATER = WATER_EXPERIMENTAL  # these tests' water, as the benchmarks'

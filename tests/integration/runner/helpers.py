@@ -7,8 +7,7 @@ import os
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,16 +49,6 @@ def wrapper(folder: Path, *, extra: str = "", before: str = "") -> tuple[Path, P
     script.write_text(f'#!/bin/sh\n{before}\necho $$ > "{pid_file}"\nexec xtb "$@" {extra}\n')
     script.chmod(0o755)
     return script, pid_file
-
-
-def wait_for(predicate: Callable[[], object], seconds: float = 60.0,
-             what: str = "condition") -> None:
-    """Poll `predicate` every 50 ms, up to `seconds` (a bounded wait, not a timing check)."""
-    end = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what} after {seconds} s")
-        time.sleep(0.05)
 
 
 def group_gone(pgid: int) -> bool:

@@ -12,8 +12,9 @@ from pathlib import Path
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
 from runner_image.spec import JobSpec
-from tests.integration.runner.helpers import group_gone, needs_xtb, wait_for, wrapper
+from tests.integration.runner.helpers import group_gone, needs_xtb, wrapper
 from tests.molecules import WATER, water_cluster
+from tests.waiting import wait_until
 
 pytestmark = needs_xtb
 
@@ -101,7 +102,7 @@ def test_sigterm_stops_xtb_and_still_writes_the_result(tmp_path: Path) -> None:
         env=_env(tmp_path, QFORGE_XTB=str(script)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "xtb to start")
+        wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "xtb to start")
         runner.send_signal(signal.SIGTERM)
         _, err = runner.communicate(timeout=60)
     finally:

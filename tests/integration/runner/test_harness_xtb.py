@@ -15,8 +15,9 @@ from runner_image.harness import run_job
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
 from runner_image.spec import JobSpec
-from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wait_for, wrapper
+from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wrapper
 from tests.molecules import AMMONIUM, METHANE_DISTORTED, METHYL, WATER, water_cluster
+from tests.waiting import wait_until
 
 pytestmark = needs_xtb
 
@@ -185,7 +186,7 @@ def test_cancel_stops_xtb(tmp_path: Path) -> None:
         _run(tmp_path, _spec(water_cluster(), task="ohess"), cancel=cancel,
              xtb=str(script))[0]))
     thread.start()
-    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "xtb to start")
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 60, "xtb to start")
     cancel.set()
     thread.join(timeout=60)
     assert not thread.is_alive()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from runner_image.process import ProcessOutcome, run_process
-from tests.integration.runner.helpers import group_gone, living_members, wait_for
+from tests.integration.runner.helpers import group_gone, living_members
+from tests.waiting import wait_until
 
 
 def _run(tmp_path: Path, script: str, *, timeout: float | None = None,
@@ -34,7 +35,7 @@ def test_the_deadline_stops_the_whole_group(tmp_path: Path) -> None:
     outcome = _run(tmp_path, "sleep 300 & sleep 300 & wait", timeout=0.5)
     assert outcome.timed_out
     assert outcome.returncode == -signal.SIGTERM
-    wait_for(lambda: not living_members(outcome.pid), 10, "the children to die")
+    wait_until(lambda: not living_members(outcome.pid), 10, "the children to die")
 
 
 def test_a_program_that_ignores_sigterm_gets_sigkill(tmp_path: Path) -> None:
@@ -42,7 +43,7 @@ def test_a_program_that_ignores_sigterm_gets_sigkill(tmp_path: Path) -> None:
                         timeout=0.3, grace=0.3)
     assert outcome.timed_out
     assert outcome.returncode == -signal.SIGKILL
-    wait_for(lambda: not living_members(outcome.pid), 10, "the group to die")
+    wait_until(lambda: not living_members(outcome.pid), 10, "the group to die")
 
 
 def test_cancel_stops_the_group(tmp_path: Path) -> None:
@@ -52,7 +53,7 @@ def test_cancel_stops_the_group(tmp_path: Path) -> None:
     thread = threading.Thread(target=lambda: result.append(
         _run(tmp_path, f"touch {marker}; exec sleep 300", cancel=cancel)))
     thread.start()
-    wait_for(marker.exists, 30, "the program to start")
+    wait_until(marker.exists, 30, "the program to start")
     cancel.set()
     thread.join(timeout=30)
     assert not thread.is_alive()
@@ -72,7 +73,7 @@ def test_cancel_before_the_start_still_reaps(tmp_path: Path) -> None:
 def test_children_left_behind_after_a_normal_exit_are_killed(tmp_path: Path) -> None:
     outcome = _run(tmp_path, "sleep 300 & exit 0")
     assert outcome.returncode == 0
-    wait_for(lambda: not living_members(outcome.pid), 10, "the orphan to die")
+    wait_until(lambda: not living_members(outcome.pid), 10, "the orphan to die")
 
 
 def test_without_pidfd_it_polls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.record import JobRecord, Placement, Status, utcnow
+from controller.record import JobRecord, Placement, Status
 from controller.store.jobstore import JobStore
 from controller.store.layout import QueueKey
 from runner_image.result import JobError
+from runner_image.timestamps import utcnow
 
 HERE = Placement(executor="local", worker_id="w", instance="w-1")
 

@@ -267,4 +267,4 @@ def test_show_names_every_group_a_job_counts_in(camp: JobStore,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     water = next(camp.select(status=Status.COMPLETED))
     assert qf(camp, "show", water.job_id) == 0  # type: ignore[union-attr]
-    assert "Groups:   camp, other" in capsys.readouterr().out
+    assert "Groups:    camp, other" in capsys.readouterr().out

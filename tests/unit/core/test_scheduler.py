@@ -5,12 +5,13 @@ import threading
 
 import pytest
 
-from controller.record import Status, utcnow
+from controller.record import Status
 from controller.scheduling.core import PassReport, Scheduler
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
 from runner_image.result import ErrorType, JobError, JobResult, Quality, RunReport
+from runner_image.timestamps import utcnow
 
 from .conftest import WATER, water_spec
 

@@ -23,7 +23,7 @@ def test_submit_writes_record_input_and_queue_marker(store: JobStore) -> None:
     job_dir = store.layout.job_dir(rec.job_id)
     assert (job_dir / "input.xyz").read_text() == WATER
     meta = (job_dir / "metadata.json").read_text()
-    # The original worker's habit: grep '"status"' metadata.json
+    # `grep '"status"' metadata.json` (a habit from the worker qforge replaces): one line
     assert [line.strip() for line in meta.splitlines() if '"status"' in line] == [
         '"status": "QUEUED",'
     ]

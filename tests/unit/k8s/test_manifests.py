@@ -1,4 +1,5 @@
-"""The runner's batch/v1 Job: every field DESIGN.md asks for, and Pod Security "restricted"."""
+"""The runner's batch/v1 Job: every field controller/k8s/manifests.py sets, and Pod Security
+"restricted"."""
 
 from __future__ import annotations
 

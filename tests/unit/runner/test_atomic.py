@@ -99,9 +99,41 @@ def test_a_concurrent_reader_never_sees_half_a_file(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
-def test_fsync_dir_ignores_folders_it_cannot_open(tmp_path: Path) -> None:
-    atomic.fsync_dir(tmp_path / "missing")  # no exception
-    assert os.path.isdir(tmp_path)
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_fsync_dir_syncs_the_folder_itself_and_closes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    before = _open_fds()
+    atomic.fsync_dir(tmp_path)
+    assert synced == [tmp_path.stat().st_ino]
+    assert _open_fds() == before
+
+
+def test_fsync_dir_skips_folders_it_cannot_open_or_sync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+
+    def refusing_fsync(fd: int) -> None:
+        synced.append(fd)
+        raise OSError(22, "Invalid argument")  # file systems that refuse it on folders
+
+    monkeypatch.setattr(os, "fsync", refusing_fsync)
+    before = _open_fds()
+    atomic.fsync_dir(tmp_path / "missing")  # cannot be opened: nothing to sync
+    assert synced == []
+    atomic.fsync_dir(tmp_path)  # refused: no exception, and the folder is closed again
+    assert len(synced) == 1
+    assert _open_fds() == before
 
 
 def test_write_several_files_in_one_round(tmp_path: Path) -> None:

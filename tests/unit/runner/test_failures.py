@@ -13,7 +13,8 @@ from tests.unit.runner.helpers import HYDROXYL, recorded, water_spec
 
 def _classify(name: str, spec: JobSpec | None = None) -> JobError | None:
     run = recorded(name)
-    return classify_failure(run.returncode, run.stdout, run.stderr, run.files,
+    # the harness sends both streams to one file (xtb.log): the recordings keep them apart
+    return classify_failure(run.returncode, run.stdout + run.stderr, run.files,
                             spec or water_spec())
 
 
@@ -35,7 +36,7 @@ def test_optimisation_out_of_cycles_is_a_convergence_error_despite_exit_0() -> N
 
 def test_not_converged_marker_file_is_a_convergence_error() -> None:
     run = recorded("water_gfn2_opt")
-    error = classify_failure(0, run.stdout, run.stderr, {*run.files, "NOT_CONVERGED"},
+    error = classify_failure(0, run.stdout + run.stderr, {*run.files, "NOT_CONVERGED"},
                              water_spec())
     assert error is not None and error.type is ErrorType.convergence_error
 
@@ -52,7 +53,7 @@ def test_scc_not_converged() -> None:
 
 
 def test_scc_marker_file_alone_is_enough() -> None:
-    error = classify_failure(1, "", "", {".sccnotconverged"}, water_spec())
+    error = classify_failure(1, "", {".sccnotconverged"}, water_spec())
     assert error is not None and error.type is ErrorType.convergence_error
 
 
@@ -88,15 +89,15 @@ def test_crash_of_a_linear_molecule_hessian() -> None:
 
 
 def test_a_crash_without_a_known_cause() -> None:
-    error = classify_failure(-signal.SIGSEGV, "", "", set(), water_spec())
+    error = classify_failure(-signal.SIGSEGV, "", set(), water_spec())
     assert error == JobError(type=ErrorType.xtb_error, message="xtb crashed (SIGSEGV)")
 
 
 def test_sigkill_and_allocation_failures_are_resource_errors() -> None:
-    killed = classify_failure(-signal.SIGKILL, "", "", set(), water_spec(memory="128Mi"))
+    killed = classify_failure(-signal.SIGKILL, "", set(), water_spec(memory="128Mi"))
     assert killed is not None and killed.type is ErrorType.resource_error
     assert "killed by SIGKILL" in killed.message and "memory=128Mi" in killed.message
-    alloc = classify_failure(1, "", "Operating system error: Cannot allocate memory\n"
+    alloc = classify_failure(1, "Operating system error: Cannot allocate memory\n"
                              "Allocation would exceed memory limit\n", set(), water_spec())
     assert alloc is not None and alloc.type is ErrorType.resource_error
 
@@ -104,8 +105,8 @@ def test_sigkill_and_allocation_failures_are_resource_errors() -> None:
 def test_other_errors_are_xtb_errors_with_the_root_cause() -> None:
     stdout = ("####\n[ERROR] Program stopped due to fatal error\n"
               "-2- outer context\n-1- something odd happened\n####\n")
-    error = classify_failure(1, stdout, "", set(), water_spec())
+    error = classify_failure(1, stdout, set(), water_spec())
     assert error is not None and error.type is ErrorType.xtb_error
     assert error.message == "xtb stopped with an error: something odd happened"
-    bare = classify_failure(3, "", "", set(), water_spec())
+    bare = classify_failure(3, "", set(), water_spec())
     assert bare == JobError(type=ErrorType.xtb_error, message="xtb exited with status 3")

@@ -100,19 +100,17 @@ def test_qcschema_of_a_radical_cation_and_solvent(tmp_path: Path) -> None:
     assert atomic.keywords["alpb_solvent"] == "water"
 
 
-def test_qcschema_of_a_hessian(tmp_path: Path) -> None:
+def test_qcschema_of_a_frequency_run_is_the_energy_with_its_frequencies(
+        tmp_path: Path) -> None:
     spec = water_spec(task="ohess")
     run = recorded("water_gfn2_ohess")
     result = collect_result(run.scratch(tmp_path), run.stdout, spec, 1.0)
-    hessian = [float(i == j) for i in range(9) for j in range(9)]
-    data = to_qcschema(spec, _report(result), hessian=hessian)
+    data = to_qcschema(spec, _report(result))
     atomic = qcel.models.AtomicResult(**data)
-    assert atomic.driver == "hessian"
-    assert atomic.return_result.shape == (9, 9)
+    assert atomic.driver == "energy"
+    assert atomic.return_result == pytest.approx(result.energy)
     assert data["extras"]["qforge"]["frequencies_cm-1"] == pytest.approx(
         [1540.86, 3638.12, 3646.41], abs=0.01)
-    with pytest.raises(ValueError, match="hessian has 4 elements"):
-        to_qcschema(spec, _report(result), hessian=[1.0, 2.0, 3.0, 4.0])
 
 
 def test_qcschema_of_gfnff_has_no_dipole(tmp_path: Path) -> None:

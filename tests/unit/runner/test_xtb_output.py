@@ -7,7 +7,6 @@ import pytest
 from runner_image.xtb_output import (
     is_linear,
     parse_charges,
-    parse_hessian,
     parse_json_output,
     parse_text_output,
     parse_vibspectrum,
@@ -109,11 +108,6 @@ def test_charges_files() -> None:
     assert parse_charges((FIXTURES / "water_gfn2_opt" / "charges").read_text()) \
         == pytest.approx((-0.56461491, 0.28230745, 0.28230745))
     assert len(parse_charges((FIXTURES / "water_gfnff_opt" / "gfnff_charges").read_text())) == 3
-
-
-def test_hessian_file() -> None:
-    text = "$hessian\n  1.0 2.0 3.0\n  4.0\n 5.0D-01 6.0E+00\n$end\n"
-    assert parse_hessian(text) == [1.0, 2.0, 3.0, 4.0, 0.5, 6.0]
 
 
 @pytest.mark.parametrize(
