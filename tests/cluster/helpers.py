@@ -398,10 +398,23 @@ class Controller:
 
 
 def holds_a_slot(job: dict[str, Any]) -> bool:
-    """A runner Job holds one of the cap's slots until its pod has ended: until the Job
-    controller counts the pod succeeded, or the Job has a terminal condition. Read from
-    the Job's own fields here rather than through the controller's code, so the cap is
-    checked against Kubernetes, not against itself."""
+    """A runner Job holds one of the cap's slots until its pod has ended, as the Job
+    controller says it: it counts the pod succeeded, or sets SuccessCriteriaMet (since
+    1.31 it does so as soon as the pod has succeeded, before `succeeded` is counted and
+    before Complete), or the Job has a terminal condition. Read from the Job's own
+    fields here rather than through the controller's code, so the cap is checked
+    against Kubernetes, not against itself."""
+    status = job.get("status") or {}
+    if int(status.get("succeeded") or 0) >= 1:
+        return False
+    return not any(c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet")
+                   and c.get("status") == "True"
+                   for c in status.get("conditions") or [])
+
+
+def holds_a_slot_until_counted(job: dict[str, Any]) -> bool:
+    """The stricter reading, for the record: until `succeeded` is counted or the Job is
+    Complete or Failed (a Job between SuccessCriteriaMet and those still counts)."""
     status = job.get("status") or {}
     if int(status.get("succeeded") or 0) >= 1:
         return False
@@ -427,6 +440,7 @@ class JobWatch:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.names_by_job_id: dict[str, set[str]] = {}
         self.max_unfinished = 0
+        self.max_unfinished_until_counted = 0  # the stricter reading, printed by tests
         self.events = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -464,6 +478,9 @@ class JobWatch:
             self.events += 1
             count = sum(1 for j in self.jobs.values() if holds_a_slot(j))
             self.max_unfinished = max(self.max_unfinished, count)
+            strict = sum(1 for j in self.jobs.values() if holds_a_slot_until_counted(j))
+            self.max_unfinished_until_counted = max(self.max_unfinished_until_counted,
+                                                    strict)
         if new and self.on_added is not None:
             self.on_added(obj)
 

@@ -46,6 +46,8 @@ def test_twenty_jobs_never_exceed_the_cap(site: Site, kube: Any) -> None:
     assert watch.error is None, watch.error
     assert set(states.values()) == {"COMPLETED"}, states
     assert watch.seen() == 20
+    print(f"cap {CAP}: max unfinished {watch.max_unfinished}, until counted "
+          f"{watch.max_unfinished_until_counted}")
     assert watch.max_unfinished == CAP  # reached, never exceeded
     _assert_one_job_each(site, job_ids, watch)
 

@@ -86,6 +86,8 @@ def test_a_thousand_jobs_at_cap_200_no_list_while_the_queue_drains(site: Site,
                    "every finalizer off")
     assert watch.error is None, watch.error
     assert set(states.values()) == {"COMPLETED"}, {s for s in states.values()}
+    print(f"cap {cap}: max unfinished {watch.max_unfinished}, until counted "
+          f"{watch.max_unfinished_until_counted}")
     assert watch.max_unfinished == cap  # reached, never exceeded
     assert one_job_each(watch, job_ids) == {}
     assert watch.seen() == count
