@@ -7,7 +7,8 @@
 #
 # Components: kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kube-proxy, kubectl, and the pause binary compiled from the C source that
-# ships in the Kubernetes module), etcd, kwok, helm, actionlint.
+# ships in the Kubernetes module), etcd, kwok, helm, actionlint, karpenter (Karpenter's
+# KWOK cloud provider, binary `karpenter`, with its CRDs in <cache>/karpenter-<v>/crds).
 #
 # Pins live in tools/k8s/versions.env. Binaries go to
 # ${QFORGE_CACHE:-/var/cache/qforge}/k8s/<component>-<version>/bin, outside the checkout;
@@ -20,7 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/versions.env"
 CACHE="${QFORGE_CACHE:-/var/cache/qforge}/k8s"
 LOGS="$CACHE/logs"
-ALL=(kubernetes etcd kwok helm actionlint)
+ALL=(kubernetes etcd kwok helm actionlint karpenter)
 
 version_of() {
   case "$1" in
@@ -29,6 +30,7 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
+    karpenter) echo "$KARPENTER_VERSION" ;;
     *) echo "unknown component '$1' (known: ${ALL[*]})" >&2; return 2 ;;
   esac
 }
@@ -47,6 +49,7 @@ is_built() {
   dir="$(dir_of "$1")"
   [[ -f "$dir/.complete" ]] || return 1
   for b in $(binaries_of "$1"); do [[ -x "$dir/bin/$b" ]] || return 1; done
+  if [[ "$1" == karpenter ]]; then [[ -f "$dir/crds/karpenter.sh_nodepools.yaml" ]] || return 1; fi
 }
 
 case "${1:-}" in
@@ -148,6 +151,24 @@ build_helm() {
 }
 build_actionlint() {
   go_install "go install actionlint" "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+}
+
+# Karpenter's KWOK cloud provider (sigs.k8s.io/karpenter/kwok): the autoscaler the
+# autoscaling tests run. Its go.mod asks for a newer Go than Debian's, so the go command
+# fetches the pinned toolchain from the module proxy. The main package is named kwok: the
+# binary is renamed `karpenter` (it is not the kwok node simulator). Its CRDs ship in the
+# module zip; they are copied next to the binary (<cache>/karpenter-<v>/crds).
+build_karpenter() {
+  export GOTOOLCHAIN="$KARPENTER_GOTOOLCHAIN"
+  local v="$KARPENTER_VERSION" src crds
+  go_install "go install sigs.k8s.io/karpenter/kwok ($GOTOOLCHAIN)" "sigs.k8s.io/karpenter/kwok@$v"
+  mv "$OUT/kwok" "$OUT/karpenter"
+  src="$(go env GOMODCACHE)/sigs.k8s.io/karpenter@$v"
+  crds="$(dirname "$OUT")/crds"
+  mkdir -p "$crds"
+  cp "$src"/kwok/charts/crds/*.yaml "$src"/kwok/apis/crds/*.yaml "$crds/"
+  chmod u+w "$crds"/*.yaml  # the module cache is read-only
+  echo "   CRDs: $(cd "$crds" && echo *.yaml)" >>"$LOG"
 }
 
 build_one() {
