@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.k8s import events, naming
+from controller.k8s import autoscaling, events, naming
 from controller.k8s.manifests import build_job_manifest
 from controller.k8s.status import PodView, failure_error, job_finished, pod_view
 from controller.record import Placement
@@ -43,6 +43,8 @@ class _Tracked:
     deleted: bool = False
     cancelled: bool = False
     requeue: bool = False  # the API server did not take the Job: back to the queue
+    pending_since: float | None = None  # its pod unschedulable since (clock)
+    unfit: str | None = None  # the autoscaler's word: no node it can make fits the pod
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -61,6 +63,7 @@ class KubernetesExecutor:
         self._wake: threading.Event | None = None
         self._clock = clock
         self._listed_at = clock()
+        self.unfit_pods = autoscaling.UnfitPods(core_api, self.namespace, clock)
 
     def attach(self, wake: threading.Event) -> None:
         self._wake = wake
@@ -190,6 +193,7 @@ class KubernetesExecutor:
             tracking = bool(self._tracked)
         if tracking and self._clock() - self._listed_at >= RESYNC_SECONDS:
             self.unfinished_jobs()
+        self._note_unfit()
         outcomes: list[Outcome] = []
         with self._lock:
             items = list(self._tracked.items())
@@ -252,6 +256,10 @@ class KubernetesExecutor:
             t = self._tracked.get(job_id)
             if t is not None and (not owner or owner[0] == t.name):
                 t.pod = pod_view(body)
+                if not t.pod.unschedulable:
+                    t.pending_since = None
+                elif t.pending_since is None:
+                    t.pending_since = self._clock()
 
     # ------------------------------------------------------------ verdicts
     def _verdict(self, job_id: str, t: _Tracked) -> Outcome | None:
@@ -281,6 +289,8 @@ class KubernetesExecutor:
                         "readable result.json"))
             self._failed_event(t, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
+        if t.unfit is not None and state is None and not t.deleted:
+            return self._fail_unfit(job_id, t, placement)
         if state == "Failed" and t.job is not None:
             error = failure_error(t.job, self._final_pod(t), report)
             self._failed_event(t, job_id, error)
@@ -293,6 +303,36 @@ class KubernetesExecutor:
                 type=ErrorType.infrastructure_error,
                 message=f"its Kubernetes Job {t.name} was deleted before it finished"))
         return None
+
+    def _note_unfit(self) -> None:
+        """Mark the jobs whose pod fits no node the autoscaler can make (bounded reads of
+        pod Events: see autoscaling.UnfitPods)."""
+        with self._lock:
+            pending = {t.pod.name: t.pending_since for t in self._tracked.values()
+                       if t.pod is not None and t.pending_since is not None}
+        if not pending:
+            return
+        unfit = self.unfit_pods.check(pending)
+        with self._lock:
+            for t in self._tracked.values():
+                if t.pod is not None and t.pod.name in unfit and t.pending_since is not None:
+                    t.unfit = unfit[t.pod.name]
+
+    def _fail_unfit(self, job_id: str, t: _Tracked, placement: Placement) -> Outcome:
+        """The pod can never be placed: delete its Job (and pod), fail the job."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.batch.delete_namespaced_job(t.name, self.namespace,
+                                             propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("Job %s: could not delete Job %s: %s", job_id, t.name, exc.reason)
+        error = JobError(type=ErrorType.resource_error, message=(
+            "its requests fit no node the cluster autoscaler can make; submit with a "
+            f"smaller --cpu or --memory (Karpenter: {t.unfit})"))
+        self._failed_event(t, job_id, error)
+        return Outcome(job_id, error=error, placement=placement)
 
     def _final_pod(self, t: _Tracked) -> PodView | None:
         """The failed Job's pod as it ended. The pod and Job watches are two streams: the

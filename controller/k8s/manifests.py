@@ -30,6 +30,7 @@ import re
 from typing import Any, Final
 
 from controller.k8s import naming
+from controller.k8s.autoscaling import protection_annotations
 from controller.settings import Settings
 from runner_image.spec import JobSpec
 
@@ -252,8 +253,11 @@ def build_job_manifest(
         "template": {
             "metadata": {
                 "labels": dict(labels),
-                "annotations": {**settings.runner_pod_annotations,
-                                naming.ANNOTATION_JOB_ID: job_id},
+                "annotations": {
+                    **protection_annotations(settings.runner_disruption_protection),
+                    **settings.runner_pod_annotations,
+                    naming.ANNOTATION_JOB_ID: job_id,
+                },
             },
             "spec": pod_spec,
         },

@@ -1,0 +1,162 @@
+"""Living with an autoscaler: the words for a waiting pod, Karpenter's "fits no node"
+verdict, and the bounded cost of reading it (a fake core API counts the LISTs; the real
+Karpenter is tests/autoscale's part)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from controller.k8s import naming
+from controller.k8s.autoscaling import (
+    EVENT_LIST_SECONDS,
+    UNFIT_GRACE_SECONDS,
+    UnfitPods,
+    protection_annotations,
+    unfit_reason,
+    unschedulable_reason,
+)
+from controller.k8s.executor import KubernetesExecutor
+from controller.record import Placement
+from controller.settings import Settings
+from controller.store.jobstore import JobStore
+from runner_image.molecule import parse_xyz
+from runner_image.result import ErrorType
+from runner_image.spec import JobSpec
+from tests.molecules import WATER_EXPERIMENTAL as WATER
+from tests.unit.k8s.test_executor import FakeBatch, FakeCore
+
+# The shape of Karpenter v1.14's verdict (pkg/controllers/provisioning/scheduling:
+# PodFailedToScheduleEvent around InstanceTypeFilterError), as posted on the pod.
+TOO_BIG = ('Failed to schedule pod, incompatible with nodepool "runners", daemonset '
+           'overhead={"pods":"0"}, no instance type has enough resources, requirements='
+           'karpenter.sh/capacity-type In [on-demand spot], resources={"cpu":"500",'
+           '"memory":"1Gi","pods":"1"}')
+AT_LIMIT = ('Failed to schedule pod, all available instance types exceed limits for '
+            'nodepool, NodePool="runners"')
+SCHEDULER = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available"
+
+
+def event(message: str, pod: str = "p", reason: str = "FailedScheduling",
+          when: str = "2026-12-01T10:00:00Z") -> dict[str, Any]:
+    return {"reason": reason, "message": message, "lastTimestamp": when,
+            "involvedObject": {"kind": "Pod", "name": pod}}
+
+
+def test_protection_annotations_both_autoscalers_honour() -> None:
+    assert protection_annotations(True) == {
+        "karpenter.sh/do-not-disrupt": "true",
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert protection_annotations(False) == {}
+
+
+def test_waiting_words_name_the_new_node_and_the_resource() -> None:
+    wants = {"cpu": "1", "memory": "1Gi"}
+    none = unschedulable_reason("no nodes available to schedule pods", wants)
+    assert none.startswith("waiting for a new node: the cluster has no node for it yet")
+    assert "cpu 1, memory 1Gi" in none
+    short = unschedulable_reason(
+        "0/3 nodes are available: 1 Insufficient memory, 3 Insufficient cpu. preemption: x",
+        wants)
+    assert short.startswith("waiting for a new node: no node has enough free cpu and memory")
+    assert "preemption" not in short
+    other = unschedulable_reason("0/1 nodes are available: 1 node(s) had untolerated taint", {})
+    assert other.startswith("waiting for a node: kube-scheduler: 0/1 nodes")
+
+
+def test_only_karpenters_resource_verdict_fails_a_pod() -> None:
+    assert unfit_reason([event(TOO_BIG)]) == TOO_BIG.removeprefix("Failed to schedule pod, ")
+    assert unfit_reason([]) is None
+    assert unfit_reason([event(SCHEDULER)]) is None  # kube-scheduler: a node may come
+    assert unfit_reason([event(AT_LIMIT)]) is None  # NodePool limits free up again
+    assert unfit_reason([event(TOO_BIG, reason="Nominated")]) is None
+    # the newest verdict counts
+    assert unfit_reason([event(TOO_BIG, when="2026-12-01T10:00:00Z"),
+                         event(AT_LIMIT, when="2026-12-01T10:00:05Z")]) is None
+
+
+class EventCore(FakeCore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pod_events: list[dict[str, Any]] = []
+        self.lists: list[str] = []
+
+    def list_namespaced_event(self, namespace: str, field_selector: str) -> Any:
+        self.lists.append(field_selector)
+        return SimpleNamespace(items=list(self.pod_events))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_events_are_listed_only_for_pods_pending_long_and_at_most_every_interval() -> None:
+    core, clock = EventCore(), Clock()
+    unfit = UnfitPods(core, "ns", clock)
+    core.pod_events = [event(TOO_BIG, pod="a")]
+    assert unfit.check({}) == {}
+    assert unfit.check({"a": clock.now}) == {}  # just became unschedulable
+    assert core.lists == []
+    clock.now += UNFIT_GRACE_SECONDS
+    assert unfit.check({"a": 1000.0, "b": 1000.0}) == {"a": unfit_reason(core.pod_events)}
+    assert core.lists == ["involvedObject.kind=Pod,reason=FailedScheduling"]
+    for _ in range(20):  # many passes within one interval: still one LIST
+        clock.now += EVENT_LIST_SECONDS / 40
+        unfit.check({"b": 1000.0})
+    assert len(core.lists) == 1
+    clock.now += EVENT_LIST_SECONDS
+    assert unfit.check({"b": 1000.0}) == {}
+    assert len(core.lists) == 2
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    s = JobStore(tmp_path / "jobs")
+    s.ensure()
+    return s
+
+
+class DeletingBatch(FakeBatch):
+    def delete_namespaced_job(self, name: str, namespace: str,
+                              propagation_policy: str) -> None:
+        self.jobs.pop(name)
+
+
+def test_a_pod_no_node_can_fit_fails_its_job_with_karpenters_reason(store: JobStore) -> None:
+    clock, core, batch = Clock(), EventCore(), DeletingBatch()
+    executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, core, clock=clock)
+    store.submit(JobSpec(molecule=parse_xyz(WATER), cpu=32), input_text=WATER)
+    instance = "k8s.ns.worker_1"
+    claimed = store.claim(store.queued()[0], instance, Placement(
+        executor="kubernetes", worker_id="worker_1", instance=instance))
+    assert claimed is not None
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    pod = {"metadata": {"name": f"{name}-x",
+                        "annotations": {naming.ANNOTATION_JOB_ID: claimed.record.job_id},
+                        "ownerReferences": [{"kind": "Job", "name": name}]},
+           "spec": {"containers": [{"resources": {"requests": {"cpu": "32"}}}]},
+           "status": {"phase": "Pending", "conditions": [
+               {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient cpu."}]}}
+    executor.observe_pod(pod)
+    (update,) = executor.updates()
+    assert update.waiting_reason is not None and "cpu 32" in update.waiting_reason
+    core.pod_events = [event(TOO_BIG, pod=f"{name}-x")]
+    assert executor.collect() == []  # not pending long enough: no LIST yet
+    assert core.lists == []
+    clock.now += UNFIT_GRACE_SECONDS
+    (outcome,) = executor.collect()
+    assert outcome.error is not None and outcome.error.type == ErrorType.resource_error
+    assert "no instance type has enough resources" in outcome.error.message
+    assert "--cpu" in outcome.error.message
+    assert batch.jobs == {}  # its Job (and pod) deleted: nothing stays Pending
+    assert [e["reason"] for e in core.events] == ["Launched", "Failed"]
+    assert executor.active() == set()
