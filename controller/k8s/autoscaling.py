@@ -98,9 +98,11 @@ def unfit_reason(events: Iterable[Mapping[str, Any]]) -> str | None:
     newest = max(verdicts, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")
                                             or ""))
     message = str(newest.get("message") or "")
-    if "no instance type" not in message or "enough resources" not in message:
+    # the verdict's words, without the requirements and resources it lists after them
+    words = re.sub(r"requirements=.*?resources=\{[^}]*\}", "", message)
+    if "no instance type" not in words or "enough resources" not in words:
         return None
-    if any(word in message for word in _TRANSIENT):
+    if any(word in words for word in _TRANSIENT):
         return None
     return message.removeprefix(KARPENTER_PREFIX)
 

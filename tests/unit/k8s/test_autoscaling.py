@@ -29,12 +29,19 @@ from runner_image.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.unit.k8s.test_executor import FakeBatch, FakeCore
 
-# The shape of Karpenter v1.14's verdict (pkg/controllers/provisioning/scheduling:
-# PodFailedToScheduleEvent around InstanceTypeFilterError), as posted on the pod.
-TOO_BIG = ('Failed to schedule pod, incompatible with nodepool "runners", daemonset '
-           'overhead={"pods":"0"}, no instance type has enough resources, requirements='
-           'karpenter.sh/capacity-type In [on-demand spot], resources={"cpu":"500",'
-           '"memory":"1Gi","pods":"1"}')
+# Karpenter v1.14.3's verdict on a pod asking for 32 CPUs, as tests/autoscale saw it
+# (pkg/controllers/provisioning/scheduling: PodFailedToScheduleEvent around
+# InstanceTypeFilterError).
+TOO_BIG = ("Failed to schedule pod, no instance type has enough resources, requirements="
+           "karpenter.kwok.sh/instance-cpu In [4 8], karpenter.kwok.sh/instance-family In "
+           "[c], karpenter.kwok.sh/kwoknodeclass In [default], karpenter.sh/capacity-type "
+           "In [on-demand], karpenter.sh/initialized In [true], karpenter.sh/nodepool In "
+           "[runners], karpenter.sh/registered In [true], kubernetes.io/arch In [amd64], "
+           "kubernetes.io/os In [linux], qforge.io/pool In [runners], "
+           'resources={"cpu":"32","memory":"1Gi","pods":"1"}')
+# a user's label in the requirements must not pass for a transient verdict
+TOO_BIG_LABELLED = TOO_BIG.replace("qforge.io/pool In [runners]",
+                                   "team In [limits-offering]")
 AT_LIMIT = ('Failed to schedule pod, all available instance types exceed limits for '
             'nodepool, NodePool="runners"')
 SCHEDULER = "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available"
@@ -69,6 +76,7 @@ def test_waiting_words_name_the_new_node_and_the_resource() -> None:
 
 def test_only_karpenters_resource_verdict_fails_a_pod() -> None:
     assert unfit_reason([event(TOO_BIG)]) == TOO_BIG.removeprefix("Failed to schedule pod, ")
+    assert unfit_reason([event(TOO_BIG_LABELLED)]) is not None
     assert unfit_reason([]) is None
     assert unfit_reason([event(SCHEDULER)]) is None  # kube-scheduler: a node may come
     assert unfit_reason([event(AT_LIMIT)]) is None  # NodePool limits free up again
