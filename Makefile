@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster lint bench k8s-tools helm test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster test-autoscale lint bench k8s-tools helm test-infra clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(PY) -m controller.demo
 
-test: lint test-unit test-integration test-cluster test-infra e2e
+test: lint test-unit test-integration test-cluster test-autoscale test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -39,6 +39,11 @@ test-integration: setup helm
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
 	$(PY) -m pytest -q tests/cluster
+
+# qforge on an autoscaled cluster: the control plane, Karpenter's KWOK provider and kwok
+# (tests/kube autoscale mode; no runner node at the start), the controller out of cluster.
+test-autoscale: setup k8s-tools
+	$(PY) -m pytest -q --durations=0 tests/autoscale
 
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)
@@ -54,7 +59,7 @@ clean:
 # Binaries built from the Go module proxy, cached by version under $(QFORGE_CACHE)/k8s.
 # `make cluster-up` / `make node-up` start a cluster by hand and print its kubeconfig path.
 KUBE_CLUSTER ?= dev
-.PHONY: cluster-up cluster-down node-up node-down node-deps images-base
+.PHONY: cluster-up cluster-down node-up node-down node-deps images-base autoscale-up autoscale-down
 
 k8s-tools:
 	@tools/k8s/build.sh
@@ -82,6 +87,14 @@ cluster-up: setup k8s-tools
 
 cluster-down: setup
 	@$(PY) -m tests.kube down --name $(KUBE_CLUSTER)
+
+# The autoscaling mode by hand (cluster "autoscale"): runner pods need the NodePool's
+# placement, NODE_SELECTOR='{"qforge.io/pool":"runners"}' and TOLERATIONS (docs/autoscaling.md).
+autoscale-up: setup k8s-tools
+	@$(PY) -m tests.kube up --autoscale --name autoscale
+
+autoscale-down: setup
+	@$(PY) -m tests.kube down --autoscale --name autoscale
 
 node-up: setup k8s-tools node-deps
 	@$(PY) -m tests.kube up --node --name node

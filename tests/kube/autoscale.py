@@ -183,9 +183,16 @@ class AutoscaleCluster(ControlPlane):
         timeout = self.options.start_timeout
         files = sorted(self.crd_dir.glob("*.yaml"))
         self.kubectl("apply", "--server-side", *[a for f in files for a in ("-f", str(f))])
-        for crd in CRD_NAMES:
-            self.kubectl("wait", "--for=condition=Established", f"crd/{crd}",
-                         f"--timeout={int(timeout)}s", timeout=timeout + 10)
+
+        def established() -> bool:
+            # (not `kubectl wait`: it fails on a CRD whose status is not written yet)
+            items = self.kubectl_json("get", "crd")["items"]
+            ok = {c["metadata"]["name"] for c in items
+                  if any(k.get("type") == "Established" and k.get("status") == "True"
+                         for k in (c.get("status") or {}).get("conditions") or [])}
+            return ok >= set(CRD_NAMES)
+
+        wait_until("Karpenter's CRDs Established", established, timeout, sup)
         self.apply({"apiVersion": "karpenter.kwok.sh/v1alpha1", "kind": "KWOKNodeClass",
                     "metadata": {"name": NODECLASS}})
         self.apply(runner_nodepool(self.autoscale_options.consolidate_after))
