@@ -76,12 +76,13 @@ def unschedulable_reason(message: str, requests: Mapping[str, str]) -> str:
     wants = _requests_text(requests)
     if "no nodes available" in message or summary.startswith("0/0 nodes"):
         return (f"waiting for a new node: the cluster has no node for it yet (it requests "
-                f"{wants}; an autoscaler adds one)")
+                f"{wants}; an autoscaler adds one); kube-scheduler: Unschedulable: {summary}")
     short = sorted(set(_INSUFFICIENT.findall(summary)))
     if short:
         return (f"waiting for a new node: no node has enough free {' and '.join(short)} "
-                f"for its requests ({wants}); kube-scheduler: {summary}")
-    return f"waiting for a node: kube-scheduler: {summary or 'not scheduled yet'} ({wants})"
+                f"for its requests ({wants}); kube-scheduler: Unschedulable: {summary}")
+    return (f"waiting for a node: kube-scheduler: Unschedulable: "
+            f"{summary or 'not scheduled yet'} ({wants})")
 
 
 def _is_karpenter_verdict(event: Mapping[str, Any]) -> bool:

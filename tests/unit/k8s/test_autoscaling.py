@@ -71,7 +71,9 @@ def test_waiting_words_name_the_new_node_and_the_resource() -> None:
     assert short.startswith("waiting for a new node: no node has enough free cpu and memory")
     assert "preemption" not in short
     other = unschedulable_reason("0/1 nodes are available: 1 node(s) had untolerated taint", {})
-    assert other.startswith("waiting for a node: kube-scheduler: 0/1 nodes")
+    assert other.startswith("waiting for a node: kube-scheduler: Unschedulable: 0/1 nodes")
+    # the scheduler's own word stays in every one (`qforge show` readers grep for it)
+    assert all("Unschedulable" in text for text in (none, short, other))
 
 
 def test_only_karpenters_resource_verdict_fails_a_pod() -> None:
