@@ -496,9 +496,10 @@ class KubernetesExecutor:
                         "readable result.json"))
             self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
-        if t.unfit is not None and finished is None and not deleting:
-            error = autoscaling.unfit_error(t.unfit)  # it can never be placed: no Job
-            self._submit(functools.partial(self._delete, t.name))  # (nor pod) stays
+        if t.unfit is not None and t.pending_since is not None and finished is None \
+                and not deleting:  # it can never be placed: no Job (nor pod) stays
+            error = autoscaling.unfit_error(t.unfit)
+            self._submit(functools.partial(self._delete, t.name))
             self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
         if finished == "Failed" and job is not None:
