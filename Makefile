@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster fuzz lint bench k8s-tools helm prometheus test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster test-autoscale fuzz lint bench k8s-tools helm prometheus test-infra clean
 
 # Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
 # kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
@@ -45,7 +45,7 @@ lock:
 demo: setup
 	@$(PY) -m controller.demo
 
-test: lint test-unit test-integration test-cluster test-infra e2e
+test: lint test-unit test-integration test-cluster test-autoscale test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -75,6 +75,11 @@ fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/integration/fuzz \
 	  tests/unit/core/test_corruption.py
 
+# qforge on an autoscaled cluster: the control plane, Karpenter's KWOK provider and kwok
+# (tests/kube autoscale mode; no runner node at the start), the controller out of cluster.
+test-autoscale: setup k8s-tools
+	$(PY) -m pytest -q --durations=0 tests/autoscale
+
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)
 	$(VENV)/bin/mypy
@@ -89,7 +94,7 @@ clean:
 # Binaries built from the Go module proxy, cached by version under $(QFORGE_CACHE)/k8s.
 # `make cluster-up` / `make node-up` start a cluster by hand and print its kubeconfig path.
 KUBE_CLUSTER ?= dev
-.PHONY: cluster-up cluster-down node-up node-down node-deps images-base
+.PHONY: cluster-up cluster-down node-up node-down node-deps images-base autoscale-up autoscale-down
 
 k8s-tools:
 	@tools/k8s/build.sh
@@ -117,6 +122,14 @@ cluster-up: setup k8s-tools
 
 cluster-down: setup
 	@$(PY) -m tests.kube down --name $(KUBE_CLUSTER)
+
+# The autoscaling mode by hand (cluster "autoscale"): runner pods need the NodePool's
+# placement, NODE_SELECTOR='{"qforge.io/pool":"runners"}' and TOLERATIONS (docs/autoscaling.md).
+autoscale-up: setup k8s-tools
+	@$(PY) -m tests.kube up --autoscale --name autoscale
+
+autoscale-down: setup
+	@$(PY) -m tests.kube down --autoscale --name autoscale
 
 node-up: setup k8s-tools node-deps
 	@$(PY) -m tests.kube up --node --name node

@@ -94,6 +94,9 @@ class Settings(BaseModel):
     # Extra annotations on runner pods (e.g. a service mesh opt-out; the kwok test
     # cluster reads its fake outcomes from them). RUNNER_POD_ANNOTATIONS, JSON.
     runner_pod_annotations: dict[str, str] = Field(default_factory=dict)
+    # karpenter.sh/do-not-disrupt and cluster-autoscaler.kubernetes.io/safe-to-evict=false
+    # on runner pods: an autoscaler never evicts a running calculation to consolidate.
+    runner_disruption_protection: bool = True
     ttl_seconds_after_finished: int | None = Field(3600, ge=0)
     # sizeLimit of the runner pod's scratch emptyDir (xtb's temporary files, HOME, TMPDIR).
     runner_scratch_size: str = Field("1Gi", min_length=1)

@@ -11,6 +11,8 @@ taking qforge's finalizer off once the outcome is in the store; no LIST and no r
 (the cap is counted from the watch-fed view, controller/k8s/view.py). Every request
 passes one token bucket (KUBE_API_QPS / KUBE_API_BURST); a 429, a 5xx or no answer
 gives the job back to the queue and pauses launches (Retry-After, else doubling).
+With an autoscaler, one bounded LIST of pod Events while runner pods stay unschedulable
+(controller/k8s/autoscaling.py): a pod no node can fit fails its job.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.k8s import events, naming
+from controller.k8s import autoscaling, events, naming
 from controller.k8s.manifests import build_job_manifest
 from controller.k8s.status import PodView, failure_error, job_finished, pod_view
 from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
@@ -64,6 +66,8 @@ class _Tracked:
     requeue: bool = False  # the API server did not take the Job: back to the queue
     refused: JobError | None = None  # the API server refused the Job: the job fails
     dirty: bool = True  # something changed since its last verdict
+    pending_since: float | None = None  # its pod unschedulable since (clock)
+    unfit: str | None = None  # the autoscaler's word: no node it can make fits the pod
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -93,6 +97,7 @@ class KubernetesExecutor:
         self.bucket = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
         self.backoff = Backoff(clock=clock)
         self.requests: Counter[str] = Counter()  # "verb resource" -> count
+        self.unfit_pods = autoscaling.UnfitPods(self._list_pod_events, clock)
         self._pool: ThreadPoolExecutor | None = None
         if submit is None:
             self._pool = ThreadPoolExecutor(settings.kube_api_writers,
@@ -148,7 +153,7 @@ class KubernetesExecutor:
         (403, 422, ...) fails the job with the API server's reason."""
         record = claimed.record
         manifest = build_job_manifest(record.job_id, record.spec, self.settings,
-                                      attempt=max(1, record.attempts))
+                                      attempt=max(1, record.attempts), group=record.group)
         name = manifest["metadata"]["name"]
         with self._lock:
             self._track(_Tracked(claimed, name))
@@ -304,6 +309,7 @@ class KubernetesExecutor:
     def collect(self) -> list[Outcome]:
         """Outcomes of the tracked Jobs that changed; and the finalizers of the outcomes
         the scheduler recorded since the last call come off."""
+        self._check_unfit()
         with self._lock:
             release, self._to_release = self._to_release, []
             sweep, self._sweep = self._sweep, set()
@@ -453,6 +459,8 @@ class KubernetesExecutor:
         if t is None:
             return False
         t.dirty = True
+        t.pending_since = autoscaling.pending_since(t.pending_since, view.unschedulable,
+                                                    self._clock())
         return view.phase in ("Succeeded", "Failed")
 
     # ------------------------------------------------------------ verdicts
@@ -490,6 +498,12 @@ class KubernetesExecutor:
                         "readable result.json"))
             self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
+        if t.unfit is not None and t.pending_since is not None and finished is None \
+                and not deleting:  # it can never be placed: no Job (nor pod) stays
+            error = autoscaling.unfit_error(t.unfit)
+            self._submit(functools.partial(self._delete, t.name))
+            self._failed_event(t.name, uid, job_id, error)
+            return Outcome(job_id, error=error, placement=placement)
         if finished == "Failed" and job is not None:
             error = failure_error(job, pod, report)
             self._failed_event(t.name, uid, job_id, error)
@@ -502,6 +516,35 @@ class KubernetesExecutor:
                 type=ErrorType.infrastructure_error,
                 message=f"its Kubernetes Job {t.name} was deleted before it finished"))
         return None
+
+    # ------------------------------------------------------------ autoscaler
+    def _check_unfit(self) -> None:
+        """Pods unschedulable for a while: is any of them one no node the autoscaler can
+        make will fit? A bounded LIST of pod Events, in a writer thread
+        (autoscaling.UnfitPods)."""
+        with self._lock:
+            pending = {pod.name: t.pending_since for t in self._tracked.values()
+                       if t.pending_since is not None
+                       and (pod := self._pods.get(t.name)) is not None}
+        pods = self.unfit_pods.due(pending)
+        if pods:
+            self._submit(lambda: self._mark_unfit(self.unfit_pods.check(pods)))
+
+    def _list_pod_events(self) -> list[dict[str, Any]]:
+        resp = self._api("list events", self.core.list_namespaced_event, self.namespace,
+                         field_selector=autoscaling.EVENT_SELECTOR, _preload_content=False)
+        return [e for e in _json(resp).get("items") or [] if isinstance(e, dict)]
+
+    def _mark_unfit(self, unfit: dict[str, str]) -> None:
+        if not unfit:
+            return
+        with self._lock:
+            for t in self._tracked.values():
+                pod = self._pods.get(t.name)
+                if pod is not None and pod.name in unfit and t.pending_since is not None:
+                    t.unfit = unfit[pod.name]
+                    t.dirty = True
+        self._poke()
 
     def _final_pod(self, t: _Tracked, pod: PodView | None) -> PodView | None:
         """The failed Job's pod as it ended. The pod and Job watches are two streams: the

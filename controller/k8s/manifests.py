@@ -30,6 +30,7 @@ import re
 from typing import Any, Final
 
 from controller.k8s import naming
+from controller.k8s.autoscaling import protection_annotations
 from controller.settings import Settings
 from runner_image.spec import JobSpec
 
@@ -96,9 +97,9 @@ def _user_labels(spec: JobSpec, ours: dict[str, str]) -> dict[str, str]:
 
 
 def job_labels(job_id: str, spec: JobSpec, *, attempt: int = 1,
-               release: str | None = None) -> dict[str, str]:
-    """Labels of the Job and of its pod: qforge's (with the release's instance label),
-    plus the user's that do not clash."""
+               release: str | None = None, group: str | None = None) -> dict[str, str]:
+    """Labels of the Job and of its pod: qforge's (with the release's instance label and
+    the job's group, when it is a valid label value), plus the user's that do not clash."""
     ours = naming.base_labels(job_id, release)
     ours[naming.LABEL_ATTEMPT] = str(attempt)
     ours[naming.LABEL_METHOD] = str(spec.method)
@@ -106,6 +107,9 @@ def job_labels(job_id: str, spec: JobSpec, *, attempt: int = 1,
     formula = naming.label_value_or_none(spec.molecule.formula)
     if formula:
         ours[naming.LABEL_FORMULA] = formula
+    group_label = naming.label_value_or_none(group) if group else None
+    if group_label:
+        ours[naming.LABEL_GROUP] = group_label
     return {**_user_labels(spec, ours), **ours}
 
 
@@ -199,19 +203,22 @@ def _runner_container(job_id: str, spec: JobSpec, settings: Settings) -> dict[st
 
 
 def build_job_manifest(
-    job_id: str, spec: JobSpec, settings: Settings, *, attempt: int = 1
+    job_id: str, spec: JobSpec, settings: Settings, *, attempt: int = 1,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs one calculation. Pure: same inputs, same dict.
 
     `attempt` (≥ 1) numbers the launches of one job: each attempt has its own Job name,
     so a create answering "already exists" always means "this attempt was launched".
+    `group`: the record's group (campaign), the `qforge.io/group` label.
     Raises ManifestError when the id, a label or a quantity cannot be used.
     """
     if not _JOB_ID.fullmatch(job_id):
         raise ManifestError(f"job id {job_id!r} is not a valid job id")
     if attempt < 1:
         raise ManifestError(f"attempt must be >= 1, got {attempt}")
-    labels = job_labels(job_id, spec, attempt=attempt, release=settings.release)
+    labels = job_labels(job_id, spec, attempt=attempt, release=settings.release,
+                        group=group)
     annotations = job_annotations(job_id, spec, attempt=attempt)
 
     pod_spec: dict[str, Any] = {
@@ -254,8 +261,11 @@ def build_job_manifest(
         "template": {
             "metadata": {
                 "labels": dict(labels),
-                "annotations": {**settings.runner_pod_annotations,
-                                naming.ANNOTATION_JOB_ID: job_id},
+                "annotations": {
+                    **protection_annotations(settings.runner_disruption_protection),
+                    **settings.runner_pod_annotations,
+                    naming.ANNOTATION_JOB_ID: job_id,
+                },
             },
             "spec": pod_spec,
         },

@@ -43,6 +43,7 @@ __all__ = [
     "LABEL_ATTEMPT",
     "LABEL_COMPONENT",
     "LABEL_FORMULA",
+    "LABEL_GROUP",
     "LABEL_INSTANCE",
     "LABEL_JOB_ID",
     "LABEL_MANAGED_BY",
@@ -84,6 +85,9 @@ LABEL_ATTEMPT: Final = f"{QFORGE_PREFIX}/attempt"
 LABEL_METHOD: Final = f"{QFORGE_PREFIX}/method"
 LABEL_TASK: Final = f"{QFORGE_PREFIX}/task"
 LABEL_FORMULA: Final = f"{QFORGE_PREFIX}/formula"
+# The group (campaign) the job was submitted in (`--group`): `kubectl get jobs -l
+# qforge.io/group=NAME` shows a campaign's Jobs.
+LABEL_GROUP: Final = f"{QFORGE_PREFIX}/group"
 
 ANNOTATION_METHOD: Final = f"{QFORGE_PREFIX}/method"
 ANNOTATION_TASK: Final = f"{QFORGE_PREFIX}/task"

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.k8s.autoscaling import pod_requests, unschedulable_reason
 from runner_image.result import ErrorType, JobError, RunReport
 
 
@@ -20,6 +21,7 @@ class PodView:
     terminated_reason: str | None  # e.g. OOMKilled, Error, Completed
     exit_code: int | None
     evicted: bool
+    unschedulable: bool = False  # the scheduler found no node for it (yet)
 
 
 def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -76,11 +78,15 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         if term:
             terminated = term.get("reason")
             exit_code = term.get("exitCode")
+    unschedulable = False
     if waiting is None and status.get("phase") == "Pending":
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and not _true(cond):
-                waiting = (f"pod Pending: {cond.get('reason') or 'not scheduled'}: "
-                           f"{cond.get('message') or ''}").strip()
+                unschedulable = cond.get("reason") == "Unschedulable"
+                waiting = (unschedulable_reason(str(cond.get("message") or ""),
+                                                pod_requests(pod)) if unschedulable else
+                           f"pod Pending: {cond.get('reason') or 'not scheduled'}: "
+                           f"{cond.get('message') or ''}".strip())
     evicted = status.get("reason") == "Evicted" or any(
         c.get("type") == "DisruptionTarget" and _true(c) for c in status.get("conditions") or [])
     return PodView(
@@ -91,6 +97,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         terminated_reason=terminated,
         exit_code=exit_code,
         evicted=evicted,
+        unschedulable=unschedulable,
     )
 
 

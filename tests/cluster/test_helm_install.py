@@ -81,13 +81,14 @@ def test_default_install_works_and_its_role_is_least_privilege_and_enough(
     ns = site.namespace
     allowed = [("create", "jobs.batch"), ("delete", "jobs.batch"), ("watch", "jobs.batch"),
                ("list", "jobs.batch"), ("get", "jobs.batch"), ("watch", "pods"),
-               ("list", "pods"), ("create", "events"), ("get", "leases.coordination.k8s.io"),
+               ("patch", "jobs.batch"), ("list", "pods"), ("create", "events"),
+               ("list", "events"), ("get", "leases.coordination.k8s.io"),
                ("create", "leases.coordination.k8s.io"),
                ("update", "leases.coordination.k8s.io")]
     assert [(v, r) for v, r in allowed if not _can_i(site, sa, v, r, ns)] == []
     denied = [("delete", "pods", ns), ("create", "pods", ns), ("get", "secrets", ns),
-              ("list", "secrets", ns), ("patch", "jobs.batch", ns),
-              ("update", "jobs.batch", ns), ("create", "pods/exec", ns),
+              ("list", "secrets", ns), ("update", "jobs.batch", ns),
+              ("watch", "events", ns), ("create", "pods/exec", ns),
               ("get", "pods/log", ns), ("patch", "events", ns),
               ("delete", "leases.coordination.k8s.io", ns),
               ("create", "jobs.batch", "default"), ("list", "pods", "default"),

@@ -45,6 +45,8 @@ def test_job_has_every_field_and_completes_with_the_energy(site: Site) -> None:
         "qforge.io/method": "gfn2",
         "qforge.io/task": "sp",
         "qforge.io/formula": "H2O",
+        # the record's group (a submit without --group names one: stdin-<time>)
+        "qforge.io/group": site.record(job_id)["group"],
         "project": "water",
     }
     assert {k: meta["annotations"][k] for k in

@@ -33,12 +33,14 @@ SA = "qforge"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 # What controller/k8s/* and kopf call (kopf --standalone, one namespace, no peering,
-# no CRD): runner Jobs created, watched, counted and deleted on cancel; pods read for
-# why a job waits or failed; Events posted; one Lease for leader election.
+# no CRD): runner Jobs created, watched, counted, deleted on cancel and patched to take
+# qforge's outcome finalizer off; pods read for why a job waits or failed; Events posted,
+# and pod Events listed (bounded) for an autoscaler's "fits no node" verdict; one Lease
+# for leader election.
 USED: dict[str, set[str]] = {
-    "jobs.batch": {"get", "list", "watch", "create", "delete"},
+    "jobs.batch": {"get", "list", "watch", "create", "delete", "patch"},
     "pods": {"get", "list", "watch"},
-    "events": {"create"},
+    "events": {"create", "list"},
     "leases.coordination.k8s.io": {"get", "create", "update"},
 }
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")

@@ -13,8 +13,12 @@ from .controlplane import ClusterOptions, ControlPlane
 from .tools import KubeToolsError, find_tools
 
 
-def _cluster(name: str, node: bool) -> ControlPlane:
+def _cluster(name: str, node: bool, autoscale: bool = False) -> ControlPlane:
     tools = find_tools()
+    if autoscale:
+        from .autoscale import AutoscaleCluster, AutoscaleOptions
+
+        return AutoscaleCluster(AutoscaleOptions(name=name), tools)
     if node:
         from .node import NodeCluster, node_options
 
@@ -53,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="real-node mode: containerd, kubelet and kube-proxy instead of kwok",
     )
+    parser.add_argument(
+        "--autoscale",
+        action="store_true",
+        help="autoscaling mode: no runner node; Karpenter's KWOK provider creates them",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "images":
             return _images()
-        cluster = _cluster(args.name, args.node)
+        cluster = _cluster(args.name, args.node, args.autoscale)
         if args.command == "up":
             cluster.start()
             how = "reused the running" if cluster.reused else "started"

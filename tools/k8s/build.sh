@@ -8,7 +8,8 @@
 #
 # Components: kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler,
 # kubelet, kube-proxy, kubectl, and the pause binary compiled from the C source that
-# ships in the Kubernetes module), etcd, kwok, helm, actionlint.
+# ships in the Kubernetes module), etcd, kwok, helm, actionlint, karpenter (Karpenter's
+# KWOK cloud provider, binary `karpenter`, with its CRDs in <cache>/karpenter-<v>/crds).
 # Built only when named (the kind node image, tools/kind/): kind, kubeadm, crictl,
 # coredns, local-path-provisioner.
 #
@@ -23,7 +24,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/versions.env"
 CACHE="${QFORGE_CACHE:-/var/cache/qforge}/k8s"
 LOGS="$CACHE/logs"
-ALL=(kubernetes etcd kwok helm actionlint)
+ALL=(kubernetes etcd kwok helm actionlint karpenter)
 KIND_PARTS=(kind kubeadm crictl coredns local-path-provisioner)  # not in ALL: `make kind-image`
 
 version_of() {
@@ -33,6 +34,7 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
+    karpenter) echo "$KARPENTER_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
     kubeadm) echo "$KUBERNETES_VERSION" ;;
     crictl) echo "$CRICTL_VERSION" ;;
@@ -56,13 +58,14 @@ is_built() {
   dir="$(dir_of "$1")"
   [[ -f "$dir/.complete" ]] || return 1
   for b in $(binaries_of "$1"); do [[ -x "$dir/bin/$b" ]] || return 1; done
+  if [[ "$1" == karpenter ]]; then [[ -f "$dir/crds/karpenter.sh_nodepools.yaml" ]] || return 1; fi
 }
 
 case "${1:-}" in
   --bin-dir) version_of "${2:?--bin-dir needs a component}" >/dev/null; echo "$(dir_of "$2")/bin"; exit 0 ;;
   --list) for c in "${ALL[@]}"; do echo "$c $(version_of "$c") $(dir_of "$c")/bin"; done; exit 0 ;;
   --list-kind) for c in "${KIND_PARTS[@]}"; do echo "$c $(version_of "$c") $(dir_of "$c")/bin"; done; exit 0 ;;
-  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 command -v go >/dev/null || { echo "k8s-tools: 'go' is not on PATH; the binaries are built with Go" >&2; exit 1; }
@@ -196,6 +199,24 @@ build_local-path-provisioner() {
   go_install "go install local-path-provisioner" \
     "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION" \
     -ldflags "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
+}
+
+# Karpenter's KWOK cloud provider (sigs.k8s.io/karpenter/kwok): the autoscaler the
+# autoscaling tests run. Its go.mod asks for a newer Go than Debian's, so the go command
+# fetches the pinned toolchain from the module proxy. The main package is named kwok: the
+# binary is renamed `karpenter` (it is not the kwok node simulator). Its CRDs ship in the
+# module zip; they are copied next to the binary (<cache>/karpenter-<v>/crds).
+build_karpenter() {
+  export GOTOOLCHAIN="$KARPENTER_GOTOOLCHAIN"
+  local v="$KARPENTER_VERSION" src crds
+  go_install "go install sigs.k8s.io/karpenter/kwok ($GOTOOLCHAIN)" "sigs.k8s.io/karpenter/kwok@$v"
+  mv "$OUT/kwok" "$OUT/karpenter"
+  src="$(go env GOMODCACHE)/sigs.k8s.io/karpenter@$v"
+  crds="$(dirname "$OUT")/crds"
+  mkdir -p "$crds"
+  cp "$src"/kwok/charts/crds/*.yaml "$src"/kwok/apis/crds/*.yaml "$crds/"
+  chmod u+w "$crds"/*.yaml  # the module cache is read-only
+  echo "   CRDs: $(cd "$crds" && echo *.yaml)" >>"$LOG"
 }
 
 build_one() {

@@ -285,6 +285,7 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
     assert settings.affinity == {}
     assert settings.priority_class is None
     assert settings.ttl_seconds_after_finished == 3600
+    assert settings.runner_disruption_protection is True
 
 
 def test_rbac_is_namespaced_and_least_privilege(default_docs: list[Manifest]) -> None:
@@ -306,7 +307,9 @@ def test_rbac_is_namespaced_and_least_privilege(default_docs: list[Manifest]) ->
     assert granted[("", "pods")] == {"get", "list", "watch"}
     # what the controller's code and kopf call, and nothing more (tests/cluster runs a
     # controller with only this Role's rights)
-    assert granted[("", "events")] == {"create"}
+    # events: created (the runner Jobs' story, kopf's own) and listed (a cluster
+    # autoscaler's FailedScheduling verdict on a pod that waits; never watched)
+    assert granted[("", "events")] == {"create", "list"}
     assert granted[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
     assert set(granted) == {("batch", "jobs"), ("", "pods"), ("", "events"),
                             ("coordination.k8s.io", "leases")}
@@ -406,6 +409,7 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
             },
             "priorityClassName": "batch-low",
             "ttlSecondsAfterFinished": 60,
+            "disruptionProtection": False,
         },
         "persistence": {
             "accessModes": ["ReadWriteMany"],
@@ -434,6 +438,7 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
     assert settings.affinity == values["runner"]["affinity"]
     assert settings.priority_class == "batch-low"
     assert settings.ttl_seconds_after_finished == 60
+    assert settings.runner_disruption_protection is False
     assert str(settings.jobs_dir) == "/store"
     assert settings.pvc_sub_path == "qforge"
     pvc = one(docs, "PersistentVolumeClaim")

@@ -442,3 +442,15 @@ def test_every_raw_answer_is_read_and_its_connection_handed_back(
     answer = SimpleNamespace(data=b"{}", release_conn=lambda: released.append(True))
     assert executor._api("get jobs", lambda: answer) is answer
     assert released == [True]
+
+
+def test_the_runner_job_carries_the_records_group(store: JobStore,
+                                                  executor: KubernetesExecutor) -> None:
+    store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER, group="campaign-7")
+    placement = Placement(executor="kubernetes", worker_id="worker_1", instance=INSTANCE)
+    claimed = store.claim(store.queued()[0], INSTANCE, placement)
+    assert claimed is not None and claimed.record.group == "campaign-7"
+    executor.launch(claimed)
+    (job,) = executor.batch.jobs.values()
+    assert job["metadata"]["labels"]["qforge.io/group"] == "campaign-7"
+    assert job["spec"]["template"]["metadata"]["labels"]["qforge.io/group"] == "campaign-7"

@@ -116,6 +116,18 @@ def test_user_labels_never_move_a_job_into_another_release() -> None:
     assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == "blue"
 
 
+def test_the_group_is_a_label_of_job_and_pod_when_it_can_be_one() -> None:
+    manifest = job(group="campaign-7")
+    for labels in (manifest["metadata"]["labels"],
+                   manifest["spec"]["template"]["metadata"]["labels"]):
+        assert labels["qforge.io/group"] == "campaign-7"
+    assert "qforge.io/group" not in job()["metadata"]["labels"]
+    assert "qforge.io/group" not in job(group="x" * 64)["metadata"]["labels"]  # too long
+    # a user's label cannot put a job in another group
+    assert job(s=spec(labels={"qforge.io/group": "other"}), group="mine")[
+        "metadata"]["labels"]["qforge.io/group"] == "mine"
+
+
 def test_every_job_carries_the_outcome_finalizer() -> None:
     """Its TTL cannot remove it before a controller has recorded its outcome."""
     assert job()["metadata"]["finalizers"] == [naming.FINALIZER] == ["qforge.io/record-outcome"]
@@ -132,7 +144,24 @@ def test_extra_pod_annotations_never_replace_the_job_id() -> None:
     extra = {"sidecar.istio.io/inject": "false", "qforge.io/job-id": "other"}
     template = job(st=settings(runner_pod_annotations=extra))["spec"]["template"]["metadata"]
     assert template["annotations"] == {"sidecar.istio.io/inject": "false",
+                                       "karpenter.sh/do-not-disrupt": "true",
+                                       "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
                                        "qforge.io/job-id": JOB_ID}
+
+
+def test_runner_pods_are_never_evicted_to_consolidate_unless_turned_off() -> None:
+    protected = job()["spec"]["template"]["metadata"]["annotations"]
+    assert protected["karpenter.sh/do-not-disrupt"] == "true"
+    assert protected["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    # the Job itself carries none (autoscalers read pods)
+    assert "karpenter.sh/do-not-disrupt" not in job()["metadata"]["annotations"]
+    off = job(st=settings(runner_disruption_protection=False))["spec"]["template"]["metadata"]
+    assert off["annotations"] == {"qforge.io/job-id": JOB_ID}
+    # a user's own annotation wins over ours (e.g. safe-to-evict true on a test cluster)
+    mine = job(st=settings(runner_pod_annotations={
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}))
+    assert mine["spec"]["template"]["metadata"]["annotations"][
+        "cluster-autoscaler.kubernetes.io/safe-to-evict"] == "true"
 
 
 def test_annotations_carry_method_task_formula_and_the_exact_id() -> None:

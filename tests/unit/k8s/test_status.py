@@ -84,8 +84,11 @@ def test_pending_reasons_say_why_a_pod_does_not_run() -> None:
     unschedulable = pod_view(pod(phase="Pending", conditions=[
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
          "message": "0/2 nodes are available: 2 Insufficient cpu."}]))
-    assert unschedulable.waiting_reason == (
-        "pod Pending: Unschedulable: 0/2 nodes are available: 2 Insufficient cpu.")
+    assert unschedulable.unschedulable
+    assert unschedulable.waiting_reason is not None
+    assert unschedulable.waiting_reason.startswith(
+        "waiting for a new node: no node has enough free cpu for its requests")
+    assert "0/2 nodes are available: 2 Insufficient cpu." in unschedulable.waiting_reason
     pulling = pod_view(pod(phase="Pending", containerStatuses=[
         {"state": {"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}}}]))
     assert pulling.waiting_reason is not None and "ImagePullBackOff" in pulling.waiting_reason
