@@ -84,6 +84,9 @@ class Settings(BaseModel):
     pod_uid: str | None = None
     runner_image: str = "qforge-runner:latest"
     image_pull_policy: str = "IfNotPresent"
+    # Secrets (docker-registry) runner pods pull their image with (IMAGE_PULL_SECRETS,
+    # a JSON list of names): a private registry.
+    image_pull_secrets: list[str] = Field(default_factory=list)
     pvc_name: str = "qforge-jobs"
     runner_cpu: str = "1"
     runner_memory: str = "1Gi"
@@ -116,7 +119,8 @@ class Settings(BaseModel):
             key = name.upper()
             if key in env and env[key] != "":
                 raw = env[key]
-                if name in {"node_selector", "tolerations", "affinity", "runner_pod_annotations"}:
+                if name in {"node_selector", "tolerations", "affinity", "runner_pod_annotations",
+                            "image_pull_secrets"}:
                     try:
                         values[name] = json.loads(raw)
                     except json.JSONDecodeError as exc:

@@ -250,6 +250,8 @@ def build_job_manifest(
         pod_spec["affinity"] = copy.deepcopy(settings.affinity)
     if settings.priority_class:
         pod_spec["priorityClassName"] = settings.priority_class
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
 
     job_spec: dict[str, Any] = {
         "parallelism": 1,

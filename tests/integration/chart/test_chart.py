@@ -469,6 +469,23 @@ def test_millicore_runner_cpu_reaches_the_runner_jobs(helm: str, tmp_path: Path)
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in runner["env"]
 
 
+def test_image_pull_secrets_reach_every_pod_the_chart_makes(helm: str, tmp_path: Path) -> None:
+    """A private registry: the controller pod, the helm test pod and every runner pod
+    (through the controller's settings) pull with the secrets named in the values."""
+    docs = render(helm, values={"imagePullSecrets": ["qforge-registry"]}, tmp=tmp_path)
+    want = [{"name": "qforge-registry"}]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == want
+    assert one(docs, "Pod", hook=True)["spec"]["imagePullSecrets"] == want
+    settings = Settings.from_env(one(docs, "ConfigMap")["data"])
+    assert settings.image_pull_secrets == ["qforge-registry"]
+    job = build_job_manifest("h2o-1", JobSpec(molecule=WATER), settings)
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == want
+    defaults = render(helm, tmp=tmp_path)
+    assert "imagePullSecrets" not in one(defaults, "Deployment")["spec"]["template"]["spec"]
+    bad = _template(helm, "--set", "imagePullSecrets[0]=Not_A_Name")
+    assert bad.returncode != 0 and "imagePullSecrets" in bad.stderr
+
+
 def test_existing_claim_is_used_and_not_created(helm: str) -> None:
     docs = render(helm, "--set", "persistence.existingClaim=shared-store")
     assert "PersistentVolumeClaim" not in kinds(docs)

@@ -509,3 +509,9 @@ def test_every_field_survives_the_kubernetes_clients_typed_models(st: Settings) 
     m = build_job_manifest(JOB_ID, spec(labels={"a": "b"}, memory="2Gi", timeout=60), st)
     typed = api.deserialize(json.dumps(m), "V1Job", "application/json")
     assert api.sanitize_for_serialization(typed) == m
+
+
+def test_runner_pods_pull_with_the_configured_secrets_and_none_by_default() -> None:
+    assert "imagePullSecrets" not in pod_spec(job())
+    m = job(st=settings(image_pull_secrets=["qforge-registry", "mirror"]))
+    assert pod_spec(m)["imagePullSecrets"] == [{"name": "qforge-registry"}, {"name": "mirror"}]
