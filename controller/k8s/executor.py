@@ -29,8 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.k8s import autoscaling, events, naming
 from controller.k8s.manifests import build_job_manifest
 from controller.k8s.status import PodView, failure_error, job_finished, pod_view
@@ -44,7 +42,7 @@ from controller.store.jobstore import (
     CorruptRecord,
     JobNotFound,
     JobStore,
-    load_result_json,
+    load_report,
 )
 from runner_image.result import ErrorType, JobError, RunReport
 
@@ -658,13 +656,7 @@ class KubernetesExecutor:
             self._releasing.clear()
 
     def _report(self, job_id: str) -> RunReport | None:
-        data = load_result_json(self.store.layout.job_dir(job_id))
-        if data is None:
-            return None
-        try:
-            return RunReport.model_validate(data)
-        except ValidationError:
-            return None
+        return load_report(self.store.layout.job_dir(job_id))
 
     def _failed_event(self, name: str, uid: str | None, job_id: str,
                       error: JobError) -> None:

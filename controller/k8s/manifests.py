@@ -1,9 +1,10 @@
 """The runner's batch/v1 Job, built by one pure function.
 
 `build_job_manifest` turns a job id, its spec and the controller's settings into the
-Job the API server receives: plain dicts, no Kubernetes client, no I/O. Every field
-DESIGN.md ("Kubernetes objects") asks for is set here and checked in
-tests/unit/k8s/test_manifests.py.
+Job the API server receives: plain dicts, no Kubernetes client, no I/O. Every field a
+runner Job must have (names and labels, the deadline, the failure policy, the TTL, the
+restricted pod, requests = limits, the job's own store folder) is set here and checked
+in tests/unit/k8s/test_manifests.py.
 
 Choices worth knowing:
 
@@ -26,9 +27,9 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from typing import Any, Final
 
+from controller.ids import JOB_ID_RE
 from controller.k8s import naming
 from controller.k8s.autoscaling import protection_annotations
 from controller.settings import Settings
@@ -60,7 +61,6 @@ SCRATCH_VOLUME: Final = "scratch"
 # and 2 on invalid input or usage; neither gets better on a retry.
 RUNNER_FAILURE_EXIT_CODES: Final = (1, 2)
 
-_JOB_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 class ManifestError(ValueError):
@@ -213,7 +213,7 @@ def build_job_manifest(
     `group`: the record's group (campaign), the `qforge.io/group` label.
     Raises ManifestError when the id, a label or a quantity cannot be used.
     """
-    if not _JOB_ID.fullmatch(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         raise ManifestError(f"job id {job_id!r} is not a valid job id")
     if attempt < 1:
         raise ManifestError(f"attempt must be >= 1, got {attempt}")
