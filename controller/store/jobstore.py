@@ -706,17 +706,20 @@ class JobStore:
             return None
         return data if isinstance(data, dict) else None
 
+    def _selected_ids(self, status: Status | None, group: str | None) -> list[str]:
+        """The candidates of a selection, from the indexes: a group's members, a
+        status's index entries, or every job folder."""
+        if group is not None:
+            return list(self.group_ids(group))
+        if status is not None:
+            return sorted(set(self.ids_with_status(status)))
+        return self.job_ids()
+
     def select(self, *, status: Status | None = None,
                group: str | None = None) -> Iterator[JobRecord | CorruptRecord]:
         """The records of one status and/or group, reading only those (and, for a
         status, only the index's candidates; a record's own status decides)."""
-        if group is not None:
-            ids = self.group_ids(group)
-        elif status is not None:
-            ids = sorted(set(self.ids_with_status(status)))
-        else:
-            ids = self.job_ids()
-        for job_id in ids:
+        for job_id in self._selected_ids(status, group):
             try:
                 record = self.read(job_id)
             except JobNotFound:
@@ -776,13 +779,7 @@ class JobStore:
         """As select(), but each record as the JSON object metadata.json holds, parsed
         and checked for its id and status only: for reading thousands of records
         fast (export), where validating every molecule again would dominate."""
-        if group is not None:
-            ids = self.group_ids(group)
-        elif status is not None:
-            ids = sorted(set(self.ids_with_status(status)))
-        else:
-            ids = self.job_ids()
-        for job_id in ids:
+        for job_id in self._selected_ids(status, group):
             try:
                 raw = self.layout.metadata(job_id).read_bytes()
             except FileNotFoundError:
