@@ -10,6 +10,7 @@ with mode 0644: the job store is read by other users (the controller, a person r
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -142,7 +143,9 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
         for _, tmp, dst in temps:
             if tmp in moved:
                 os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, dst)
+                _move_into_place(Path(tmp), dst)
+            else:
+                os.replace(tmp, dst)
             done += 1
     finally:
         for _, tmp, _ in temps[done:]:
@@ -151,6 +154,33 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
                     os.unlink(tmp)
     for folder in dict.fromkeys(dst.parent for _, _, dst in temps):
         fsync_dir(folder)
+
+
+def _move_into_place(src: Path, dst: Path) -> None:
+    """Rename `src` over `dst`; where the two are on one file system but under different
+    mounts (a bind mount, a Kubernetes volume's subPath: st_dev is equal, yet rename
+    answers EXDEV), copy it beside `dst`, fsync, and rename that instead."""
+    try:
+        os.replace(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with open(fd, "wb", closefd=False) as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+        os.fsync(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, dst)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _device(folder: Path, known: dict[Path, int | None]) -> int | None:
