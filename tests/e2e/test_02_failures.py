@@ -18,8 +18,9 @@ def _failed_condition(job: dict) -> dict:
 
 
 def test_timeout_through_active_deadline_seconds(release: Release) -> None:
-    # C10H22 ohess needs ~17 s on one core; its Job's activeDeadlineSeconds is 5.
-    job_id = release.submit(alkane(10), "--name", "too-slow", "--task", "ohess", "--timeout", "5")
+    # C30H62 ohess needs minutes (C10, ~17 s on a busy core, finished within 5 s on an
+    # idle kind node); its Job's activeDeadlineSeconds is 5.
+    job_id = release.submit(alkane(30), "--name", "too-slow", "--task", "ohess", "--timeout", "5")
     [job] = wait_for("its Job", lambda: release.runner_jobs(job_id), 60)
     assert job["spec"]["activeDeadlineSeconds"] == 5
     record = release.wait_terminal(job_id, timeout=240)
