@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from controller.k8s import naming
-from tests.cluster.helpers import RUN_FOR, JobWatch, Site, holds_a_slot, wait_until
+from tests.cluster.helpers import RUN_FOR, JobWatch, Site, holds_a_slot
 from tests.kube.autoscale import INSTANCE_CPUS, RUNNER_PLACEMENT, AutoscaleCluster
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

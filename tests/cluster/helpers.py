@@ -1,5 +1,5 @@
 """What the cluster tests share: a namespace with its job store, the controller as a real
-process, the real CLI, watches on the API, bounded waits.
+process, the real CLI, watches on the API (bounded waits: tests/waiting.py).
 
 Nothing here mocks the API: every object goes to the session's real control plane
 (tests/kube), and kwok plays the runner pods' lives from their annotations.
@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from controller.k8s import naming
 from runner_image.atomic import write_text_atomic
@@ -32,6 +32,7 @@ from runner_image.spec import JobSpec
 from tests.kube import ControlPlane
 from tests.kube.procs import free_port
 from tests.molecules import WATER_EXPERIMENTAL as WATER
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -44,21 +45,6 @@ POLL_INTERVAL = "0.5"
 RUN_FOR = "kwok.qforge.io/run-for"
 EXIT_CODE = "kwok.qforge.io/exit-code"
 REASON = "kwok.qforge.io/reason"
-
-T = TypeVar("T")
-
-
-def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll `pred` until it returns something truthy (returned); fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"

@@ -17,7 +17,8 @@ from controller.k8s import naming
 from controller.record import Placement
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.store.jobstore import JobStore
-from tests.cluster.helpers import RUN_FOR, JobWatch, Site, wait_until
+from tests.cluster.helpers import RUN_FOR, JobWatch, Site
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

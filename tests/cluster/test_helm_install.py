@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from controller.k8s import naming
-from tests.cluster.helpers import ROOT, Site, unique_name, wait_until
+from tests.cluster.helpers import ROOT, Site, unique_name
 from tests.kube import ControlPlane
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

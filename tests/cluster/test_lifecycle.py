@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from controller.k8s import naming
-from tests.cluster.helpers import EXIT_CODE, REASON, RUN_FOR, Site, wait_until
+from tests.cluster.helpers import EXIT_CODE, REASON, RUN_FOR, Site
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

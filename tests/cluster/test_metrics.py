@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from tests.cluster.helpers import Site, wait_until
+from tests.cluster.helpers import Site
 from tests.kube.procs import free_port
 from tests.metrics import dashboard_exprs, names_in, scrape
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

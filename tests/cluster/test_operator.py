@@ -16,7 +16,8 @@ from controller.k8s.manifests import build_job_manifest
 from controller.settings import Settings
 from runner_image.molecule import parse_xyz
 from runner_image.spec import JobSpec
-from tests.cluster.helpers import PVC_NAME, RUNNER_IMAGE, WATER, Site, wait_until
+from tests.cluster.helpers import PVC_NAME, RUNNER_IMAGE, WATER, Site
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

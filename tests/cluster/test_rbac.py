@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from controller.k8s import naming
-from tests.cluster.helpers import ROOT, Site, wait_until
+from tests.cluster.helpers import ROOT, Site
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

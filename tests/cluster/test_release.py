@@ -24,8 +24,9 @@ from controller.record import Placement
 from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
-from tests.cluster.helpers import PVC_NAME, RUN_FOR, JobWatch, Site, wait_until
+from tests.cluster.helpers import PVC_NAME, RUN_FOR, JobWatch, Site
 from tests.cluster.test_scale import SMALL, submit_direct
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -19,9 +19,10 @@ from controller.k8s import naming
 from controller.store.jobstore import JobStore
 from runner_image.molecule import parse_xyz
 from runner_image.spec import JobSpec
-from tests.cluster.helpers import ROOT, RUN_FOR, JobWatch, Site, wait_until
+from tests.cluster.helpers import ROOT, RUN_FOR, JobWatch, Site
 from tests.kube import ControlPlane
 from tests.molecules import WATER_EXPERIMENTAL as WATER
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 

@@ -35,14 +35,18 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.kube.controlplane import ClusterOptions, ControlPlane
+from tests.kube.node import NodeCluster, node_options
+from tests.kube.tools import KubeToolsError, Tools, find_tools
 from tests.kube.volumes import node_volume
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "qforge-e2e"
@@ -71,76 +75,23 @@ class E2EError(RuntimeError):
     pass
 
 
-@dataclass
-class Kube:
-    """kubectl and helm against one cluster (no other coupling to how it was made)."""
+class KindCluster(ControlPlane):
+    """An existing cluster (kind): tests.kube's ControlPlane for its kubectl, apply, helm
+    and env, pointed at the cluster's kubeconfig with kubectl and helm from PATH. It is
+    never started or stopped here."""
 
-    kubeconfig: Path
-    kubectl_bin: str
-    helm_bin: str
-    mode: str
-    node: Any = None  # tests.kube.node.NodeCluster in node mode
-    extra_path: list[str] = field(default_factory=list)
+    mode = "kind"
 
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        if self.extra_path:
-            env["PATH"] = os.pathsep.join([*self.extra_path, env.get("PATH", "")])
-        return env
-
-    def _run(
-        self, argv: list[str], check: bool, input: str | None, timeout: float
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            argv,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env(),
-            check=False,
+    def __init__(self, kubeconfig: Path, kubectl: str, helm: str) -> None:
+        super().__init__(
+            ClusterOptions(name="e2e-kind"),
+            Tools({"kubectl": Path(kubectl), "helm": Path(helm)}),
         )
-        if check and proc.returncode != 0:
-            raise E2EError(
-                f"{' '.join(argv[:6])} ... exited {proc.returncode}: "
-                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
-            )
-        return proc
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        return self._run([self.kubectl_bin, *args], check, input, timeout)
-
-    def kubectl_json(self, *args: str) -> Any:
-        return json.loads(self.kubectl(*args, "-o", "json").stdout)
-
-    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]]) -> None:
-        items = manifest if isinstance(manifest, list) else [manifest]
-        self.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
-        )
-
-    def helm(
-        self, *args: str, check: bool = True, timeout: float = 600
-    ) -> subprocess.CompletedProcess[str]:
-        return self._run([self.helm_bin, *args], check, None, timeout)
+        self.kubeconfig = kubeconfig
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise E2EError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
+# The cluster the tests talk to: a NodeCluster (node mode) or a KindCluster.
+Kube = ControlPlane
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -172,14 +123,12 @@ def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
         kubectl, helm = shutil.which("kubectl"), shutil.which("helm")
         if not kubectl or not helm:
             pytest.fail("QFORGE_E2E_LOAD=kind needs kubectl and helm on PATH", pytrace=False)
-        yield Kube(Path(kubeconfig), kubectl, helm, "kind")
+        yield KindCluster(Path(kubeconfig), kubectl, helm)
         return
     if mode != "node":
         pytest.fail(f"QFORGE_E2E_LOAD={mode!r}: expected node or kind", pytrace=False)
 
     from tests.kube.images import dockerfile_base_tags
-    from tests.kube.node import NodeCluster, node_options
-    from tests.kube.tools import KubeToolsError, find_tools
 
     try:
         tools = find_tools()
@@ -219,14 +168,7 @@ def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
             pytest.fail(f"the e2e node cluster did not come up: {exc}", pytrace=False)
         raise
     try:
-        yield Kube(
-            cluster.kubeconfig,
-            str(tools["kubectl"]),
-            str(tools["helm"]),
-            "node",
-            node=cluster,
-            extra_path=[str(cluster.bin_dir)],
-        )
+        yield cluster
     finally:
         failed = request.session.testsfailed > 0
         cluster.stop(keep_logs=failed)
@@ -282,7 +224,7 @@ class Release:
                                check=False)
             return str(json.loads(proc.stdout)["job_id"]) if proc.returncode == 0 else None
 
-        return str(wait_for("a submit through kubectl exec", attempt, timeout, interval=3))
+        return str(wait_until(attempt, timeout, "a submit through kubectl exec", interval=3))
 
     def show_all(self) -> list[dict[str, Any]]:
         return list(json.loads(self.qforge("list", "--json").stdout))
@@ -304,7 +246,7 @@ class Release:
             record = dict(json.loads(proc.stdout))
             return record if record["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
-        return dict(wait_for(f"job {job_id} to finish", probe, timeout, interval=2))
+        return dict(wait_until(probe, timeout, f"job {job_id} to finish", interval=2))
 
     def runner_jobs(self, job_id: str | None = None) -> list[dict[str, Any]]:
         sel = RUNNER_SELECTOR + (f",qforge.io/job-id={job_id}" if job_id else "")
@@ -335,8 +277,8 @@ def freeze_container(kube: Kube, pod: dict[str, Any], sig: int) -> int:
     PID 1): in node mode through this machine's containerd, on kind inside the node's
     container (crictl). Returns the host pid."""
     cid = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[-1]
-    if kube.node is not None:
-        for line in kube.node.ctr("tasks", "ls").stdout.splitlines()[1:]:
+    if isinstance(kube, NodeCluster):
+        for line in kube.ctr("tasks", "ls").stdout.splitlines()[1:]:
             parts = line.split()
             if parts and parts[0] == cid:
                 pid = int(parts[1])
@@ -397,16 +339,16 @@ def release(kube: Kube) -> Iterator[Release]:
         repo, _, tag = ref.rpartition(":")
         set_args += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
     if storage == "hostpath":
-        if kube.node is None:
+        if not isinstance(kube, NodeCluster):
             raise E2EError(
                 "QFORGE_E2E_STORAGE=hostpath needs the node mode (a folder on this machine)"
             )
-        store = Path(kube.node.run_dir) / "job-store"
+        store = kube.run_dir / "job-store"
         store.mkdir(parents=True, exist_ok=True)
         os.chown(store, 10001, 10001)
         store.chmod(0o2775)
         rel.host_store = store
-        kube.apply(node_volume(PV, store, kube.node.node_name, claim=(NAMESPACE, PVC),
+        kube.apply(node_volume(PV, store, kube.node_name, claim=(NAMESPACE, PVC),
                                labels={"app.kubernetes.io/part-of": "qforge-e2e"}))
         set_args += ["--set", "persistence.storageClass=-"]
     try:
@@ -421,6 +363,7 @@ def release(kube: Kube) -> Iterator[Release]:
             "--wait",
             "--timeout",
             "5m",
+            timeout=420,
         )
         kube.kubectl(
             "-n", NAMESPACE, "rollout", "status", f"deploy/{DEPLOY}", "--timeout=180s", timeout=200

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tests.molecules import UNKNOWN_ELEMENT as INVALID
 from tests.molecules import WATER
+from tests.waiting import wait_until
 
-from .conftest import NAMESPACE, RUNNER_SELECTOR, Release, wait_for
+from .conftest import NAMESPACE, RUNNER_SELECTOR, Release
 
 
 def _direct_xtb_energy(tmp_path: Path, release: Release) -> float:
@@ -68,10 +69,11 @@ def _direct_xtb_energy(tmp_path: Path, release: Release) -> float:
     }
     release.kube.apply(spec)
     try:
-        wait_for(
-            "direct xtb pod",
+        wait_until(
             lambda: release.kj("get", "pod", pod)["status"].get("phase") == "Succeeded",
             180,
+            "direct xtb pod",
+            interval=1.0,
         )
         return float(json.loads(release.k("logs", pod).stdout)["total energy"])
     finally:
@@ -120,7 +122,7 @@ def test_kubectl_inspection_as_documented(release: Release) -> None:
         text = release.k("describe", "job", job_name).stdout
         return text if f"job {job_id} completed, total energy" in text else None
 
-    described = wait_for("qforge's Completed Event on the Job", events, 60, interval=2)
+    described = wait_until(events, 60, "qforge's Completed Event on the Job", interval=2)
     assert re.search(r"Normal\s+Completed", described), described
     # kubectl logs job/<name> shows the runner's log
     logs = release.k("logs", f"job/{job_name}").stdout
@@ -155,7 +157,7 @@ def test_runner_pods_are_non_root_read_only_and_see_only_their_own_job(release: 
                 return str(p["metadata"]["name"])
         return None
 
-    pod = wait_for("the runner pod running", running_pod, 180)
+    pod = wait_until(running_pod, 180, "the runner pod running", interval=1.0)
 
     def sh(script: str) -> subprocess.CompletedProcess[str]:
         return release.k("exec", pod, "-c", "runner", "--", "sh", "-c", script, check=False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from tests.molecules import alkane
+from tests.waiting import wait_until
 
-from .conftest import Release, wait_for
+from .conftest import Release
 
 
 def _failed_condition(job: dict) -> dict:
@@ -21,7 +22,7 @@ def test_timeout_through_active_deadline_seconds(release: Release) -> None:
     # C30H62 ohess needs minutes (C10, ~17 s on a busy core, finished within 5 s on an
     # idle kind node); its Job's activeDeadlineSeconds is 5.
     job_id = release.submit(alkane(30), "--name", "too-slow", "--task", "ohess", "--timeout", "5")
-    [job] = wait_for("its Job", lambda: release.runner_jobs(job_id), 60)
+    [job] = wait_until(lambda: release.runner_jobs(job_id), 60, "its Job", interval=1.0)
     assert job["spec"]["activeDeadlineSeconds"] == 5
     record = release.wait_terminal(job_id, timeout=240)
     assert record["status"] == "FAILED", record

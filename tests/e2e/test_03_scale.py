@@ -21,7 +21,7 @@ class PodWatch:
         self.seen: set[str] = set()
         self.proc = subprocess.Popen(
             [
-                release.kube.kubectl_bin,
+                str(release.kube.tools["kubectl"]),
                 "-n",
                 NAMESPACE,
                 "get",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 
 from tests.molecules import WATER, alkane
+from tests.waiting import wait_until
 
-from .conftest import Release, freeze_container, wait_for
+from .conftest import Release, freeze_container
 
 
 def _ready(pod: dict) -> bool:
@@ -19,13 +20,14 @@ def test_controller_pod_deleted_mid_run_resumes_without_loss_or_duplicates(
     release: Release,
 ) -> None:
     ids = [release.submit(alkane(8), "--name", f"resume-{i}", "--task", "ohess") for i in range(5)]
-    wait_for(
-        "a runner pod running",
+    wait_until(
         lambda: any(
             p["status"].get("phase") == "Running"
             for p in release.kj("get", "pods", "-l", "app.kubernetes.io/component=runner")["items"]
         ),
         180,
+        "a runner pod running",
+        interval=1.0,
     )
     old = release.controller_pod()["metadata"]["name"]
     release.k("delete", "pod", old, "--wait=true", "--timeout=90s", timeout=120)
@@ -37,7 +39,7 @@ def test_controller_pod_deleted_mid_run_resumes_without_loss_or_duplicates(
             return False
         return pod["metadata"]["name"] != old and _ready(pod)
 
-    wait_for("a new controller pod Ready", new_ready, 180)
+    wait_until(new_ready, 180, "a new controller pod Ready", interval=1.0)
     records = [release.wait_terminal(job_id, timeout=600) for job_id in ids]
     assert [r["status"] for r in records] == ["COMPLETED"] * 5, [
         (r["job_id"], r.get("error")) for r in records
@@ -60,7 +62,7 @@ def test_frozen_controller_is_restarted_by_its_liveness_probe(release: Release) 
         p = release.kj("get", "pod", name)
         return int(p["status"]["containerStatuses"][0]["restartCount"]) > restarts_before
 
-    wait_for("the kubelet to restart the frozen controller", restarted, 240, interval=3)
+    wait_until(restarted, 240, "the kubelet to restart the frozen controller", interval=3)
     events = release.k("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
     assert "Liveness probe failed" in events or "Unhealthy" in events, events
     record = release.wait_terminal(job_id, timeout=300)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
-from .conftest import NAMESPACE, PVC, RELEASE, Release, wait_for
+from tests.waiting import wait_until
+
+from .conftest import NAMESPACE, PVC, RELEASE, Release
 
 
 def test_helm_test_passes(release: Release) -> None:
-    proc = release.kube.helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "10m", check=False)
+    proc = release.kube.helm("test", RELEASE, "-n", NAMESPACE, "--timeout", "10m", check=False,
+                             timeout=660)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Phase:          Succeeded" in proc.stdout or "Succeeded" in proc.stdout, proc.stdout
 
@@ -54,13 +57,14 @@ def test_helm_uninstall_keeps_the_job_data(release: Release) -> None:
     }
     release.kube.apply(reader)
     try:
-        wait_for(
-            "the reader pod",
+        wait_until(
             lambda: (
                 release.kj("get", "pod", "read-store")["status"].get("phase")
                 in ("Succeeded", "Failed")
             ),
             180,
+            "the reader pod",
+            interval=1.0,
         )
         meta = json.loads(release.k("logs", "read-store").stdout)
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from tests.kube import ClusterOptions, ControlPlane, KubeToolsError, Tools
 from tests.kube.procs import pid_alive, port_open
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -49,14 +49,12 @@ def job_condition(cp: ControlPlane, ns: str, name: str) -> dict[str, Any] | None
 
 
 def wait_job(cp: ControlPlane, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cond = job_condition(cp, ns, name)
-        if cond:
-            return cond
-        time.sleep(0.5)
-    pods = cp.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
-    raise AssertionError(f"job {ns}/{name} did not finish in {timeout}s; pods:\n{pods}")
+    try:
+        return wait_until(lambda: job_condition(cp, ns, name), timeout,
+                          f"job {ns}/{name} to finish", interval=0.5)
+    except AssertionError as exc:
+        pods = cp.kubectl("get", "pods", "-n", ns, "-o", "wide", check=False).stdout
+        raise AssertionError(f"{exc}; pods:\n{pods}") from None
 
 
 def test_versions_are_real(kube_tools: Tools) -> None:

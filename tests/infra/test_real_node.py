@@ -17,6 +17,7 @@ from tests.kube import KubeToolsError, Tools
 from tests.kube.fixtures import session_failed, teardown_on_sigterm
 from tests.kube.node import NodeCluster, leftovers, node_options
 from tests.kube.volumes import node_volume
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.node
 
@@ -68,23 +69,13 @@ def pod_status(node: NodeCluster, ns: str, name: str) -> dict[str, Any]:
     return dict(node.kubectl_json("get", "pod", name, "-n", ns).get("status", {}))
 
 
-def wait_for(what: str, predicate: Any, timeout: float = 120, interval: float = 1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def wait_pod_done(node: NodeCluster, ns: str, name: str, timeout: float = 120) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         st = pod_status(node, ns, name)
         return st if st.get("phase") in ("Succeeded", "Failed") else None
 
     try:
-        return dict(wait_for(f"pod {ns}/{name} to finish", done, timeout))
+        return dict(wait_until(done, timeout, f"pod {ns}/{name} to finish", interval=1))
     except AssertionError:
         events = node.kubectl("get", "events", "-n", ns, check=False).stdout
         raise AssertionError(
@@ -262,7 +253,7 @@ def test_failing_liveness_probe_restarts_container(node: NodeCluster) -> None:
         statuses = pod_status(node, ns, "flaky").get("containerStatuses") or [{}]
         return int(statuses[0].get("restartCount", 0)) >= 1
 
-    wait_for("the kubelet to restart the container", restarted, timeout=90)
+    wait_until(restarted, 90, "the kubelet to restart the container", interval=1)
     events = node.kubectl("get", "events", "-n", ns, "-o", "json").stdout
     reasons = {e.get("reason") for e in json.loads(events)["items"]}
     assert "Unhealthy" in reasons, reasons

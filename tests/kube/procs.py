@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import waiting
+
 from .tools import KubeToolsError
 
 
@@ -166,17 +168,15 @@ def wait_until(
     supervisor: Supervisor | None = None,
     interval: float = 0.25,
 ) -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` s or as soon as a daemon dies."""
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while True:
-        if supervisor is not None:
-            supervisor.check()
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # the predicate probes a service that may not be up yet
-            last_error = f" (last error: {exc})"
-        if time.monotonic() > deadline:
-            raise KubeToolsError(f"timed out after {timeout:.0f}s waiting for {what}{last_error}")
-        time.sleep(interval)
+    """tests.waiting.wait_until in the kube tier's terms: fail as soon as a daemon of
+    ``supervisor`` dies, count a probe that raises (a service not up yet) as "not yet",
+    and raise KubeToolsError at the bound."""
+    waiting.wait_until(
+        predicate,
+        timeout,
+        what,
+        interval=interval,
+        check=supervisor.check if supervisor is not None else None,
+        tolerate=(Exception,),
+        error=KubeToolsError,
+    )

@@ -36,6 +36,7 @@ from controller.store.layout import Layout
 from runner_image.molecule import Molecule, parse_molecule
 from runner_image.spec import JobSpec
 from tests.molecules import ACETONE, BENZENE, CAFFEINE, METHANOL
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 XTB = shutil.which("xtb") or "/usr/bin/xtb"
@@ -126,16 +127,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] != "Z"
-
-
-def _wait(pred: object, timeout: float, what: str, interval: float = 0.05) -> None:
-    assert callable(pred)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Chaos:
@@ -232,8 +223,12 @@ class Chaos:
         proc.wait(timeout=30)
         kill = Kill(proc.pid, instance or "?", owned, time.monotonic())
         # xtb and its wrapper die with the worker (pdeathsig): bounded wait for that
-        _wait(lambda: not any(_alive(p) for p in below), 10,
-              f"the processes of killed worker {proc.pid} to die")
+        wait_until(
+            lambda: not any(_alive(p) for p in below),
+            10,
+            f"the processes of killed worker {proc.pid} to die",
+            interval=0.05,
+        )
         kill.gone_ns = time.time_ns()
         with self._lock:
             self.figures.kills.append(kill)
@@ -278,12 +273,19 @@ class Chaos:
                        for s in self.statuses(ids).values()):
                     break
                 self.kill_one()
-            _wait(lambda: all(s in ("COMPLETED", "FAILED", "CANCELLED")
+            wait_until(
+                lambda: all(s in ("COMPLETED", "FAILED", "CANCELLED")
                               for s in self.statuses(ids).values()),
-                  max(1.0, deadline - time.monotonic()), f"all {len(ids)} jobs terminal",
-                  interval=0.2)
-            _wait(lambda: not self._pending, 3 * self.lease + 10,
-                  "every killed worker's jobs requeued")
+                max(1.0, deadline - time.monotonic()),
+                f"all {len(ids)} jobs terminal",
+                interval=0.2,
+            )
+            wait_until(
+                lambda: not self._pending,
+                3 * self.lease + 10,
+                "every killed worker's jobs requeued",
+                interval=0.05,
+            )
         finally:
             self._stop_monitor.set()
             monitor.join(timeout=5)
