@@ -71,7 +71,7 @@ def done_count(store: JobStore, total: int) -> int:
 def start_worker(store: JobStore, scratch: Path, log_path: Path,
                  concurrency: int) -> subprocess.Popen[bytes]:
     scratch.mkdir(exist_ok=True)
-    env = dict(os.environ, JOBS_DIR=str(store.root), WORKDIR=str(scratch))
+    env = dict(os.environ, JOBS_DIR=str(store.root), QFORGE_SCRATCH=str(scratch))
     with open(log_path, "wb") as out:
         return subprocess.Popen(
             [*qforge_command(), "worker", "--max-concurrent", str(concurrency)],

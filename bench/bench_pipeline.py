@@ -157,7 +157,7 @@ def through_qforge(jobs: list[tuple[str, JobSpec]], root: Path
     for name, spec in jobs:
         names[store.submit(spec, input_text=spec.molecule.to_xyz()).job_id] = name
     (root / "scratch").mkdir()
-    env = dict(os.environ, JOBS_DIR=str(store.root), WORKDIR=str(root / "scratch"))
+    env = dict(os.environ, JOBS_DIR=str(store.root), QFORGE_SCRATCH=str(root / "scratch"))
     argv = [*qforge_command(), "worker", "--until-idle", "--max-concurrent", str(CONCURRENCY)]
     with open(root / "worker.log", "wb") as out:
         elapsed, code, cpu = timed_child(argv, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -76,6 +76,8 @@ class IdleExecutor:
 
     kind = "local"
 
+    others_may_recover = True
+
     def attach(self, wake: threading.Event) -> None:
         pass
 
@@ -248,7 +250,7 @@ def main() -> int:
                 f"over {args.reps} passes")
         # As a worker polls (every POLL_INTERVAL): each pass also rewrites the heartbeat.
         for sched in schedulers.values():
-            sched.clock = sched.liveness.clock = PollClock(sched.settings.poll_interval)
+            sched.clock = sched.heartbeats.clock = PollClock(sched.settings.poll_interval)
         polled = interleaved(schedulers, args.beat_reps)
         for name in stores:
             log(f"{name}: Scheduler.run_once() with the heartbeat of every poll: median "

@@ -80,5 +80,13 @@ class JobRecord(BaseModel):
         data.update(changes)
         return JobRecord.model_validate(data)
 
+    def cancelled_by_user(self, *, started: bool) -> JobRecord:
+        """The record of a cancel a user asked for (`qforge cancel`): CANCELLED, now,
+        saying whether it had started. Every path that honours a cancel request writes
+        this."""
+        message = "cancelled by user" if started else "cancelled by user before it started"
+        return self.evolve(status=Status.CANCELLED, finished_at=utcnow(),
+                           error=JobError(type="cancelled", message=message))
+
 
 _FIELDS: tuple[str, ...] = tuple(JobRecord.model_fields)

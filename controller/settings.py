@@ -1,14 +1,17 @@
 """One typed settings model, read from environment variables.
 
 The first names and defaults are those of the single-process worker qforge replaces
-(JOBS_DIR, WORKDIR, XTB_TIMEOUT, LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT,
+(JOBS_DIR, XTB_TIMEOUT, LOG_DIR, WORKER_ID, MAX_CONCURRENT_JOBS, JOB_TIMEOUT,
 POLL_INTERVAL, HEALTH_CHECK_INTERVAL), so an environment written for it still works;
-the cluster-only settings configure the runner pods.
+the cluster-only settings configure the runner pods. Each setting is read from its name
+in capitals, except the scratch root: QFORGE_SCRATCH, the runner's name for it too
+(that worker's WORKDIR is still read, as a deprecated alias).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +20,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner_image.errors import validation_line
+
+log = logging.getLogger(__name__)
+
+# A setting read from another variable than its name in capitals.
+_ENV_NAMES = {"scratch": "QFORGE_SCRATCH"}
+# Old names still read (when the new one is unset), with a warning: old -> setting.
+DEPRECATED_ALIASES = {"WORKDIR": "scratch"}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable a setting is read from (QFORGE_SCRATCH, JOBS_DIR, ...)."""
+    return _ENV_NAMES.get(setting, setting.upper())
 
 
 class SettingsError(ValueError):
@@ -27,7 +42,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     jobs_dir: Path = Field(Path("./jobs"), description="JOBS_DIR: the job store")
-    workdir: Path | None = Field(None, description="WORKDIR: scratch root for xtb runs")
+    scratch: Path | None = Field(None, description="QFORGE_SCRATCH: scratch root for xtb runs")
     xtb_timeout: float = Field(300, gt=0, description="XTB_TIMEOUT: seconds for one xtb call")
     log_dir: Path | None = Field(None, description="LOG_DIR: also log to a file here")
     worker_id: str = Field("worker_1", min_length=1, max_length=63)
@@ -115,8 +130,14 @@ class Settings(BaseModel):
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        for alias, name in DEPRECATED_ALIASES.items():
+            new = env_name(name)
+            if env.get(alias) and not env.get(new):
+                log.warning("%s is deprecated: set %s instead (it holds the same value)",
+                            alias, new)
+                values[name] = env[alias]
         for name in cls.model_fields:
-            key = name.upper()
+            key = env_name(name)
             if key in env and env[key] != "":
                 raw = env[key]
                 if name in {"node_selector", "tolerations", "affinity", "runner_pod_annotations",
@@ -133,4 +154,4 @@ class Settings(BaseModel):
         except ValidationError as exc:
             # named as the environment variable: MAX_CONCURRENT_JOBS: Input should be ...
             raise SettingsError(validation_line(
-                exc, location=lambda loc: str(loc[0]).upper())) from None
+                exc, location=lambda loc: env_name(str(loc[0])))) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -11,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.record import JobRecord, Status
-from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.settings import Settings
+from controller.store.heartbeats import beat_ages, others_may_recover
 from controller.store.jobstore import JobStore
 from controller.store.layout import QueueKey
 from runner_image.quality import NOT_A_MINIMUM, NOT_CONVERGED
@@ -55,7 +54,7 @@ def queue_position(store: JobStore, record: JobRecord) -> tuple[int, int] | None
 
 
 @dataclass(frozen=True)
-class Heartbeats:
+class BeatSummary:
     """Who beats on a store: local workers and cluster controllers fresh within 3 poll
     intervals (by wall clock: a hint, not a verdict), and the age of each kind's newest
     beat (None: none of that kind has a heartbeat file)."""
@@ -66,29 +65,20 @@ class Heartbeats:
     controller_age: float | None = None
 
 
-def heartbeats(store: JobStore, settings: Settings) -> Heartbeats:
-    try:
-        names = os.listdir(store.layout.workers)
-    except FileNotFoundError:
-        return Heartbeats()
-    now = time.time()
+def beat_summary(store: JobStore, settings: Settings) -> BeatSummary:
     fresh = {True: 0, False: 0}
     newest: dict[bool, float | None] = {True: None, False: None}
-    for name in names:
-        try:
-            age = now - (store.layout.workers / name).stat().st_mtime
-        except FileNotFoundError:
-            continue
-        controller = name.startswith(KUBERNETES_INSTANCE_PREFIX)
+    for name, age in beat_ages(store, time.time()).items():
+        controller = not others_may_recover(name)
         seen = newest[controller]
         newest[controller] = age if seen is None else min(seen, age)
         if age <= max(3 * settings.poll_interval, 15):
             fresh[controller] += 1
-    return Heartbeats(workers=fresh[False], controllers=fresh[True],
-                      worker_age=newest[False], controller_age=newest[True])
+    return BeatSummary(workers=fresh[False], controllers=fresh[True],
+                       worker_age=newest[False], controller_age=newest[True])
 
 
-def in_cluster(settings: Settings, beats: Heartbeats) -> bool:
+def in_cluster(settings: Settings, beats: BeatSummary) -> bool:
     """The store belongs to a Kubernetes release: run in the controller's pod (the chart
     sets POD_NAME) or a controller has beaten on it."""
     return settings.pod_name is not None or beats.controller_age is not None
@@ -103,7 +93,7 @@ def cap_line(running: int, settings: Settings, *, cluster: bool) -> str:
             "(MAX_CONCURRENT_JOBS)")
 
 
-def nobody_line(settings: Settings, beats: Heartbeats, *, cluster: bool) -> str | None:
+def nobody_line(settings: Settings, beats: BeatSummary, *, cluster: bool) -> str | None:
     """Why nothing will pick the job up, if no worker or controller beats; else None."""
     if beats.workers or beats.controllers:
         return None
@@ -133,7 +123,7 @@ def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[
     lines: list[str] = []
     if store.cancel_requested(record.job_id):
         lines.append("cancel requested; the scheduler will act on it")
-    beats = heartbeats(store, settings)
+    beats = beat_summary(store, settings)
     cluster = in_cluster(settings, beats)
     pos = queue_position(store, record)
     if pos:

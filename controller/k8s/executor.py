@@ -71,6 +71,7 @@ class _Tracked:
 
 class KubernetesExecutor:
     kind = "kubernetes"
+    others_may_recover = False  # runner Jobs outlive the controller: it adopts them
 
     def __init__(self, store: JobStore, settings: Settings, batch_api: Any, core_api: Any,
                  *, clock: Callable[[], float] = time.monotonic,

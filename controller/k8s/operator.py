@@ -28,7 +28,7 @@ from controller.k8s.leader import LeaseElector
 from controller.k8s.watch import ListWatch
 from controller.logs import setup_logging
 from controller.metrics.kubernetes import ControllerMetrics
-from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX, PassReport, Scheduler
+from controller.scheduling.core import PassReport, Scheduler
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 
@@ -100,7 +100,7 @@ class Poller:
             self.scheduler.wake.set()
         self.thread.join(timeout=30)
         if self.scheduler is not None:
-            self.scheduler.liveness.retire()
+            self.scheduler.heartbeats.retire()
         self.elector.release()
 
 
@@ -153,8 +153,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         watch.start()
     memo["watches"] = watches
     # One instance name for every controller of a namespace (not the pod's name): a new
-    # leader, or the same controller restarted, adopts the Jobs of the one before.
-    instance = f"{KUBERNETES_INSTANCE_PREFIX}{qsettings.namespace}.{qsettings.worker_id}"
+    # leader, or the same controller restarted, adopts the Jobs of the one before. (The
+    # scheduler marks it as one whose jobs no local worker may recover.)
+    instance = f"{qsettings.namespace}.{qsettings.worker_id}"
 
     def make_scheduler() -> Scheduler:
         return Scheduler(store, executor, qsettings, instance=instance,

@@ -21,16 +21,15 @@ from controller.scheduling.executor import Executor, Outcome, Update
 from controller.scheduling.observer import NullObserver, SchedulerObserver
 from controller.scheduling.recorder import Inline, Recorder, WriteBehind
 from controller.settings import Settings
+from controller.store.heartbeats import Heartbeats, instance_name, others_may_recover
 from controller.store.index import IndexKeeper
 from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
 from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
-from controller.store.liveness import Liveness
 from runner_image.result import ErrorType, JobError
 from runner_image.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
-KUBERNETES_INSTANCE_PREFIX = "k8s."
 # Heartbeats are rewritten at most this often (a pass can run many times a second when
 # short jobs end one after another); far below any sensible lease.
 BEAT_EVERY = 1.0
@@ -75,11 +74,12 @@ class Scheduler:
         self.store = store
         self.executor = executor
         self.settings = settings
-        self.instance = instance or make_instance(settings.worker_id)
+        self.instance = instance_name(instance or make_instance(settings.worker_id),
+                                      others_may_recover=executor.others_may_recover)
         self.clock = clock
         self.index = IndexKeeper(store)
-        self.liveness = Liveness(store, self.instance, settings.worker_id,
-                                 settings.lease_seconds, clock)
+        self.heartbeats = Heartbeats(store, self.instance, settings.worker_id,
+                                     settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
         self.wake = threading.Event()
         self._errors_lock = threading.Lock()
@@ -115,7 +115,7 @@ class Scheduler:
         self.store.ensure()
         self._sync_index()
         self._adopt_own()
-        self.liveness.beat(0)
+        self.heartbeats.beat(0)
 
     def _sync_index(self) -> None:
         self._last_sync = self.clock()
@@ -151,7 +151,7 @@ class Scheduler:
         for outcome in self.executor.shutdown():
             self._record(outcome)
         self.writes.close(timeout=30)
-        self.liveness.retire()
+        self.heartbeats.retire()
 
     def run(self, stop: threading.Event, *, until_idle: bool = False) -> None:
         log.info("Worker listening for jobs every %gs...", self.settings.poll_interval)
@@ -219,7 +219,7 @@ class Scheduler:
             self._strays_checked = self.store_errors
         if self.clock() - self._last_beat >= BEAT_EVERY:
             active = len(self._claimed)
-            self.writes.submit(lambda: self.liveness.beat(active))
+            self.writes.submit(lambda: self.heartbeats.beat(active))
             self._last_beat = self.clock()
         report.running_anywhere = len(self.store.running_markers())
         self._health()
@@ -245,10 +245,7 @@ class Scheduler:
             if claimed is None:
                 continue
             if self.store.cancel_requested(key.job_id):
-                self._finish(claimed, claimed.record.evolve(
-                    status=Status.CANCELLED, finished_at=utcnow(),
-                    error=JobError(type=ErrorType.cancelled,
-                                   message="cancelled by user before it started")))
+                self._finish(claimed, claimed.record.cancelled_by_user(started=False))
                 report.cancelled.append(key.job_id)
                 continue
             if not isinstance(self.writes, Inline):
@@ -404,24 +401,21 @@ class Scheduler:
                 self.store.clear_cancel(job_id)
             elif record.status is Status.QUEUED:
                 key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
-                if self.store.cancel_queued(key, self.instance, self._placement()):
+                cancelled = self.store.cancel_queued(key, self.instance, self._placement())
+                if cancelled is not None:
                     log.info("Job %s cancelled before it started", job_id)
                     report.cancelled.append(job_id)
-                    self.observer.job_finished(record.evolve(status=Status.CANCELLED))
+                    self.observer.job_finished(cancelled)
             # RUNNING elsewhere: its owner acts on the request.
 
     # -------------------------------------------------------------- recovery
     def _recover_dead(self, report: PassReport) -> None:
         markers = self.store.running_markers()
-        try:
-            beating = set(os.listdir(self.store.layout.workers))
-        except FileNotFoundError:
-            beating = set()
-        instances = {m.instance for m in markers} | beating
-        # A Kubernetes controller's jobs run in the cluster, not in its process: only a
-        # controller (adopting them on start) may act on them.
-        instances = {i for i in instances if not i.startswith(KUBERNETES_INSTANCE_PREFIX)}
-        dead = self.liveness.dead(instances)
+        instances = {m.instance for m in markers} | self.heartbeats.beating()
+        # Only the jobs of instances whose executor ran them in its own process: a
+        # controller's run in the cluster, and only a controller (adopting) acts on them.
+        instances = {i for i in instances if others_may_recover(i)}
+        dead = self.heartbeats.dead(instances)
         if not dead:
             return
         for marker in markers:
@@ -429,7 +423,7 @@ class Scheduler:
                 self._recover(marker, report)
         still_owning = {m.instance for m in self.store.running_markers()}
         for inst in dead - still_owning:
-            (self.store.layout.workers / inst).unlink(missing_ok=True)
+            self.heartbeats.forget(inst)
 
     def _still_running(self, marker: RunningMarker, what: str) -> Claimed | None:
         """The RUNNING record behind a running marker, or None after tidying up: the
@@ -468,9 +462,7 @@ class Scheduler:
         record = claimed.record
         who = marker.instance
         if self.store.cancel_requested(record.job_id):
-            self._finish(claimed, record.evolve(
-                status=Status.CANCELLED, finished_at=utcnow(),
-                error=JobError(type=ErrorType.cancelled, message="cancelled by user")))
+            self._finish(claimed, record.cancelled_by_user(started=True))
         elif record.attempts >= self.settings.max_attempts:
             log.warning("Job %s: worker %s died running it; attempt %d of %d: failing it",
                         record.job_id, who, record.attempts, self.settings.max_attempts)

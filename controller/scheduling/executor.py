@@ -38,6 +38,10 @@ class Outcome:
 
 class Executor(Protocol):
     kind: str  # "local" | "kubernetes": goes into each record's placement
+    # Whether another scheduler may take back this one's jobs when it dies: True when
+    # they ran in this process (they died with it), False when they run on elsewhere
+    # (a cluster's runner Jobs: only a controller adopts them).
+    others_may_recover: bool
 
     def attach(self, wake: threading.Event) -> None:
         """Set `wake` whenever a job ends, so the scheduler refills the slot at once."""

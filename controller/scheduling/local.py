@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 class LocalExecutor:
     kind = "local"
+    others_may_recover = True  # its xtb processes die with it
 
     def __init__(self, store: JobStore, settings: Settings, *, xtb: str = "xtb") -> None:
         self.store = store
@@ -56,7 +57,7 @@ class LocalExecutor:
         cancel = threading.Event()
         timeout = record.spec.timeout or self.settings.job_timeout
         job_dir = self.store.layout.job_dir(record.job_id)
-        scratch = self.settings.workdir
+        scratch = self.settings.scratch
         future = self._pool.submit(
             self._run, job_dir, record, timeout, cancel, scratch
         )

@@ -30,7 +30,7 @@ from controller.store.groups import default_group, validate_group
 from controller.store.layout import DoneKey, Layout, QueueKey, RunningMarker
 from runner_image.atomic import fsync_dir, write_bytes_atomic
 from runner_image.errors import validation_line
-from runner_image.result import JobError, RunReport
+from runner_image.result import RunReport
 from runner_image.spec import JobSpec
 from runner_image.timestamps import utcnow
 
@@ -597,18 +597,16 @@ class JobStore:
     def clear_cancel(self, job_id: str) -> None:
         (self.layout.cancel / job_id).unlink(missing_ok=True)
 
-    def cancel_queued(self, key: QueueKey, instance: str, placement: Placement) -> bool:
-        """Cancel a job still in the queue: claim it, then record CANCELLED."""
+    def cancel_queued(self, key: QueueKey, instance: str,
+                      placement: Placement) -> JobRecord | None:
+        """Cancel a job still in the queue: claim it, then record it cancelled before it
+        started. Returns that record; None when another scheduler claimed it first."""
         claimed = self.claim(key, instance, placement)
         if claimed is None:
-            return False
-        record = claimed.record.evolve(
-            status=Status.CANCELLED,
-            finished_at=utcnow(),
-            error=JobError(type="cancelled", message="cancelled by user before it started"),
-        )
+            return None
+        record = claimed.record.cancelled_by_user(started=False)
         self.finish(claimed, record)
-        return True
+        return record
 
     # ----------------------------------------------------------------- index
     def ensure_done_marker(self, record: JobRecord) -> bool:

@@ -15,7 +15,7 @@ import pytest
 
 from controller.k8s import naming
 from controller.record import Placement
-from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
+from controller.store.heartbeats import instance_name
 from controller.store.jobstore import JobStore
 from tests.cluster.helpers import RUN_FOR, JobWatch, Site
 from tests.waiting import wait_until
@@ -111,7 +111,7 @@ def test_claim_recorded_but_job_never_created_is_launched_once(site: Site,
     Job. The restarted controller must create it (once), not take the job for done."""
     job_ids = site.submit_many(2)
     store = JobStore(site.jobs_dir)
-    instance = f"{KUBERNETES_INSTANCE_PREFIX}{site.namespace}.worker_1"
+    instance = instance_name(f"{site.namespace}.worker_1", others_may_recover=False)
     key = store.queued()[0]
     claimed = store.claim(key, instance, Placement(executor="kubernetes",
                                                     worker_id="worker_1", instance=instance))

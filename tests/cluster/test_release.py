@@ -21,8 +21,8 @@ from controller.k8s import naming
 from controller.k8s.leader import ANNOTATION_HOLDER_POD, ANNOTATION_HOLDER_UID
 from controller.k8s.manifests import build_job_manifest
 from controller.record import Placement
-from controller.scheduling.core import KUBERNETES_INSTANCE_PREFIX
 from controller.settings import Settings
+from controller.store.heartbeats import instance_name
 from controller.store.jobstore import JobStore
 from tests.cluster.helpers import PVC_NAME, RUN_FOR, JobWatch, Site
 from tests.cluster.test_scale import SMALL, submit_direct
@@ -78,7 +78,7 @@ def test_a_job_its_ttl_removed_while_no_controller_ran_is_recorded_not_relaunche
     controller, finding neither Job nor name, would launch the job again."""
     (job_id,) = submit_direct(site, 1)
     store = JobStore(site.jobs_dir)
-    instance = f"{KUBERNETES_INSTANCE_PREFIX}{site.namespace}.worker_1"
+    instance = instance_name(f"{site.namespace}.worker_1", others_may_recover=False)
     claimed = store.claim(store.queued()[0], instance, Placement(
         executor="kubernetes", worker_id="worker_1", instance=instance))
     assert claimed is not None and claimed.record.placement is not None

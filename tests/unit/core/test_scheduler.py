@@ -21,6 +21,8 @@ class FakeExecutor:
 
     kind = "local"
 
+    others_may_recover = True
+
     def __init__(self, cap: int) -> None:
         self.cap = cap
         self.launched: list[str] = []
@@ -175,8 +177,8 @@ def _dead_worker_owns(store: JobStore, job_id: str, attempts: int = 1) -> None:
     """Simulate another worker that claimed job_id and then died (SIGKILL)."""
     other, _, _ = make(store)
     other.instance = "dead-worker"
-    other.liveness.instance = "dead-worker"
-    other.liveness.beat(1)
+    other.heartbeats.instance = "dead-worker"
+    other.heartbeats.beat(1)
     key = next(k for k in store.queued() if k.job_id == job_id)
     claimed = store.claim(key, "dead-worker", other._placement())
     assert claimed is not None

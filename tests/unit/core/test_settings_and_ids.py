@@ -53,3 +53,23 @@ def test_new_job_ids_are_valid_and_readable() -> None:
     assert jid.startswith("caffeine_test_20261128_133039_")
     assert validate_job_id(jid) == jid
     assert validate_job_id(new_job_id("é" * 100))
+
+
+def test_the_scratch_root_is_qforge_scratch_and_workdir_still_works_deprecated(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert Settings.from_env({}).scratch is None
+    assert Settings.from_env({"QFORGE_SCRATCH": "/fast"}).scratch == Path("/fast")
+    assert not caplog.records
+    # the original worker's name: read, with a warning naming the new one
+    assert Settings.from_env({"WORKDIR": "/old"}).scratch == Path("/old")
+    assert [r.getMessage() for r in caplog.records] == [
+        "WORKDIR is deprecated: set QFORGE_SCRATCH instead (it holds the same value)"]
+    # both set: the new name wins
+    assert Settings.from_env({"WORKDIR": "/old", "QFORGE_SCRATCH": "/fast"}).scratch == \
+        Path("/fast")
+
+
+def test_a_bad_scratch_root_is_named_by_its_variable() -> None:
+    with pytest.raises(SettingsError, match=r"^QFORGE_SCRATCH: "):
+        Settings.from_env({}, scratch=["not", "a", "path"])

@@ -11,8 +11,8 @@ import pytest
 from controller.cli import render
 from controller.record import JobRecord, Placement, Status
 from controller.settings import Settings
+from controller.store.heartbeats import Heartbeats
 from controller.store.jobstore import JobStore
-from controller.store.liveness import Liveness
 from runner_image.quality import assess
 from runner_image.result import JobResult
 from runner_image.spec import Method, Task
@@ -124,7 +124,7 @@ def test_on_a_local_store_the_cap_is_per_worker_and_it_says_to_start_one(
 
 def test_a_dead_local_worker_is_named_by_its_last_heartbeat(store: JobStore) -> None:
     record = _queued(store)
-    Liveness(store, "worker_1.host.1", "worker_1", lease_seconds=60).beat(0)
+    Heartbeats(store, "worker_1.host.1", "worker_1", lease_seconds=60).beat(0)
     old = time.time() - 600
     os.utime(store.layout.workers / "worker_1.host.1", (old, old))
     text = _waiting(store, record, Settings(jobs_dir=store.layout.root))
@@ -133,7 +133,7 @@ def test_a_dead_local_worker_is_named_by_its_last_heartbeat(store: JobStore) -> 
 
 def test_a_live_local_worker_leaves_only_the_queue_and_the_cap(store: JobStore) -> None:
     record = _queued(store)
-    Liveness(store, "worker_1.host.1", "worker_1", lease_seconds=60).beat(0)
+    Heartbeats(store, "worker_1.host.1", "worker_1", lease_seconds=60).beat(0)
     text = _waiting(store, record, Settings(jobs_dir=store.layout.root))
     assert "the cap is 3 at once for each `qforge worker`" in text
     assert "no worker" not in text
@@ -154,7 +154,7 @@ def test_in_the_controller_pod_nobody_is_told_to_start_qforge_worker(
 def test_a_store_a_controller_beats_on_is_a_clusters(store: JobStore) -> None:
     record = _queued(store)
     settings = Settings(jobs_dir=store.layout.root, namespace="qf")
-    beat = Liveness(store, "k8s.qf.worker_1", "worker_1", lease_seconds=60)
+    beat = Heartbeats(store, "k8s.qf.worker_1", "worker_1", lease_seconds=60)
     beat.beat(0)
     text = _waiting(store, record, settings)
     assert "qforge worker" not in text

@@ -142,10 +142,14 @@ def test_cancel_request_for_queued_job(store: JobStore) -> None:
     rec = store.submit(water_spec(), input_text=WATER)
     store.request_cancel(rec.job_id)
     assert store.cancel_requests() == [rec.job_id]
-    assert store.cancel_queued(store.queued()[0], "w", HERE)
+    cancelled = store.cancel_queued(store.queued()[0], "w", HERE)
     final = store.read(rec.job_id)
-    assert final.status is Status.CANCELLED
+    assert cancelled == final and final.status is Status.CANCELLED
     assert final.error is not None and final.error.type == "cancelled"
+    assert final.error.message == "cancelled by user before it started"
+    # its queue marker is gone: a second cancel claims nothing
+    key = QueueKey.make(rec.spec.priority, rec.created_ns, rec.job_id)
+    assert store.cancel_queued(key, "w", HERE) is None
     assert store.cancel_requests() == [] and store.running_markers() == []
 
 

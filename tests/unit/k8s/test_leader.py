@@ -158,7 +158,7 @@ class FakeScheduler:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.wake = threading.Event()
-        self.liveness = SimpleNamespace(retire=lambda: None)
+        self.heartbeats = SimpleNamespace(retire=lambda: None)
 
     def start(self) -> None:
         self.log.append("start")

@@ -206,6 +206,7 @@ def test_seconds_between_record_stamps() -> None:
 
 class _Executor:
     kind = "local"
+    others_may_recover = True
 
     def __init__(self) -> None:
         self.outcomes: list[Outcome] = []

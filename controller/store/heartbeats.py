@@ -4,6 +4,12 @@ Each scheduler instance rewrites `.qforge/workers/<instance>` every poll. Anothe
 instance judges it dead when the file has not changed for `lease_seconds` *by the
 observer's own monotonic clock* — the machines' wall clocks are never compared, so
 clock skew between hosts sharing an NFS folder cannot kill a live worker.
+
+The instance name also says whether others may take its jobs back when it dies: a
+local worker's jobs ran in its own process (another worker requeues them), a cluster
+controller's run as runner Jobs in the cluster (only a controller, adopting them, may
+act on them). The executor says which (`Executor.others_may_recover`); this module owns
+how the name carries it, and every file of the workers folder.
 """
 
 from __future__ import annotations
@@ -22,6 +28,37 @@ from runner_image.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 
+# The name of an instance whose jobs others must not recover starts with this.
+_PINNED_PREFIX = "k8s."
+
+
+def instance_name(base: str, *, others_may_recover: bool) -> str:
+    """The heartbeat (and running-marker) name of an instance called `base`."""
+    if others_may_recover or base.startswith(_PINNED_PREFIX):
+        return base
+    return f"{_PINNED_PREFIX}{base}"
+
+
+def others_may_recover(instance: str) -> bool:
+    """Whether another scheduler may take back the jobs of `instance` when it dies."""
+    return not instance.startswith(_PINNED_PREFIX)
+
+
+def beat_ages(store: JobStore, now: float) -> dict[str, float]:
+    """Every instance with a heartbeat file and the seconds since its last beat, by the
+    wall clock `now` (a hint for people; `Heartbeats.dead` never compares clocks)."""
+    try:
+        names = os.listdir(store.layout.workers)
+    except FileNotFoundError:
+        return {}
+    ages: dict[str, float] = {}
+    for name in names:
+        try:
+            ages[name] = now - (store.layout.workers / name).stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return ages
+
 
 @dataclass
 class _Seen:
@@ -29,7 +66,9 @@ class _Seen:
     since: float
 
 
-class Liveness:
+class Heartbeats:
+    """This instance's heartbeat, and the verdict on the others' (who is dead)."""
+
     def __init__(self, store: JobStore, instance: str, worker_id: str, lease_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
@@ -68,6 +107,17 @@ class Liveness:
     def retire(self) -> None:
         """A clean exit: no heartbeat left behind."""
         (self.store.layout.workers / self.instance).unlink(missing_ok=True)
+
+    def beating(self) -> set[str]:
+        """The instances with a heartbeat file (alive or not)."""
+        try:
+            return set(os.listdir(self.store.layout.workers))
+        except FileNotFoundError:
+            return set()
+
+    def forget(self, instance: str) -> None:
+        """Remove a dead instance's heartbeat (it owns no job any more)."""
+        (self.store.layout.workers / instance).unlink(missing_ok=True)
 
     def dead(self, instances: set[str]) -> set[str]:
         """Which of `instances` (other than ours) have not beaten for a lease."""
