@@ -31,7 +31,7 @@ from typing import Any
 
 from controller.k8s import autoscaling, events, naming
 from controller.k8s.manifests import build_job_manifest
-from controller.k8s.status import PodView, failure_error, job_finished, pod_view
+from controller.k8s.status import PodView, failure_error, job_end_state, pod_view
 from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
 from controller.k8s.view import JobView
 from controller.record import Placement
@@ -472,7 +472,7 @@ class KubernetesExecutor:
             job = self.view.body(t.name)
             state = self.view.state(t.name)
             pod = self._pods.get(t.name)
-        finished = job_finished(job) if job else None
+        finished = job_end_state(job) if job else None
         if finished is None and pod is not None and pod.phase == "Succeeded":
             finished = "Complete"  # the pod's own end, before the Job controller counts it
         deleting = t.deleted or (state is not None and state.deleting and finished is None)

@@ -1,12 +1,13 @@
 """`qforge controller`: the kopf operator.
 
-Thin handlers only. The store poller (the scheduling core driving the Kubernetes
+Thin handlers only, named `<what>_<event>`. The leader loop (`LeaderLoop`: it holds the
+release's Lease, and while it leads, the scheduling core drives the Kubernetes
 executor) runs in a thread started in `@kopf.on.startup`, kept in memo and stopped in
 `@kopf.on.cleanup`. The release's runner Jobs and pods are followed by the executor's
 own list-then-watch threads (controller/k8s/watch.py: paginated raw-JSON listings, a
 LIST only at start, after a broken watch and as a once-a-minute safety net), which
-write nothing on them. Liveness: kopf's health endpoint runs the probe below, which
-fails when the poller has not finished a pass within 3 poll intervals.
+write nothing on them. The kopf liveness probe: kopf's health endpoint runs the probe
+below, which fails when the leader loop has not finished a pass within 3 poll intervals.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from controller.store.jobstore import JobStore
 log = logging.getLogger(__name__)
 
 
-class Poller:
-    """The store poller: leader election, then one scheduling pass per interval.
+class LeaderLoop:
+    """Leader election, then (while leading) one scheduling pass per interval.
 
     Only the holder of the Lease acts. A controller that loses it (it could not renew in
     time: paused, cut off from the API server) stops at once and forgets what it
@@ -55,7 +56,7 @@ class Poller:
         self.stop = threading.Event()
         self.last_pass = time.monotonic()
         self.error: str | None = None
-        self.thread = threading.Thread(target=self._loop, name="store-poller", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="leader-loop", daemon=True)
 
     def _loop(self) -> None:
         log.info("Controller listening for jobs every %gs...", self.settings.poll_interval)
@@ -64,7 +65,7 @@ class Poller:
             try:
                 report = self.run_once()
                 self.error = None
-            except Exception as exc:  # one bad pass never stops the poller
+            except Exception as exc:  # one bad pass never stops the loop
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.exception("Store poll failed")
             self.last_pass = time.monotonic()
@@ -122,7 +123,7 @@ def _clients(settings: Settings, metrics: ControllerMetrics | None = None
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # Watches that silently stop are kopf's best-known trap (issues 585, 698).
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
@@ -168,23 +169,23 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
                            pod=(qsettings.pod_name, qsettings.pod_uid)
                            if qsettings.pod_name and qsettings.pod_uid else None,
                            core_api=core)
-    poller = Poller(qsettings, make_scheduler, executor, elector)
+    loop = LeaderLoop(qsettings, make_scheduler, executor, elector)
     if metrics is not None:
         metrics.bind_active(executor.active)
         metrics.kubernetes.bind_leader(lambda: elector.leading)
     memo["executor"] = executor
-    memo["poller"] = poller
-    poller.thread.start()
+    memo["leader_loop"] = loop
+    loop.thread.start()
     log.info("Controller of release %s in namespace %s, store %s, cap %d, runner image %s",
              qsettings.release, qsettings.namespace, qsettings.jobs_dir,
              qsettings.max_concurrent_jobs, qsettings.runner_image)
 
 
 @kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    poller: Poller | None = memo.get("poller")
-    if poller is not None:
-        poller.close()
+def operator_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    loop: LeaderLoop | None = memo.get("leader_loop")
+    if loop is not None:
+        loop.close()
     for watch in memo.get("watches") or ():
         watch.close()
     executor: KubernetesExecutor | None = memo.get("executor")
@@ -195,16 +196,16 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
     log.info("Controller stopped")
 
 
-@kopf.on.probe(id="store_poller")
-def store_poller(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-    poller: Poller | None = memo.get("poller")
-    if poller is None:
+@kopf.on.probe(id="leader_loop")
+def leader_loop_probe(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    loop: LeaderLoop | None = memo.get("leader_loop")
+    if loop is None:
         return {"starting": True}
-    ok, age = poller.healthy()
+    ok, age = loop.healthy()
     if not ok:
-        raise kopf.PermanentError(f"the store poller has not finished a pass for {age:.0f}s")
-    return {"last_pass_seconds_ago": round(age, 1), "leader": poller.elector.leading,
-            "error": poller.error}
+        raise kopf.PermanentError(f"the leader loop has not finished a pass for {age:.0f}s")
+    return {"last_pass_seconds_ago": round(age, 1), "leader": loop.elector.leading,
+            "error": loop.error}
 
 
 def run_operator(settings: Settings, *, liveness: str | None) -> int:

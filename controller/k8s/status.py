@@ -33,7 +33,7 @@ def _true(cond: Mapping[str, Any]) -> bool:
     return str(cond.get("status")) == "True"
 
 
-def job_finished(job: Mapping[str, Any]) -> str | None:
+def job_end_state(job: Mapping[str, Any]) -> str | None:
     """'Complete', 'Failed' or None while the Job is unfinished.
 
     A Job whose pod has succeeded is complete: the Job controller counts the pod in

@@ -22,17 +22,17 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.cluster
 
 
-def test_liveness_answers_while_healthy_and_fails_when_the_poller_is_stuck(
+def test_liveness_answers_while_healthy_and_fails_when_the_leader_loop_is_stuck(
         site: Site) -> None:
     ctl = site.controller()
     ctl.wait_leading()
     wait_until(lambda: ctl.health() == 200, 30, "the liveness endpoint to answer 200")
     with urllib.request.urlopen(ctl.health_url, timeout=5) as resp:
         probe = json.loads(resp.read())
-    assert probe["store_poller"]["leader"] is True
-    assert probe["store_poller"]["last_pass_seconds_ago"] <= 3 * 0.5
+    assert probe["leader_loop"]["leader"] is True
+    assert probe["leader_loop"]["last_pass_seconds_ago"] <= 3 * 0.5
 
-    # A job folder whose metadata.json is a FIFO: the poller's next index refresh opens
+    # A job folder whose metadata.json is a FIFO: the leader loop's next index refresh opens
     # it for reading and blocks there until someone writes.
     folder = site.jobs_dir / "stuck_fifo"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""The controller Lease and what the poller does with it, against an in-memory Lease API
+"""The controller Lease and what the leader loop does with it, against an in-memory Lease API
 (the real API server: tests/cluster/test_concurrency.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from controller.k8s.leader import LeaseElector
-from controller.k8s.operator import Poller
+from controller.k8s.operator import LeaderLoop
 from controller.scheduling.core import PassReport
 from controller.settings import Settings
 
@@ -176,12 +176,12 @@ class FakeExecutor:
         self.log.append("forget")
 
 
-def test_poller_acts_only_while_leading_and_starts_afresh_after_losing_the_lease() -> None:
+def test_the_leader_loop_acts_only_while_leading_and_starts_afresh_after_losing_the_lease() -> None:
     api, clock = FakeLeases(), Clock()
     log: list[str] = []
     mine = LeaseElector(api, "ns", "l", "mine", duration_seconds=15, clock=clock)
     other = LeaseElector(api, "ns", "l", "other", duration_seconds=15, clock=clock)
-    poller = Poller(Settings(), lambda: FakeScheduler(log),  # type: ignore[arg-type,return-value]
+    loop = LeaderLoop(Settings(), lambda: FakeScheduler(log),  # type: ignore[arg-type,return-value]
                     FakeExecutor(log), mine)  # type: ignore[arg-type]
 
     def later(seconds: float) -> None:
@@ -189,17 +189,17 @@ def test_poller_acts_only_while_leading_and_starts_afresh_after_losing_the_lease
         api.age(seconds)
 
     assert other.try_acquire_or_renew()
-    assert poller.run_once() is None and log == []
+    assert loop.run_once() is None and log == []
     later(16)  # the other controller stopped renewing
-    assert poller.run_once() is not None
+    assert loop.run_once() is not None
     assert log == ["start", "pass"]
     later(16)  # this one was paused past its Lease; the other took over meanwhile
     assert other.try_acquire_or_renew()
-    assert poller.run_once() is None
+    assert loop.run_once() is None
     assert log == ["start", "pass", "forget"]
-    assert poller.scheduler is None
+    assert loop.scheduler is None
     other.release()
-    assert poller.run_once() is not None
+    assert loop.run_once() is not None
     assert log == ["start", "pass", "forget", "start", "pass"]
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.k8s.status import failure_error, job_finished, pod_view
+from controller.k8s.status import failure_error, job_end_state, pod_view
 from runner_image.result import ErrorType, JobError, RunReport
 
 
@@ -18,33 +18,33 @@ def pod(**status: Any) -> dict[str, Any]:
             "status": status}
 
 
-def test_job_finished_reads_the_terminal_conditions() -> None:
-    assert job_finished(job()) is None
-    assert job_finished(job("Complete")) == "Complete"
-    assert job_finished(job("Failed", "BackoffLimitExceeded")) == "Failed"
-    assert job_finished(job("FailureTarget", "DeadlineExceeded")) is None
+def test_job_end_state_reads_the_terminal_conditions() -> None:
+    assert job_end_state(job()) is None
+    assert job_end_state(job("Complete")) == "Complete"
+    assert job_end_state(job("Failed", "BackoffLimitExceeded")) == "Failed"
+    assert job_end_state(job("FailureTarget", "DeadlineExceeded")) is None
     suspended = job()
     suspended["status"]["conditions"] = [{"type": "Complete", "status": "False"}]
-    assert job_finished(suspended) is None
+    assert job_end_state(suspended) is None
 
 
 def test_a_job_whose_pod_succeeded_is_complete_before_its_condition() -> None:
     # what the Job controller writes first: the pod counted, then SuccessCriteriaMet
     counted = job()
     counted["status"].update(succeeded=1, active=0)
-    assert job_finished(counted) == "Complete"
-    assert job_finished(job("SuccessCriteriaMet", "CompletionsReached")) == "Complete"
+    assert job_end_state(counted) == "Complete"
+    assert job_end_state(job("SuccessCriteriaMet", "CompletionsReached")) == "Complete"
     running = job()
     running["status"].update(active=1, succeeded=0)
-    assert job_finished(running) is None
+    assert job_end_state(running) is None
     two = job()
     two["spec"]["completions"] = 2
     two["status"]["succeeded"] = 1
-    assert job_finished(two) is None
+    assert job_end_state(two) is None
     # a FailureTarget Job may still have a pod being stopped: not finished yet
     target = job("FailureTarget", "DeadlineExceeded")
     target["status"]["failed"] = 1
-    assert job_finished(target) is None
+    assert job_end_state(target) is None
 
 
 def test_deadline_exceeded_is_a_timeout() -> None:
