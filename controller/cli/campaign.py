@@ -1,4 +1,4 @@
-"""The commands for many jobs at once: list, status, wait, cancel, export.
+"""The commands for many jobs at once: list, status, wait, cancel, delete, export.
 
 Each reads only the records it returns (through the store's indexes); a group or a job
 that does not exist exits 3.
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from controller.cli import export, render
+from controller.ids import validate_job_id
 from controller.record import Status
 from controller.settings import Settings
 from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore
@@ -359,6 +360,21 @@ def cancel(args: argparse.Namespace, settings: Settings) -> int:
             print(f"Cancel requested for job {record.job_id} ({record.status.value}); "
                   "the worker or controller will stop it")
     return code
+
+
+# ---------------------------------------------------------------- delete
+def delete(args: argparse.Namespace, settings: Settings) -> int:
+    """All or nothing: every id is checked (a bad one ends the command with its one
+    line, nothing deleted), then each job is removed."""
+    store = _store(settings)
+    ids = list(dict.fromkeys(args.job_ids))
+    for job_id in ids:
+        validate_job_id(job_id)  # a malformed id is bad input (exit 2), not a lookup
+        store.deletable(job_id)
+    for job_id in ids:
+        record = store.delete(job_id)
+        print(f"Deleted job {record.job_id} ({record.status.value})")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- export

@@ -1,4 +1,5 @@
-"""`qforge`: submit, list, status, show, wait, result, export, cancel, worker, controller.
+"""`qforge`: submit, list, status, show, wait, result, export, cancel, delete, worker,
+controller.
 
 Exit codes: 0 success; 1 the job failed (with --wait, or `result` of a failed job);
 2 invalid input or usage (one line on stderr, nothing written); 3 no such job.
@@ -160,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     c.add_argument("--group", type=_group)
 
+    d = sub.add_parser("delete", help="remove finished jobs from the store",
+                       description="Remove finished jobs (COMPLETED, FAILED, CANCELLED): "
+                       "their folders and index entries. Every id is checked first; if "
+                       "one cannot be deleted, none is.")
+    d.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+
     w = sub.add_parser("worker", help="run the local worker")
     w.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
     w.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
@@ -219,7 +226,7 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
 
     if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
         raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
-    if cmd in ("list", "status", "wait", "export", "cancel"):
+    if cmd in ("list", "status", "wait", "export", "cancel", "delete"):
         return _campaign_command(args)
     if cmd == "show":
         return commands.show(args, _settings(args))
@@ -250,6 +257,8 @@ def _campaign_command(args: argparse.Namespace) -> int:
         return campaign.wait(args, _settings(args))
     if cmd == "export":
         return campaign.export_jobs(args, _settings(args))
+    if cmd == "delete":
+        return campaign.delete(args, _settings(args))
     return campaign.cancel(args, _settings(args))
 
 

@@ -56,6 +56,10 @@ class JobNotFound(StoreError):
     pass
 
 
+class NotFinished(StoreError):
+    """Only a finished job (COMPLETED, FAILED, CANCELLED) may be deleted."""
+
+
 class CorruptRecord(StoreError):
     """metadata.json exists but cannot be read or validated."""
 
@@ -596,6 +600,48 @@ class JobStore:
 
     def clear_cancel(self, job_id: str) -> None:
         (self.layout.cancel / job_id).unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- delete
+    def deletable(self, job_id: str) -> JobRecord:
+        """The record of a job `delete` may remove; JobNotFound, CorruptRecord, or
+        NotFinished (a queued or running job: cancel it first) otherwise."""
+        record = self.read(job_id)
+        if not record.status.terminal:
+            raise NotFinished(f"job {job_id} is {record.status.value}: only a finished job "
+                              "can be deleted (cancel it first)")
+        return record
+
+    def delete(self, job_id: str) -> JobRecord:
+        """Remove a finished job: its folder and every index entry naming it (done
+        marker, group markers, a leftover cancel request). A submission of the same input
+        afterwards runs it again: the dedup claim naming it is aged so that the next
+        submitter judges it dead at once (`holder_state`) rather than waiting for a
+        folder that will not come. Returns the deleted record."""
+        record = self.deletable(job_id)
+        if record.input_hash is not None:
+            gen = 0
+            while True:
+                claim = self.layout.dedup / claim_name(record.input_hash, gen)
+                try:
+                    target = os.readlink(claim)
+                except (FileNotFoundError, OSError):
+                    break
+                if target == job_id:
+                    os.utime(claim, (0, 0), follow_symlinks=False)
+                gen += 1
+        # Out of every listing in one rename, then removed at leisure.
+        gone = self.layout.incoming / f"{job_id}.deleted.{os.getpid()}.{time.monotonic_ns()}"
+        self.layout.incoming.mkdir(parents=True, exist_ok=True)
+        groups = self.groups_of(record)
+        os.rename(self.layout.job_dir(job_id), gone)
+        self._written.forget(job_id)
+        done = self.layout.done(record.status.value) / DoneKey(
+            finished_ns(record), job_id).name
+        for marker in (done, self.layout.cancel / job_id,
+                       *(self.layout.group(g) / job_id for g in groups)):
+            marker.unlink(missing_ok=True)
+        shutil.rmtree(gone, ignore_errors=True)
+        return record
 
     def cancel_queued(self, key: QueueKey, instance: str,
                       placement: Placement) -> JobRecord | None:

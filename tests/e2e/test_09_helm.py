@@ -1,4 +1,5 @@
-"""`helm test`, then `helm uninstall` keeps the job store (runs last: it removes the release)."""
+"""`helm test` (which leaves nothing in the store), then `helm uninstall` keeps the job store
+(runs last: it removes the release)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def test_helm_test_passes(release: Release) -> None:
                              timeout=660)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Phase:          Succeeded" in proc.stdout or "Succeeded" in proc.stdout, proc.stdout
+    # the test deleted its own job: the user's store keeps nothing of it
+    left = [r["job_id"] for r in release.show_all() if r.get("group") == "helm-test"]
+    assert left == [], f"helm test left its job(s) in the store: {left}"
 
 
 def test_helm_uninstall_keeps_the_job_data(release: Release) -> None:

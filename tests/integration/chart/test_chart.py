@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -348,8 +349,8 @@ def test_helm_test_pod_submits_water_and_waits_bounded(default_docs: list[Manife
     (container,) = spec["containers"]
     assert container["image"] == "qforge-controller:0.1.0"
     script = " ".join(container["command"] + container["args"])
-    assert "timeout 600 qforge submit - " in script
-    assert "--wait" in script
+    assert "qforge submit - " in script and 'timeout 600 qforge wait "$id"' in script
+    assert 'qforge delete "$id"' in script
     assert "O 0.000000 0.000000 0.117790" in script and "H 0.000000 0.755453" in script
     assert container["envFrom"] == [{"configMapRef": {"name": FULLNAME}}]
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -357,6 +358,35 @@ def test_helm_test_pod_submits_water_and_waits_bounded(default_docs: list[Manife
     # ReadWriteOnce: the test pod must run on the controller's node.
     term = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "controller"
+
+
+def test_helm_test_script_runs_water_and_leaves_nothing_in_the_store(
+        default_docs: list[Manifest], tmp_path: Path) -> None:
+    """The test pod's own script, run here against a real store with a real `qforge
+    worker` (real xtb) in place of the controller: it exits 0 and the store holds no
+    trace of the test afterwards."""
+    pod = one(default_docs, "Pod", hook=True)
+    (container,) = pod["spec"]["containers"]
+    jobs = tmp_path / "jobs"
+    bindir = str(Path(sys.executable).parent)  # where `qforge` is installed
+    env = dict(os.environ, JOBS_DIR=str(jobs), HOME=str(tmp_path), TMPDIR=str(tmp_path),
+               PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    with open(tmp_path / "worker.log", "w") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli.main", "worker", "--poll-interval", "0.5"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        proc = subprocess.run([*container["command"], *container["args"]], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = proc.stdout.split("submitted ", 1)[1].split()[0]
+    assert f"Deleted job {job_id} (COMPLETED)" in proc.stdout
+    assert [p.name for p in jobs.iterdir() if p.name != ".qforge"] == []
+    traces = [p for p in (jobs / ".qforge").rglob("*") if job_id in p.name]
+    assert traces == [], traces
 
 
 # --- values change what they should ------------------------------------------------
