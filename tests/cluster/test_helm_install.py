@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.k8s import naming
+from controller.k8s import events, naming
 from tests.cluster.helpers import ROOT, Site, unique_name
 from tests.kube import ControlPlane
 from tests.waiting import wait_until
@@ -112,7 +112,7 @@ def test_default_install_works_and_its_role_is_least_privilege_and_enough(
     assert "Forbidden" not in log and "403" not in log, log[-3000:]
     name = record["placement"]["k8s_job"]
     reasons = {e["reason"] for e in site.events_of("Job", name)}
-    assert "Completed" in reasons  # Events posted with the account's rights
+    assert events.REASON_COMPLETED in reasons  # Events posted with the account's rights
     # and the outcome finalizer taken off (a patch) with the account's rights
     wait_until(lambda: naming.FINALIZER not in (site.kubectl_json("get", "job", name)[
         "metadata"].get("finalizers") or []), 30, f"the finalizer off Job {name}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
+from controller.k8s import events, naming
 from tests.cluster.helpers import EXIT_CODE, REASON, RUN_FOR, Site
 from tests.waiting import wait_until
 
@@ -95,10 +95,10 @@ def test_job_has_every_field_and_completes_with_the_energy(site: Site) -> None:
     shown = site.qforge("show", job_id).stdout
     assert "COMPLETED" in shown and f"Kubernetes Job {meta['name']}" in shown
 
-    events = wait_until(lambda: (e := _events(site, job)) and "Completed" in e and e, 30,
-                        "the Completed Event")
-    assert "Launched" not in events  # LAUNCH_EVENTS is off by default: one write fewer
-    (completed,) = [m for m in events["Completed"] if job_id in m]
+    found = wait_until(lambda: (e := _events(site, job)) and events.REASON_COMPLETED in e and e,
+                       30, "the Completed Event")
+    assert events.REASON_LAUNCHED not in found  # LAUNCH_EVENTS is off by default: one write fewer
+    (completed,) = [m for m in found[events.REASON_COMPLETED] if job_id in m]
     assert f"{expected.result.energy:.8f} Eh" in completed
     # the outcome is recorded: the finalizer comes off, and its TTL may remove the Job
     wait_until(lambda: not site.k8s_jobs(job_id)[0]["metadata"].get("finalizers"), 30,
@@ -122,8 +122,9 @@ def test_pod_outliving_its_deadline_fails_as_timeout(site: Site) -> None:
     assert "activeDeadlineSeconds" in record["error"]["message"]
     reasons = [c.get("reason") for c in site.k8s_jobs(job_id)[0]["status"]["conditions"]]
     assert "DeadlineExceeded" in reasons  # the real Job controller's verdict
-    events = wait_until(lambda: _events(site, job).get("Failed"), 30, "the Failed Event")
-    assert "(timeout)" in events[0]
+    failed = wait_until(lambda: _events(site, job).get(events.REASON_FAILED), 30,
+                        "the Failed Event")
+    assert "(timeout)" in failed[0]
 
 
 def test_oom_killed_pod_fails_as_resource_error(site: Site) -> None:

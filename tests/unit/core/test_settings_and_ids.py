@@ -61,7 +61,7 @@ def test_the_scratch_root_is_qforge_scratch_and_workdir_still_works_deprecated(
     assert Settings.from_env({}).scratch is None
     assert Settings.from_env({"QFORGE_SCRATCH": "/fast"}).scratch == Path("/fast")
     assert not caplog.records
-    # the original worker's name: read, with a warning naming the new one
+    # the name the single-process worker qforge replaces used: read, with a warning
     assert Settings.from_env({"WORKDIR": "/old"}).scratch == Path("/old")
     assert [r.getMessage() for r in caplog.records] == [
         "WORKDIR is deprecated: set QFORGE_SCRATCH instead (it holds the same value)"]

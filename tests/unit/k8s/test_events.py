@@ -32,7 +32,7 @@ def test_event_points_at_the_job_and_carries_reason_and_message() -> None:
         "namespace": "chem",
         "uid": "1234-uid",
     }
-    assert event["reason"] == "Launched"
+    assert event["reason"] == events.REASON_LAUNCHED
     assert event["message"] == "launched"
     assert event["type"] == "Normal"
     assert event["source"] == {"component": "qforge-controller", "host": "controller-0"}
@@ -119,7 +119,7 @@ def test_every_field_survives_the_kubernetes_clients_typed_model() -> None:
     event = events.build_event(
         job_name="qf-w",
         namespace="n",
-        reason="Completed",
+        reason=events.REASON_COMPLETED,
         message="m",
         now=NOW,
         job_uid="u",
@@ -130,3 +130,10 @@ def test_every_field_survives_the_kubernetes_clients_typed_model() -> None:
     for stamp in ("firstTimestamp", "lastTimestamp"):  # the model keeps datetimes
         assert datetime.fromisoformat(back.pop(stamp)) == datetime.fromisoformat(event[stamp])
     assert back == {k: v for k, v in event.items() if not k.endswith("Timestamp")}
+
+
+def test_the_reasons_kubectl_shows_are_pinned() -> None:
+    """The one place their words are written out: users grep `kubectl get events` for
+    them; everything else names the constants."""
+    assert (events.REASON_LAUNCHED, events.REASON_COMPLETED, events.REASON_FAILED) == (
+        "Launched", "Completed", "Failed")

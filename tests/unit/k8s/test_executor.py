@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from controller.k8s import naming
+from controller.k8s import events, naming
 from controller.k8s.executor import KubernetesExecutor
 from controller.record import Placement, Status
 from controller.scheduling.core import Scheduler
@@ -246,7 +246,7 @@ def test_a_jobs_life_costs_three_writes_and_no_read(store: JobStore,
     scheduler.run_once()
     assert [n for n, _ in executor.batch.patches] == [name]
     assert executor.batch.jobs[name]["metadata"]["finalizers"] == []
-    assert [e["reason"] for e in executor.core.events] == ["Completed"]
+    assert [e["reason"] for e in executor.core.events] == [events.REASON_COMPLETED]
     writes = executor.batch.calls.count("create") + executor.batch.calls.count("patch") \
         + len(executor.core.events)
     assert writes == 3 and "get" not in executor.batch.calls
@@ -257,7 +257,7 @@ def test_a_jobs_life_costs_three_writes_and_no_read(store: JobStore,
 def test_launch_events_are_a_setting(store: JobStore) -> None:
     executor = make_executor(store, launch_events=True)
     executor.launch(claim(store))
-    assert [e["reason"] for e in executor.core.events] == ["Launched"]
+    assert [e["reason"] for e in executor.core.events] == [events.REASON_LAUNCHED]
 
 
 def test_finalizer_stays_until_the_record_is_terminal(store: JobStore,
@@ -348,7 +348,7 @@ def test_failed_job_reads_its_pod_when_the_pod_watch_lags(
         {"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}]
     (outcome,) = executor.collect()
     assert outcome.error is not None and outcome.error.type == ErrorType.resource_error
-    assert [e["reason"] for e in executor.core.events] == ["Failed"]
+    assert [e["reason"] for e in executor.core.events] == [events.REASON_FAILED]
 
 
 def test_runner_error_in_result_json_is_passed_through(
