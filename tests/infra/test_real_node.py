@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,23 +24,32 @@ BASE = "debian:bookworm-slim"
 CURL_IMAGE = "qforge-infra/curl:1"
 
 
+class NodeBusy(Exception):
+    """Another suite's real node runs on this machine (one fits)."""
+
+
 @pytest.fixture(scope="module")
 def node(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[NodeCluster]:
     teardown_on_sigterm()
     cluster = NodeCluster(node_options("infra-node"), kube_tools)
     # one real node per machine: wait (bounded) for another suite's node to go
     wait = float(os.environ.get("QFORGE_KUBE_WAIT_NODE", "900"))
-    deadline = time.monotonic() + wait
-    while True:
+
+    def started() -> bool:
         try:
             cluster.start()
-            break
         except KubeToolsError as exc:
-            if "already runs on this machine" in str(exc) and time.monotonic() < deadline:
+            if "already runs on this machine" in str(exc):
                 print(f"\n   waiting for the machine's real node: {exc}", file=sys.stderr)
-                time.sleep(15)
-                continue
-            pytest.fail(f"the real-node cluster did not start: {exc}", pytrace=False)
+                raise NodeBusy(str(exc)) from None
+            raise
+        return True
+
+    try:
+        wait_until(started, wait, "the machine's real node to be free", interval=15,
+                   tolerate=(NodeBusy,), error=KubeToolsError)
+    except KubeToolsError as exc:
+        pytest.fail(f"the real-node cluster did not start: {exc}", pytrace=False)
     try:
         yield cluster
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from controller.scheduling.local import LocalExecutor
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
 from runner_image.result import ErrorType, JobError, RunReport
+from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
 
@@ -61,18 +63,22 @@ def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
     executor = LocalExecutor(store, settings)
     sched = Scheduler(store, executor, settings, instance="me")
     sched.start()
-    deadline = time.monotonic() + 30
+
+    def passes_until(done: Callable[[], bool]) -> Callable[[], bool]:
+        def probe() -> bool:
+            sched.run_once()
+            return done()
+        return probe
+
     # Two jobs calculate, end, and hang in 'save': their slots are free again, so the
     # next two start while the first two are still saving.
-    while len(executor.active()) < 4 and time.monotonic() < deadline:
-        sched.run_once()
-        time.sleep(0.02)
+    wait_until(passes_until(lambda: len(executor.active()) >= 4), 30, "four jobs active",
+               interval=0.02)
     assert len(executor.active()) == 4
     assert fake.overlapped
     assert fake.max_calculating <= 2
     gate.set()
-    while executor.active() and time.monotonic() < deadline:
-        sched.run_once()
-        time.sleep(0.02)
+    wait_until(passes_until(lambda: not executor.active()), 30, "every job collected",
+               interval=0.02)
     sched.shutdown()
     assert all(store.read(j).status is Status.FAILED for j in ids)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from controller.scheduling.recorder import Inline, WriteBehind
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
 from runner_image.result import ErrorType, JobError, RunReport
+from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
 
@@ -149,10 +149,11 @@ def test_a_freed_slot_is_refilled_while_the_last_jobs_record_is_still_being_writ
     monkeypatch.setattr(executor, "launch",
                         lambda c: (launched.append(c.record.job_id), launch(c)))
     try:
-        deadline = time.monotonic() + WAIT
-        while len(launched) < 2 and time.monotonic() < deadline:
+        def both_launched() -> bool:
             sched.run_once()
-            time.sleep(0.005)
+            return len(launched) >= 2
+
+        wait_until(both_launched, WAIT, "both jobs launched", interval=0.005)
         assert launched == [first, second]
         # The first job's terminal record is stuck on the 'disk' (the gate stays shut
         # until the end), yet the second job was launched.

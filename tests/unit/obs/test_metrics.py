@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from controller.scheduling.executor import Outcome
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
 from runner_image.result import ErrorType, JobError
+from tests.waiting import wait_until
 
 from ..core.conftest import WATER, water_spec
 from ..core.conftest import store as store  # the fixture
@@ -190,10 +190,8 @@ def test_finished_counts_follow_the_done_markers_off_the_scrape(
             type=ErrorType.xtb_error, message="x")))
     # the scrape answers at once with the last count and counts again in the background
     monkeypatch.setattr(store_metrics, "REFRESH_MIN_SECONDS", 0.0)
-    deadline = time.monotonic() + 30
-    while value(registry, "qforge_jobs", status="failed") != 2:
-        assert time.monotonic() < deadline, "the count never caught up"
-        time.sleep(0.05)
+    wait_until(lambda: value(registry, "qforge_jobs", status="failed") == 2, 30,
+               "the failed count to catch up", interval=0.05)
     assert value(registry, "qforge_jobs", status="queued") == 1
     assert value(registry, "qforge_jobs_submitted_total") == len(ids)
 
