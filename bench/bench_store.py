@@ -75,7 +75,6 @@ class IdleExecutor:
     """An executor that is always full: a pass looks at everything and claims nothing."""
 
     kind = "local"
-
     others_may_recover = True
 
     def attach(self, wake: threading.Event) -> None:

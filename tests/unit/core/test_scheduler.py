@@ -20,7 +20,6 @@ class FakeExecutor:
     """Records launches; outcomes are injected by the test."""
 
     kind = "local"
-
     others_may_recover = True
 
     def __init__(self, cap: int) -> None:
