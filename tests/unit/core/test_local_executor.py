@@ -82,3 +82,35 @@ def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
                interval=0.02)
     sched.shutdown()
     assert all(store.read(j).status is Status.FAILED for j in ids)
+
+
+@pytest.mark.parametrize("variable", ["QFORGE_SCRATCH", "WORKDIR"])
+def test_xtb_runs_under_the_scratch_root_of_either_name(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        variable: str) -> None:
+    """QFORGE_SCRATCH, or the deprecated WORKDIR, is where the worker's xtb runs."""
+    roots: list[Path | None] = []
+
+    def fake(job_dir: Path, spec: Any, *, scratch_root: Path | None = None,
+             job_id: str | None = None, on_calculation_end: Any = None,
+             **_: Any) -> RunReport:
+        roots.append(scratch_root)
+        on_calculation_end()
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
+
+    monkeypatch.setattr(local, "run_job", fake)
+    store.submit(water_spec(), input_text=WATER)
+    settings = Settings.from_env({variable: str(tmp_path / "fast")}, jobs_dir=store.root)
+    sched = Scheduler(store, LocalExecutor(store, settings), settings, instance="me")
+    sched.start()
+    def launched() -> bool:
+        sched.run_once()
+        return bool(roots)
+
+    try:
+        wait_until(launched, 30, "the job launched", interval=0.02)
+    finally:
+        sched.shutdown()
+    assert roots == [tmp_path / "fast"]
