@@ -73,9 +73,11 @@ MAX_ATOMIC_NUMBER: Final[Mapping[Method, int]] = {
     Method.gfnff: 103,
 }
 
-# Kubernetes label syntax (a job's name and labels are copied onto its Kubernetes Job).
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Kubernetes label syntax (a job's name and labels are copied onto its Kubernetes Job):
+# the one check of it (controller.k8s uses these too). Whole strings only (fullmatch: a
+# trailing newline is not a label).
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Memory as a Kubernetes quantity: 512Mi, 2Gi, 1.5G, 1e9 (bytes).
 _QUANTITY = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([KMGTPE]i|[kMGTPE]|[eE]\d+)?$")
 _SUFFIX: Final[Mapping[str, int]] = {
@@ -88,15 +90,15 @@ MIN_MEMORY: Final = 64 * 1024**2  # below this xtb cannot even start
 
 def is_label_value(value: str) -> bool:
     """A valid Kubernetes label value: empty, or ≤63 of [A-Za-z0-9-_.], alphanumeric ends."""
-    return value == "" or bool(_LABEL_NAME.match(value))
+    return value == "" or _LABEL_NAME.fullmatch(value) is not None
 
 
 def is_label_key(key: str) -> bool:
     """A valid Kubernetes label key: ``[prefix/]name``, prefix a DNS subdomain ≤253."""
     prefix, slash, name = key.rpartition("/")
-    if slash and not (0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix)):
+    if slash and not (0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
         return False
-    return bool(_LABEL_NAME.match(name))
+    return _LABEL_NAME.fullmatch(name) is not None
 
 
 def memory_bytes(quantity: str) -> int:

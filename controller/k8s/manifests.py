@@ -33,7 +33,7 @@ from controller.ids import JOB_ID_RE
 from controller.k8s import naming
 from controller.k8s.autoscaling import protection_annotations
 from controller.settings import Settings
-from runner_image.spec import JobSpec
+from runner_image.spec import JobSpec, is_label_key, is_label_value
 
 __all__ = [
     "JOB_MOUNT_PATH",
@@ -88,9 +88,9 @@ def _user_labels(spec: JobSpec, ours: dict[str, str]) -> dict[str, str]:
     for key, value in sorted(spec.labels.items()):
         if key in ours or naming.is_reserved_label_key(key):
             continue  # never override qforge's labels or write into reserved domains
-        if not naming.is_label_key(key):
+        if not is_label_key(key):
             raise ManifestError(f"label key {key!r} is not a valid Kubernetes label key")
-        if not naming.is_label_value(value):
+        if not is_label_value(value):
             raise ManifestError(f"label {key}={value!r}: not a valid Kubernetes label value")
         out[key] = value
     return out

@@ -29,6 +29,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from runner_image.spec import is_label_value
+
 __all__ = [
     "ANNOTATION_ATTEMPT",
     "ANNOTATION_FORMULA",
@@ -56,8 +58,6 @@ __all__ = [
     "RUNNER_SELECTOR",
     "base_labels",
     "is_dns1123_label",
-    "is_label_key",
-    "is_label_value",
     "is_release_name",
     "is_reserved_label_key",
     "job_id_from_metadata",
@@ -117,8 +117,6 @@ _HASH_LEN = 10
 # --- syntax checks ------------------------------------------------------------------
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_LABEL_NAME_PART = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _HASHED_TAIL = re.compile(rf"-[0-9a-f]{{{_HASH_LEN}}}\Z")
 
 
@@ -131,19 +129,6 @@ def is_release_name(value: str) -> bool:
     """True when `value` can name a release: a DNS-1123 label of at most 53 characters
     (Helm's own limit), so that it is a label value and prefixes the Lease's name."""
     return len(value) <= 53 and _DNS1123_LABEL.fullmatch(value) is not None
-
-
-def is_label_value(value: str) -> bool:
-    """True when `value` is a valid Kubernetes label value (the empty string is valid)."""
-    return value == "" or (len(value) <= 63 and _LABEL_NAME_PART.fullmatch(value) is not None)
-
-
-def is_label_key(key: str) -> bool:
-    """True when `key` is a valid label key: ``[prefix/]name``."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or _DNS1123_SUBDOMAIN.fullmatch(prefix) is None):
-        return False
-    return 0 < len(name) <= 63 and _LABEL_NAME_PART.fullmatch(name) is not None
 
 
 def is_reserved_label_key(key: str) -> bool:

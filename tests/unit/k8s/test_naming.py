@@ -9,6 +9,7 @@ import pytest
 
 from controller.k8s import naming
 from controller.k8s.naming import job_id_label_value, job_name
+from runner_image.spec import is_label_key, is_label_value
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -200,10 +201,13 @@ def test_selector_for_one_job_adds_its_label_value() -> None:
         ("a/b/c", False),
         ("x" * 64, False),
         ("x" * 63, True),
+        ("project\n", False),
+        ("example.com\n/project", False),
     ],
 )
 def test_is_label_key(key: str, valid: bool) -> None:
-    assert naming.is_label_key(key) is valid
+    """The one label-key check (runner_image.spec; manifests use it too)."""
+    assert is_label_key(key) is valid
 
 
 @pytest.mark.parametrize(
@@ -225,7 +229,8 @@ def test_reserved_label_domains(key: str, reserved: bool) -> None:
 
 @pytest.mark.parametrize(
     ("value", "valid"),
-    [("", True), ("H2O", True), ("a" * 63, True), ("a" * 64, False), ("x_", False), ("_x", False)],
+    [("", True), ("H2O", True), ("a" * 63, True), ("a" * 64, False), ("x_", False), ("_x", False),
+     ("H2O\n", False)],
 )
 def test_is_label_value(value: str, valid: bool) -> None:
-    assert naming.is_label_value(value) is valid
+    assert is_label_value(value) is valid
