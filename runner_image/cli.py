@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from runner_image import __version__
 from runner_image.atomic import write_json_atomic
 from runner_image.errors import InputError
-from runner_image.harness import RESULT_FILE, run_job
+from runner_image.harness import RESULT_FILE, RunConfig, run_job
 from runner_image.result import ErrorType, JobError, RunReport
 from runner_image.spec import JobSpec
 from runner_image.timestamps import utcnow
@@ -147,12 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             previous[sig] = signal.signal(sig, _stop)
     try:
         scratch = env.get("QFORGE_SCRATCH") or None
-        report = run_job(
-            job_dir, spec, job_id=job_id,
-            scratch_root=Path(scratch) if scratch else None,
-            timeout=timeout, xtb_timeout=xtb_timeout, cancel=cancel,
-            xtb=env.get("QFORGE_XTB") or "xtb", log=log,
-        )
+        config = RunConfig(scratch_root=Path(scratch) if scratch else None,
+                           timeout=timeout, xtb_timeout=xtb_timeout, cancel=cancel,
+                           xtb=env.get("QFORGE_XTB") or "xtb", log=log)
+        report = run_job(job_dir, spec, config, job_id=job_id)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -287,36 +288,45 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     return result, error
 
 
-def run_job(
-    job_dir: Path,
-    spec: JobSpec,
-    *,
-    job_id: str | None = None,
-    scratch_root: Path | None = None,
-    timeout: float | None = None,
-    xtb_timeout: float | None = None,
-    cancel: threading.Event | None = None,
-    xtb: str = "xtb",
-    log: logging.Logger | None = None,
-    on_calculation_end: Callable[[], None] | None = None,
-) -> RunReport:
+@dataclass(frozen=True)
+class RunConfig:
+    """How the harness runs a calculation (not what: that is the JobSpec), one object
+    rather than many keyword arguments. In-process only (never written anywhere)."""
+
+    # a fresh scratch folder is made under it for each run (None: $TMPDIR)
+    scratch_root: Path | None = None
+    # seconds; the deadline is the smallest of these and the spec's own (None: no limit)
+    timeout: float | None = None
+    xtb_timeout: float | None = None
+    # set: the run is stopped (SIGTERM, then SIGKILL to xtb's process group)
+    cancel: threading.Event | None = None
+    xtb: str = "xtb"  # the program, a name on PATH or a path
+    log: logging.Logger | None = None
+    # called once, the moment xtb has exited (or could not start)
+    on_calculation_end: Callable[[], None] | None = None
+
+
+def run_job(job_dir: Path, spec: JobSpec, config: RunConfig | None = None, *,
+            job_id: str | None = None) -> RunReport:
     """Run the calculation `spec` for the job folder `job_dir`; write and return its report.
 
-    `on_calculation_end` is called once, the moment xtb has exited (or could not start),
+    `config.on_calculation_end` is called once, the moment xtb has exited (or could not start),
     before its output is read and the results are saved: a worker frees the
     calculation's slot there, so the next calculation runs while this one's output is
     parsed and its files are written and synced.
 
-    xtb runs in a fresh scratch folder under `scratch_root` (default: $TMPDIR), in its own
-    process group, with OMP_NUM_THREADS = spec.threads. The deadline is the smallest of
-    `timeout`, `xtb_timeout` and ``spec.timeout`` (seconds; None: no limit); at the
-    deadline, or when `cancel` is set, the whole group is stopped (SIGTERM, then
-    SIGKILL). xtb's files are moved into `job_dir` (copied when the scratch folder is
-    on another file system) and ``result.json`` is written, all atomically and in one
-    round of fsyncs, ``result.json`` renamed last: when it exists, everything else is in
-    place. Then the scratch folder is removed.
+    xtb runs in a fresh scratch folder under `config.scratch_root` (default: $TMPDIR), in
+    its own process group, with OMP_NUM_THREADS = spec.threads. The deadline is the
+    smallest of `config.timeout`, `config.xtb_timeout` and ``spec.timeout`` (seconds;
+    None: no limit); at the deadline, or when `config.cancel` is set, the whole group is
+    stopped (SIGTERM, then SIGKILL). xtb's files are moved into `job_dir` (copied when
+    the scratch folder is on another file system) and ``result.json`` is written, all
+    atomically and in one round of fsyncs, ``result.json`` renamed last: when it exists,
+    everything else is in place. Then the scratch folder is removed.
     """
-    log = log or logger
+    config = config or RunConfig()
+    log = config.log or logger
+    on_calculation_end = config.on_calculation_end
     job_dir = Path(job_dir)
     label = job_id or job_dir.name
     started = utcnow()
@@ -338,15 +348,16 @@ def run_job(
     try:
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / RESULT_FILE).unlink(missing_ok=True)  # an earlier attempt's, now stale
-        xtb_path = find_program(xtb)
+        xtb_path = find_program(config.xtb)
         if xtb_path is None:
             raise _Stop(JobError(
                 type=ErrorType.infrastructure_error,
-                message=f"the xtb program {xtb!r} was not found (is xtb installed and on PATH?)",
+                message=f"the xtb program {config.xtb!r} was not found "
+                        "(is xtb installed and on PATH?)",
             ))
-        scratch = _make_scratch(scratch_root, label)
-        deadline = _deadline(timeout, xtb_timeout, spec.timeout)
-        result, error = _execute(spec, scratch, label, deadline, cancel, xtb_path, log,
+        scratch = _make_scratch(config.scratch_root, label)
+        deadline = _deadline(config.timeout, config.xtb_timeout, spec.timeout)
+        result, error = _execute(spec, scratch, label, deadline, config.cancel, xtb_path, log,
                                  calculation_ended)
     except _Stop as stop:
         error = stop.error

@@ -21,7 +21,7 @@ from controller.record import JobRecord
 from controller.scheduling.executor import Outcome, Update
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
-from runner_image.harness import RESULTS_UNWRITABLE, run_job
+from runner_image.harness import RESULTS_UNWRITABLE, RunConfig, run_job
 from runner_image.result import ErrorType, JobError, RunReport
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,7 @@ class LocalExecutor:
 
     def _run(self, job_dir: Path, record: JobRecord, timeout: float,
              cancel: threading.Event, scratch: Path | None) -> RunReport:
-        return run_job(
-            job_dir,
-            record.spec,
-            job_id=record.job_id,
+        config = RunConfig(
             scratch_root=scratch,
             timeout=timeout,
             xtb_timeout=self.settings.xtb_timeout,
@@ -93,6 +90,7 @@ class LocalExecutor:
             log=log,
             on_calculation_end=lambda: self._calculation_ended(record.job_id),
         )
+        return run_job(job_dir, record.spec, config, job_id=record.job_id)
 
     def adopt(self, claimed: Claimed) -> bool:
         return False  # the xtb process died with the previous worker

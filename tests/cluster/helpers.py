@@ -63,13 +63,14 @@ class Results:
         self._lock = threading.Lock()
 
     def success(self, spec: JobSpec) -> RunReport:
-        from runner_image.harness import run_job
+        from runner_image.harness import RunConfig, run_job
 
         key = spec.model_dump_json()
         with self._lock:
             if key not in self._cache:
                 folder = self.scratch / f"xtb-{len(self._cache)}"
-                report = run_job(folder, spec, job_id="reference", scratch_root=self.scratch)
+                report = run_job(folder, spec, RunConfig(scratch_root=self.scratch),
+                                 job_id="reference")
                 assert report.success, f"xtb failed on the reference run: {report.error}"
                 self._cache[key] = report
             return self._cache[key]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runner_image import harness
-from runner_image.harness import run_job
+from runner_image.harness import RunConfig, run_job
 from runner_image.molecule import parse_xyz
 from runner_image.result import ErrorType, RunReport
 from runner_image.spec import JobSpec
@@ -30,8 +30,8 @@ def _run(tmp_path: Path, spec: JobSpec, **kw: object) -> tuple[RunReport, Path]:
     job_dir = tmp_path / "job"
     scratch = tmp_path / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    report = run_job(job_dir, spec, job_id="test_job", scratch_root=scratch,
-                     **kw)  # type: ignore[arg-type]
+    report = run_job(job_dir, spec, RunConfig(scratch_root=scratch, **kw),  # type: ignore[arg-type]
+                     job_id="test_job")
     assert list(scratch.iterdir()) == []  # the scratch folder is removed
     on_disk = RunReport.model_validate_json((job_dir / "result.json").read_text())
     assert on_disk == report  # result.json holds exactly the report
@@ -78,10 +78,10 @@ def test_the_slot_is_freed_when_xtb_exits_before_its_output_is_read(
 
     monkeypatch.setattr(harness, "parse_text_output", parse_and_note)
     job_dir = tmp_path / "job"
-    report = run_job(job_dir, _spec(), scratch_root=tmp_path,
-                     on_calculation_end=lambda: events.append(
-                         "ended, result.json there" if (job_dir / "result.json").exists()
-                         else "ended"))
+    report = run_job(job_dir, _spec(), RunConfig(
+        scratch_root=tmp_path,
+        on_calculation_end=lambda: events.append(
+            "ended, result.json there" if (job_dir / "result.json").exists() else "ended")))
     assert report.success, report.error
     assert events == ["ended", "parsed"]
 
@@ -230,6 +230,7 @@ def test_stale_result_and_artifacts_of_an_earlier_attempt_are_replaced(tmp_path:
 
 
 def test_an_unwritable_scratch_root_is_an_infrastructure_error(tmp_path: Path) -> None:
-    report = run_job(tmp_path / "job", _spec(), scratch_root=tmp_path / "missing" / "scratch")
+    report = run_job(tmp_path / "job", _spec(),
+                     RunConfig(scratch_root=tmp_path / "missing" / "scratch"))
     assert report.error is not None and report.error.type is ErrorType.infrastructure_error
     assert "cannot create a scratch folder" in report.error.message

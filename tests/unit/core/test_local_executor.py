@@ -16,6 +16,7 @@ from controller.scheduling.core import Scheduler
 from controller.scheduling.local import LocalExecutor
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
+from runner_image.harness import RunConfig
 from runner_image.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
 
@@ -33,8 +34,8 @@ class FakeHarness:
         self.overlapped = False
         self.save_gate = save_gate
 
-    def __call__(self, job_dir: Path, spec: Any, *, on_calculation_end: Any = None,
-                 job_id: str | None = None, **_: Any) -> RunReport:
+    def __call__(self, job_dir: Path, spec: Any, config: RunConfig, *,
+                 job_id: str | None = None) -> RunReport:
         with self.lock:
             self.calculating += 1
             self.max_calculating = max(self.max_calculating, self.calculating)
@@ -44,7 +45,8 @@ class FakeHarness:
         with self.lock:
             self.calculating -= 1
             self.saving += 1
-        on_calculation_end()
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
         self.save_gate.wait(10)  # saving is slow until the test lets it go
         with self.lock:
             self.saving -= 1
@@ -91,11 +93,11 @@ def test_xtb_runs_under_the_scratch_root_of_either_name(
     """QFORGE_SCRATCH, or the deprecated WORKDIR, is where the worker's xtb runs."""
     roots: list[Path | None] = []
 
-    def fake(job_dir: Path, spec: Any, *, scratch_root: Path | None = None,
-             job_id: str | None = None, on_calculation_end: Any = None,
-             **_: Any) -> RunReport:
-        roots.append(scratch_root)
-        on_calculation_end()
+    def fake(job_dir: Path, spec: Any, config: RunConfig, *,
+             job_id: str | None = None) -> RunReport:
+        roots.append(config.scratch_root)
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
         return RunReport(success=False, result=None,
                          error=JobError(type=ErrorType.xtb_error, message="fake"),
                          job_id=job_id, started_at="t", finished_at="t")

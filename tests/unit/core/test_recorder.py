@@ -15,6 +15,7 @@ from controller.scheduling.local import LocalExecutor
 from controller.scheduling.recorder import Inline, WriteBehind
 from controller.settings import Settings
 from controller.store.jobstore import Claimed, JobStore
+from runner_image.harness import RunConfig
 from runner_image.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
 
@@ -117,10 +118,11 @@ class GatedStore(JobStore):
         super().finish(claimed, record)
 
 
-def quick_harness(job_dir: Path, spec: Any, *, on_calculation_end: Any = None,
-                  job_id: str | None = None, **_: Any) -> RunReport:
+def quick_harness(job_dir: Path, spec: Any, config: RunConfig, *,
+                  job_id: str | None = None) -> RunReport:
     """run_job's stand-in: the calculation ends at once."""
-    on_calculation_end()
+    assert config.on_calculation_end is not None
+    config.on_calculation_end()
     return RunReport(success=False, result=None,
                      error=JobError(type=ErrorType.xtb_error, message="fake"),
                      job_id=job_id, started_at="t", finished_at="t")
