@@ -200,8 +200,8 @@ def test_concurrent_runs_in_threads_do_not_mix(tmp_path: Path) -> None:
     specs = {"water": _spec(task="sp"), "ammonium": _spec(AMMONIUM, charge=1, task="sp"),
              "methyl": _spec(METHYL, uhf=1, task="sp")}
     with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {name: pool.submit(run_job, tmp_path / name, spec, job_id=name,
-                                     scratch_root=tmp_path)
+        futures = {name: pool.submit(run_job, tmp_path / name, spec,
+                                     RunConfig(scratch_root=tmp_path), job_id=name)
                    for name, spec in specs.items()}
         reports = {name: future.result(timeout=300) for name, future in futures.items()}
     for name, spec in specs.items():
