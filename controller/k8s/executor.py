@@ -342,19 +342,16 @@ class KubernetesExecutor:
         return outcomes
 
     def updates(self) -> list[Update]:
-        """Placements to record. Only of Jobs the API server has taken: a record that
-        names its Job means "launched" to the next controller's adoption (a Job named
-        but absent was deleted), so a claim whose create has not been answered yet (the
-        controller may die before it is) must not name one."""
         out: list[Update] = []
         with self._lock:
             for job_id, t in self._tracked.items():
-                if not (t.created or t.seen):
-                    continue
                 pod = self._pods.get(t.name)
                 waiting = pod.waiting_reason if pod else None
                 key = (pod.name if pod else None, pod.node if pod else None, waiting)
-                if key != t.last_update:
+                # Only once the API server has taken the Job: a record naming its Job
+                # means "launched" to the next leader's adoption (named but absent:
+                # deleted), and this controller may die before its create is answered.
+                if key != t.last_update and (t.created or t.seen):
                     t.last_update = key
                     out.append(Update(job_id, placement=self._placement(t, pod),
                                       waiting_reason=waiting))
