@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from controller.k8s import naming
 from tests.chaos.witness import Witness
 from tests.cluster.helpers import (
     RUN_FOR,
@@ -128,14 +129,27 @@ class Chaos:
             f"{resumed:.1f} s after the stop")
 
     def delete_pod(self, log: Callable[[str], None]) -> None:
-        pods = wait_until(lambda: [p for p in self.witness.running_pods
-                                   if p not in self.deleted], 120, "a Running runner pod")
-        pod = self.rng.choice(pods)
-        job_id = next(j for j, names in self.witness.pod_names.items() if pod in names)
-        self.site.kubectl("delete", "pod", pod, "--wait=false")
-        self.deleted[pod] = job_id
-        log(f"chaos: deleted runner pod {pod} (job {job_id}), "
-            f"{len(self.deleted)}/{POD_DELETIONS}")
+        """Delete a Running runner pod (as `kubectl delete pod` does). Only a deletion
+        the API server answered with the pod still Running counts: one that ended in
+        the meantime interrupted nothing, and another is picked."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(api_client(self.cluster))
+        for _ in range(20):
+            pods = wait_until(lambda: [p for p in self.witness.running_pods
+                                       if p not in self.deleted], 120,
+                              "a Running runner pod")
+            pod = self.rng.choice(pods)
+            answer = core.api_client.sanitize_for_serialization(
+                core.delete_namespaced_pod(pod, self.site.namespace))
+            job_id = naming.job_id_from_metadata(answer.get("metadata") or {}) or "?"
+            if (answer.get("status") or {}).get("phase") == "Running":
+                self.deleted[pod] = job_id
+                log(f"chaos: deleted runner pod {pod} (job {job_id}), "
+                    f"{len(self.deleted)}/{POD_DELETIONS}")
+                return
+            log(f"chaos: runner pod {pod} had ended before its deletion; another")
+        raise AssertionError("no Running runner pod could be deleted in 20 tries")
 
 
 @pytest.mark.timeout(1500)  # about 8 minutes; the project's 600 s is for single tests
