@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster test-autoscale fuzz lint bench k8s-tools helm prometheus test-infra clean
+.PHONY: setup demo test test-unit test-integration test-cluster test-chaos test-autoscale fuzz lint bench k8s-tools helm prometheus test-infra clean
 
 # Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
 # kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
@@ -45,7 +45,7 @@ lock:
 demo: setup
 	@$(PY) -m controller.demo
 
-test: lint test-unit test-integration test-cluster test-autoscale test-infra e2e
+test: lint test-unit test-integration test-cluster test-chaos test-autoscale test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -69,6 +69,12 @@ prometheus:
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
 	$(PY) -m pytest -q tests/cluster
+
+# Chaos on the control plane (docs/reliability.md): a control plane of its own, whose
+# kube-apiserver and etcd it restarts; 300 kwok jobs at cap 30 through 15 controller
+# SIGKILLs. About 7 minutes. Replay a failure with QFORGE_CHAOS_SEED=<the printed seed>.
+test-chaos: setup k8s-tools
+	$(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
 
 # Hypothesis at full budget: 10,000 examples a test (make test runs 200, derandomized).
 fuzz: setup

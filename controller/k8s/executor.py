@@ -59,6 +59,7 @@ class _Tracked:
     claimed: Claimed
     name: str
     seen: bool = False  # the view has shown this Job at least once
+    created: bool = False  # the API server took its create (or said it exists)
     deleted: bool = False
     cancelled: bool = False
     requeue: bool = False  # the API server did not take the Job: back to the queue
@@ -192,6 +193,7 @@ class KubernetesExecutor:
             return
         with self._lock:
             self.view.created(name, self._clock())
+            self._mark_created(job_id)
         self.backoff.succeeded()
         if self.settings.launch_events:
             uid = (_json(resp).get("metadata") or {}).get("uid")
@@ -200,6 +202,12 @@ class KubernetesExecutor:
                 self._event(name, uid, events.REASON_LAUNCHED, events.launched_message(
                     job_id, record.spec.method.value, record.spec.task.value,
                     record.spec.molecule.formula))
+
+    def _mark_created(self, job_id: str) -> None:
+        t = self._tracked.get(job_id)
+        if t is not None:
+            t.created = True
+            t.dirty = True
 
     def _tracked_record(self, job_id: str) -> Any:
         with self._lock:
@@ -225,6 +233,8 @@ class KubernetesExecutor:
                                  f"belongs to release {owner!r} of this namespace")
             return
         log.info("Job %s: Kubernetes Job %s already exists", job_id, name)
+        with self._lock:
+            self._mark_created(job_id)
 
     def _give_back(self, job_id: str, why: str, delay: float) -> None:
         log.warning("Job %s: the API server did not take its Job (%s); back in the queue, "
@@ -339,7 +349,10 @@ class KubernetesExecutor:
                 pod = self._pods.get(t.name)
                 waiting = pod.waiting_reason if pod else None
                 key = (pod.name if pod else None, pod.node if pod else None, waiting)
-                if key != t.last_update:
+                # Only once the API server has taken the Job: a record naming its Job
+                # means "launched" to the next leader's adoption (named but absent:
+                # deleted), and this controller may die before its create is answered.
+                if key != t.last_update and (t.created or t.seen):
                     t.last_update = key
                     out.append(Update(job_id, placement=self._placement(t, pod),
                                       waiting_reason=waiting))

@@ -17,8 +17,9 @@ Choices worth knowing:
   filesystem is read-only and the runner writes only to /job (its own folder of the store,
   mounted with ``subPath``) and /scratch (HOME and TMPDIR).
 * ``backoffLimit: 0`` with a ``podFailurePolicy``: a pod lost to a disruption (node
-  drain, preemption, eviction by the API) is ignored and replaced; the runner's own exit
-  codes fail the Job at once; anything else (OOMKilled, deadline) fails it through the
+  drain, preemption, eviction by the API) is ignored and replaced, and so is one deleted
+  by hand (the runner exits 143 on its SIGTERM); the runner's own exit codes fail the
+  Job at once; anything else (OOMKilled, deadline) fails it through the
   zero backoff limit. ``podReplacementPolicy: Failed`` starts a replacement only once the
   old pod is gone, so two runners never write the same job folder.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "RUNNER_CONTAINER",
     "RUNNER_FAILURE_EXIT_CODES",
     "RUNNER_GID",
+    "RUNNER_STOPPED_EXIT_CODE",
     "RUNNER_UID",
     "SCRATCH_MOUNT_PATH",
     "ManifestError",
@@ -60,6 +62,10 @@ SCRATCH_VOLUME: Final = "scratch"
 # `qforge-runner` exits 1 when the calculation failed (its typed error is in result.json)
 # and 2 on invalid input or usage; neither gets better on a retry.
 RUNNER_FAILURE_EXIT_CODES: Final = (1, 2)
+# ... and 143 (128 + SIGTERM) when it was stopped from outside: its pod deleted (by hand,
+# or anything else that deletes pods without a DisruptionTarget condition). Not the
+# calculation's fault: the Job replaces the pod, as it does after a disruption.
+RUNNER_STOPPED_EXIT_CODE: Final = 143
 
 
 
@@ -139,6 +145,15 @@ def _pod_failure_policy() -> dict[str, Any]:
                     "containerName": RUNNER_CONTAINER,
                     "operator": "In",
                     "values": list(RUNNER_FAILURE_EXIT_CODES),
+                },
+            },
+            # Its pod was deleted (SIGTERM): not the calculation's fault either.
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": RUNNER_CONTAINER,
+                    "operator": "In",
+                    "values": [RUNNER_STOPPED_EXIT_CODE],
                 },
             },
         ]

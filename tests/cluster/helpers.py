@@ -43,6 +43,7 @@ POLL_INTERVAL = "0.5"
 
 # kwok reads a fake runner's fate from these pod annotations (tests/kube/kwok-stages.yaml).
 RUN_FOR = "kwok.qforge.io/run-for"
+RUN_FOR_MAX = "kwok.qforge.io/run-for-max"  # with RUN_FOR: a lifetime drawn between them
 EXIT_CODE = "kwok.qforge.io/exit-code"
 REASON = "kwok.qforge.io/reason"
 
@@ -297,6 +298,23 @@ class Site:
             with contextlib.suppress(OSError):
                 parts.append(f"===== {meta}\n{meta.read_text()[:3000]}")
         return "\n".join(parts)
+
+
+def submit_direct(site: Site, count: int) -> list[str]:
+    """`count` water jobs written with the store's own submit (the CLI's start-up would
+    dominate at this size), each with the real harness's result for its spec."""
+    from controller.store.jobstore import JobStore
+    from runner_image.molecule import parse_xyz
+
+    store = JobStore(site.jobs_dir)
+    spec = JobSpec(molecule=parse_xyz(WATER))
+    report = site.results.success(spec)
+    ids = []
+    for _ in range(count):
+        record = store.submit(spec, input_text=WATER)
+        site.write_result(record.job_id, report)
+        ids.append(record.job_id)
+    return ids
 
 
 # ------------------------------------------------------------------------ controller

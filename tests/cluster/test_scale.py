@@ -16,32 +16,14 @@ from typing import Any
 import pytest
 
 from controller.k8s import naming
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
-from tests.cluster.helpers import ROOT, RUN_FOR, JobWatch, Site
+from tests.cluster.helpers import ROOT, RUN_FOR, JobWatch, Site, submit_direct
 from tests.kube import ControlPlane
-from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
 
 # Small requests so that hundreds of fake runner pods fit on the two kwok nodes.
 SMALL = {"RUNNER_CPU": "10m", "RUNNER_MEMORY": "16Mi"}
-
-
-def submit_direct(site: Site, count: int) -> list[str]:
-    """`count` water jobs written with the store's own submit (the CLI's start-up would
-    dominate at this size), each with the real harness's result for its spec."""
-    store = JobStore(site.jobs_dir)
-    spec = JobSpec(molecule=parse_xyz(WATER))
-    report = site.results.success(spec)
-    ids = []
-    for _ in range(count):
-        record = store.submit(spec, input_text=WATER)
-        site.write_result(record.job_id, report)
-        ids.append(record.job_id)
-    return ids
 
 
 def requests_total(cluster: ControlPlane, verb: str, resource: str) -> int:

@@ -292,6 +292,33 @@ class ControlPlane:
         self.owned = True
         return True
 
+    def restart(self, component: str, timeout: float | None = None) -> float:
+        """Restart one daemon of a cluster this handle started (chaos tests): stop it by
+        its PID, start it again with the same arguments (the same data dir, ports and
+        certificates), and wait, bounded, until it and the API server are healthy again.
+        etcd comes back with its data; the API server, the controllers and kwok reconnect
+        on their own. Returns the seconds from the stop to healthy again."""
+        if not self.owned:
+            raise KubeToolsError(f"cluster {self.options.name!r} was not started here")
+        if component not in ("etcd", "kube-apiserver", "kube-controller-manager",
+                             "kube-scheduler", "kwok"):
+            raise KubeToolsError(f"cannot restart {component!r}")
+        t0 = time.monotonic()
+        timeout = self.options.start_timeout if timeout is None else timeout
+        self.supervisor.restart(component)
+        self._write_state()  # its new PID, for reuse and for reaping
+        if component == "etcd":
+            wait_until("etcd /health after its restart", self._etcd_healthy, timeout,
+                       self.supervisor)
+        wait_until(f"kube-apiserver /readyz after restarting {component}", self.healthy,
+                   timeout, self.supervisor)
+        return time.monotonic() - t0
+
+    def _etcd_healthy(self) -> bool:
+        url = f"http://127.0.0.1:{self.ports['etcd']}/health"
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return '"health":"true"' in r.read().decode()
+
     def __enter__(self) -> ControlPlane:
         return self.start()
 
@@ -480,11 +507,7 @@ class ControlPlane:
             ],
         )
 
-        def etcd_ok() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{etcd_client}/health", timeout=2) as r:
-                return '"health":"true"' in r.read().decode()
-
-        wait_until("etcd /health", etcd_ok, timeout, sup)
+        wait_until("etcd /health", self._etcd_healthy, timeout, sup)
 
         # kube-apiserver
         ips = tuple(sorted({"127.0.0.1", KUBERNETES_SERVICE_IP, probe}))

@@ -75,6 +75,9 @@ class Daemon:
     pid: int
     log: Path
     popen: subprocess.Popen[bytes] | None = None
+    # how it was started (Supervisor.start), so that restart() starts it the same way
+    env: Mapping[str, str] | None = None
+    cwd: Path | None = None
 
     def alive(self) -> bool:
         if self.popen is not None:
@@ -146,9 +149,24 @@ class Supervisor:
                 cwd=cwd,
                 start_new_session=True,
             )
-        daemon = Daemon(name, args, popen.pid, log, popen)
+        daemon = Daemon(name, args, popen.pid, log, popen, env, cwd)
         self.daemons.append(daemon)
         return daemon
+
+    def restart(self, name: str, stop_timeout: float = 15.0) -> Daemon:
+        """Stop the daemon called ``name`` by its PID (SIGTERM, SIGKILL after
+        ``stop_timeout``) and start it again with the same arguments, environment and
+        working directory (so the same data dir and ports). Waiting until it is healthy
+        again is the caller's (it knows how to ask). Returns the new Daemon."""
+        index = next((i for i, d in enumerate(self.daemons) if d.name == name), None)
+        if index is None:
+            raise KubeToolsError(f"no daemon {name!r} to restart")
+        old = self.daemons.pop(index)
+        old.stop(timeout=stop_timeout)
+        new = self.start(name, old.argv, env=old.env, cwd=old.cwd)
+        self.daemons.remove(new)
+        self.daemons.insert(index, new)  # stop_all() keeps stopping in reverse start order
+        return new
 
     def check(self) -> None:
         for d in self.daemons:

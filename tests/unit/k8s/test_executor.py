@@ -312,6 +312,27 @@ def test_adopt_creates_the_job_a_crash_left_uncreated(store: JobStore,
     assert executor.active() == {claimed.record.job_id}
 
 
+def test_the_record_names_its_job_only_once_the_api_server_took_it(
+        store: JobStore) -> None:
+    """Found by the chaos test: a controller SIGKILLed between recording the placement
+    and its create reaching the API server left a record naming a Job that never
+    existed; the next controller took it for launched and deleted (and, with a
+    result.json in the folder, COMPLETED a job that never ran)."""
+    writes: list[Any] = []
+    executor = KubernetesExecutor(store, Settings(namespace="ns"), FakeBatch(), FakeCore(),
+                                  submit=writes.append)
+    executor.jobs_listed([], 0.0)
+    claimed = claim(store)
+    executor.launch(claimed)
+    assert executor.updates() == []  # the create is not answered: no Job named yet
+    (create,) = writes
+    create()
+    (update,) = executor.updates()
+    assert update.job_id == claimed.record.job_id
+    assert update.placement is not None
+    assert update.placement.k8s_job == naming.job_name(claimed.record.job_id)
+
+
 def test_adopt_of_a_launched_job_that_is_gone_does_not_relaunch(
         store: JobStore, executor: KubernetesExecutor) -> None:
     claimed = claim(store)

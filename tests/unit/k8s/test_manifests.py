@@ -260,6 +260,12 @@ def test_no_retries_but_disruptions_are_ignored_and_runner_errors_fail_fast() ->
         "onExitCodes": {"containerName": "runner", "operator": "In", "values": [1, 2]},
     }
     assert RUNNER_FAILURE_EXIT_CODES == (1, 2)
+    # a pod deleted by hand: the runner exits 143 on its SIGTERM; the Job replaces it
+    assert rules[2] == {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "runner", "operator": "In", "values": [143]},
+    }
+    assert len(rules) == 3
     # podFailurePolicy requires restartPolicy Never
     assert pod_spec(job())["restartPolicy"] == "Never"
 
