@@ -67,7 +67,11 @@ class LeaderLoop:
                 self.error = None
             except Exception as exc:  # one bad pass never stops the loop
                 self.error = f"{type(exc).__name__}: {exc}"
-                log.exception("Store poll failed")
+                if api_unreachable(exc):
+                    log.warning("Kubernetes API unreachable, retrying at the next pass: %s",
+                                one_line(exc))
+                else:
+                    log.exception("Scheduling pass failed")
             self.last_pass = time.monotonic()
             # While leading: a Job that ends, a submission or a cancel ends the wait.
             if report is not None and self.scheduler is not None:
@@ -103,6 +107,24 @@ class LeaderLoop:
         if self.scheduler is not None:
             self.scheduler.heartbeats.retire()
         self.elector.release()
+
+
+def api_unreachable(exc: BaseException) -> bool:
+    """True for the answers of an API server that is down or restarting (no connection,
+    a timeout, a 5xx): the pass is simply retried, so a warning line says it, not a
+    traceback."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(exc, ApiException):
+        return exc.status is None or exc.status == 0 or exc.status >= 500
+    return isinstance(exc, HTTPError | ConnectionError | TimeoutError)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short log line (urllib3's messages nest and span lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _clients(settings: Settings, metrics: ControllerMetrics | None = None

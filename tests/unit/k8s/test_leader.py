@@ -215,3 +215,62 @@ def test_lease_times_never_fall_on_a_whole_second(monkeypatch: Any) -> None:
 
     monkeypatch.setattr(leader, "datetime", OnTheSecond)
     assert leader._now().isoformat() == "2026-01-01T12:00:00.000001+00:00"
+
+
+def test_an_unreachable_api_server_is_a_warning_line_and_a_bug_is_a_traceback() -> None:
+    """While kube-apiserver restarts every pass fails; that is a one-line warning (the
+    chaos tier saw 48 tracebacks in one restart before), while any other failure keeps
+    its traceback."""
+    import logging
+
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    from controller.k8s.operator import api_unreachable, one_line
+
+    refused = MaxRetryError(None, "/apis/coordination.k8s.io/v1/leases",  # type: ignore[arg-type]
+                            NewConnectionError(None, "Connection refused\n(errno 111)"))  # type: ignore[arg-type]
+    assert api_unreachable(refused)
+    assert api_unreachable(ApiException(status=503))
+    assert api_unreachable(ApiException(status=0))
+    assert api_unreachable(ConnectionRefusedError())
+    assert not api_unreachable(ApiException(status=403))
+    assert not api_unreachable(ValueError("a bug"))
+    line = one_line(refused)
+    assert "\n" not in line and line.startswith("MaxRetryError: ")
+    assert len(one_line(ValueError("x" * 1000))) == 300
+
+    class Failing:
+        def __init__(self, exc: Exception) -> None:
+            self.exc = exc
+
+        def try_acquire_or_renew(self) -> bool:
+            raise self.exc
+
+        def release(self) -> None:
+            pass
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("controller.k8s.operator")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        for exc in (refused, ValueError("a bug")):
+            loop = LeaderLoop(Settings(poll_interval=0.05), lambda: None,  # type: ignore[arg-type,return-value]
+                              SimpleNamespace(), Failing(exc))  # type: ignore[arg-type]
+            loop.thread.start()
+            threading.Event().wait(0.2)
+            loop.stop.set()
+            loop.thread.join(timeout=10)
+            assert not loop.thread.is_alive()
+    finally:
+        logger.removeHandler(handler)
+    unreachable = [r for r in records if r.getMessage().startswith("Kubernetes API unreachable")]
+    bugs = [r for r in records if r.getMessage() == "Scheduling pass failed"]
+    assert unreachable and all(r.levelno == logging.WARNING and r.exc_info is None
+                               for r in unreachable)
+    assert bugs and all(r.exc_info is not None for r in bugs)
