@@ -332,11 +332,17 @@ class KubernetesExecutor:
         return outcomes
 
     def updates(self) -> list[Update]:
+        """Placement changes worth a record write: the pod on its node, or why it
+        waits. A pod not yet scheduled, with nothing to say, is not one (each update is
+        a write to the store in the scheduling thread; most pods are bound a moment
+        after they exist)."""
         out: list[Update] = []
         with self._lock:
             for job_id, t in self._tracked.items():
                 pod = self._pods.get(t.name)
                 waiting = pod.waiting_reason if pod else None
+                if pod is not None and pod.node is None and waiting is None:
+                    continue
                 key = (pod.name if pod else None, pod.node if pod else None, waiting)
                 if key != t.last_update:
                     t.last_update = key

@@ -454,3 +454,21 @@ def test_the_runner_job_carries_the_records_group(store: JobStore,
     (job,) = executor.batch.jobs.values()
     assert job["metadata"]["labels"]["qforge.io/group"] == "campaign-7"
     assert job["spec"]["template"]["metadata"]["labels"]["qforge.io/group"] == "campaign-7"
+
+
+def test_a_pod_not_yet_scheduled_is_no_record_update(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    job_id = claimed.record.job_id
+    executor.observe_job(executor.batch.jobs[name])
+    unbound = _pod(name, job_id, "Pending")
+    unbound["spec"] = {}
+    executor.observe_pod(unbound)
+    assert executor.updates() == []  # nothing to say yet: no write to the store
+    executor.observe_pod(_pod(name, job_id, "Running"))
+    (update,) = executor.updates()
+    assert update.placement is not None and update.placement.node == "n1"
+    assert update.placement.pod == f"{name}-x"
+    assert executor.updates() == []  # said once
