@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -246,8 +247,13 @@ def restart(site: Site, kube: Any) -> float:
     return first
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by hand: the cluster goes too
     tmp = Path(os.environ.get("BENCH_SCALE_DIR", f"/tmp/qforge-bench-scale-{os.getpid()}"))
     tmp.mkdir(parents=True, exist_ok=True)
     options = ClusterOptions(name=f"bench-scale-{os.getpid()}", kwok_nodes=5,
