@@ -16,7 +16,13 @@ down at the end, whatever happens.
               PersistentVolume folder every 0.1 s until COMPLETED; vs
               `ctr -n k8s.io run --rm` of the runner image on a folder holding the same
               spec (as the image's user 10001, with the pod's CPU and 1Gi). Median of
-              --runs each; ratio and absolute overhead.
+              --runs each; ratio and absolute overhead. And the target of issue 10:
+              the median vs the runner pod's own lifetime (created, seen by the
+              bench's own pod watch -> the runner's end, from result.json; the pod's
+              whole-second stamps beside it) + 1.5 s, with the median of each stage:
+              in store (kubectl exec of the submit), store to Job, Job to pod, pod to
+              runner start, runner end to recorded, recorded to seen, and the
+              kubelet's runner end to pod ended for comparison.
   throughput  --jobs water jobs at cap --cap: all submitted through `kubectl exec`, timed
               from the first submit to the last COMPLETED; vs a shell loop creating the
               same Jobs (controller.k8s.manifests.build_job_manifest with the chart's
@@ -26,7 +32,7 @@ down at the end, whatever happens.
               managed-by label, so it neither sees nor counts them. Ratio = loop time /
               qforge time; target >= 0.9.
 
-Prints one `bench:` line on stdout (progress on stderr). Needs root and the pinned
+Prints two `bench:` lines on stdout (progress on stderr). Needs root and the pinned
 Kubernetes binaries (`make k8s-tools`); without them it prints a `bench:` line saying
 it was skipped. Knobs: --runs/BENCH_E2E_RUNS (10), --jobs/BENCH_E2E_JOBS (30),
 --cap/BENCH_E2E_CAP (3), --runner-cpu/BENCH_E2E_RUNNER_CPU (500m),
@@ -42,7 +48,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,11 +192,58 @@ class Bench:
                     raise BenchError(f"{len(pending)} jobs not COMPLETED after {timeout:.0f}s")
                 time.sleep(0.1)
 
-    def qforge_latency(self) -> float:
-        t0 = time.monotonic()
+    def qforge_latency(self, seen: Seen | None = None) -> tuple[float, dict[str, float]]:
+        """Seconds from submit to COMPLETED seen on the store, and where they went
+        (stages on the host clock: the node is this machine)."""
+        t0, wall0 = time.monotonic(), time.time()
         job_id = self.submit(WATER)
         self.wait_all([job_id], timeout=300)
-        return time.monotonic() - t0
+        total = time.monotonic() - t0
+        return total, self.stages(job_id, wall0, wall0 + total, seen)
+
+    def stages(self, job_id: str, submitted: float, observed: float,
+               seen: Seen | None) -> dict[str, float]:
+        record = json.loads((self.store / job_id / "metadata.json").read_text())
+        report = json.loads((self.store / job_id / "result.json").read_text())
+        name = str((record.get("placement") or {}).get("k8s_job") or "")
+        deadline = time.monotonic() + 60
+        while True:  # COMPLETED can come before the kubelet has reported the pod ended
+            pod = json.loads(self.k("get", "pods", "-l",
+                                    f"batch.kubernetes.io/job-name={name}",
+                                    "-o", "json").stdout)["items"][0]
+            statuses = pod["status"].get("containerStatuses") or [{}]
+            term = (statuses[0].get("state") or {}).get("terminated")
+            if term:
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f"pod of {name} not ended 60 s after COMPLETED")
+            time.sleep(0.2)
+        out = {"total": observed - submitted,
+               "in store": _stamp(record["created_at"]) - submitted,
+               "runner ran": _stamp(report["finished_at"]) - _stamp(report["started_at"]),
+               "recorded to seen": observed - _stamp(record["finished_at"])}
+        # the pod's own timestamps (whole seconds): created -> container finished
+        out["pod life (stamps)"] = (_stamp(term["finishedAt"])
+                                    - _stamp(pod["metadata"]["creationTimestamp"]))
+        if seen is not None:
+            deadline = time.monotonic() + 5  # the watch's event may trail kubectl's read
+            while seen.first(name, "pod ended") is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            job_at = seen.first(name, "job")
+            pod_at = seen.first(name, "pod")
+            ended = seen.first(name, "pod ended")
+            if job_at is not None and pod_at is not None:
+                out["store to Job"] = job_at - _stamp(record["created_at"])
+                out["Job to pod"] = pod_at - job_at
+                out["pod to runner start"] = _stamp(report["started_at"]) - pod_at
+                # the pod's lifetime at sub-second grain: created (seen by a watch a
+                # few ms later) -> the runner's own end (its container exits then)
+                out["pod life"] = _stamp(report["finished_at"]) - pod_at
+            out["runner end to recorded"] = (_stamp(record["finished_at"])
+                                             - _stamp(report["finished_at"]))
+            if ended is not None:  # the kubelet's report, for comparison
+                out["runner end to pod ended"] = ended - _stamp(report["finished_at"])
+        return out
 
     def qforge_throughput(self, count: int) -> float:
         t0 = time.monotonic()
@@ -283,6 +338,65 @@ class Bench:
         return took
 
 
+def _stamp(text: str) -> float:
+    """An RFC 3339 / ISO-8601 UTC timestamp (with or without fractions) in epoch seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class Seen:
+    """When this machine first saw each runner Job, its pod, and its pod ended: two
+    watches (the bench's own, beside the controller's), host clock."""
+
+    def __init__(self, kubeconfig: str) -> None:
+        from kubernetes import config
+
+        self.api = config.new_client_from_config(config_file=kubeconfig)
+        self.times: dict[tuple[str, str], float] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(kind,), daemon=True)
+                        for kind in ("job", "pod")]
+        for t in self.threads:
+            t.start()
+
+    def first(self, name: str, what: str) -> float | None:
+        with self.lock:
+            return self.times.get((name, what))
+
+    def _note(self, name: str, what: str) -> None:
+        with self.lock:
+            self.times.setdefault((name, what), time.time())
+
+    def _run(self, kind: str) -> None:
+        from kubernetes import client, watch
+
+        call = (client.BatchV1Api(self.api).list_namespaced_job if kind == "job"
+                else client.CoreV1Api(self.api).list_namespaced_pod)
+        while not self.stop.is_set():
+            try:
+                for event in watch.Watch().stream(call, NAMESPACE, timeout_seconds=5,
+                                                  label_selector=naming.LABEL_MANAGED_BY):
+                    obj = event["raw_object"]
+                    meta = obj.get("metadata") or {}
+                    if kind == "job":
+                        self._note(str(meta.get("name")), "job")
+                        continue
+                    job = (meta.get("labels") or {}).get("batch.kubernetes.io/job-name")
+                    if not job:
+                        continue
+                    self._note(str(job), "pod")
+                    if (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                        self._note(str(job), "pod ended")
+            except Exception as exc:  # a broken watch: start again
+                log(f"bench watch of {kind}s: {exc}")
+                self.stop.wait(0.5)
+
+    def close(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+
 def _cores(quantity: str) -> float:
     """A Kubernetes CPU quantity ("1", "500m") in cores, for `ctr run --cpus`."""
     return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
@@ -352,14 +466,33 @@ def main() -> int:
         image = bench.ctr_image(runner)
         cpus = _cores(args.runner_cpu)
         bench.ctr_latency(image, spec, 0, cpus)  # warm-up (not counted)
-        bench.qforge_latency()
+        seen = Seen(str(cluster.kubeconfig))
+        bench.qforge_latency(seen)
         ctr_times, qf_times = [], []
+        stages: dict[str, list[float]] = {}
         for i in range(args.runs):  # alternate, so load elsewhere hits both alike
             ctr_times.append(bench.ctr_latency(image, spec, i + 1, cpus))
-            qf_times.append(bench.qforge_latency())
-            log(f"latency {i + 1}/{args.runs}: qforge {qf_times[-1]:.2f}s, "
-                f"ctr run {ctr_times[-1]:.2f}s")
+            took, parts = bench.qforge_latency(seen)
+            qf_times.append(took)
+            for key, value in parts.items():
+                stages.setdefault(key, []).append(value)
+            log(f"latency {i + 1}/{args.runs}: qforge {took:.2f}s, "
+                f"ctr run {ctr_times[-1]:.2f}s; " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in parts.items()))
+        seen.close()
         qf_lat, ctr_lat = median(qf_times), median(ctr_times)
+        life_key = "pod life" if "pod life" in stages else "pod life (stamps)"
+        life = median(stages[life_key])
+        breakdown = "; ".join(f"{k} {median(v):.2f}" for k, v in stages.items()
+                              if k != "total")
+        lat_verdict = "met" if qf_lat <= life + 1.5 else "NOT met"
+        print(
+            f"bench: e2e latency water submit->COMPLETED median of {args.runs} "
+            f"{qf_lat:.2f} s vs the runner pod's own lifetime {life:.2f} s "
+            f"(+{qf_lat - life:.2f} s; target <= +1.5 s): {lat_verdict}; "
+            f"medians: {breakdown} (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
 
         qf_tp = bench.qforge_throughput(args.jobs)
         log(f"throughput: qforge {args.jobs} jobs in {qf_tp:.1f}s")

@@ -89,7 +89,7 @@ class Settings(BaseModel):
     kube_api_writers: int = Field(8, ge=1, le=64)
     # Safety net of the watch-fed view of runner Jobs: a full LIST this often while
     # Jobs run (besides the one at start and one after a broken watch).
-    kube_resync_seconds: float = Field(60, ge=1)
+    kube_resync_seconds: float = Field(300, ge=1)
     # LAUNCH_EVENTS: also post an Event when a Job is launched (one more API write per
     # job; the Job's own labels and the Job controller's SuccessfulCreate say as much).
     launch_events: bool = False

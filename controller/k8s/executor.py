@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 # How long adoption waits for the first full listing of the release's Jobs.
 SYNC_TIMEOUT = 60.0
+# The early look for result.json of Jobs whose pod runs: this often, and at most this
+# many looks (a stat on the job store) a second in all, however many pods run.
+RESULT_EVERY = 0.25
+RESULT_LOOKS_PER_SECOND = 200
 
 Submit = Callable[[Callable[[], None]], None]
 
@@ -67,6 +71,7 @@ class _Tracked:
     dirty: bool = True  # something changed since its last verdict
     pending_since: float | None = None  # its pod unschedulable since (clock)
     unfit: str | None = None  # the autoscaler's word: no node it can make fits the pod
+    result_seen: bool = False  # its pod is on a node and result.json is in its folder
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
 
@@ -92,6 +97,9 @@ class KubernetesExecutor:
         self._releasing: set[str] = set()  # Jobs whose finalizer is being taken off
         self._wake: threading.Event | None = None
         self._clock = clock
+        self._closed = threading.Event()
+        self._results: threading.Thread | None = None
+        self._next_look = 0  # round-robin offset of the result looks
         self.view = JobView()
         self.synced = threading.Event()
         self.bucket = TokenBucket(settings.kube_api_qps, settings.kube_api_burst)
@@ -110,6 +118,50 @@ class KubernetesExecutor:
 
     def attach(self, wake: threading.Event) -> None:
         self._wake = wake
+        if self._results is None and self._pool is not None:  # not under unit tests
+            self._results = threading.Thread(target=self._watch_results, daemon=True,
+                                             name="result-looks")
+            self._results.start()
+
+    # ---------------------------------------------------------- early results
+    def _watch_results(self) -> None:
+        while not self._closed.wait(RESULT_EVERY):
+            try:
+                self.look_for_results()
+            except Exception:  # never dies of one look
+                log.exception("Looking for result.json failed")
+
+    def look_for_results(self) -> int:
+        """A job's result is in the store the moment its runner renames result.json
+        into place (last, after every other file). The pod's Succeeded phase comes
+        1-2 s later (the kubelet notices the exit at its next relist, then reports).
+        So the folders of Jobs whose pod is on its node and has not ended are looked
+        at (a short runner is over before the kubelet reports the pod Running), a
+        bounded number each time: a success found there is that job's outcome at once
+        (the slot is still counted until the Job's own status frees it). Returns the
+        looks made."""
+        with self._lock:
+            running = [(job_id, t.name) for job_id, t in self._tracked.items()
+                       if not t.result_seen and not t.cancelled
+                       and (pod := self._pods.get(t.name)) is not None
+                       and pod.node is not None and pod.phase in ("Pending", "Running")]
+        if not running:
+            return 0
+        budget = max(1, int(RESULT_LOOKS_PER_SECOND * RESULT_EVERY))
+        start = self._next_look % len(running)
+        batch = (running[start:] + running[:start])[:budget]
+        self._next_look = start + len(batch)
+        found = [(job_id, name) for job_id, name in batch
+                 if (self.store.layout.job_dir(job_id) / "result.json").exists()]
+        if found:
+            with self._lock:
+                for job_id, name in found:
+                    t = self._tracked.get(job_id)
+                    if t is not None and t.name == name:
+                        t.result_seen = True
+                        t.dirty = True
+            self._poke()
+        return len(batch)
 
     def _poke(self) -> None:
         if self._wake is not None:
@@ -343,11 +395,17 @@ class KubernetesExecutor:
         return outcomes
 
     def updates(self) -> list[Update]:
+        """Placement changes worth a record write: the pod on its node, or why it
+        waits. A pod not yet scheduled, with nothing to say, is not one (each update is
+        a write to the store in the scheduling thread; most pods are bound a moment
+        after they exist)."""
         out: list[Update] = []
         with self._lock:
             for job_id, t in self._tracked.items():
                 pod = self._pods.get(t.name)
                 waiting = pod.waiting_reason if pod else None
+                if pod is not None and pod.node is None and waiting is None:
+                    continue
                 key = (pod.name if pod else None, pod.node if pod else None, waiting)
                 # Only once the API server has taken the Job: a record naming its Job
                 # means "launched" to the next leader's adoption (named but absent:
@@ -369,6 +427,9 @@ class KubernetesExecutor:
         return []
 
     def close(self) -> None:
+        self._closed.set()
+        if self._results is not None:
+            self._results.join(timeout=5)
         if self._pool is not None:
             # writes not started are dropped: a create's job is adopted (and created) by
             # the next controller, a finalizer is swept at its first listing
@@ -488,6 +549,13 @@ class KubernetesExecutor:
         finished = job_end_state(job) if job else None
         if finished is None and pod is not None and pod.phase == "Succeeded":
             finished = "Complete"  # the pod's own end, before the Job controller counts it
+        early = None
+        if finished is None and t.result_seen:  # its runner's success, before the pod's
+            early = self._report(job_id)
+            if early is not None and early.success and _this_run(early, t):
+                finished = "Complete"
+            else:
+                early = None  # a failure waits for the pod (and the Job) to say how
         deleting = t.deleted or (state is not None and state.deleting and finished is None)
         if finished == "Failed" and (pod is None or pod.phase not in ("Failed", "Succeeded")):
             pod = self._final_pod(t, pod)
@@ -496,7 +564,7 @@ class KubernetesExecutor:
             return Outcome(job_id, placement=placement, error=JobError(
                 type=ErrorType.cancelled, message="cancelled by user; its Kubernetes Job "
                                                   f"{t.name} was deleted"))
-        report = self._report(job_id) if finished or deleting else None
+        report = early or (self._report(job_id) if finished or deleting else None)
         uid = _uid(job)
         if finished == "Complete" or (deleting and finished is None and report is not None):
             if report is not None and report.success:
@@ -694,6 +762,13 @@ class KubernetesExecutor:
         except (ApiException, OSError, NoAnswer) as exc:  # best effort; never fail a job
             log.warning("Could not post Event %s on Job %s: %s", reason, name,
                         getattr(exc, "reason", exc))
+
+
+def _this_run(report: RunReport, t: _Tracked) -> bool:
+    """The report was written by this launch, not left by an earlier attempt: it began
+    after the job was claimed (the same ISO-8601 format sorts as time does)."""
+    claimed_at = t.claimed.record.started_at
+    return claimed_at is None or report.started_at >= claimed_at
 
 
 def _logged(task: Callable[[], None]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 
 from controller.k8s import naming
+from controller.k8s.compact import compact_job, compact_pod
 from controller.k8s.executor import KubernetesExecutor
 from controller.k8s.leader import LeaseElector
 from controller.k8s.watch import ListWatch
@@ -127,6 +128,11 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _never(age: float) -> bool:
+    del age
+    return False
+
+
 def _clients(settings: Settings, metrics: ControllerMetrics | None = None
              ) -> tuple[Any, Any, Any]:
     from kubernetes import client, config
@@ -164,13 +170,17 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     watches = [
         ListWatch("jobs", batch.list_namespaced_job, qsettings.namespace, selector,
                   on_list=executor.jobs_listed, on_event=executor.job_event,
-                  resync_due=executor.resync_due, bucket=executor.bucket),
+                  resync_due=executor.resync_due, bucket=executor.bucket,
+                  compact=compact_job),
         ListWatch("pods", core.list_namespaced_pod, qsettings.namespace, selector,
                   on_list=executor.pods_listed if metrics is None
                   else metrics.kubernetes.pods.tee_list(executor.pods_listed),
                   on_event=executor.pod_event if metrics is None
                   else metrics.kubernetes.pods.tee_event(executor.pod_event),
-                  resync_due=executor.resync_due, bucket=executor.bucket),
+                  # no safety net for pods: the Jobs' view decides the cap and outcomes;
+                  # a pod is listed again only when its watch cannot be resumed
+                  resync_due=_never, bucket=executor.bucket,
+                  compact=compact_pod),
     ]
     for watch in watches:
         watch.start()

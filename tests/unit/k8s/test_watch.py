@@ -76,3 +76,20 @@ def test_the_safety_net_ends_the_watch_for_a_listing() -> None:
                        {"type": "MODIFIED", "object": job("j0", 8)}]])
     lw, got = feed(api, due=True)
     assert lw._watch("5") is None and got == [("MODIFIED", "j0")]
+
+
+def test_every_listed_and_watched_object_is_compacted() -> None:
+    api = FakeApi(LIST_PAGE + 3, [[{"type": "MODIFIED", "object": job("j0", 900)}]])
+    for item in api.items:
+        item["spec"] = {"template": {"big": "x" * 100}}
+    seen: list[dict[str, Any]] = []
+
+    def compact(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": obj["metadata"], "small": True}
+
+    lw = ListWatch("jobs", api, "ns", "a=b",
+                   on_list=lambda items, at: seen.extend(items),
+                   on_event=lambda kind, obj: seen.append(obj),
+                   resync_due=lambda age: False, compact=compact)
+    lw._watch(lw._list())
+    assert len(seen) == LIST_PAGE + 4 and all(o.get("small") for o in seen)
