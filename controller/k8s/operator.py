@@ -5,9 +5,10 @@ release's Lease, and while it leads, the scheduling core drives the Kubernetes
 executor) runs in a thread started in `@kopf.on.startup`, kept in memo and stopped in
 `@kopf.on.cleanup`. The release's runner Jobs and pods are followed by the executor's
 own list-then-watch threads (controller/k8s/watch.py: paginated raw-JSON listings, a
-LIST only at start, after a broken watch and as a once-a-minute safety net), which
-write nothing on them. The kopf liveness probe: kopf's health endpoint runs the probe
-below, which fails when the leader loop has not finished a pass within 3 poll intervals.
+LIST only at start, after a broken watch, and for the Jobs a safety net every
+KUBE_RESYNC_SECONDS, 300 s by default), which write nothing on them. The kopf
+liveness probe: kopf's health endpoint runs the probe below, which fails when the
+leader loop has not finished a pass within 3 poll intervals.
 """
 
 from __future__ import annotations
