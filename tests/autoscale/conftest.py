@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import Results, Site, api_client
+from tests.cluster.helpers import (
+    Results,
+    Site,
+    api_client,
+    diagnostics_section,
+    namespace_prefix,
+)
 from tests.kube.autoscale import AutoscaleCluster, AutoscaleOptions
 from tests.kube.controlplane import default_run_root
 from tests.kube.fixtures import (
@@ -37,15 +43,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A failed test's report carries the controllers' logs and the namespace's state,
     plus Karpenter's nodes and claims."""
     report = yield
-    site = getattr(item, "funcargs", {}).get("site")
-    if report.failed and report.when == "call" and isinstance(site, Site):
-        try:
-            text = site.diagnostics()
-            text += "\n===== nodes\n" + site.cluster.kubectl(
-                "get", "nodes,nodeclaims", "-o", "wide", check=False).stdout
-        except Exception as exc:  # the report matters more than the diagnostics
-            text = f"(could not gather diagnostics: {exc})"
-        report.sections.append((f"diagnostics of namespace {site.namespace}", text))
+    diagnostics_section(item, report, lambda site: "\n===== nodes\n" + site.cluster.kubectl(
+        "get", "nodes,nodeclaims", "-o", "wide", check=False).stdout)
     return report
 
 
@@ -88,8 +87,8 @@ def site(autoscale_cluster: AutoscaleCluster, tmp_path: Path, results: Results,
          request: pytest.FixtureRequest) -> Iterator[Site]:
     """A namespace (PodSecurity `restricted`) and its job store; teardown stops every
     controller the test started (by PID)."""
-    prefix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))
-    site = Site.create(autoscale_cluster, tmp_path, results, prefix[:40].strip("-"))
+    site = Site.create(autoscale_cluster, tmp_path, results,
+                       namespace_prefix(request.node.name))
     yield site
     for ctl in site.controllers:
         ctl.stop()

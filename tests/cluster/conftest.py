@@ -3,7 +3,6 @@ namespace + job store + controller(s) per test, and what to print when a test fa
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import NodeLeases, Results, Site, api_client
+from tests.cluster.helpers import (
+    NodeLeases,
+    Results,
+    Site,
+    api_client,
+    diagnostics_section,
+    namespace_prefix,
+)
 from tests.kube import ControlPlane
 from tests.kube.fixtures import control_plane, kube_tools
 
@@ -28,13 +34,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A failed test's report carries what a person would look at: the controllers'
     logs, `kubectl get/describe` of its namespace, the job records."""
     report = yield
-    site = getattr(item, "funcargs", {}).get("site")
-    if report.failed and report.when == "call" and isinstance(site, Site):
-        try:
-            text = site.diagnostics()
-        except Exception as exc:  # the report matters more than the diagnostics
-            text = f"(could not gather diagnostics: {exc})"
-        report.sections.append((f"diagnostics of namespace {site.namespace}", text))
+    diagnostics_section(item, report)
     return report
 
 
@@ -67,10 +67,9 @@ def site(control_plane: ControlPlane, tmp_path: Path, results: Results,
          request: pytest.FixtureRequest) -> Iterator[Site]:
     """A namespace enforcing PodSecurity `restricted`, its job store on a bound PVC, and
     teardown that stops every controller the test started (by PID)."""
-    prefix = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))
     # @pytest.mark.bare_site: the namespace and the PV only (a chart creates the claim)
     bare = request.node.get_closest_marker("bare_site") is not None
-    site = Site.create(control_plane, tmp_path, results, prefix[:40].strip("-"),
+    site = Site.create(control_plane, tmp_path, results, namespace_prefix(request.node.name),
                        claim=not bare)
     yield site
     for ctl in site.controllers:

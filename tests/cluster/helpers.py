@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -298,6 +299,25 @@ class Site:
             with contextlib.suppress(OSError):
                 parts.append(f"===== {meta}\n{meta.read_text()[:3000]}")
         return "\n".join(parts)
+
+
+def namespace_prefix(test_name: str) -> str:
+    """A test's name as the prefix of its namespace (DNS-label characters, 40 at most)."""
+    return re.sub(r"[^a-z0-9]+", "-", test_name.lower().removeprefix("test_"))[:40].strip("-")
+
+
+def diagnostics_section(item: Any, report: Any,
+                        extra: Callable[[Site], str] | None = None) -> None:
+    """On a failed call, add the site's diagnostics (plus `extra`'s) to the test's
+    report, for the tiers' `pytest_runtest_makereport` hooks."""
+    site = getattr(item, "funcargs", {}).get("site")
+    if not (report.failed and report.when == "call" and isinstance(site, Site)):
+        return
+    try:
+        text = site.diagnostics() + (extra(site) if extra is not None else "")
+    except Exception as exc:  # the report matters more than the diagnostics
+        text = f"(could not gather diagnostics: {exc})"
+    report.sections.append((f"diagnostics of namespace {site.namespace}", text))
 
 
 def submit_direct(site: Site, count: int) -> list[str]:

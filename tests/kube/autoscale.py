@@ -32,7 +32,6 @@ import os
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,19 +251,4 @@ class AutoscaleCluster(ControlPlane):
                                  '{"metadata":{"finalizers":null}}', check=False)
         print("warning: Karpenter had not removed its nodes within 60 s; finalizers "
               "stripped", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def running_autoscale_cluster(options: AutoscaleOptions | None = None) -> Iterator[
-        AutoscaleCluster]:
-    cluster = AutoscaleCluster(options)
-    cluster.start()
-    failed = False
-    try:
-        yield cluster
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        cluster.stop(keep_logs=failed)
 
