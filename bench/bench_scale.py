@@ -35,6 +35,7 @@ from benchlib import env_int, log
 
 from controller.k8s import naming
 from controller.k8s.manifests import build_job_manifest
+from controller.k8s.watch import ListWatch
 from controller.record import JobRecord, Status
 from controller.settings import Settings
 from controller.store.jobstore import JobStore
@@ -55,48 +56,39 @@ WRITERS = Settings().kube_api_writers
 
 
 class Watch:
-    """Arrival time of every Job of the namespace, and which have succeeded."""
+    """Arrival time of every Job of the namespace, and which have succeeded: the
+    controller's own list-then-watch (raw JSON, no client model objects, which would cost
+    the bench process more CPU than the requests themselves)."""
 
     def __init__(self, kube: Any, namespace: str) -> None:
         from kubernetes import client
 
-        self.batch = client.BatchV1Api(kube)
-        self.namespace = namespace
         self.added: dict[str, float] = {}
         self.done: set[str] = set()
         self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.ready.wait(30)
+        self.feed = ListWatch("Jobs", client.BatchV1Api(kube).list_namespaced_job, namespace,
+                              "", on_list=self._listed, on_event=self._event,
+                              resync_due=lambda age: False)
+        self.feed.start()
+        self.feed.synced.wait(30)
 
-    def _run(self) -> None:
-        from kubernetes import watch
+    def _seen(self, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        self.added.setdefault(name, time.monotonic())
+        if (obj.get("status") or {}).get("succeeded"):
+            self.done.add(name)
 
-        listed = json.loads(self.batch.list_namespaced_job(
-            self.namespace, _preload_content=False).data)
-        rv = listed["metadata"]["resourceVersion"]
+    def _listed(self, items: list[dict[str, Any]], started: float) -> None:
         with self.lock:
-            for obj in listed.get("items") or []:
-                self.added.setdefault(obj["metadata"]["name"], time.monotonic())
-                if (obj.get("status") or {}).get("succeeded"):
-                    self.done.add(obj["metadata"]["name"])
-        self.ready.set()
-        while not self.stop.is_set():
-            for event in watch.Watch().stream(self.batch.list_namespaced_job, self.namespace,
-                                              resource_version=rv, timeout_seconds=5):
-                obj = event["raw_object"]
-                rv = obj["metadata"]["resourceVersion"]
-                name = obj["metadata"]["name"]
-                with self.lock:
-                    self.added.setdefault(name, time.monotonic())
-                    if (obj.get("status") or {}).get("succeeded"):
-                        self.done.add(name)
+            for obj in items:
+                self._seen(obj)
+
+    def _event(self, kind: str, obj: dict[str, Any]) -> None:
+        with self.lock:
+            self._seen(obj)
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=15)
+        self.feed.close()
 
 
 def launch_rate(times: list[float]) -> float:
@@ -256,8 +248,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stopped by hand: the cluster goes too
     tmp = Path(os.environ.get("BENCH_SCALE_DIR", f"/tmp/qforge-bench-scale-{os.getpid()}"))
     tmp.mkdir(parents=True, exist_ok=True)
+    # the control plane tuned for batch throughput on a small machine (README, "Scale")
     options = ClusterOptions(name=f"bench-scale-{os.getpid()}", kwok_nodes=5,
-                             node_pods="1000", node_cpu="1000", node_memory="4000Gi")
+                             node_pods="1000", node_cpu="1000", node_memory="4000Gi",
+                             go_gc=400, priority_and_fairness=False)
     cluster = ControlPlane(options)
     cluster.start()
     try:

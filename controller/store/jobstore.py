@@ -174,6 +174,8 @@ class JobStore:
         self.root = self.layout.root
         # queued()'s memo: the last listing of the queue folder and its keys in order.
         self._queue_memo = _QueueMemo((0, 0), 0.0, 0.0, [], [], {})
+        # running marker name -> parsed marker, from the last listing of `running`
+        self._markers_parsed: dict[str, RunningMarker | None] = {}
         self._listings: dict[Path, _Listing] = {}
         self._written = _Written()
 
@@ -477,11 +479,17 @@ class JobStore:
             return True
 
     def running_markers(self) -> list[RunningMarker]:
+        """Every running marker, listed afresh (a pass calls this several times, with
+        hundreds of jobs running: a name parsed at the last listing is not parsed
+        again; parsing is a function of the name alone)."""
         try:
             names = os.listdir(self.layout.running)
         except FileNotFoundError:
             return []
-        return [m for m in map(RunningMarker.parse, names) if m is not None]
+        before = self._markers_parsed
+        parsed = {n: before[n] if n in before else RunningMarker.parse(n) for n in names}
+        self._markers_parsed = parsed  # one assignment: safe across threads
+        return [m for m in parsed.values() if m is not None]
 
     def claim(self, key: QueueKey, instance: str, placement: Placement, *,
               write: bool = True) -> Claimed | None:

@@ -68,6 +68,13 @@ class ClusterOptions:
     kube_api_qps: int = 300
     kube_api_burst: int = 600
     concurrent_job_syncs: int = 50
+    # For the heaviest benchmarks (bench/bench_scale.py), where the control plane's own
+    # CPU on a small machine is the limit: GOGC of its Go processes (None: Go's default,
+    # 100; 400 trades memory, which the benchmark machine has, for less collection), and
+    # whether kube-apiserver runs API Priority and Fairness (its per-request queuing;
+    # the 429 test of tests/cluster needs it on).
+    go_gc: int | None = None
+    priority_and_fairness: bool = True
     start_timeout: float = 90.0
     # the API server's address; a real node needs one that pods can reach
     bind_address: str = "127.0.0.1"
@@ -483,6 +490,7 @@ class ControlPlane:
         t = self.tools
 
         # etcd
+        go = self._go_env()
         sup.start(
             "etcd",
             [
@@ -505,6 +513,7 @@ class ControlPlane:
                 "--log-level",
                 "warn",
             ],
+            env=go,
         )
 
         wait_until("etcd /health", self._etcd_healthy, timeout, sup)
@@ -572,7 +581,9 @@ class ControlPlane:
             # loopback may not be an endpoint of the `kubernetes` Service; nothing in the
             # cluster needs to reach the API in this mode (kwok pods run nothing)
             api_args += ["--endpoint-reconciler-type", "none"]
-        sup.start("kube-apiserver", api_args)
+        if not self.options.priority_and_fairness:
+            api_args += ["--enable-priority-and-fairness=false"]
+        sup.start("kube-apiserver", api_args, env=go)
         self.kubeconfig.write_text(
             json.dumps(_kubeconfig(self.server, pki.ca.cert, "admin", admin), indent=2)
         )
@@ -622,6 +633,7 @@ class ControlPlane:
                 f"--kube-api-burst={self.options.kube_api_burst}",
                 f"--concurrent-job-syncs={self.options.concurrent_job_syncs}",
             ],
+            env=go,
         )
         sched_kc = self.run_dir / "scheduler.kubeconfig"
         sup.start(
@@ -644,6 +656,7 @@ class ControlPlane:
                 f"--kube-api-qps={self.options.kube_api_qps}",
                 f"--kube-api-burst={self.options.kube_api_burst}",
             ],
+            env=go,
         )
         insecure = _insecure_ctx()
         for comp, port in (("kube-controller-manager", cm), ("kube-scheduler", sched)):
@@ -666,6 +679,9 @@ class ControlPlane:
             f"{time.monotonic() - t0:.1f}s: KUBECONFIG={self.kubeconfig}",
             file=sys.stderr,
         )
+
+    def _go_env(self) -> dict[str, str] | None:
+        return None if self.options.go_gc is None else {"GOGC": str(self.options.go_gc)}
 
     def _start_nodes(self, pki: PKI) -> None:
         """kwok and its fake nodes (the real-node mode overrides this)."""
@@ -690,6 +706,7 @@ class ControlPlane:
                 "--server-address",
                 f"127.0.0.1:{self.ports['kwok']}",
             ],
+            env=self._go_env(),
         )
         nodes = [self._kwok_node(i) for i in range(self.options.kwok_nodes)]
         self.apply(nodes)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from controller.record import Placement, Status
 from controller.store.index import IndexKeeper
 from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore, StoreError
-from controller.store.layout import QueueKey
+from controller.store.layout import QueueKey, RunningMarker
 
 from .conftest import WATER, water_spec
 
@@ -58,6 +58,31 @@ def test_queue_key_round_trip() -> None:
     assert QueueKey.parse(key.name) == key
     assert key.priority == -1000
     assert QueueKey.parse("garbage") is None
+
+
+def test_running_markers_follow_the_folder_and_parse_each_name_once(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    running = store.layout.running
+    for name in ("a+w-1", "b+w-2", "garbage"):
+        (running / name).touch()
+    parses: list[str] = []
+    real = RunningMarker.parse.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[RunningMarker], name: str) -> RunningMarker | None:
+        parses.append(name)
+        return real(cls, name)
+
+    monkeypatch.setattr(RunningMarker, "parse", classmethod(counting))
+    assert sorted((m.job_id, m.instance) for m in store.running_markers()) == [
+        ("a", "w-1"), ("b", "w-2")]
+    assert sorted(parses) == ["a+w-1", "b+w-2", "garbage"]
+    # a pass lists the folder several times: names seen before are not parsed again
+    (running / "a+w-1").unlink()
+    (running / "c+w-1").touch()
+    parses.clear()
+    assert sorted(m.job_id for m in store.running_markers()) == ["b", "c"]
+    assert store.running_markers() == store.running_markers()
+    assert parses == ["c+w-1"]
 
 
 def test_claim_is_exclusive_and_marks_running(store: JobStore) -> None:
