@@ -96,7 +96,7 @@ def launch_rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
-def baseline(site: Site, kube: Any) -> tuple[float, float]:
+def baseline(site: Site, kube: Any, meter: CpuMeter) -> tuple[float, float, dict[str, float]]:
     from kubernetes import client
 
     batch = client.BatchV1Api(kube)
@@ -112,6 +112,7 @@ def baseline(site: Site, kube: Any) -> tuple[float, float]:
         manifests.append(m)
     watch = Watch(kube, site.namespace)
     created = 0
+    meter.start()
     t0 = time.monotonic()
     with ThreadPoolExecutor(WRITERS) as pool:
         for m in manifests:
@@ -126,10 +127,11 @@ def baseline(site: Site, kube: Any) -> tuple[float, float]:
             created += 1
     wait_until(lambda: len(watch.done) >= JOBS, 1800, "the baseline's Jobs to complete")
     total = time.monotonic() - t0
+    cpu = meter.spent()
     rate = launch_rate(list(watch.added.values()))
     watch.close()
     clear(kube, site.namespace)
-    return total, rate
+    return total, rate, cpu
 
 
 def clear(kube: Any, namespace: str) -> None:
@@ -151,7 +153,40 @@ def clear(kube: Any, namespace: str) -> None:
     wait_until(gone, 900, "the baseline's pods to be deleted")
 
 
-def rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a live process, in seconds (None once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+class CpuMeter:
+    """CPU seconds spent by the control plane's processes and this bench process: on a
+    saturated machine, what a phase costs decides how fast it goes."""
+
+    def __init__(self, cluster: ControlPlane) -> None:
+        self.pids = {d.name: d.pid for d in cluster.supervisor.daemons}
+        self.pids["bench"] = os.getpid()
+        self.started: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) or 0.0 for name, pid in self.pids.items()}
+
+    def start(self) -> None:
+        self.started = self._now()
+
+    def spent(self) -> dict[str, float]:
+        now = self._now()
+        return {name: now[name] - self.started[name] for name in now}
+
+
+def process_sampler(pid: int, peak: list[float], stop: threading.Event) -> None:
+    """peak[0]: the process's peak RSS (kB); peak[1]: its CPU seconds, last seen."""
     while not stop.wait(0.5):
         try:
             text = Path(f"/proc/{pid}/status").read_text()
@@ -160,16 +195,20 @@ def rss_sampler(pid: int, peak: list[int], stop: threading.Event) -> None:
         m = re.search(r"VmHWM:\s+(\d+) kB", text)
         if m:
             peak[0] = max(peak[0], int(m.group(1)))
+        peak[1] = cpu_seconds(pid) or peak[1]
 
 
-def qforge_run(site: Site, kube: Any) -> tuple[float, float, dict[str, int], int]:
+def qforge_run(site: Site, kube: Any, meter: CpuMeter
+               ) -> tuple[float, float, dict[str, int], int, dict[str, float]]:
     job_ids = submit_direct(site, JOBS)
     watch = Watch(kube, site.namespace)
     before = set(watch.added)
+    meter.start()
     t0 = time.monotonic()
     ctl = site.controller({RUN_FOR: POD_LIFE}, MAX_CONCURRENT_JOBS=str(CAP), **SMALL)
-    peak, stop = [0], threading.Event()
-    sampler = threading.Thread(target=rss_sampler, args=(ctl.pid, peak, stop), daemon=True)
+    peak, stop = [0.0, 0.0], threading.Event()
+    sampler = threading.Thread(target=process_sampler, args=(ctl.pid, peak, stop),
+                               daemon=True)
     sampler.start()
     store = JobStore(site.jobs_dir)
 
@@ -178,18 +217,20 @@ def qforge_run(site: Site, kube: Any) -> tuple[float, float, dict[str, int], int
 
     wait_until(all_completed, 1800, "every qforge job to finish")
     total = time.monotonic() - t0
+    cpu = meter.spent()
     states = {json.loads((site.jobs_dir / j / "metadata.json").read_text())["status"]
               for j in job_ids}
     assert states == {"COMPLETED"}, states
     stop.set()
     sampler.join(5)
+    cpu["controller"] = peak[1]
     with watch.lock:
         rate = launch_rate([t for n, t in watch.added.items() if n not in before])
     watch.close()
     ctl.stop(timeout=60)
     requests = json.loads(re.findall(r"Kubernetes API requests made: (\{.*\})",
                                      ctl.log_text())[-1])
-    return total, rate, requests, peak[0]
+    return total, rate, requests, int(peak[0]), cpu
 
 
 def finished_records(store: JobStore, count: int) -> None:
@@ -262,12 +303,13 @@ def main() -> int:
                 return restart_line(cluster, kube, tmp)
             base_site = Site.create(cluster, tmp / "base", Results(tmp / "ref"), "baseline")
             log(f"baseline: {JOBS} Jobs at cap {CAP}, a bare client loop")
-            base_total, base_rate = baseline(base_site, kube)
+            meter = CpuMeter(cluster)
+            base_total, base_rate, base_cpu = baseline(base_site, kube, meter)
             base_load = os.getloadavg()[1]
             log(f"baseline: {base_total:.1f} s, {base_rate:.1f} Jobs/s")
             site = Site.create(cluster, tmp / "qforge", Results(tmp / "ref"), "qforge")
             log(f"qforge: {JOBS} jobs at cap {CAP}")
-            total, rate, requests, peak_kb = qforge_run(site, kube)
+            total, rate, requests, peak_kb, cpu = qforge_run(site, kube, meter)
             load = f"(load average 5 min: baseline {base_load:.1f}, qforge " \
                    f"{os.getloadavg()[1]:.1f})"
             per_job = sum(requests.values()) / JOBS
@@ -286,6 +328,14 @@ def main() -> int:
             print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with "
                   f"{JOBS} runner Jobs in its namespace (target < 300 MB): "
                   f"{'met' if peak_kb < 300 * 1024 else 'NOT met'} {load}")
+            base_ms, ms = (1000 * sum(c.values()) / JOBS for c in (base_cpu, cpu))
+            print(f"bench: scale CPU per job, the control plane's processes, the bench and "
+                  f"the controller together: bare loop {base_ms:.1f} ms, qforge {ms:.1f} ms "
+                  f"(the controller {1000 * cpu['controller'] / JOBS:.1f} ms; kube-apiserver "
+                  f"{1000 * cpu['kube-apiserver'] / JOBS:.1f} vs "
+                  f"{1000 * base_cpu['kube-apiserver'] / JOBS:.1f} ms): CPU ratio "
+                  f"{base_ms / ms:.2f} beside the time ratio {ratio:.2f} (no target: on "
+                  f"saturated cores the time follows the CPU) {load}")
             for ctl in base_site.controllers + site.controllers:
                 ctl.stop()
             return restart_line(cluster, kube, tmp)
