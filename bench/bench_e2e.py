@@ -442,16 +442,9 @@ def main() -> int:
     t0 = time.monotonic()
     bench: Bench | None = None
     try:
-        while True:  # one real node per machine: wait for another's to go
-            try:
-                cluster.start()
-                break
-            except KubeToolsError as exc:
-                if ("already runs on this machine" not in str(exc)
-                        or time.monotonic() - t0 > args.wait_node):
-                    raise
-                log(f"waiting for the machine's real node ({exc})")
-                time.sleep(15)
+        # one real node per machine: wait for another's to go
+        cluster.start_when_free(args.wait_node, on_wait=lambda why: log(
+            f"waiting for the machine's real node ({why})"))
         log(f"node cluster up ({time.monotonic() - t0:.0f}s since start)")
         t1 = time.monotonic()
         add_site_ca(cluster.docker, dockerfile_base_tags(), cluster.log_dir / "images.log")

@@ -75,10 +75,6 @@ class E2EError(RuntimeError):
     pass
 
 
-class NodeBusy(Exception):
-    """Another suite's real node runs on this machine (one fits)."""
-
-
 class KindCluster(ControlPlane):
     """An existing cluster (kind): tests.kube's ControlPlane for its kubectl, apply, helm
     and env, pointed at the cluster's kubeconfig with kubectl and helm from PATH. It is
@@ -147,19 +143,9 @@ def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     t0 = time.monotonic()
     wait_node = float(os.environ.get("QFORGE_E2E_WAIT_NODE", "0"))
-    def started() -> bool:
-        try:
-            cluster.start()
-        except KubeToolsError as exc:
-            if "already runs on this machine" in str(exc):
-                raise NodeBusy(str(exc)) from None
-            raise
-        return True
-
     try:
         # one real node per machine: wait for another suite's to go, if asked
-        wait_until(started, wait_node, "the machine's real node to be free", interval=10,
-                   tolerate=(NodeBusy,), error=KubeToolsError)
+        cluster.start_when_free(wait_node, interval=10)
         print(f"\n   e2e: node cluster up in {time.monotonic() - t0:.0f}s", flush=True)
         runner, controller = images()
         t1 = time.monotonic()

@@ -24,10 +24,6 @@ BASE = "debian:bookworm-slim"
 CURL_IMAGE = "qforge-infra/curl:1"
 
 
-class NodeBusy(Exception):
-    """Another suite's real node runs on this machine (one fits)."""
-
-
 @pytest.fixture(scope="module")
 def node(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[NodeCluster]:
     teardown_on_sigterm()
@@ -35,19 +31,11 @@ def node(kube_tools: Tools, request: pytest.FixtureRequest) -> Iterator[NodeClus
     # one real node per machine: wait (bounded) for another suite's node to go
     wait = float(os.environ.get("QFORGE_KUBE_WAIT_NODE", "900"))
 
-    def started() -> bool:
-        try:
-            cluster.start()
-        except KubeToolsError as exc:
-            if "already runs on this machine" in str(exc):
-                print(f"\n   waiting for the machine's real node: {exc}", file=sys.stderr)
-                raise NodeBusy(str(exc)) from None
-            raise
-        return True
+    def waiting(why: str) -> None:
+        print(f"\n   waiting for the machine's real node: {why}", file=sys.stderr)
 
     try:
-        wait_until(started, wait, "the machine's real node to be free", interval=15,
-                   tolerate=(NodeBusy,), error=KubeToolsError)
+        cluster.start_when_free(wait, interval=15, on_wait=waiting)
     except KubeToolsError as exc:
         pytest.fail(f"the real-node cluster did not start: {exc}", pytrace=False)
     try:

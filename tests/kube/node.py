@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,10 @@ def _mounts_under(prefixes: tuple[str, ...]) -> list[str]:
     return sorted(set(points), key=len, reverse=True)
 
 
+class NodeBusy(KubeToolsError):
+    """Another real-node cluster runs on this machine (one fits: see _claim_machine)."""
+
+
 class NodeCluster(ControlPlane):
     """``ControlPlane`` whose node is this machine: pods run in real containers."""
 
@@ -108,6 +113,23 @@ class NodeCluster(ControlPlane):
         )
 
     # ------------------------------------------------------------------ lifecycle
+    def start_when_free(self, timeout: float, interval: float = 15.0,
+                        on_wait: Callable[[str], None] | None = None) -> None:
+        """start(), waiting up to `timeout` s (tried at least once) while another
+        suite's real node holds the machine; `on_wait` hears why, before each pause."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.start()
+                return
+            except NodeBusy as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                if on_wait is not None:
+                    on_wait(str(exc))
+                time.sleep(min(interval, left))
+
     def start(self) -> ControlPlane:
         claimed = self._claim_machine()
         try:
@@ -144,7 +166,7 @@ class NodeCluster(ControlPlane):
                 )
                 starter_alive = pid_alive(int(holder.get("pid", 0)))
                 if starter_alive or other._try_reuse():
-                    raise KubeToolsError(
+                    raise NodeBusy(
                         f"a real-node cluster {holder['name']!r} already runs on this machine "
                         f"({holder['run_dir']}); one node per machine: stop it first "
                         f"(python -m tests.kube down --node --name {holder['name']})"
