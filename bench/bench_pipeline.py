@@ -52,6 +52,9 @@ from runner_image.harness import xtb_environment
 from runner_image.spec import JobSpec
 
 CONCURRENCY = 2
+LEAN_WORKER = Path(__file__).resolve().with_name("lean_worker.py")
+# The lean worker's two record codecs and how its interpreter is started for each.
+LEAN_VARIANTS = {"pydantic": (), "plain": ("-I", "-S")}
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,13 @@ class Rounds:
     cpu_qforge: list[float] = field(default_factory=list)  # CPU s, xtb's included
     cpu_baseline: list[float] = field(default_factory=list)
     loads: list[float] = field(default_factory=list)  # 1-minute load average per round
+    lean: dict[str, list[float]] = field(default_factory=dict)  # records -> wall times
 
     def ratios(self) -> list[float]:
         return [b / q for b, q in zip(self.baseline, self.qforge, strict=True)]
+
+    def lean_ratios(self, records: str) -> list[float]:
+        return [b / q for b, q in zip(self.baseline, self.lean[records], strict=True)]
 
 
 def jobs_of(w: Workload) -> list[tuple[str, JobSpec]]:
@@ -167,6 +174,34 @@ def through_qforge(jobs: list[tuple[str, JobSpec]], root: Path
     return elapsed, cpu, store, names
 
 
+def through_lean(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str,
+                 records: str) -> float:
+    """The ceiling: `lean_worker.py` on a folder holding the same jobs (not timed), timed
+    from its start to its exit. Returns the wall seconds; every job must have ended."""
+    for sub in ("queue", "running", "jobs", "scratch"):
+        (root / sub).mkdir(parents=True)
+    flags = jobs[0][1].xtb_args()
+    for i, (_, spec) in enumerate(jobs):
+        job = f"{i:04d}"
+        (root / "jobs" / job).mkdir()
+        (root / "jobs" / job / "input.xyz").write_text(spec.molecule.to_xyz())
+        (root / "jobs" / job / "record.json").write_text(json.dumps(
+            {"job_id": job, "status": "QUEUED", "args": flags, "updated": time.time()}))
+        (root / "queue" / job).touch()
+    argv = [sys.executable, *LEAN_VARIANTS[records], str(LEAN_WORKER), str(root), xtb,
+            records, str(CONCURRENCY)]
+    with open(root / "lean.log", "wb") as out:
+        elapsed, code, _ = timed_child(argv, env=xtb_environment(jobs[0][1], xtb),
+                                       stdout=out, stderr=subprocess.STDOUT)
+    done = sum(json.loads((d / "record.json").read_text())["status"] == "COMPLETED"
+               for d in (root / "jobs").iterdir())
+    if code != 0 or done != len(jobs):
+        sys.stderr.write((root / "lean.log").read_text()[-3000:])
+        raise SystemExit(f"bench_pipeline: the lean worker ({records}) exited {code} with "
+                         f"{done} of {len(jobs)} jobs COMPLETED")
+    return elapsed
+
+
 def check_qforge_round(store: JobStore, names: dict[str, str], reference: Path | None,
                        elapsed: float) -> float:
     """Every job COMPLETED (and, given the bare runs' folder, with their energies).
@@ -198,6 +233,9 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
         q, cpu_q, store, names = through_qforge(jobs, tmp / f"{w.key}-qforge{r}")
         load_q = os.getloadavg()[0]
         b, cpu_b = baseline(jobs, tmp / f"{w.key}-baseline{r}", xtb)
+        for records in LEAN_VARIANTS:
+            out.lean.setdefault(records, []).append(
+                through_lean(jobs, tmp / f"{w.key}-lean-{records}{r}", xtb, records))
         out.cpu_qforge.append(cpu_q)
         out.cpu_baseline.append(cpu_b)
         load_b = os.getloadavg()[0]
@@ -208,7 +246,8 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
         out.loads.extend((load_q, load_b))
         log(f"{w.key} round {r + 1}: qforge {q:.2f} s (load {load_q:.1f}), xargs {b:.2f} s "
             f"(load {load_b:.1f}): ratio {b / q:.2f}; CPU {cpu_q:.2f} s vs {cpu_b:.2f} s; "
-            f"the worker beside xtb {out.around[-1] * 1e3:.1f} ms per job")
+            f"the worker beside xtb {out.around[-1] * 1e3:.1f} ms per job; lean worker "
+            + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in out.lean.items()))
     return out
 
 
@@ -223,6 +262,25 @@ def idle_worker(root: Path) -> tuple[float, float]:
     if code != 0:
         raise SystemExit(f"bench_pipeline: an idle qforge worker exited {code}")
     return wall, cpu
+
+
+# A new interpreter that imports pydantic and builds one frozen model, as any worker
+# validating its records must before its first launch.
+PYDANTIC_START = ("from pydantic import BaseModel, ConfigDict\n"
+                  "class Record(BaseModel):\n"
+                  "    model_config = ConfigDict(frozen=True, extra='forbid')\n"
+                  "    job_id: str\n")
+
+
+def interpreter_costs() -> dict[str, float]:
+    """CPU seconds (medians of 5) of a bare interpreter start and of one that imports
+    pydantic and builds a model: what any Python worker, and any pydantic one, pays."""
+    costs = {}
+    for key, argv in (("bare", [sys.executable, "-I", "-S", "-c", "pass"]),
+                      ("pydantic", [sys.executable, "-c", PYDANTIC_START])):
+        runs = [timed_child(argv)[2] for _ in range(5)]
+        costs[key] = statistics.median(runs)
+    return costs
 
 
 def report_line(w: Workload, res: Rounds, fixed: tuple[float, float]) -> str:
@@ -252,6 +310,23 @@ def report_line(w: Workload, res: Rounds, fixed: tuple[float, float]) -> str:
             f"load average {os.getloadavg()[0]:.1f}")
 
 
+def ceiling_line(w: Workload, res: Rounds, costs: dict[str, float]) -> str:
+    """What the leanest Python worker reaches in the same rounds, with pydantic records
+    and without: the ceiling for qforge's figure."""
+    lean = {k: statistics.median(res.lean_ratios(k)) for k in LEAN_VARIANTS}
+    ours = statistics.median(res.ratios())
+    reach = {k: "reaches it" if v >= w.target else "misses it" for k, v in lean.items()}
+    return (f"bench: pipeline ceiling, {w.title}: the leanest Python worker "
+            f"(bench/lean_worker.py: the same claims, fsynced records and xtb runs, nothing "
+            f"else) vs xargs -P {CONCURRENCY}: ratio {lean['pydantic']:.2f} with its records "
+            f"through one pydantic model ({reach['pydantic']}), {lean['plain']:.2f} plain "
+            f"under python -I -S ({reach['plain']}); target >= {w.target}; qforge's "
+            f"{ours:.2f} is {ours / lean['pydantic']:.2f} of the pydantic ceiling; median of "
+            f"{len(res.qforge)} alternating rounds; a new interpreter costs "
+            f"{costs['bare'] * 1e3:.0f} ms CPU, one importing pydantic and building a "
+            f"model {costs['pydantic'] * 1e3:.0f} ms")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=env_int("BENCH_PIPELINE_ROUNDS", 5))
@@ -273,9 +348,11 @@ def main() -> int:
         fixed = (statistics.median(i[0] for i in idle), statistics.median(i[1] for i in idle))
         log(f"an idle worker (empty store) starts and exits in {fixed[0]:.2f} s, "
             f"{fixed[1] * 1e3:.0f} ms CPU (medians of 3)")
+        costs = interpreter_costs()
         for w in chosen:
             res = run_workload(w, args.rounds, tmp, xtb)
             print(report_line(w, res, fixed), flush=True)
+            print(ceiling_line(w, res, costs), flush=True)
     return 0
 
 
