@@ -126,6 +126,9 @@ class Witness:
         self.job_names: dict[str, set[str]] = defaultdict(set)  # job id -> Job names
         self.succeeded: dict[str, set[str]] = defaultdict(set)  # job id -> Job names
         self.pod_names: dict[str, set[str]] = defaultdict(set)  # job id -> pod names
+        # pod name -> its container's exit code when first seen ended (Succeeded or
+        # Failed): the end the Job controller acts on, whatever a later patch says
+        self.pod_exit: dict[str, int | None] = {}
         self.overlaps: list[Overlap] = []
         self.running_pods: list[str] = []  # Running, not being deleted: deletable
         batch = client.BatchV1Api(api_client_factory())
@@ -165,6 +168,22 @@ class Witness:
         with self.jobs.lock:
             return set(self.first_seen)
 
+    def deletion_outcome(self, pod: str, job_id: str) -> str | None:
+        """How a pod deleted by hand ended, as far as the watches know yet:
+        "interrupted" (it ended with an exit code other than 0, or its job got another
+        pod), "finished" (it ended with exit code 0 first, or its job's Job succeeded with
+        this pod alone: its lifetime ran out as it was deleted), or None (not known yet)."""
+        with self.pods.lock:
+            code = self.pod_exit.get(pod, -1)
+            pods = len(self.pod_names.get(job_id, ()))
+        if code not in (-1, None):
+            return "interrupted" if code != 0 else "finished"
+        if pods >= 2:
+            return "interrupted"
+        with self.jobs.lock:
+            succeeded = bool(self.succeeded.get(job_id))
+        return "finished" if succeeded else None
+
     # ------------------------------------------------------------ invariants
     def _jobs_changed(self, state: dict[str, dict[str, Any]]) -> None:
         now = time.monotonic()
@@ -185,7 +204,10 @@ class Witness:
         for name, pod in state.items():
             job_id = naming.job_id_from_metadata(pod["metadata"]) or "?"
             self.pod_names[job_id].add(name)
-            if (pod.get("status") or {}).get("phase") == "Running":
+            phase = (pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed") and name not in self.pod_exit:
+                self.pod_exit[name] = _exit_code(pod)
+            if phase == "Running":
                 running[job_id].append(name)
                 if not pod["metadata"].get("deletionTimestamp"):
                     deletable.append(name)
@@ -193,6 +215,15 @@ class Witness:
         for job_id, pods in running.items():
             if len(pods) > 1:
                 self.overlaps.append(Overlap(job_id, tuple(sorted(pods))))
+
+
+def _exit_code(pod: dict[str, Any]) -> int | None:
+    """The first container's exit code of an ended pod (None when it has none)."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        if "exitCode" in terminated:
+            return int(terminated["exitCode"])
+    return None
 
 
 def _succeeded(job: dict[str, Any]) -> bool:
