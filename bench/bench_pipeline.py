@@ -180,13 +180,13 @@ def through_lean(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str,
     from its start to its exit. Returns the wall seconds; every job must have ended."""
     for sub in ("queue", "running", "jobs", "scratch"):
         (root / sub).mkdir(parents=True)
-    flags = jobs[0][1].xtb_args()
     for i, (_, spec) in enumerate(jobs):
         job = f"{i:04d}"
         (root / "jobs" / job).mkdir()
         (root / "jobs" / job / "input.xyz").write_text(spec.molecule.to_xyz())
         (root / "jobs" / job / "record.json").write_text(json.dumps(
-            {"job_id": job, "status": "QUEUED", "args": flags, "updated": time.time()}))
+            {"job_id": job, "status": "QUEUED", "args": spec.xtb_args(),
+             "updated": time.time()}))
         (root / "queue" / job).touch()
     argv = [sys.executable, *LEAN_VARIANTS[records], str(LEAN_WORKER), str(root), xtb,
             records, str(CONCURRENCY)]

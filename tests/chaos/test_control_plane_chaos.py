@@ -158,6 +158,7 @@ class Chaos:
             log(f"chaos: runner pod {pod} ended on its own as it was deleted; another")
         raise AssertionError("no Running runner pod could be deleted in 20 tries")
 
+
 @pytest.mark.timeout(1500)  # about 8 minutes; the project's 600 s is for single tests
 def test_chaos_on_the_control_plane_loses_nothing_and_runs_no_job_twice(
         site: Site, control_plane: ControlPlane, kube: Any) -> None:

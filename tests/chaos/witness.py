@@ -174,9 +174,9 @@ class Witness:
         pod), "finished" (it ended with exit code 0 first, or its job's Job succeeded with
         this pod alone: its lifetime ran out as it was deleted), or None (not known yet)."""
         with self.pods.lock:
-            code = self.pod_exit.get(pod, -1)
+            code = self.pod_exit.get(pod)  # None: not seen ended, or ended without one
             pods = len(self.pod_names.get(job_id, ()))
-        if code not in (-1, None):
+        if code is not None:
             return "interrupted" if code != 0 else "finished"
         if pods >= 2:
             return "interrupted"
