@@ -43,7 +43,7 @@ lock:
 	  echo ">> $(CONSTRAINTS): $$(grep -c '==' $(CONSTRAINTS)) packages"
 
 demo: setup
-	@$(PY) -m controller.demo
+	@$(PY) -m qforge.demo
 
 test: lint test-unit test-integration test-cluster test-chaos test-autoscale test-infra e2e
 
@@ -88,6 +88,8 @@ test-autoscale: setup k8s-tools
 
 lint: setup
 	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)
+	@mkdir -p build/typecheck && ln -sfn ../../controller build/typecheck/qforge && \
+	  ln -sfn ../../runner_image build/typecheck/qforge_runner
 	$(VENV)/bin/mypy
 
 bench: setup

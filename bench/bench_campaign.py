@@ -51,13 +51,13 @@ from benchlib import (
     write_file,
 )
 
-from controller.record import JobRecord, Placement, Status
-from controller.store.dedup import claim_name
-from controller.store.index import IndexKeeper
-from controller.store.jobstore import JobStore, finished_ns
-from controller.store.layout import DoneKey, QueueKey
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.record import JobRecord, Placement, Status
+from qforge.store.dedup import claim_name
+from qforge.store.index import IndexKeeper
+from qforge.store.jobstore import JobStore, finished_ns
+from qforge.store.layout import DoneKey, QueueKey
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 
 TARGET_RATIO = 1.5
 TARGET_START = 2.0

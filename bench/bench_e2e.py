@@ -25,7 +25,7 @@ down at the end, whatever happens.
               kubelet's runner end to pod ended for comparison.
   throughput  --jobs water jobs at cap --cap: all submitted through `kubectl exec`, timed
               from the first submit to the last COMPLETED; vs a shell loop creating the
-              same Jobs (controller.k8s.manifests.build_job_manifest with the chart's
+              same Jobs (qforge.k8s.manifests.build_job_manifest with the chart's
               own settings, read from its ConfigMap) with `kubectl create`, waiting while
               --cap are unfinished, then until all finished. The controller keeps
               running (the same node, the same free CPU); the loop's Jobs carry another
@@ -56,11 +56,11 @@ from typing import Any
 
 from benchlib import MOLECULES, env_int, log, median
 
-from controller.k8s import naming
-from controller.k8s.manifests import build_job_manifest
-from controller.record import Status
-from controller.settings import Settings
-from runner_image.spec import JobSpec
+from qforge.k8s import naming
+from qforge.k8s.manifests import build_job_manifest
+from qforge.record import Status
+from qforge.settings import Settings
+from qforge_runner.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:

@@ -7,7 +7,7 @@ it. While it works through the queue, /proc/<pid>/status is sampled (VmRSS) unti
 --min-seconds; then its peak RSS (VmHWM) is read and it gets SIGTERM (it must exit 0,
 its running jobs going back to the queue). Only the worker process is measured, not
 its xtb children. Baselines in the same run: a bare `python -c "import
-controller.cli.main"` and the same worker idle on an empty store. Target < 150 MB.
+qforge.cli.main"` and the same worker idle on an empty store. Target < 150 MB.
 
 Knobs: --queued/BENCH_MEMORY_QUEUED, --jobs/BENCH_MEMORY_JOBS,
 --min-seconds/--max-seconds, --dir (or QFORGE_BENCH_DIR).
@@ -35,8 +35,8 @@ from benchlib import (
     write_queued_job,
 )
 
-from controller.store.jobstore import JobStore
-from runner_image.spec import JobSpec
+from qforge.store.jobstore import JobStore
+from qforge_runner.spec import JobSpec
 
 TARGET_MB = 150.0
 
@@ -55,7 +55,7 @@ def build(store: JobStore, count: int) -> None:
 
 def bare_import_kb() -> int:
     """Peak RSS of an interpreter that only imports the CLI."""
-    code = ("import controller.cli.main\n"
+    code = ("import qforge.cli.main\n"
             "print([l.split()[1] for l in open('/proc/self/status') "
             "if l.startswith('VmHWM:')][0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -139,7 +139,7 @@ def main() -> int:
     args = p.parse_args()
 
     bare = bare_import_kb()
-    log(f"bare `python -c 'import controller.cli.main'`: peak RSS {bare / 1024:.1f} MB")
+    log(f"bare `python -c 'import qforge.cli.main'`: peak RSS {bare / 1024:.1f} MB")
 
     with scratch_dir("qforge-bench-memory-", args.dir) as tmp:
         # The worker idle on an empty store, for comparison.
@@ -177,7 +177,7 @@ def main() -> int:
     print(f"bench: worker memory, {args.queued} queued, --max-concurrent {args.concurrency}, "
           f"{done} jobs done in {elapsed:.0f} s: peak RSS {peak_mb:.1f} MB "
           f"(VmRSS median {median(steady) / 1024:.1f} MB) vs bare "
-          f"`import controller.cli.main` {bare / 1024:.1f} MB "
+          f"`import qforge.cli.main` {bare / 1024:.1f} MB "
           f"(ratio {hwm / bare:.2f}; idle worker on an empty store {idle_hwm / 1024:.1f} MB) "
           f"(target < {TARGET_MB:.0f} MB, {verdict})", flush=True)
     return 0

@@ -2,7 +2,7 @@
 
 Two stores side by side in one temporary folder (same filesystem): `empty`, and `full`
 with 100,000 COMPLETED jobs (written as bench_store writes them: real records). Each gets
-the metrics a `qforge worker --metrics-port` serves (controller.metrics.process), on its
+the metrics a `qforge worker --metrics-port` serves (qforge.metrics.process), on its
 own real HTTP endpoint on loopback; the benchmark GETs /metrics from both, interleaved,
 and reports the median of many scrapes. The store gauges come from the store's index
 (the queue and running markers, or `JobStore.counts()`), so the ratio full/empty should
@@ -22,11 +22,11 @@ from pathlib import Path
 from bench_store import build_store, naive_scan
 from benchlib import env_int, log, median, ms, scratch_dir, timed, write_file
 
-from controller.metrics.process import ProcessMetrics
-from controller.record import Status
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
-from controller.store.layout import DoneKey
+from qforge.metrics.process import ProcessMetrics
+from qforge.record import Status
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import DoneKey
 from tests.metrics import Scrape
 
 TARGET = 1.5

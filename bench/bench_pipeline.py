@@ -46,10 +46,10 @@ from typing import Any
 
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
-from controller.record import Status
-from controller.store.jobstore import JobStore, load_result_json
-from runner_image.harness import xtb_environment
-from runner_image.spec import JobSpec
+from qforge.record import Status
+from qforge.store.jobstore import JobStore, load_result_json
+from qforge_runner.harness import xtb_environment
+from qforge_runner.spec import JobSpec
 
 CONCURRENCY = 2
 LEAN_WORKER = Path(__file__).resolve().with_name("lean_worker.py")

@@ -33,15 +33,15 @@ from typing import Any
 
 from benchlib import env_int, log
 
-from controller.k8s import naming
-from controller.k8s.manifests import build_job_manifest
-from controller.k8s.watch import ListWatch
-from controller.record import JobRecord, Status
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
-from runner_image.timestamps import utcnow
+from qforge.k8s import naming
+from qforge.k8s.manifests import build_job_manifest
+from qforge.k8s.watch import ListWatch
+from qforge.record import JobRecord, Status
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
+from qforge_runner.timestamps import utcnow
 from tests.cluster.helpers import RUN_FOR, NodeLeases, Results, Site, api_client, wait_until
 from tests.cluster.test_scale import SMALL, submit_direct
 from tests.kube import ClusterOptions, ControlPlane

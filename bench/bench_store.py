@@ -45,13 +45,13 @@ from benchlib import (
     write_queued_job,
 )
 
-from controller.record import JobRecord, Placement, Status
-from controller.scheduling.core import Scheduler
-from controller.scheduling.executor import Outcome, Update
-from controller.settings import Settings
-from controller.store.jobstore import QUEUE_MTIME_MARGIN, Claimed, JobStore, finished_ns
-from controller.store.layout import DoneKey
-from runner_image.spec import JobSpec
+from qforge.record import JobRecord, Placement, Status
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.executor import Outcome, Update
+from qforge.settings import Settings
+from qforge.store.jobstore import QUEUE_MTIME_MARGIN, Claimed, JobStore, finished_ns
+from qforge.store.layout import DoneKey
+from qforge_runner.spec import JobSpec
 
 TARGET = 1.5
 ID_HOLE = "placeholder000000"  # a valid job id, replaced in the template text

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from benchlib import env_int, log, median, qforge_command, scratch_dir
 
-from runner_image.atomic import fsync_dir
+from qforge_runner.atomic import fsync_dir
 
 RATIO_TARGET = 0.8
 RSS_TARGET_MB = 300.0

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from controller.record import JobRecord, Status
-from controller.store.jobstore import JobStore
-from controller.store.layout import QueueKey
-from runner_image.spec import JobSpec
+from qforge.record import JobRecord, Status
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import QueueKey
+from qforge_runner.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -98,7 +98,7 @@ def qforge_command() -> list[str]:
     exe = Path(sys.executable).parent / "qforge"
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-m", "controller.cli.main"]
+    return [sys.executable, "-m", "qforge.cli.main"]
 
 
 def rss_kb(pid: int) -> tuple[int, int]:

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from controller.record import Status
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.record import Status
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 
 WATER = """3
 water
@@ -43,7 +43,7 @@ def main() -> int:
     info(f"Running worker for up to {LIMIT_SECONDS:.0f} seconds...")
     env = dict(os.environ, JOBS_DIR=str(jobs), POLL_INTERVAL="1")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli.main", "worker", "--until-idle"], env=env)
+        [sys.executable, "-m", "qforge.cli.main", "worker", "--until-idle"], env=env)
     start = time.monotonic()
     last: Status | None = None
     try:

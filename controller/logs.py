@@ -2,7 +2,7 @@
 
 Two formats (`--log-format`, setting LOG_FORMAT):
 - text (default), the line shape of the worker qforge replaces, the component in front:
-  `[2026-12-01 10:00:00,123] [worker] controller.worker - INFO - Starting Worker...`
+  `[2026-12-01 10:00:00,123] [worker] qforge.worker - INFO - Starting Worker...`
 - json, for log shippers: one JSON object per line with `time` (ISO-8601 UTC), `level`,
   `component` ("worker" or "controller"), `logger` (the module, `__name__`), `message`,
   `job_id` when the line is about one job, and `exception` (its type and message, no

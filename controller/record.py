@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runner_image.result import JobError
-from runner_image.spec import JobSpec
-from runner_image.timestamps import utcnow
+from qforge_runner.result import JobError
+from qforge_runner.spec import JobSpec
+from qforge_runner.timestamps import utcnow
 
 SCHEMA_VERSION = 1
 

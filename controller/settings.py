@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from runner_image.errors import validation_line
+from qforge_runner.errors import validation_line
 
 log = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from controller.scheduling.core import Scheduler
-from controller.scheduling.local import LocalExecutor
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.local import LocalExecutor
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
 
 if TYPE_CHECKING:  # prometheus_client is imported only when metrics are served
-    from controller.metrics.process import ProcessMetrics
+    from qforge.metrics.process import ProcessMetrics
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def start_metrics(settings: Settings, active: Callable[[], set[str]]
     """The worker's /metrics endpoint, when METRICS_PORT / --metrics-port is set."""
     if settings.metrics_port is None:
         return None
-    from controller.metrics.process import ProcessMetrics
+    from qforge.metrics.process import ProcessMetrics
 
     metrics = ProcessMetrics(settings, "worker")
     metrics.bind_active(active)

@@ -1,7 +1,7 @@
 """qforge's runner: run one xtb calculation for one job folder.
 
 Runs inside the runner pod (``qforge-runner JOB_DIR``) and in the local worker's
-threads (`runner_image.harness.run_job`); needs pydantic and the standard library only.
+threads (`qforge_runner.harness.run_job`); needs pydantic and the standard library only.
 """
 
 from __future__ import annotations

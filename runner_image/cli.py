@@ -31,13 +31,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from runner_image import __version__
-from runner_image.atomic import write_json_atomic
-from runner_image.errors import InputError
-from runner_image.harness import RESULT_FILE, RunConfig, run_job
-from runner_image.result import ErrorType, JobError, RunReport
-from runner_image.spec import JobSpec
-from runner_image.timestamps import utcnow
+from qforge_runner import __version__
+from qforge_runner.atomic import write_json_atomic
+from qforge_runner.errors import InputError
+from qforge_runner.harness import RESULT_FILE, RunConfig, run_job
+from qforge_runner.result import ErrorType, JobError, RunReport
+from qforge_runner.spec import JobSpec
+from qforge_runner.timestamps import utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT = 0, 1, 2
 METADATA_FILE = "metadata.json"

@@ -19,9 +19,9 @@ import signal
 from collections.abc import Collection
 from typing import Final
 
-from runner_image.result import ErrorType, JobError
-from runner_image.spec import JobSpec, Task
-from runner_image.xtb_output import TextOutput, is_linear, parse_text_output, tail
+from qforge_runner.result import ErrorType, JobError
+from qforge_runner.spec import JobSpec, Task
+from qforge_runner.xtb_output import TextOutput, is_linear, parse_text_output, tail
 
 _MEMORY: Final = re.compile(
     r"cannot allocate memory|out of memory|memoryerror|enomem|could not be allocated|"

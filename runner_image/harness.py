@@ -19,16 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from runner_image.atomic import write_files_atomic
-from runner_image.errors import InputError
-from runner_image.failures import classify_failure
-from runner_image.molecule import parse_xyz
-from runner_image.process import find_program, run_process
-from runner_image.quality import assess
-from runner_image.result import ErrorType, JobError, JobResult, RunReport
-from runner_image.spec import JobSpec, Method, Task
-from runner_image.timestamps import utcnow
-from runner_image.xtb_output import (
+from qforge_runner.atomic import write_files_atomic
+from qforge_runner.errors import InputError
+from qforge_runner.failures import classify_failure
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.process import find_program, run_process
+from qforge_runner.quality import assess
+from qforge_runner.result import ErrorType, JobError, JobResult, RunReport
+from qforge_runner.spec import JobSpec, Method, Task
+from qforge_runner.timestamps import utcnow
+from qforge_runner.xtb_output import (
     TextOutput,
     parse_charges,
     parse_json_output,

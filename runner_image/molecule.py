@@ -21,8 +21,8 @@ from pydantic import (
     model_validator,
 )
 
-from runner_image.elements import ATOMIC_NUMBER, normalise_symbol
-from runner_image.errors import InputError
+from qforge_runner.elements import ATOMIC_NUMBER, normalise_symbol
+from qforge_runner.errors import InputError
 
 # CODATA 2014, the value qcelemental (and so QCSchema tooling) uses by default.
 BOHR_TO_ANGSTROM: Final = 0.52917721067

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from runner_image.result import Quality
-from runner_image.spec import Method
+from qforge_runner.result import Quality
+from qforge_runner.spec import Method
 
 # Below this HOMO-LUMO gap the SCC result is suspect (near-degenerate frontier orbitals:
 # often a wrong charge or spin, a metal-like system, or a broken structure).

@@ -13,9 +13,9 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runner_image import version
-from runner_image.molecule import Molecule
-from runner_image.spec import METHOD_NAMES, JobSpec, Method, Task
+from qforge_runner import version
+from qforge_runner.molecule import Molecule
+from qforge_runner.spec import METHOD_NAMES, JobSpec, Method, Task
 
 DEBYE_PER_AU: Final = 2.541746473  # 1 e·bohr in debye
 
@@ -41,7 +41,7 @@ class JobError(BaseModel):
 
 
 class Quality(BaseModel):
-    """A quality assessment of a finished calculation (see `runner_image.quality`)."""
+    """A quality assessment of a finished calculation (see `qforge_runner.quality`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -167,7 +167,7 @@ def _keywords(spec: JobSpec) -> dict[str, Any]:
 
 
 def _provenance() -> dict[str, Any]:
-    return {"creator": "qforge", "version": version(), "routine": "runner_image.harness.run_job"}
+    return {"creator": "qforge", "version": version(), "routine": "qforge_runner.harness.run_job"}
 
 
 def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:

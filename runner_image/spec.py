@@ -17,8 +17,8 @@ from pydantic import (
     model_validator,
 )
 
-from runner_image.elements import ATOMIC_NUMBER
-from runner_image.molecule import Molecule, parse_molecule, parse_qcschema_molecule
+from qforge_runner.elements import ATOMIC_NUMBER
+from qforge_runner.molecule import Molecule, parse_molecule, parse_qcschema_molecule
 
 
 class Method(StrEnum):
@@ -74,7 +74,7 @@ MAX_ATOMIC_NUMBER: Final[Mapping[Method, int]] = {
 }
 
 # Kubernetes label syntax (a job's name and labels are copied onto its Kubernetes Job):
-# the one check of it (controller.k8s uses these too). Whole strings only (fullmatch: a
+# the one check of it (qforge.k8s uses these too). Whole strings only (fullmatch: a
 # trailing newline is not a label).
 _LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")

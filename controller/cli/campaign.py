@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from controller.cli import export, render
-from controller.ids import validate_job_id
-from controller.record import Status
-from controller.settings import Settings
-from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore
-from controller.store.layout import DONE_STATUSES
+from qforge.cli import export, render
+from qforge.ids import validate_job_id
+from qforge.record import Status
+from qforge.settings import Settings
+from qforge.store.jobstore import CorruptRecord, JobNotFound, JobStore
+from qforge.store.layout import DONE_STATUSES
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_JOB = 0, 1, 3
 RATE_WINDOW_MINUTES = 10.0

@@ -10,12 +10,12 @@ import sys
 import time
 from typing import NoReturn
 
-from controller.cli import render
-from controller.record import JobRecord, Status
-from controller.settings import Settings
-from controller.store.jobstore import CorruptRecord, JobStore, load_report, load_result_json
-from runner_image.errors import InputError
-from runner_image.result import to_qcschema
+from qforge.cli import render
+from qforge.record import JobRecord, Status
+from qforge.settings import Settings
+from qforge.store.jobstore import CorruptRecord, JobStore, load_report, load_result_json
+from qforge_runner.errors import InputError
+from qforge_runner.result import to_qcschema
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -105,8 +105,8 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:
-    from controller.logs import setup_logging
-    from controller.worker import run_worker
+    from qforge.logs import setup_logging
+    from qforge.worker import run_worker
 
     setup_logging(settings.log_dir, component="worker", fmt=settings.log_format)
     code = run_worker(settings, until_idle=args.until_idle)
@@ -129,7 +129,7 @@ def exit_now(code: int) -> NoReturn:
 
 def controller(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        from controller.k8s.operator import run_operator
+        from qforge.k8s.operator import run_operator
     except ImportError as exc:
         raise InputError(
             f"the Kubernetes controller is not available here ({exc}); "

@@ -15,9 +15,9 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from controller.record import JobRecord
-from controller.store.jobstore import load_result_json
-from runner_image.molecule import Molecule
+from qforge.record import JobRecord
+from qforge.store.jobstore import load_result_json
+from qforge_runner.molecule import Molecule
 
 COLUMNS = ("job_id", "name", "group", "formula", "method", "task", "status", "energy_eh",
            "gap_ev", "dipole_debye", "converged", "n_imaginary", "wall_time_s",

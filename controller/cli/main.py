@@ -18,11 +18,11 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from controller.ids import InvalidJobId
-from controller.settings import Settings, SettingsError
-from controller.store.groups import validate_group
-from controller.store.jobstore import CorruptRecord, JobNotFound, StoreError
-from runner_image.errors import InputError, validation_line
+from qforge.ids import InvalidJobId
+from qforge.settings import Settings, SettingsError
+from qforge.store.groups import validate_group
+from qforge.store.jobstore import CorruptRecord, JobNotFound, StoreError
+from qforge_runner.errors import InputError, validation_line
 
 # Exit codes: 0 done (a job COMPLETED), 1 a job failed or is not finished, 2 bad input or
 # usage (one line on stderr, nothing written), 3 no such job.
@@ -31,7 +31,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
 # --jobs-dir: exit 2 with one line (no code of its own).
 STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
-# controller.inputs.Format's values (a test keeps them equal): the readers, and the other
+# qforge.inputs.Format's values (a test keeps them equal): the readers, and the other
 # commands' modules, are imported by the command that needs them, so that `qforge worker`
 # starts without them.
 FORMATS = ["xyz", "sdf", "smi", "json"]
@@ -219,10 +219,10 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
     args.exit_when_done = exit_when_done
     cmd = args.command
     if cmd == "submit":
-        from controller.cli import submit
+        from qforge.cli import submit
 
         return submit.submit(args, _settings(args))
-    from controller.cli import commands
+    from qforge.cli import commands
 
     if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
         raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
@@ -246,7 +246,7 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
 
 
 def _campaign_command(args: argparse.Namespace) -> int:
-    from controller.cli import campaign
+    from qforge.cli import campaign
 
     cmd = args.command
     if cmd == "list":

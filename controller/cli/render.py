@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.record import JobRecord, Status
-from controller.settings import Settings
-from controller.store.heartbeats import beat_ages, others_may_recover
-from controller.store.jobstore import JobStore
-from controller.store.layout import QueueKey
-from runner_image.quality import NOT_A_MINIMUM, NOT_CONVERGED
+from qforge.record import JobRecord, Status
+from qforge.settings import Settings
+from qforge.store.heartbeats import beat_ages, others_may_recover
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import QueueKey
+from qforge_runner.quality import NOT_A_MINIMUM, NOT_CONVERGED
 
 
 def print_json(data: Any) -> None:
@@ -24,7 +24,7 @@ def print_json(data: Any) -> None:
 
 def print_table(records: list[dict[str, Any]]) -> None:
     """The job table from records as metadata.json holds them (no re-validation)."""
-    from controller.cli.export import formula
+    from qforge.cli.export import formula
 
     if not records:
         print("No jobs.")

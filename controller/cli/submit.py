@@ -1,7 +1,7 @@
 """`qforge submit`: many molecules in one call, validated before anything is written.
 
 Two passes keep memory bounded for 100,000 molecules. The first reads every input
-once (controller.inputs), builds and validates each molecule's JobSpec and keeps only
+once (qforge.inputs), builds and validates each molecule's JobSpec and keeps only
 a compact `Pending` (its symbols, its coordinates as an array of doubles, its name,
 charge and unpaired electrons); a bad record stops the submission there, before anything
 is written, unless --skip-invalid. The second rebuilds the specs a chunk at a time from
@@ -28,9 +28,9 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from controller.cli import campaign, commands, render
-from controller.cli.progress import Bar, progress_bar
-from controller.inputs import (
+from qforge.cli import campaign, commands, render
+from qforge.cli.progress import Bar, progress_bar
+from qforge.inputs import (
     BadRecord,
     Format,
     Limits,
@@ -38,13 +38,13 @@ from controller.inputs import (
     expand_sources,
     read_sources,
 )
-from controller.inputs.names import indexed_name
-from controller.record import Status
-from controller.settings import Settings
-from controller.store.jobstore import JobStore, Submitted, default_group, validate_group
-from runner_image.errors import InputError
-from runner_image.molecule import Molecule
-from runner_image.spec import JobSpec
+from qforge.inputs.names import indexed_name
+from qforge.record import Status
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore, Submitted, default_group, validate_group
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import Molecule
+from qforge_runner.spec import JobSpec
 
 # Options of the command that go into every molecule's spec as they are.
 SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",

@@ -8,9 +8,9 @@ time, so memory stays bounded whatever the file size. XYZ and QCSchema need noth
 but the base package; SDF/MOL and SMILES need RDKit (the ``cli`` extra).
 """
 
-from controller.inputs.formats import Format
-from controller.inputs.model import BadRecord, Limits, ReadMolecule, Where
-from controller.inputs.reader import expand_sources, read_sources
+from qforge.inputs.formats import Format
+from qforge.inputs.model import BadRecord, Limits, ReadMolecule, Where
+from qforge.inputs.reader import expand_sources, read_sources
 
 __all__ = ["BadRecord", "Format", "Limits", "ReadMolecule", "Where", "expand_sources",
            "read_sources"]

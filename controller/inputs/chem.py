@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from runner_image.errors import InputError
-from runner_image.molecule import Molecule
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import Molecule
 
 EMBED_SEED: Final = 20261201
 MMFF_MAX_ITERS: Final = 2000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runner_image.molecule import Molecule
+from qforge_runner.molecule import Molecule
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 
-from controller.inputs.model import BadRecord, Limits, Raw, Where
-from runner_image.errors import InputError
-from runner_image.molecule import parse_qcschema_molecule, qcschema_charge_uhf
+from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import parse_qcschema_molecule, qcschema_charge_uhf
 
 
 def read_qcschema(text: str, file: str, limits: Limits) -> Iterator[Raw | BadRecord]:

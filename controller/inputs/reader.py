@@ -14,15 +14,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.inputs.formats import EXTENSIONS, Format, from_extension, sniff
-from controller.inputs.model import BadRecord, Limits, Raw, ReadMolecule
-from controller.inputs.names import file_stem, pick_name
-from controller.inputs.qcschema import read_qcschema
-from controller.inputs.sdf import read_sdf
-from controller.inputs.smiles import read_smiles
-from controller.inputs.stream import Budget, Stream
-from controller.inputs.xyz import read_xyz
-from runner_image.errors import InputError
+from qforge.inputs.formats import EXTENSIONS, Format, from_extension, sniff
+from qforge.inputs.model import BadRecord, Limits, Raw, ReadMolecule
+from qforge.inputs.names import file_stem, pick_name
+from qforge.inputs.qcschema import read_qcschema
+from qforge.inputs.sdf import read_sdf
+from qforge.inputs.smiles import read_smiles
+from qforge.inputs.stream import Budget, Stream
+from qforge.inputs.xyz import read_xyz
+from qforge_runner.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from controller.inputs.chem import molblock_to_molecule
-from controller.inputs.model import BadRecord, Limits, Raw, Where
-from runner_image.errors import InputError
+from qforge.inputs.chem import molblock_to_molecule
+from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge_runner.errors import InputError
 
 _END = "$$$$"
 

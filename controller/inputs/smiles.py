@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from controller.inputs.chem import smiles_to_molecule
-from controller.inputs.model import BadRecord, Limits, Raw, Where
-from runner_image.errors import InputError
+from qforge.inputs.chem import smiles_to_molecule
+from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge_runner.errors import InputError
 
 
 def read_smiles(lines: Iterator[tuple[int, str]], file: str, limits: Limits

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from runner_image.errors import InputError
+from qforge_runner.errors import InputError
 
 CHUNK: Final = 64 * 1024
 MAX_LINE: Final = 1024 * 1024

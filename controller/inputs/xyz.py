@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from controller.inputs.model import BadRecord, Limits, Raw, Where
-from runner_image.errors import InputError
-from runner_image.molecule import parse_xyz
+from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import parse_xyz
 
 
 def read_xyz(lines: Iterator[tuple[int, str]], file: str, limits: Limits

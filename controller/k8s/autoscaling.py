@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from runner_image.result import ErrorType, JobError
+from qforge_runner.result import ErrorType, JobError
 
 __all__ = [
     "DO_NOT_DISRUPT",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from controller.k8s import naming
+from qforge.k8s import naming
 
 __all__ = [
     "MAX_MESSAGE",

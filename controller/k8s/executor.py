@@ -29,22 +29,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.k8s import autoscaling, events, naming
-from controller.k8s.manifests import build_job_manifest
-from controller.k8s.status import PodView, failure_error, job_end_state, pod_view
-from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
-from controller.k8s.view import JobView
-from controller.record import Placement
-from controller.scheduling.executor import Outcome, Update
-from controller.settings import Settings
-from controller.store.jobstore import (
+from qforge.k8s import autoscaling, events, naming
+from qforge.k8s.manifests import build_job_manifest
+from qforge.k8s.status import PodView, failure_error, job_end_state, pod_view
+from qforge.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
+from qforge.k8s.view import JobView
+from qforge.record import Placement
+from qforge.scheduling.executor import Outcome, Update
+from qforge.settings import Settings
+from qforge.store.jobstore import (
     Claimed,
     CorruptRecord,
     JobNotFound,
     JobStore,
     load_report,
 )
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge_runner.result import ErrorType, JobError, RunReport
 
 log = logging.getLogger(__name__)
 

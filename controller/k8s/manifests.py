@@ -30,11 +30,11 @@ import copy
 import math
 from typing import Any, Final
 
-from controller.ids import JOB_ID_RE
-from controller.k8s import naming
-from controller.k8s.autoscaling import protection_annotations
-from controller.settings import Settings
-from runner_image.spec import JobSpec, is_label_key, is_label_value
+from qforge.ids import JOB_ID_RE
+from qforge.k8s import naming
+from qforge.k8s.autoscaling import protection_annotations
+from qforge.settings import Settings
+from qforge_runner.spec import JobSpec, is_label_key, is_label_value
 
 __all__ = [
     "JOB_MOUNT_PATH",

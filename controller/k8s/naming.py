@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from runner_image.spec import is_label_value
+from qforge_runner.spec import is_label_value
 
 __all__ = [
     "ANNOTATION_ATTEMPT",

@@ -24,16 +24,16 @@ from typing import Any
 
 import kopf
 
-from controller.k8s import naming
-from controller.k8s.compact import compact_job, compact_pod
-from controller.k8s.executor import KubernetesExecutor
-from controller.k8s.leader import LeaseElector
-from controller.k8s.watch import ListWatch
-from controller.logs import setup_logging
-from controller.metrics.kubernetes import ControllerMetrics
-from controller.scheduling.core import PassReport, Scheduler
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
+from qforge.k8s import naming
+from qforge.k8s.compact import compact_job, compact_pod
+from qforge.k8s.executor import KubernetesExecutor
+from qforge.k8s.leader import LeaseElector
+from qforge.k8s.watch import ListWatch
+from qforge.logs import setup_logging
+from qforge.metrics.kubernetes import ControllerMetrics
+from qforge.scheduling.core import PassReport, Scheduler
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 

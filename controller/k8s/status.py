@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.k8s.autoscaling import pod_requests, unschedulable_reason
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge.k8s.autoscaling import pod_requests, unschedulable_reason
+from qforge_runner.result import ErrorType, JobError, RunReport
 
 
 @dataclass(frozen=True)

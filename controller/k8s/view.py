@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.k8s import naming
+from qforge.k8s import naming
 
 __all__ = ["JobState", "JobView", "holds_slot"]
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds
+from qforge.k8s.throttle import Backoff, TokenBucket, retry_after_seconds
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.metrics import buckets
-from controller.metrics.process import ProcessMetrics
-from controller.settings import Settings
+from qforge.metrics import buckets
+from qforge.metrics.process import ProcessMetrics
+from qforge.settings import Settings
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 # The names only this module exports (the worker has none of them).

@@ -18,10 +18,10 @@ from prometheus_client import (
     start_http_server,
 )
 
-from controller.metrics.scheduling import SchedulingMetrics
-from controller.metrics.store import StoreCollector
-from controller.settings import Settings, SettingsError
-from controller.store.jobstore import JobStore
+from qforge.metrics.scheduling import SchedulingMetrics
+from qforge.metrics.store import StoreCollector
+from qforge.settings import Settings, SettingsError
+from qforge.store.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from controller.metrics import buckets
-from controller.record import JobRecord, Status
-from runner_image.result import ErrorType
+from qforge.metrics import buckets
+from qforge.record import JobRecord, Status
+from qforge_runner.result import ErrorType
 
 if TYPE_CHECKING:
-    from controller.scheduling.core import PassReport
+    from qforge.scheduling.core import PassReport
 
 RAN = frozenset({Status.COMPLETED, Status.FAILED})
 

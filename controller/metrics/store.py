@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.record import TERMINAL, Status
-from controller.store.jobstore import JobStore
+from qforge.record import TERMINAL, Status
+from qforge.store.jobstore import JobStore
 
 log = logging.getLogger(__name__)
 

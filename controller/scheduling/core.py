@@ -16,17 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller.record import JobRecord, Placement, Status
-from controller.scheduling.executor import Executor, Outcome, Update
-from controller.scheduling.observer import NullObserver, SchedulerObserver
-from controller.scheduling.recorder import Inline, Recorder, WriteBehind
-from controller.settings import Settings
-from controller.store.heartbeats import Heartbeats, instance_name, others_may_recover
-from controller.store.index import IndexKeeper
-from controller.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
-from controller.store.layout import QueueKey, RunningMarker, sanitize_instance
-from runner_image.result import ErrorType, JobError
-from runner_image.timestamps import utcnow
+from qforge.record import JobRecord, Placement, Status
+from qforge.scheduling.executor import Executor, Outcome, Update
+from qforge.scheduling.observer import NullObserver, SchedulerObserver
+from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
+from qforge.settings import Settings
+from qforge.store.heartbeats import Heartbeats, instance_name, others_may_recover
+from qforge.store.index import IndexKeeper
+from qforge.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
+from qforge.store.layout import QueueKey, RunningMarker, sanitize_instance
+from qforge_runner.result import ErrorType, JobError
+from qforge_runner.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

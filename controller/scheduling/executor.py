@@ -6,9 +6,9 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.record import Placement
-from controller.store.jobstore import Claimed
-from runner_image.result import JobError, RunReport
+from qforge.record import Placement
+from qforge.store.jobstore import Claimed
+from qforge_runner.result import JobError, RunReport
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The local executor: xtb through the runner harness, in threads of this process.
 
-No new Python interpreter per job: a thread calls `runner_image.harness.run_job`,
+No new Python interpreter per job: a thread calls `qforge_runner.harness.run_job`,
 which starts xtb in its own process group and kills that whole group on timeout or
 cancel.
 
@@ -17,12 +17,12 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from controller.record import JobRecord
-from controller.scheduling.executor import Outcome, Update
-from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore
-from runner_image.harness import RESULTS_UNWRITABLE, RunConfig, run_job
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge.record import JobRecord
+from qforge.scheduling.executor import Outcome, Update
+from qforge.settings import Settings
+from qforge.store.jobstore import Claimed, JobStore
+from qforge_runner.harness import RESULTS_UNWRITABLE, RunConfig, run_job
+from qforge_runner.result import ErrorType, JobError, RunReport
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from controller.record import JobRecord
+from qforge.record import JobRecord
 
 if TYPE_CHECKING:
-    from controller.scheduling.core import PassReport
+    from qforge.scheduling.core import PassReport
 
 
 class SchedulerObserver(Protocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from runner_image.spec import JobSpec
+from qforge_runner.spec import JobSpec
 
 COORD_DECIMALS = 8
 

@@ -11,8 +11,8 @@ import re
 from datetime import datetime
 from pathlib import PurePath
 
-from runner_image.errors import InputError
-from runner_image.spec import is_label_value
+from qforge_runner.errors import InputError
+from qforge_runner.spec import is_label_value
 
 MAX_GROUP = 63
 _CLEAN = re.compile(r"[^A-Za-z0-9_.-]+")

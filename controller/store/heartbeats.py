@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller.store.jobstore import JobStore
-from runner_image.atomic import write_text_atomic
-from runner_image.timestamps import utcnow
+from qforge.store.jobstore import JobStore
+from qforge_runner.atomic import write_text_atomic
+from qforge_runner.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from controller.record import JobRecord, Status
-from controller.store.jobstore import (
+from qforge.record import JobRecord, Status
+from qforge.store.jobstore import (
     DONE_ID_AT,
     ORPHAN_MARKER_SECONDS,
     CorruptRecord,
@@ -31,7 +31,7 @@ from controller.store.jobstore import (
     JobStore,
     finished_ns,
 )
-from controller.store.layout import DONE_STATUSES, DoneKey, QueueKey
+from qforge.store.layout import DONE_STATUSES, DoneKey, QueueKey
 
 log = logging.getLogger(__name__)
 

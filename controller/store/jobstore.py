@@ -23,16 +23,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
-from controller.record import JobRecord, Placement, Status
-from controller.store.dedup import claim_name, input_hash
-from controller.store.groups import default_group, validate_group
-from controller.store.layout import DoneKey, Layout, QueueKey, RunningMarker
-from runner_image.atomic import fsync_dir, write_bytes_atomic
-from runner_image.errors import validation_line
-from runner_image.result import RunReport
-from runner_image.spec import JobSpec
-from runner_image.timestamps import utcnow
+from qforge.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
+from qforge.record import JobRecord, Placement, Status
+from qforge.store.dedup import claim_name, input_hash
+from qforge.store.groups import default_group, validate_group
+from qforge.store.layout import DoneKey, Layout, QueueKey, RunningMarker
+from qforge_runner.atomic import fsync_dir, write_bytes_atomic
+from qforge_runner.errors import validation_line
+from qforge_runner.result import RunReport
+from qforge_runner.spec import JobSpec
+from qforge_runner.timestamps import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
+from qforge.k8s import naming
 from tests.chaos.witness import Witness
 from tests.cluster.helpers import (
     RUN_FOR,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.k8s import naming
+from qforge.k8s import naming
 from tests.cluster.helpers import holds_a_slot
 
 

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller.k8s import naming
-from runner_image.atomic import write_text_atomic
-from runner_image.result import ErrorType, JobError, RunReport
-from runner_image.spec import JobSpec
+from qforge.k8s import naming
+from qforge_runner.atomic import write_text_atomic
+from qforge_runner.result import ErrorType, JobError, RunReport
+from qforge_runner.spec import JobSpec
 from tests.kube import ControlPlane
 from tests.kube.procs import free_port
 from tests.molecules import WATER_EXPERIMENTAL as WATER
@@ -65,7 +65,7 @@ class Results:
         self._lock = threading.Lock()
 
     def success(self, spec: JobSpec) -> RunReport:
-        from runner_image.harness import RunConfig, run_job
+        from qforge_runner.harness import RunConfig, run_job
 
         key = spec.model_dump_json()
         with self._lock:
@@ -211,7 +211,7 @@ class Site:
 
     def qforge(self, *args: str, stdin: str | None = None, check: bool = True,
                timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([PY, "-m", "controller.cli.main", *args], input=stdin,
+        proc = subprocess.run([PY, "-m", "qforge.cli.main", *args], input=stdin,
                               capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                               env=self.env(**env), check=False)
         if check and proc.returncode != 0:
@@ -323,8 +323,8 @@ def diagnostics_section(item: Any, report: Any,
 def submit_direct(site: Site, count: int) -> list[str]:
     """`count` water jobs written with the store's own submit (the CLI's start-up would
     dominate at this size), each with the real harness's result for its spec."""
-    from controller.store.jobstore import JobStore
-    from runner_image.molecule import parse_xyz
+    from qforge.store.jobstore import JobStore
+    from qforge_runner.molecule import parse_xyz
 
     store = JobStore(site.jobs_dir)
     spec = JobSpec(molecule=parse_xyz(WATER))
@@ -364,7 +364,7 @@ class Controller:
             env["RUNNER_POD_ANNOTATIONS"] = json.dumps(self.annotations)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [PY, "-m", "controller.cli.main", "controller", "--liveness", self.health_url],
+                [PY, "-m", "qforge.cli.main", "controller", "--liveness", self.health_url],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
-from controller.record import Placement
-from controller.store.heartbeats import instance_name
-from controller.store.jobstore import JobStore
+from qforge.k8s import naming
+from qforge.record import Placement
+from qforge.store.heartbeats import instance_name
+from qforge.store.jobstore import JobStore
 from tests.cluster.helpers import RUN_FOR, JobWatch, Site
 from tests.waiting import wait_until
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.k8s import events, naming
+from qforge.k8s import events, naming
 from tests.cluster.helpers import ROOT, Site, unique_name
 from tests.kube import ControlPlane
 from tests.waiting import wait_until

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import events, naming
+from qforge.k8s import events, naming
 from tests.cluster.helpers import EXIT_CODE, REASON, RUN_FOR, Site
 from tests.waiting import wait_until
 

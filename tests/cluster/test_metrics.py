@@ -100,4 +100,4 @@ def test_controller_metrics_agree_with_the_store_and_the_cluster(site: Site) -> 
     assert any(m.startswith("Controller listening for jobs every") for m in messages)
     launched = [e for e in entries if e["message"] == f"Starting execution for job {done[0]}"]
     assert launched and launched[0]["job_id"] == done[0]
-    assert "controller.k8s.operator" in {e["logger"] for e in entries}
+    assert "qforge.k8s.operator" in {e["logger"] for e in entries}

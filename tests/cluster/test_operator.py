@@ -11,11 +11,11 @@ import urllib.request
 
 import pytest
 
-from controller.k8s import naming
-from controller.k8s.manifests import build_job_manifest
-from controller.settings import Settings
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.k8s import naming
+from qforge.k8s.manifests import build_job_manifest
+from qforge.settings import Settings
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.cluster.helpers import PVC_NAME, RUNNER_IMAGE, WATER, Site
 from tests.waiting import wait_until
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.k8s import naming
+from qforge.k8s import naming
 from tests.cluster.helpers import ROOT, Site
 from tests.waiting import wait_until
 

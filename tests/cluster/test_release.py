@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
-from controller.k8s.leader import ANNOTATION_HOLDER_POD, ANNOTATION_HOLDER_UID
-from controller.k8s.manifests import build_job_manifest
-from controller.record import Placement
-from controller.settings import Settings
-from controller.store.heartbeats import instance_name
-from controller.store.jobstore import JobStore
+from qforge.k8s import naming
+from qforge.k8s.leader import ANNOTATION_HOLDER_POD, ANNOTATION_HOLDER_UID
+from qforge.k8s.manifests import build_job_manifest
+from qforge.record import Placement
+from qforge.settings import Settings
+from qforge.store.heartbeats import instance_name
+from qforge.store.jobstore import JobStore
 from tests.cluster.helpers import PVC_NAME, RUN_FOR, JobWatch, Site
 from tests.cluster.test_scale import SMALL, submit_direct
 from tests.waiting import wait_until

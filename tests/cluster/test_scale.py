@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
+from qforge.k8s import naming
 from tests.cluster.helpers import ROOT, RUN_FOR, JobWatch, Site, submit_direct
 from tests.kube import ControlPlane
 from tests.waiting import wait_until

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient, Configuration
 
-from controller.k8s.naming import LABEL_JOB_ID
+from qforge.k8s.naming import LABEL_JOB_ID
 from tests.chaos.witness import Witness
 
 JOB = "h2o_20261201_202832_wpdb"

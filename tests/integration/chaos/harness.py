@@ -31,10 +31,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.store.jobstore import JobStore
-from controller.store.layout import Layout
-from runner_image.molecule import Molecule, parse_molecule
-from runner_image.spec import JobSpec
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import Layout
+from qforge_runner.molecule import Molecule, parse_molecule
+from qforge_runner.spec import JobSpec
 from tests.molecules import ACETONE, BENZENE, CAFFEINE, METHANOL
 from tests.waiting import wait_until
 
@@ -188,7 +188,7 @@ class Chaos:
         (self.tmp / "scratch").mkdir(exist_ok=True)
         with open(self.tmp / f"worker-{self.started}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "controller.cli.main", "worker",
+                [sys.executable, "-m", "qforge.cli.main", "worker",
                  "--worker-id", f"chaos_{self.started}"],
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)

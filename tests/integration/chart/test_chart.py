@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.k8s.manifests import build_job_manifest
-from controller.settings import Settings
-from runner_image.spec import JobSpec
+from qforge.k8s.manifests import build_job_manifest
+from qforge.settings import Settings
+from qforge_runner.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -373,7 +373,7 @@ def test_helm_test_script_runs_water_and_leaves_nothing_in_the_store(
                PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     with open(tmp_path / "worker.log", "w") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "worker", "--poll-interval", "0.5"],
+            [sys.executable, "-m", "qforge.cli.main", "worker", "--poll-interval", "0.5"],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         proc = subprocess.run([*container["command"], *container["args"]], env=env,
@@ -479,7 +479,7 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
     assert container["args"] == ["--liveness=http://0.0.0.0:9090/healthz", "--log-format",
                                  "json"]
     # what the chart passes is what `qforge controller` accepts
-    from controller.cli.main import build_parser
+    from qforge.cli.main import build_parser
 
     parsed = build_parser().parse_args(["controller", *container["args"]])
     assert parsed.log_format == "json"

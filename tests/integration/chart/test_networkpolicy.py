@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from controller.k8s import naming
-from controller.k8s.manifests import build_job_manifest
-from controller.settings import Settings
-from runner_image.molecule import parse_molecule
-from runner_image.spec import JobSpec
+from qforge.k8s import naming
+from qforge.k8s.manifests import build_job_manifest
+from qforge.settings import Settings
+from qforge_runner.molecule import parse_molecule
+from qforge_runner.spec import JobSpec
 from tests.integration.chart.test_chart import (
     CHART,
     KUBE_VERSION,

@@ -20,7 +20,7 @@ def qforge(*args: str, jobs: Path, stdin: str | None = None,
            ) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ, JOBS_DIR=str(jobs), **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli.main", *args], input=stdin, text=True,
+        [sys.executable, "-m", "qforge.cli.main", *args], input=stdin, text=True,
         capture_output=True, env=full_env, timeout=timeout, check=False)
 
 
@@ -37,7 +37,7 @@ def start_worker(jobs: Path, tmp_path: Path) -> Iterator[Callable[..., subproces
               env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         log = open(tmp_path / log_name, "w")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "worker", *args],
+            [sys.executable, "-m", "qforge.cli.main", "worker", *args],
             env=dict(os.environ, JOBS_DIR=str(jobs), **(env or {})),
             stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         procs.append(p)

@@ -13,8 +13,8 @@ from types import ModuleType
 
 import pytest
 
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import direct_energy, needs_xtb
 from tests.molecules import AMMONIA, WATER
 

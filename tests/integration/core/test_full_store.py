@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.store.jobstore import JobStore
-from runner_image.molecule import Molecule, parse_molecule
-from runner_image.spec import JobSpec
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import Molecule, parse_molecule
+from qforge_runner.spec import JobSpec
 from tests.molecules import CAFFEINE, WATER_EXPERIMENTAL
 from tests.waiting import wait_until
 

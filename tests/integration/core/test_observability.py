@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.metrics.kubernetes import NAMES as CONTROLLER_ONLY
-from controller.record import Status
-from controller.store.jobstore import JobStore
+from qforge.metrics.kubernetes import NAMES as CONTROLLER_ONLY
+from qforge.record import Status
+from qforge.store.jobstore import JobStore
 from tests.integration.chart.test_chart import _find_helm, render
 from tests.metrics import dashboard_exprs, grafana_to_promql, names_in, scrape
 from tests.molecules import CAFFEINE, METHANE, WATER_EXPERIMENTAL
@@ -69,7 +69,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     log = tmp / "worker.jsonl"
     with open(log, "w") as sink:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli.main", "worker", "--poll-interval", "0.5",
+            [sys.executable, "-m", "qforge.cli.main", "worker", "--poll-interval", "0.5",
              "--max-concurrent", "2", "--metrics-port", "0", "--metrics-address",
              "127.0.0.1", "--log-format", "json"],
             env=dict(os.environ, JOBS_DIR=str(jobs)), stdout=sink, stderr=subprocess.STDOUT,
@@ -171,8 +171,8 @@ def test_json_logs_parse_line_by_line_and_keep_the_original_lines(run: Run) -> N
     start = [e for e in entries
              if e["message"] == f"Starting execution for job {run.ids['water']}"]
     assert start and start[0]["job_id"] == run.ids["water"]
-    assert start[0]["logger"] == "controller.scheduling.core"
-    assert {e["logger"] for e in entries} >= {"controller.worker", "controller.scheduling.core"}
+    assert start[0]["logger"] == "qforge.scheduling.core"
+    assert {e["logger"] for e in entries} >= {"qforge.worker", "qforge.scheduling.core"}
     # no molecule in the log: not one atom line of what was submitted
     text = run.log.read_text()
     for molecule in MOLECULES:

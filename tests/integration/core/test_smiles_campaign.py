@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from rdkit import Chem
 
-from controller.inputs.chem import smiles_to_molecule
-from runner_image.spec import JobSpec, Task
+from qforge.inputs.chem import smiles_to_molecule
+from qforge_runner.spec import JobSpec, Task
 from tests.integration.core.conftest import qforge
 from tests.integration.runner.helpers import direct_energy
 

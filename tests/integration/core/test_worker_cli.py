@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.record import Status
-from controller.store.jobstore import JobStore
+from qforge.record import Status
+from qforge.store.jobstore import JobStore
 from tests.integration.runner.helpers import processes
 from tests.molecules import CAFFEINE, WATER_EXPERIMENTAL
 from tests.waiting import wait_until
@@ -69,7 +69,7 @@ def test_worker_log_lines_keep_the_original_shape(jobs: Path, start_worker: Star
     w = start_worker("--until-idle", "--poll-interval", "0.5")
     assert w.wait(timeout=120) == 0
     log = (tmp_path / "worker.log").read_text()
-    for needle in ("controller.worker - INFO - Starting Worker...",
+    for needle in ("qforge.worker - INFO - Starting Worker...",
                    "Worker listening for jobs every 0.5s...",
                    "Found 1 queued jobs",
                    f"Starting execution for job {job_id}"):
@@ -77,7 +77,7 @@ def test_worker_log_lines_keep_the_original_shape(jobs: Path, start_worker: Star
     assert re.search(r"Health check: active_jobs=\d+, status=healthy, worker=worker_1", log)
     # --until-idle ends the process without the interpreter's teardown: only after the
     # last log line is flushed and the record is on disk
-    assert log.rstrip().endswith("controller.worker - INFO - Worker stopped")
+    assert log.rstrip().endswith("qforge.worker - INFO - Worker stopped")
     assert status(jobs, job_id) == "COMPLETED"
 
 

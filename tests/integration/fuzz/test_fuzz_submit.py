@@ -1,5 +1,5 @@
 """Fuzzing `qforge submit` (issue 12, point 3, first half) with Hypothesis, through the
-real CLI entry point (`controller.cli.main.main`, in-process: the same code as the
+real CLI entry point (`qforge.cli.main.main`, in-process: the same code as the
 console script, without an interpreter start per example).
 
 For every input: random bytes, mutated XYZ, QCSchema JSON, SMILES and SDF, extreme and
@@ -28,12 +28,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from controller.cli.main import main
-from controller.k8s.manifests import build_job_manifest
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
-from runner_image.cli import load_job
-from runner_image.molecule import parse_xyz
+from qforge.cli.main import main
+from qforge.k8s.manifests import build_job_manifest
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
+from qforge_runner.cli import load_job
+from qforge_runner.molecule import parse_xyz
 from tests.molecules import ACETONE, CAFFEINE, WATER_EXPERIMENTAL
 
 SEEDS_XYZ = [WATER_EXPERIMENTAL, ACETONE, CAFFEINE]

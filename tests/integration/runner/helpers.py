@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_image.spec import JobSpec
+from qforge_runner.spec import JobSpec
 
 XTB = shutil.which("xtb")
 needs_xtb = [

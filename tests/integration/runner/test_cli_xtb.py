@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType, RunReport
-from runner_image.spec import JobSpec
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType, RunReport
+from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import group_gone, needs_xtb, wrapper
 from tests.molecules import WATER, water_cluster
 from tests.waiting import wait_until
@@ -39,7 +39,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _runner(job: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner_image.cli", str(job)], env=env,
+    return subprocess.run([sys.executable, "-m", "qforge_runner.cli", str(job)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -98,7 +98,7 @@ def test_sigterm_stops_xtb_and_still_writes_the_result(tmp_path: Path) -> None:
     script, pid_file = wrapper(tmp_path)
     job = _job(tmp_path, JobSpec(molecule=parse_xyz(water_cluster()), task="ohess"))
     runner = subprocess.Popen(
-        [sys.executable, "-m", "runner_image.cli", str(job)],
+        [sys.executable, "-m", "qforge_runner.cli", str(job)],
         env=_env(tmp_path, QFORGE_XTB=str(script)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from runner_image import harness
-from runner_image.harness import RunConfig, run_job
-from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType, RunReport
-from runner_image.spec import JobSpec
+from qforge_runner import harness
+from qforge_runner.harness import RunConfig, run_job
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType, RunReport
+from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wrapper
 from tests.molecules import AMMONIUM, METHANE_DISTORTED, METHYL, WATER, water_cluster
 from tests.waiting import wait_until

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_image.atomic import write_files_atomic
+from qforge_runner.atomic import write_files_atomic
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runner_image.process import ProcessOutcome, run_process
+from qforge_runner.process import ProcessOutcome, run_process
 from tests.integration.runner.helpers import group_gone, living_members
 from tests.waiting import wait_until
 

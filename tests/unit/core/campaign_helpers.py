@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.record import JobRecord, Placement, Status
-from controller.store.jobstore import JobStore
-from controller.store.layout import QueueKey
-from runner_image.result import JobError
-from runner_image.timestamps import utcnow
+from qforge.record import JobRecord, Placement, Status
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import QueueKey
+from qforge_runner.result import JobError
+from qforge_runner.timestamps import utcnow
 
 HERE = Placement(executor="local", worker_id="w", instance="w-1")
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 

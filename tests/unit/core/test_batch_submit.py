@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from controller.record import Status
-from controller.store.dedup import canonical_input, input_hash
-from controller.store.groups import default_group, validate_group
-from controller.store.jobstore import JobStore
-from runner_image.errors import InputError
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.record import Status
+from qforge.store.dedup import canonical_input, input_hash
+from qforge.store.groups import default_group, validate_group
+from qforge.store.jobstore import JobStore
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import METHANE
 
 from .conftest import WATER, water_spec

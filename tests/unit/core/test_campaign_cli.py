@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import campaign
-from controller.cli.export import COLUMNS, export_row
-from controller.cli.main import build_parser, main
-from controller.record import Status
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
-from runner_image.atomic import write_json_atomic
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.cli import campaign
+from qforge.cli.export import COLUMNS, export_row
+from qforge.cli.main import build_parser, main
+from qforge.record import Status
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
+from qforge_runner.atomic import write_json_atomic
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
 
 from .campaign_helpers import finish, summary

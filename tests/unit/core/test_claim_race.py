@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 from pathlib import Path
 
-from controller.record import Placement, Status
-from controller.store.jobstore import JobStore
+from qforge.record import Placement, Status
+from qforge.store.jobstore import JobStore
 
 from .conftest import WATER, water_spec
 

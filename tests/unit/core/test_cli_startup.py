@@ -5,20 +5,20 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from controller.cli.main import FORMATS, build_parser
-from controller.inputs import Format
+from qforge.cli.main import FORMATS, build_parser
+from qforge.inputs import Format
 
 # Modules of other commands (or optional extras) that a worker start must not import.
 NOT_FOR_THE_WORKER = ("rdkit", "rich", "numpy", "prometheus_client", "kubernetes", "kopf",
-                      "controller.inputs", "controller.cli.submit", "controller.cli.campaign",
-                      "controller.cli.export")
+                      "qforge.inputs", "qforge.cli.submit", "qforge.cli.campaign",
+                      "qforge.cli.export")
 
 
 def test_the_worker_command_imports_nothing_it_does_not_use() -> None:
     probe = (
         "import sys\n"
-        "from controller.cli import main, commands\n"
-        "import controller.worker, controller.logs\n"
+        "from qforge.cli import main, commands\n"
+        "import qforge.worker, qforge.logs\n"
         "main.build_parser().parse_args(['worker', '--until-idle'])\n"
         f"print(sorted(m for m in {NOT_FOR_THE_WORKER!r} if m in sys.modules))\n"
     )

@@ -22,10 +22,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.record import Status
-from controller.scheduling.core import Scheduler
-from controller.settings import Settings
-from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore
+from qforge.record import Status
+from qforge.scheduling.core import Scheduler
+from qforge.settings import Settings
+from qforge.store.jobstore import CorruptRecord, JobNotFound, JobStore
 
 from .conftest import WATER, water_spec
 from .test_scheduler import Clock, FakeExecutor, success
@@ -174,7 +174,7 @@ def _check(root: Path, damage: list[Damage], restart: bool) -> None:
                 errors.append(record.getMessage())
 
     catch = Catch()
-    logging.getLogger("controller").addHandler(catch)
+    logging.getLogger("qforge").addHandler(catch)
     try:
         if restart:  # the damage is found by a scheduler starting on it
             ex = FakeExecutor(3)
@@ -186,7 +186,7 @@ def _check(root: Path, damage: list[Damage], restart: bool) -> None:
             sched.run_once()  # must not raise, whatever the damage
             clock.now += LEASE / 2
     finally:
-        logging.getLogger("controller").removeHandler(catch)
+        logging.getLogger("qforge").removeHandler(catch)
 
     for job_id in ids:
         if _readable(store, job_id):

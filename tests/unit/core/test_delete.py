@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.main import main
-from controller.record import Status
-from controller.store.index import IndexKeeper
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.cli.main import main
+from qforge.record import Status
+from qforge.store.index import IndexKeeper
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
 
 from .campaign_helpers import finish

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 
-from controller.store.heartbeats import (
+from qforge.store.heartbeats import (
     Heartbeats,
     beat_ages,
     instance_name,
     others_may_recover,
 )
-from controller.store.jobstore import JobStore
+from qforge.store.jobstore import JobStore
 
 
 def test_an_instance_whose_jobs_run_elsewhere_is_named_so_and_not_recoverable() -> None:

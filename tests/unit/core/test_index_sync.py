@@ -9,13 +9,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from controller.record import Status
-from controller.store.dedup import input_hash
-from controller.store.index import IndexKeeper
-from controller.store.jobstore import JobStore
-from controller.store.layout import DONE_STATUSES, RunningMarker
-from runner_image.molecule import parse_xyz
-from runner_image.spec import JobSpec
+from qforge.record import Status
+from qforge.store.dedup import input_hash
+from qforge.store.index import IndexKeeper
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import DONE_STATUSES, RunningMarker
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
 
 from .campaign_helpers import HERE, finish

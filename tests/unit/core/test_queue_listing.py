@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from controller.store import jobstore
-from controller.store.jobstore import JobStore
+from qforge.store import jobstore
+from qforge.store.jobstore import JobStore
 
 from .conftest import WATER, water_spec
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from controller.record import JobRecord, Status
-from controller.scheduling import local
-from controller.scheduling.core import Scheduler
-from controller.scheduling.local import LocalExecutor
-from controller.scheduling.recorder import Inline, WriteBehind
-from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore
-from runner_image.harness import RunConfig
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge.record import JobRecord, Status
+from qforge.scheduling import local
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.local import LocalExecutor
+from qforge.scheduling.recorder import Inline, WriteBehind
+from qforge.settings import Settings
+from qforge.store.jobstore import Claimed, JobStore
+from qforge_runner.harness import RunConfig
+from qforge_runner.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec

@@ -5,13 +5,13 @@ import threading
 
 import pytest
 
-from controller.record import Status
-from controller.scheduling.core import PassReport, Scheduler
-from controller.scheduling.executor import Outcome, Update
-from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore
-from runner_image.result import ErrorType, JobError, JobResult, Quality, RunReport
-from runner_image.timestamps import utcnow
+from qforge.record import Status
+from qforge.scheduling.core import PassReport, Scheduler
+from qforge.scheduling.executor import Outcome, Update
+from qforge.settings import Settings
+from qforge.store.jobstore import Claimed, JobStore
+from qforge_runner.result import ErrorType, JobError, JobResult, Quality, RunReport
+from qforge_runner.timestamps import utcnow
 
 from .conftest import WATER, water_spec
 
@@ -238,7 +238,7 @@ def test_shutdown_requeues_running_jobs_and_removes_heartbeat(store: JobStore) -
 
 def test_health_line_every_interval(store: JobStore, caplog: pytest.LogCaptureFixture) -> None:
     sched, _, clock = make(store, health_check_interval=30)
-    caplog.set_level(logging.INFO, logger="controller.scheduling.core")
+    caplog.set_level(logging.INFO, logger="qforge.scheduling.core")
     for _ in range(7):
         sched.run_once()
         clock.now += 10
@@ -281,7 +281,7 @@ def test_workers_never_take_back_a_kubernetes_controllers_jobs(store: JobStore) 
 
 
 def test_updates_record_placement_and_why_a_job_waits(store: JobStore) -> None:
-    from controller.record import Placement
+    from qforge.record import Placement
 
     job = store.submit(water_spec(), input_text=WATER).job_id
     sched, ex, _ = make(store)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.ids import InvalidJobId, new_job_id, validate_job_id
-from controller.settings import Settings, SettingsError
+from qforge.ids import InvalidJobId, new_job_id, validate_job_id
+from qforge.settings import Settings, SettingsError
 
 
 def test_defaults_match_the_original_worker() -> None:

@@ -1,14 +1,14 @@
-"""The controller words every pydantic error with runner_image.errors.validation_line (a
+"""The controller words every pydantic error with qforge_runner.errors.validation_line (a
 bad setting, a damaged record) and reads result.json into a report in one place."""
 
 from __future__ import annotations
 
 import pytest
 
-from controller.settings import Settings, SettingsError
-from controller.store.jobstore import CorruptRecord, JobStore, load_report
-from runner_image.atomic import write_text_atomic
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge.settings import Settings, SettingsError
+from qforge.store.jobstore import CorruptRecord, JobStore, load_report
+from qforge_runner.atomic import write_text_atomic
+from qforge_runner.result import ErrorType, JobError, RunReport
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.unit.core.conftest import water_spec
 

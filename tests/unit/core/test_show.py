@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from controller.cli import render
-from controller.record import JobRecord, Placement, Status
-from controller.settings import Settings
-from controller.store.heartbeats import Heartbeats
-from controller.store.jobstore import JobStore
-from runner_image.quality import assess
-from runner_image.result import JobResult
-from runner_image.spec import Method, Task
+from qforge.cli import render
+from qforge.record import JobRecord, Placement, Status
+from qforge.settings import Settings
+from qforge.store.heartbeats import Heartbeats
+from qforge.store.jobstore import JobStore
+from qforge_runner.quality import assess
+from qforge_runner.result import JobResult
+from qforge_runner.spec import Method, Task
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.unit.core.conftest import water_spec
 

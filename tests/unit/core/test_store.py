@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.record import Placement, Status
-from controller.store.index import IndexKeeper
-from controller.store.jobstore import CorruptRecord, JobNotFound, JobStore, StoreError
-from controller.store.layout import QueueKey, RunningMarker
+from qforge.record import Placement, Status
+from qforge.store.index import IndexKeeper
+from qforge.store.jobstore import CorruptRecord, JobNotFound, JobStore, StoreError
+from qforge.store.layout import QueueKey, RunningMarker
 
 from .conftest import WATER, water_spec
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.inputs import BadRecord, Format, Limits, ReadMolecule, expand_sources, read_sources
-from controller.inputs.chem import EMBED_SEED, smiles_to_molecule
-from controller.inputs.formats import sniff
-from controller.inputs.names import indexed_name, sanitize_name
-from runner_image.errors import InputError
-from runner_image.molecule import BOHR_TO_ANGSTROM
+from qforge.inputs import BadRecord, Format, Limits, ReadMolecule, expand_sources, read_sources
+from qforge.inputs.chem import EMBED_SEED, smiles_to_molecule
+from qforge.inputs.formats import sniff
+from qforge.inputs.names import indexed_name, sanitize_name
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import BOHR_TO_ANGSTROM
 from tests.molecules import METHANE, WATER_EXPERIMENTAL
 
 FIXTURES = Path(__file__).parent / "fixtures"

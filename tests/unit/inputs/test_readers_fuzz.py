@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.inputs import BadRecord, Format, Limits, ReadMolecule, expand_sources, read_sources
-from runner_image.errors import InputError
+from qforge.inputs import BadRecord, Format, Limits, ReadMolecule, expand_sources, read_sources
+from qforge_runner.errors import InputError
 from tests.molecules import WATER_EXPERIMENTAL
 
 FIXTURE_SDF = (Path(__file__).parent / "fixtures" / "library.sdf").read_text()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli.main import main
-from controller.cli.submit import check_options, rebuild, validate
-from controller.inputs import Limits, ReadMolecule, expand_sources, read_sources
-from controller.record import JobRecord
-from controller.settings import Settings
-from runner_image.spec import JobSpec
+from qforge.cli.main import main
+from qforge.cli.submit import check_options, rebuild, validate
+from qforge.inputs import Limits, ReadMolecule, expand_sources, read_sources
+from qforge.record import JobRecord
+from qforge.settings import Settings
+from qforge_runner.spec import JobSpec
 from tests.molecules import METHANE, WATER_EXPERIMENTAL
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from controller.k8s import naming
-from controller.k8s.autoscaling import (
+from qforge.k8s import naming
+from qforge.k8s.autoscaling import (
     EVENT_LIST_SECONDS,
     EVENT_SELECTOR,
     UNFIT_GRACE_SECONDS,
@@ -22,13 +22,13 @@ from controller.k8s.autoscaling import (
     unfit_reason,
     unschedulable_reason,
 )
-from controller.k8s.executor import KubernetesExecutor
-from controller.record import Placement
-from controller.settings import Settings
-from controller.store.jobstore import JobStore
-from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType
-from runner_image.spec import JobSpec
+from qforge.k8s.executor import KubernetesExecutor
+from qforge.record import Placement
+from qforge.settings import Settings
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType
+from qforge_runner.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.unit.k8s.test_executor import FakeBatch, FakeCore, _answer
 

@@ -7,13 +7,13 @@ import copy
 import json
 from typing import Any
 
-from controller.k8s import naming
-from controller.k8s.compact import compact_job, compact_pod
-from controller.k8s.manifests import build_job_manifest
-from controller.k8s.status import failure_error, job_end_state, pod_view
-from controller.k8s.view import JobView, holds_slot
-from controller.settings import Settings
-from runner_image.spec import JobSpec
+from qforge.k8s import naming
+from qforge.k8s.compact import compact_job, compact_pod
+from qforge.k8s.manifests import build_job_manifest
+from qforge.k8s.status import failure_error, job_end_state, pod_view
+from qforge.k8s.view import JobView, holds_slot
+from qforge.settings import Settings
+from qforge_runner.spec import JobSpec
 from tests.molecules import WATER
 
 JOB_ID = "water_20261128_133039_k3f9"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from controller.k8s import events
+from qforge.k8s import events
 
 NOW = datetime(2026, 11, 28, 13, 30, 39, 123456, tzinfo=UTC)
 

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from controller.k8s import events, naming
-from controller.k8s.executor import KubernetesExecutor
-from controller.record import Placement, Status
-from controller.scheduling.core import Scheduler
-from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore
-from runner_image.atomic import write_text_atomic
-from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType, JobError, JobResult, Quality, RunReport
-from runner_image.spec import JobSpec
-from runner_image.timestamps import utcnow
+from qforge.k8s import events, naming
+from qforge.k8s.executor import KubernetesExecutor
+from qforge.record import Placement, Status
+from qforge.scheduling.core import Scheduler
+from qforge.settings import Settings
+from qforge.store.jobstore import Claimed, JobStore
+from qforge_runner.atomic import write_text_atomic
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType, JobError, JobResult, Quality, RunReport
+from qforge_runner.spec import JobSpec
+from qforge_runner.timestamps import utcnow
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 
 INSTANCE = "k8s.ns.worker_1"

@@ -10,10 +10,10 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from controller.k8s.leader import LeaseElector
-from controller.k8s.operator import LeaderLoop
-from controller.scheduling.core import PassReport
-from controller.settings import Settings
+from qforge.k8s.leader import LeaseElector
+from qforge.k8s.operator import LeaderLoop
+from qforge.scheduling.core import PassReport
+from qforge.settings import Settings
 
 
 class FakeLeases:
@@ -206,7 +206,7 @@ def test_the_leader_loop_acts_only_while_leading_and_starts_afresh_after_losing_
 def test_lease_times_never_fall_on_a_whole_second(monkeypatch: Any) -> None:
     """The client re-serialises MicroTimes with isoformat(), which drops a zero fraction;
     the API server rejects the result."""
-    from controller.k8s import leader
+    from qforge.k8s import leader
 
     class OnTheSecond(datetime):
         @classmethod
@@ -225,7 +225,7 @@ def test_an_unreachable_api_server_is_a_warning_line_and_a_bug_is_a_traceback() 
 
     from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-    from controller.k8s.operator import api_unreachable, one_line
+    from qforge.k8s.operator import api_unreachable, one_line
 
     refused = MaxRetryError(None, "/apis/coordination.k8s.io/v1/leases",  # type: ignore[arg-type]
                             NewConnectionError(None, "Connection refused\n(errno 111)"))  # type: ignore[arg-type]
@@ -255,7 +255,7 @@ def test_an_unreachable_api_server_is_a_warning_line_and_a_bug_is_a_traceback() 
         def emit(self, record: logging.LogRecord) -> None:
             records.append(record)
 
-    logger = logging.getLogger("controller.k8s.operator")
+    logger = logging.getLogger("qforge.k8s.operator")
     handler = Keep()
     logger.addHandler(handler)
     try:

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 
-from controller.k8s import naming
-from controller.k8s.manifests import (
+from qforge.k8s import naming
+from qforge.k8s.manifests import (
     RUNNER_FAILURE_EXIT_CODES,
     ManifestError,
     active_deadline_seconds,
     build_job_manifest,
     store_sub_path,
 )
-from controller.settings import Settings
-from runner_image.elements import SYMBOLS
-from runner_image.spec import JobSpec
+from qforge.settings import Settings
+from qforge_runner.elements import SYMBOLS
+from qforge_runner.spec import JobSpec
 from tests.molecules import WATER
 
 JOB_ID = "water_20261128_133039_k3f9"

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from controller.k8s import naming
-from controller.k8s.naming import job_id_label_value, job_name
-from runner_image.spec import is_label_key, is_label_value
+from qforge.k8s import naming
+from qforge.k8s.naming import job_id_label_value, job_name
+from qforge_runner.spec import is_label_key, is_label_value
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -206,7 +206,7 @@ def test_selector_for_one_job_adds_its_label_value() -> None:
     ],
 )
 def test_is_label_key(key: str, valid: bool) -> None:
-    """The one label-key check (runner_image.spec; manifests use it too)."""
+    """The one label-key check (qforge_runner.spec; manifests use it too)."""
     assert is_label_key(key) is valid
 
 

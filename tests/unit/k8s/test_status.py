@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.k8s.status import failure_error, job_end_state, pod_view
-from runner_image.result import ErrorType, JobError, RunReport
+from qforge.k8s.status import failure_error, job_end_state, pod_view
+from qforge_runner.result import ErrorType, JobError, RunReport
 
 
 def job(cond_type: str | None = None, reason: str = "", deadline: int = 60) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
+from qforge.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
 
 
 class Clock:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.k8s import naming
-from controller.k8s.view import JobView, holds_slot
+from qforge.k8s import naming
+from qforge.k8s.view import JobView, holds_slot
 
 
 def job(name: str, *, succeeded: int = 0, finalizer: bool = True,

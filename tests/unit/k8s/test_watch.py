@@ -6,7 +6,7 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from controller.k8s.watch import LIST_PAGE, ListWatch
+from qforge.k8s.watch import LIST_PAGE, ListWatch
 
 
 class Stream:

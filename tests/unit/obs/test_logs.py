@@ -1,4 +1,4 @@
-"""controller.logs: who speaks, the job a line is about, JSON lines, no secrets."""
+"""qforge.logs: who speaks, the job a line is about, JSON lines, no secrets."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
-from controller.logs import JsonFormatter, TextFormatter, job_id_of, redact, setup_logging
+from qforge.logs import JsonFormatter, TextFormatter, job_id_of, redact, setup_logging
 
 
 def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
-    rec = logging.LogRecord("controller.scheduling.core", logging.INFO, __file__, 1, msg,
+    rec = logging.LogRecord("qforge.scheduling.core", logging.INFO, __file__, 1, msg,
                             args, None)
     for key, value in extra.items():
         setattr(rec, key, value)
@@ -41,7 +41,7 @@ def test_json_lines_carry_time_level_component_logger_message_job() -> None:
     line = JsonFormatter().format(record("Starting execution for job %s", "water_1"))
     entry = json.loads(line)
     assert entry["level"] == "INFO" and entry["component"] == "worker"
-    assert entry["logger"] == "controller.scheduling.core"
+    assert entry["logger"] == "qforge.scheduling.core"
     assert entry["message"] == "Starting execution for job water_1"
     assert entry["job_id"] == "water_1"
     assert entry["time"].endswith("Z") and "T" in entry["time"]
@@ -62,7 +62,7 @@ def test_an_exception_is_one_field_not_a_multiline_traceback() -> None:
 
 def test_text_lines_keep_the_original_shape_with_the_component() -> None:
     line = TextFormatter().format(record("Found %d queued jobs", 2))
-    assert line.endswith("] [worker] controller.scheduling.core - INFO - Found 2 queued jobs")
+    assert line.endswith("] [worker] qforge.scheduling.core - INFO - Found 2 queued jobs")
 
 
 @pytest.mark.parametrize("text", [
@@ -86,7 +86,7 @@ def test_setup_logging_writes_the_components_file_in_json(tmp_path: object,
     saved = (list(root.handlers), root.level)
     try:
         setup_logging(folder, component="controller", fmt="json")
-        logging.getLogger("controller.k8s.operator").info("Starting Controller...")
+        logging.getLogger("qforge.k8s.operator").info("Starting Controller...")
     finally:
         for handler in list(root.handlers):
             handler.close()

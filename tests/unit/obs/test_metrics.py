@@ -1,4 +1,4 @@
-"""controller.metrics: the values the collectors and the observer export."""
+"""qforge.metrics: the values the collectors and the observer export."""
 
 from __future__ import annotations
 
@@ -9,22 +9,22 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.metrics.kubernetes import (
+from qforge.metrics.kubernetes import (
     KubernetesMetrics,
     RunnerPods,
     classify,
     pod_waiting_reason,
     reason_of,
 )
-from controller.metrics.process import ProcessMetrics
-from controller.metrics.scheduling import SchedulingMetrics, seconds_between
-from controller.metrics.store import StoreCollector
-from controller.record import Placement, Status
-from controller.scheduling.core import Scheduler
-from controller.scheduling.executor import Outcome
-from controller.settings import Settings
-from controller.store.jobstore import Claimed, JobStore
-from runner_image.result import ErrorType, JobError
+from qforge.metrics.process import ProcessMetrics
+from qforge.metrics.scheduling import SchedulingMetrics, seconds_between
+from qforge.metrics.store import StoreCollector
+from qforge.record import Placement, Status
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.executor import Outcome
+from qforge.settings import Settings
+from qforge.store.jobstore import Claimed, JobStore
+from qforge_runner.result import ErrorType, JobError
 from tests.waiting import wait_until
 
 from ..core.conftest import WATER, water_spec
@@ -176,7 +176,7 @@ def test_store_gauges_count_queued_and_running_from_the_index(store: JobStore) -
 
 def test_finished_counts_follow_the_done_markers_off_the_scrape(
         store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from controller.metrics import store as store_metrics
+    from qforge.metrics import store as store_metrics
 
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(3)]
     collector = StoreCollector(store)
@@ -261,7 +261,7 @@ def test_the_scheduler_reports_starts_finishes_and_passes(store: JobStore) -> No
 def test_process_metrics_serve_and_refuse_a_busy_port(store: JobStore) -> None:
     from urllib.request import urlopen
 
-    from controller.settings import SettingsError
+    from qforge.settings import SettingsError
 
     settings = Settings(jobs_dir=store.root)
     first = ProcessMetrics(settings, "worker", store=store)

@@ -8,9 +8,9 @@ import sys
 
 
 def test_the_runner_imports_no_metrics_library() -> None:
-    code = ("import sys, runner_image.cli, runner_image.harness; "
+    code = ("import sys, qforge_runner.cli, qforge_runner.harness; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'prometheus_client', 'kopf', 'kubernetes', 'controller'}))")
+            "{'prometheus_client', 'kopf', 'kubernetes', 'qforge'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.cli.main import build_parser
-from controller.settings import Settings, SettingsError
+from qforge.cli.main import build_parser
+from qforge.settings import Settings, SettingsError
 
 
 def test_defaults_serve_no_metrics_and_log_text() -> None:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner_image.molecule import Molecule, parse_xyz
-from runner_image.spec import JobSpec
+from qforge_runner.molecule import Molecule, parse_xyz
+from qforge_runner.spec import JobSpec
 from tests.molecules import HYDROXYL as HYDROXYL
 from tests.molecules import WATER as WATER
 

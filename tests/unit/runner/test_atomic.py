@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runner_image import atomic
-from runner_image.atomic import write_files_atomic, write_json_atomic, write_text_atomic
+from qforge_runner import atomic
+from qforge_runner.atomic import write_files_atomic, write_json_atomic, write_text_atomic
 
 
 def _leftovers(folder: Path) -> list[str]:

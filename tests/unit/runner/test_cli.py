@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner_image.cli import EXIT_INPUT, load_job, main
-from runner_image.errors import InputError
-from runner_image.result import ErrorType, RunReport
+from qforge_runner.cli import EXIT_INPUT, load_job, main
+from qforge_runner.errors import InputError
+from qforge_runner.result import ErrorType, RunReport
 from tests.unit.runner.helpers import water_spec
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner_image.harness import OutputError, artifacts, collect_result
-from runner_image.spec import Method, Task
+from qforge_runner.harness import OutputError, artifacts, collect_result
+from qforge_runner.spec import Method, Task
 from tests.unit.runner.helpers import recorded, water_spec
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner_image.harness import xtb_environment
+from qforge_runner.harness import xtb_environment
 from tests.unit.runner.helpers import water_spec
 
 

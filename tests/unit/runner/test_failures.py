@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import signal
 
-from runner_image.failures import classify_failure
-from runner_image.molecule import parse_xyz
-from runner_image.result import ErrorType, JobError
-from runner_image.spec import JobSpec
+from qforge_runner.failures import classify_failure
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType, JobError
+from qforge_runner.spec import JobSpec
 from tests.unit.runner.helpers import HYDROXYL, recorded, water_spec
 
 

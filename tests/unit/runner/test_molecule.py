@@ -9,9 +9,9 @@ import random
 import pytest
 from pydantic import ValidationError
 
-import runner_image.molecule as molecule_module
-from runner_image.errors import InputError
-from runner_image.molecule import (
+import qforge_runner.molecule as molecule_module
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import (
     BOHR_TO_ANGSTROM,
     MIN_DISTANCE,
     Molecule,
@@ -21,7 +21,7 @@ from runner_image.molecule import (
     parse_xyz,
     qcschema_charge_uhf,
 )
-from runner_image.spec import JobSpec
+from qforge_runner.spec import JobSpec
 from tests.unit.runner.helpers import WATER, water
 
 

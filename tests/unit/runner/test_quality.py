@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runner_image.quality import IMAGINARY_CUTOFF, MIN_GAP_EV, assess
-from runner_image.spec import Method
+from qforge_runner.quality import IMAGINARY_CUTOFF, MIN_GAP_EV, assess
+from qforge_runner.spec import Method
 
 
 def test_a_clean_result_is_ok() -> None:

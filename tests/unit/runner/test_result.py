@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runner_image.harness import collect_result
-from runner_image.molecule import BOHR_TO_ANGSTROM
-from runner_image.result import ErrorType, JobError, JobResult, Quality, RunReport, to_qcschema
-from runner_image.spec import JobSpec
+from qforge_runner.harness import collect_result
+from qforge_runner.molecule import BOHR_TO_ANGSTROM
+from qforge_runner.result import ErrorType, JobError, JobResult, Quality, RunReport, to_qcschema
+from qforge_runner.spec import JobSpec
 from tests.unit.runner.helpers import recorded, water_spec
 
 qcel = pytest.importorskip("qcelemental")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from runner_image.errors import InputError, validation_line
-from runner_image.timestamps import utcnow
+from qforge_runner.errors import InputError, validation_line
+from qforge_runner.timestamps import utcnow
 
 RUNNER = Path(__file__).resolve().parents[3] / "runner_image"
 
@@ -78,11 +78,11 @@ def test_timestamps_are_utc_with_microseconds() -> None:
 
 
 def test_no_module_of_the_runner_package_imports_the_controller() -> None:
-    modules = sorted(f"runner_image.{p.stem}" for p in RUNNER.glob("*.py")
+    modules = sorted(f"qforge_runner.{p.stem}" for p in RUNNER.glob("*.py")
                      if p.stem != "__init__")
-    assert "runner_image.timestamps" in modules and "runner_image.errors" in modules
+    assert "qforge_runner.timestamps" in modules and "qforge_runner.errors" in modules
     code = (f"import sys; import {', '.join(modules)}; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'controller'))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'qforge'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runner_image.errors import InputError
-from runner_image.molecule import parse_xyz
-from runner_image.spec import ALPB_SOLVENTS, JobSpec, Method, OptLevel, Task, memory_bytes
+from qforge_runner.errors import InputError
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import ALPB_SOLVENTS, JobSpec, Method, OptLevel, Task, memory_bytes
 from tests.unit.runner.helpers import HYDROXYL, WATER, water, water_spec
 
 
@@ -225,7 +225,7 @@ def test_xtb_args_for_every_method_and_task(method: Method, task: Task) -> None:
 
 
 def test_a_validated_spec_handed_over_is_kept_and_data_is_checked() -> None:
-    from controller.record import JobRecord, Status
+    from qforge.record import JobRecord, Status
 
     spec = water_spec(charge=1, uhf=1)
     record = JobRecord(job_id="w", status=Status.QUEUED, created_at="t", updated_at="t",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner_image.xtb_output import (
+from qforge_runner.xtb_output import (
     is_linear,
     parse_charges,
     parse_json_output,
