@@ -43,9 +43,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     write_files_atomic([(Path(path), text.encode("utf-8"))])
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically."""
-    write_files_atomic([(Path(path), data)])
+def write_bytes_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
+    """Replace `path` with `data` atomically, published with `mode` (0600 for a file
+    only its owner may read: the token store's records)."""
+    write_files_atomic([(Path(path), data)], mode=mode)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -92,7 +93,7 @@ def _open_to_sync(path: Path) -> int:
 
 
 def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
-                       move: bool = False) -> None:
+                       move: bool = False, mode: int = FILE_MODE) -> None:
     """Write several files, each atomically, all durably, in one round of fsyncs.
 
     Each item is a destination and its content: bytes, or a file to copy. Every one
@@ -107,6 +108,8 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
     own writer; the source name is gone afterwards); one on another file system is
     copied as above. A source must then be complete and no longer written to (xtb has
     exited): the rename publishes it whole, and it is durable before it is published.
+    Every file is published with `mode` (set on the temporary file before any data is
+    written to it).
     """
     temps: list[tuple[int, str, Path]] = []  # (fd, temporary or source path, destination)
     moved: set[str] = set()
@@ -122,7 +125,7 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
                 continue
             fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
             temps.append((fd, tmp, dst))
-            os.fchmod(fd, FILE_MODE)
+            os.fchmod(fd, mode)
             with open(fd, "wb", closefd=False) as out:
                 if isinstance(content, bytes):
                     out.write(content)
@@ -142,8 +145,8 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
     try:
         for _, tmp, dst in temps:
             if tmp in moved:
-                os.chmod(tmp, FILE_MODE)
-                _move_into_place(Path(tmp), dst)
+                os.chmod(tmp, mode)
+                _move_into_place(Path(tmp), dst, mode)
             else:
                 os.replace(tmp, dst)
             done += 1
@@ -156,7 +159,7 @@ def write_files_atomic(items: Sequence[tuple[Path, bytes | Path]], *,
         fsync_dir(folder)
 
 
-def _move_into_place(src: Path, dst: Path) -> None:
+def _move_into_place(src: Path, dst: Path, mode: int = FILE_MODE) -> None:
     """Rename `src` over `dst`; where the two are on one file system but under different
     mounts (a bind mount, a Kubernetes volume's subPath: st_dev is equal, yet rename
     answers EXDEV), copy it beside `dst`, fsync, and rename that instead."""
@@ -168,7 +171,7 @@ def _move_into_place(src: Path, dst: Path) -> None:
             raise
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        os.fchmod(fd, mode)
         with open(fd, "wb", closefd=False) as out, open(src, "rb") as inp:
             shutil.copyfileobj(inp, out)
         os.fsync(fd)

@@ -34,6 +34,23 @@ def test_files_are_readable_by_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
 
 
+def test_a_private_file_is_published_with_its_mode(tmp_path: Path) -> None:
+    """mode=0o600 (the token store's records), also when it replaces a file readable by
+    others, and when it is moved into place."""
+    target = tmp_path / "alice.json"
+    write_text_atomic(target, "{}\n")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    atomic.write_bytes_atomic(target, b"secret-ish\n", mode=0o600)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert target.read_bytes() == b"secret-ish\n"
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"moved\n")
+    os.chmod(src, 0o644)
+    write_files_atomic([(tmp_path / "moved.bin", src)], move=True, mode=0o600)
+    assert stat.S_IMODE((tmp_path / "moved.bin").stat().st_mode) == 0o600
+    assert _leftovers(tmp_path) == []
+
+
 def test_copy_a_file_atomically(tmp_path: Path) -> None:
     src = tmp_path / "src.bin"
     src.write_bytes(bytes(range(256)) * 100)
