@@ -113,6 +113,18 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (the scheme's case does
+    not matter, RFC 9110), or None when there is no header or it is not a bearer one."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
 def read_token_file(path: Path | str) -> str:
     """A token kept in a file (a mounted Kubernetes Secret), without the whitespace
     around it. A missing or unreadable file raises OSError; an empty one TokenError."""
@@ -146,8 +158,7 @@ class TokenStore:
         self.folder = self.root / INDEX_DIR / "tokens"
         self._generation_path = os.fspath(self.folder / GENERATION_FILE)
         self._lock = threading.Lock()
-        self._snapshot = _Snapshot(generation=None, by_hash={})
-        self._loaded = False
+        self._snapshot: _Snapshot | None = None  # None: not read yet
 
     # ----------------------------------------------------------------- changes
     def create(self, name: str, role: Role | str, *, replace: bool = False) -> str:
@@ -309,15 +320,14 @@ class TokenStore:
         """The live tokens by hash, read again only when the generation changed."""
         generation = self._read_generation()
         snapshot = self._snapshot
-        if self._loaded and generation == snapshot.generation:
+        if snapshot is not None and snapshot.generation == generation:
             return snapshot
         with self._lock:
             snapshot = self._snapshot
-            if self._loaded and generation == snapshot.generation:
+            if snapshot is not None and snapshot.generation == generation:
                 return snapshot  # another thread has just read it
+            # The folder is read after the generation: see the module's docstring.
             by_hash = {r.sha256: r for r in self._read_all() if r.live}
             snapshot = _Snapshot(generation=generation, by_hash=by_hash)
             self._snapshot = snapshot
-            self._loaded = True
             return snapshot
-

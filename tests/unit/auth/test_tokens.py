@@ -10,13 +10,14 @@ import os
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from qforge.auth import Identity, Role, TokenError, TokenNotFound, TokenRecord, TokenStore
 from qforge.auth import tokens as tokens_module
-from qforge.auth.tokens import GENERATION_FILE, TOKEN_PREFIX, read_token_file
+from qforge.auth.tokens import GENERATION_FILE, TOKEN_PREFIX, bearer_token, read_token_file
 
 
 @pytest.fixture
@@ -270,3 +271,42 @@ def test_a_damaged_record_grants_nothing_and_is_named(jobs: Path,
     assert [r.name for r in store.list()] == ["bob"]
     with pytest.raises(TokenError, match="damaged token record"):
         store.get("alice")
+
+
+def test_many_threads_share_one_store(jobs: Path) -> None:
+    """The server's threads call authenticate at once: every answer right, before and
+    after a revoke made by another store object."""
+    server = TokenStore(jobs)
+    tokens = [server.create(f"user{i}", Role.submitter) for i in range(8)]
+
+    def check_all(expect_live: bool) -> list[bool]:
+        def one(i: int) -> bool:
+            token = tokens[i % len(tokens)]
+            got = server.authenticate(token)
+            return (got == Identity(name=f"user{i % len(tokens)}", role=Role.submitter)) \
+                if expect_live else got is None
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            return list(pool.map(one, range(400)))
+
+    assert all(check_all(expect_live=True))
+    admin = TokenStore(jobs)
+    for i in range(len(tokens)):
+        admin.revoke(f"user{i}")
+    assert all(check_all(expect_live=False))
+
+
+@pytest.mark.parametrize(("header", "token"), [
+    ("Bearer qf_abc", "qf_abc"),
+    ("bearer qf_abc", "qf_abc"),
+    ("  BEARER   qf_abc  ", "qf_abc"),
+    (None, None),
+    ("", None),
+    ("Bearer", None),
+    ("Bearer ", None),
+    ("Basic YWxpY2U6cw==", None),
+    ("Bearer a b", None),
+    ("qf_abc", None),
+])
+def test_bearer_token(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token
