@@ -67,6 +67,11 @@ class TokenNotFound(TokenError):
     """No token of that name: exit 3."""
 
 
+class TokensUnreadable(TokenError):
+    """The tokens folder cannot be read (another user's 0700 folder, say): no request can
+    be authenticated. The server's answer is an error of its own, not "wrong token"."""
+
+
 class TokenRecord(BaseModel):
     """One token as stored: its name, role and hash, never the token itself."""
 
@@ -234,7 +239,8 @@ class TokenStore:
 
     def authenticate(self, token: str) -> Identity | None:
         """The identity a presented token stands for, or None (unknown, revoked, or not
-        a token at all). Cheap: one small file read and a dictionary lookup."""
+        a token at all). Cheap: one small file read and a dictionary lookup. Raises
+        TokensUnreadable when the tokens cannot be read at all."""
         if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_LENGTH:
             return None
         digest = hash_token(token)
@@ -294,6 +300,8 @@ class TokenStore:
             names = os.listdir(self.folder)
         except FileNotFoundError:
             return records
+        except OSError as exc:
+            raise self._unreadable(exc) from None
         for entry in names:
             if entry.startswith(".") or not entry.endswith(".json"):
                 continue
@@ -315,6 +323,14 @@ class TokenStore:
                 return f.read(256)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: OSError) -> TokensUnreadable:
+        return TokensUnreadable(
+            f"cannot read the tokens in {self.folder}: {exc.strerror or exc} (they are "
+            f"private to the user who created them, uid {_owner_uid(self.folder)}: run "
+            "`qforge token` and the server as that user)")
 
     def _current(self) -> _Snapshot:
         """The live tokens by hash, read again only when the generation changed."""
@@ -331,3 +347,10 @@ class TokenStore:
             snapshot = _Snapshot(generation=generation, by_hash=by_hash)
             self._snapshot = snapshot
             return snapshot
+
+
+def _owner_uid(path: Path) -> str:
+    try:
+        return str(path.stat().st_uid)
+    except OSError:
+        return "?"

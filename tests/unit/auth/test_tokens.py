@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from qforge.auth import Identity, Role, TokenError, TokenNotFound, TokenRecord, TokenStore
+from qforge.auth import (
+    Identity,
+    Role,
+    TokenError,
+    TokenNotFound,
+    TokenRecord,
+    TokenStore,
+    TokensUnreadable,
+)
 from qforge.auth import tokens as tokens_module
 from qforge.auth.tokens import GENERATION_FILE, TOKEN_PREFIX, bearer_token, read_token_file
 
@@ -310,3 +318,44 @@ def test_many_threads_share_one_store(jobs: Path) -> None:
 ])
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+def test_tokens_that_cannot_be_read_are_an_error_not_a_wrong_token(jobs: Path) -> None:
+    """A folder the process cannot read (here: the generation file is a folder; in real
+    life another user's 0700 folder) fails every request with one clear line, not as
+    "no such token"."""
+    store = TokenStore(jobs)
+    token = store.create("alice", Role.viewer)
+    generation = store.folder / GENERATION_FILE
+    generation.unlink()
+    generation.mkdir()
+    with pytest.raises(TokensUnreadable, match=r"^cannot read the tokens in .*: "):
+        TokenStore(jobs).authenticate(token)
+    generation.rmdir()
+    assert TokenStore(jobs).authenticate(token) is not None
+
+
+def test_a_tokens_path_that_is_not_a_folder_is_an_error(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    (jobs / ".qforge").mkdir(parents=True)
+    (jobs / ".qforge" / "tokens").write_text("not a folder\n")
+    store = TokenStore(jobs)
+    with pytest.raises(TokensUnreadable):
+        store.list()
+
+
+def test_no_token_is_ever_logged(jobs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "s3cret-from-a-kubernetes-secret-0123456789"
+    with caplog.at_level(logging.DEBUG):
+        store = TokenStore(jobs)
+        token = store.create("alice", Role.admin)
+        store.authenticate(token)
+        store.create("alice", Role.admin, replace=True)
+        store.ensure_token("boot", Role.admin, secret)
+        store.revoke("boot")
+        store.ensure_token("boot", Role.admin, secret)
+        with pytest.raises(TokenError):
+            store.ensure_token("other", Role.admin, secret)
+    assert "token 'alice' (admin) created" in caplog.text  # the store does log, by name
+    for sensitive in (token, token.removeprefix(TOKEN_PREFIX)[:12], secret):
+        assert sensitive not in caplog.text
