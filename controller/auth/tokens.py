@@ -108,8 +108,9 @@ def parse_role(text: str) -> Role:
 
 
 def hash_token(token: str) -> str:
-    """The sha256 hex digest stored for `token`."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """The sha256 hex digest stored for `token` (any string hashes: a lone surrogate
+    from a mangled header is not an error)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_token() -> str:

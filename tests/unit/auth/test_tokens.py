@@ -47,6 +47,7 @@ def test_a_created_token_authenticates_as_its_name_and_role(jobs: Path) -> None:
     assert store.authenticate("") is None
     assert store.authenticate("qf_" + "A" * 43) is None
     assert store.authenticate("ä" * 10_000) is None
+    assert store.authenticate("qf_\udcff" + "A" * 40) is None
 
 
 def test_tokens_are_256_random_bits_and_all_different(jobs: Path) -> None:
