@@ -12,6 +12,9 @@ from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 
 SCHEMA_VERSION = 1
+# The owner of a record written before owners existed (and the default of JobStore.submit).
+UNKNOWN_OWNER = "unknown"
+MAX_OWNER_LENGTH = 256
 
 
 class Status(StrEnum):
@@ -67,6 +70,9 @@ class JobRecord(BaseModel):
     group: str | None = None
     # sha256 of the canonical input (controller/store/dedup.py), for deduplication.
     input_hash: str | None = None
+    # Who submitted it: the token's name through the server, the OS user locally
+    # (qforge.auth). A record written before owners existed reads as "unknown".
+    owner: str = Field(UNKNOWN_OWNER, min_length=1, max_length=MAX_OWNER_LENGTH)
 
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with changes applied and `updated_at` bumped (the model is frozen).

@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
     k.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
     _observability_options(k)
+
+    from qforge.cli import tokens  # `qforge token ...`: its parser lives with it
+
+    tokens.add_parser(sub)
     return p
 
 
@@ -218,6 +222,10 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
     args = build_parser().parse_args(argv)
     args.exit_when_done = exit_when_done
     cmd = args.command
+    if cmd == "token":
+        from qforge.cli import tokens
+
+        return tokens.run(args, _settings(args))
     if cmd == "submit":
         from qforge.cli import submit
 

@@ -203,6 +203,7 @@ def print_show(store: JobStore, record: JobRecord, settings: Settings) -> None:
         _row("Molecule", f"{spec.molecule.formula} ({spec.molecule.natoms} atoms), charge "
                          f"{spec.charge}, uhf {spec.uhf}"),
         _row("Method", method),
+        _row("Owner", record.owner),
         _row("Created", record.created_at),
     ]
     groups = store.groups_of(record)

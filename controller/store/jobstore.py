@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from qforge.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
-from qforge.record import JobRecord, Placement, Status
+from qforge.record import MAX_OWNER_LENGTH, UNKNOWN_OWNER, JobRecord, Placement, Status
 from qforge.store.dedup import claim_name, input_hash
 from qforge.store.groups import default_group, validate_group
 from qforge.store.layout import DoneKey, Layout, QueueKey, RunningMarker
@@ -254,11 +254,12 @@ class JobStore:
 
     # ---------------------------------------------------------------- submit
     def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None,
-               group: str | None = None) -> JobRecord:
-        """Create one QUEUED job, always (a duplicate of a live job is run anyway, as
-        `submit_batch(force=True)`). The queue marker is made before the folder appears,
-        so a job visible in the store always has its marker (a claim that finds a marker
-        without its folder puts it back)."""
+               group: str | None = None, owner: str = UNKNOWN_OWNER) -> JobRecord:
+        """Create one QUEUED job owned by `owner`, always (a duplicate of a live job is
+        run anyway, as `submit_batch(force=True)`). The queue marker is made before the
+        folder appears, so a job visible in the store always has its marker (a claim
+        that finds a marker without its folder puts it back)."""
+        _check_owner(owner)
         self.ensure()
         if group is not None:
             validate_group(group)
@@ -268,27 +269,31 @@ class JobStore:
             if self.layout.job_dir(job_id).exists():
                 raise StoreError(f"job {job_id} already exists")
         return self._submit_one(spec, input_text, group=group, force=True,
-                                job_id=job_id).record
+                                job_id=job_id, owner=owner).record
 
     def submit_batch(self, items: Sequence[tuple[JobSpec, str]], *, group: str,
                      force: bool = False,
-                     on_progress: Callable[[int], None] | None = None) -> list[Submitted]:
-        """Create one job per (spec, input xyz text), all in `group`. An item whose
-        canonical input is held by a QUEUED, RUNNING or COMPLETED job is not created
-        again: that job joins `group` and is returned with `duplicate_of` set (unless
-        `force`). `on_progress(n)` is called after each item is written."""
+                     on_progress: Callable[[int], None] | None = None,
+                     owner: str = UNKNOWN_OWNER) -> list[Submitted]:
+        """Create one job per (spec, input xyz text), all in `group`, owned by `owner`.
+        An item whose canonical input is held by a QUEUED, RUNNING or COMPLETED job is
+        not created again: that job joins `group` and is returned with `duplicate_of`
+        set, keeping its own owner (unless `force`). `on_progress(n)` is called after
+        each item is written."""
         validate_group(group)
+        _check_owner(owner)
         self.ensure()
         self.layout.group(group).mkdir(exist_ok=True)
         out: list[Submitted] = []
         for n, (spec, text) in enumerate(items, start=1):
-            out.append(self._submit_one(spec, text, group=group, force=force))
+            out.append(self._submit_one(spec, text, group=group, force=force, owner=owner))
             if on_progress is not None:
                 on_progress(n)
         return out
 
     def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
-                    force: bool, job_id: str | None = None) -> Submitted:
+                    force: bool, job_id: str | None = None,
+                    owner: str = UNKNOWN_OWNER) -> Submitted:
         digest = input_hash(spec)
         waited = 0.0
         while True:
@@ -306,7 +311,7 @@ class JobStore:
             # free, dead (FAILED, CANCELLED, gone) or forced past a live one
             take = None if state == "live" else gen + 1
             created = self._create(spec, input_text, group=group, digest=digest,
-                                   claim_gen=take, job_id=job_id)
+                                   claim_gen=take, job_id=job_id, owner=owner)
             if created is not None:
                 return Submitted(created, None)
             waited = 0.0  # another submitter took that generation first: look again
@@ -341,7 +346,8 @@ class JobStore:
         return "live" if same and status in LIVE_STATUSES else "dead"
 
     def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
-                claim_gen: int | None, job_id: str | None) -> JobRecord | None:
+                claim_gen: int | None, job_id: str | None,
+                owner: str = UNKNOWN_OWNER) -> JobRecord | None:
         """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
         another submitter first (nothing is left behind then)."""
         # Paths as strings: a batch of 100,000 builds ten paths per job, and pathlib's
@@ -357,7 +363,7 @@ class JobStore:
         now = utcnow()
         record = JobRecord(job_id=jid, status=Status.QUEUED, created_at=now, updated_at=now,
                            created_ns=time.time_ns(), spec=spec, group=group,
-                           input_hash=digest)
+                           input_hash=digest, owner=owner)
         staging = f"{index}/incoming/{jid}.{os.getpid()}.{time.monotonic_ns()}"
         try:
             os.mkdir(staging)
@@ -852,6 +858,7 @@ class JobStore:
             if group is not None and data.get("group") != group and not (
                     self.layout.memberships(job_id) / group).exists():
                 continue
+            data.setdefault("owner", UNKNOWN_OWNER)  # written before owners existed
             yield data
 
     def ensure_queue_marker(self, record: JobRecord) -> bool:
@@ -870,6 +877,12 @@ class JobStore:
 def _scheduling_order(key: QueueKey) -> tuple[int, int, str]:
     """QueueKey's own ordering (its fields in order), as a sort key."""
     return (key.rank, key.created_ns, key.job_id)
+
+
+def _check_owner(owner: str) -> None:
+    """Refuse an owner a record cannot hold before anything of a submission is written."""
+    if not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER_LENGTH:
+        raise StoreError(f"invalid owner {owner!r}: 1 to {MAX_OWNER_LENGTH} characters")
 
 
 def _is_job_id(name: str) -> bool:

@@ -15,9 +15,13 @@
     $JOBS_DIR/.qforge/dedup/<hash>.<gen>    symlink -> the job holding that input
     $JOBS_DIR/<job_id>/groups/<group>       the job joined <group> as a duplicate
                                             (its own group is in metadata.json)
+    $JOBS_DIR/.qforge/tokens/<name>.json    an API token's name, role and sha256 (mode
+                                            0600; never the token): qforge.auth.tokens
+    $JOBS_DIR/.qforge/tokens/generation     rewritten after every token change
 
 The markers are an index only: every one of them can be rebuilt from the metadata
-files. Queue keys sort in scheduling order (higher priority first, then FIFO by the
+files (the tokens are not markers: they are the only record of who may use the
+server). Queue keys sort in scheduling order (higher priority first, then FIFO by the
 submit time in nanoseconds), so finding the next jobs is one listing of the queue
 folder: O(queued), whatever the number of finished jobs.
 Claiming is `rename(queue/<key>, running/<job_id>+<instance>)`, atomic on local
