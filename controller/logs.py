@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 LogFormat = Literal["text", "json"]
-Component = Literal["worker", "controller"]
+Component = Literal["worker", "controller", "server"]
 
 FORMAT = "[%(asctime)s] [%(component)s] %(name)s - %(levelname)s - %(message)s"
 

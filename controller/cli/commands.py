@@ -12,10 +12,9 @@ from typing import NoReturn
 
 from qforge.cli import render
 from qforge.record import JobRecord, Status
+from qforge.service.door import Manager
 from qforge.settings import Settings
-from qforge.store.jobstore import CorruptRecord, JobStore, load_report, load_result_json
 from qforge_runner.errors import InputError
-from qforge_runner.result import to_qcschema
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -28,80 +27,46 @@ def parse_labels(items: list[str]) -> dict[str, str]:
     return labels
 
 
-def wait_for(store: JobStore, job_id: str, *, timeout: float | None,
+def wait_for(manager: Manager, job_id: str, *, timeout: float | None,
              quiet: bool = False, interval: float = 0.5) -> JobRecord:
-    """Poll a job until it is terminal, printing each status change with the elapsed
-    time (and a live line on a terminal)."""
+    """Follows a job until it is terminal, printing each status change with the elapsed
+    time; returns its record then (or as it stands when `timeout` ran out)."""
     start = time.monotonic()
     last: Status | None = None
-    tty = sys.stderr.isatty() and not quiet
-    record = store.read(job_id)
-    while True:
-        # A reader never sees half a file, but a hand edit may be in progress.
-        with contextlib.suppress(CorruptRecord):
-            record = store.read(job_id)
+    for snap in manager.follow([job_id], None, interval):
         elapsed = time.monotonic() - start
-        if record.status is not last:
-            if tty:
-                sys.stderr.write("\r\033[K")
+        status = next((s for s, n in snap.counts.items() if n), None)
+        if status is not None and status is not last:
             if not quiet:
-                print(f"[{elapsed:.1f}s] Job {job_id} status: {record.status.value}",
+                print(f"[{elapsed:.1f}s] Job {job_id} status: {status.value}",
                       file=sys.stderr, flush=True)
-            last = record.status
-        if record.status.terminal:
-            if tty:
-                sys.stderr.write("\r\033[K")
-            return record
+            last = status
+        if snap.done:
+            break
         if timeout is not None and elapsed > timeout:
-            if tty:
-                sys.stderr.write("\r\033[K")
             print(f"qforge: gave up waiting after {timeout:g}s; job {job_id} is "
-                  f"{record.status.value} (see `qforge show {job_id}`)", file=sys.stderr)
-            return record
-        if tty:
-            why = render.waiting_line(store, record)
-            sys.stderr.write(f"\r\033[K  {record.status.value.lower()} {elapsed:5.0f}s {why}")
-            sys.stderr.flush()
-        time.sleep(interval)
+                  f"{last.value if last else '?'} (see `qforge show {job_id}`)",
+                  file=sys.stderr)
+            break
+    return JobRecord.model_validate(manager.show(job_id).record)
 
 
-def show(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    record = store.read(args.job_id)
+def show(args: argparse.Namespace, manager: Manager) -> int:
+    view = manager.show(args.job_id)
     if args.json:
-        render.print_json(record.model_dump(mode="json"))
+        render.print_json(view.record)
     else:
-        render.print_show(store, record, settings)
+        render.print_show(view)
     return 0
 
 
-def result(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore(settings.jobs_dir)
-    record = store.read(args.job_id)
-    if not record.status.terminal:
-        print(f"qforge: job {record.job_id} is {record.status.value}: no result yet",
-              file=sys.stderr)
-        return 1
-    job_dir = store.layout.job_dir(record.job_id)
-    if args.format == "json":
-        data = load_result_json(job_dir)
-        render.print_json(data if data is not None else record.model_dump(mode="json"))
-        return 0 if record.status is Status.COMPLETED else 1
-    report = load_report(job_dir)
-    if args.format == "qcschema":
-        if report is None:
-            print(f"qforge: job {record.job_id} has no readable result.json", file=sys.stderr)
-            return 1
-        render.print_json(to_qcschema(record.spec, report))
-    else:  # xyz
-        geometry = report.result.geometry if report and report.result else None
-        if geometry is None:
-            print(f"qforge: job {record.job_id} ({record.spec.task.value}) has no optimised "
-                  f"geometry; its input is {job_dir}/input.xyz",
-                  file=sys.stderr)
-            return 1 if record.status is not Status.COMPLETED else 2
-        sys.stdout.write(geometry.to_xyz())
-    return 0 if record.status is Status.COMPLETED else 1
+def result(args: argparse.Namespace, manager: Manager) -> int:
+    res = manager.result(args.job_id, args.format)
+    if res.message:
+        print(f"qforge: {res.message}", file=sys.stderr)
+    if res.body is not None:
+        sys.stdout.write(res.body if res.format == "xyz" else res.body + "\n")
+    return res.exit_code
 
 
 def worker(args: argparse.Namespace, settings: Settings) -> int:

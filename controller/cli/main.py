@@ -9,36 +9,31 @@ Nothing a user can type produces a traceback (QFORGE_DEBUG=1 shows one for bugs)
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
-from qforge.ids import InvalidJobId
-from qforge.settings import Settings, SettingsError
+from qforge.service.problems import (
+    EXIT_FAILED,
+    EXIT_NO_JOB,
+    EXIT_OK,
+    EXIT_USAGE,
+    STORE_FULL_OR_READ_ONLY,
+    UsageError,
+)
+from qforge.settings import Settings
 from qforge.store.groups import validate_group
-from qforge.store.jobstore import CorruptRecord, JobNotFound, StoreError
-from qforge_runner.errors import InputError, validation_line
+from qforge_runner.errors import InputError
 
-# Exit codes: 0 done (a job COMPLETED), 1 a job failed or is not finished, 2 bad input or
-# usage (one line on stderr, nothing written), 3 no such job.
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB = 0, 1, 2, 3
-# A full or read-only store is the user's to fix before retrying, like an unusable
-# --jobs-dir: exit 2 with one line (no code of its own).
-STORE_FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+__all__ = ["EXIT_FAILED", "EXIT_NO_JOB", "EXIT_OK", "EXIT_USAGE", "STORE_FULL_OR_READ_ONLY",
+           "UsageError", "build_parser", "main", "run"]
 STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 # qforge.inputs.Format's values (a test keeps them equal): the readers, and the other
 # commands' modules, are imported by the command that needs them, so that `qforge worker`
 # starts without them.
 FORMATS = ["xyz", "sdf", "smi", "json"]
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -175,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--worker-id", dest="worker_id")
     _observability_options(w)
 
+    sv = sub.add_parser("server", help="serve the HTTP API (the front door) over the store",
+                        description="The HTTP API under /api/v1/ (docs/server.md): every "
+                        "user command through the network, with tokens (`qforge token`).")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                        "(default 127.0.0.1)")
+    sv.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    sv.add_argument("--trust-proxy-header", action="store_true", dest="trust_proxy_header",
+                    help="take the user from an authenticating proxy's X-Auth-Request-User "
+                         "header (only behind such a proxy)")
+    _observability_options(sv)
+
+    lg = sub.add_parser("login", help="keep a server's URL and token for every command",
+                        description="Writes ~/.config/qforge/profile.json (mode 0600); the "
+                        "token is read from --token, QFORGE_TOKEN or stdin.")
+    lg.add_argument("url", help="the server, e.g. https://qforge.example.org")
+    lg.add_argument("--token", default=None, help=argparse.SUPPRESS)
+
     k = sub.add_parser("controller", help="run the Kubernetes controller (kopf)")
     k.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                    help="kopf's health endpoint")
@@ -226,20 +238,10 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
         from qforge.cli import tokens
 
         return tokens.run(args, _settings(args))
-    if cmd == "submit":
-        from qforge.cli import submit
-
-        return submit.submit(args, _settings(args))
+    if cmd in USER_COMMANDS:
+        return _user_command(args)
     from qforge.cli import commands
 
-    if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
-        raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
-    if cmd in ("list", "status", "wait", "export", "cancel", "delete"):
-        return _campaign_command(args)
-    if cmd == "show":
-        return commands.show(args, _settings(args))
-    if cmd == "result":
-        return commands.result(args, _settings(args))
     if cmd == "worker":
         settings = _settings(args, max_concurrent_jobs=args.max_concurrent_jobs,
                              poll_interval=args.poll_interval, worker_id=args.worker_id,
@@ -250,24 +252,42 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
                              poll_interval=args.poll_interval, namespace=args.namespace,
                              **_observability(args))
         return commands.controller(args, settings)
+    if cmd == "server":
+        from qforge.server.run import run_server
+
+        settings = _settings(args, **_observability(args))
+        return run_server(settings, host=args.host, port=args.port,
+                          trust_proxy_header=args.trust_proxy_header)
+    if cmd == "login":
+        from qforge.client.profile import login
+
+        return login(args.url, token=args.token)
     raise UsageError(f"unknown command {cmd}")  # pragma: no cover - argparse guards
 
 
-def _campaign_command(args: argparse.Namespace) -> int:
-    from qforge.cli import campaign
+# The commands a user runs: each goes through the service layer, on the store mounted here
+# or through a server (QFORGE_SERVER / `qforge login`), with the same output and exit codes.
+USER_COMMANDS = frozenset({"submit", "list", "status", "wait", "export", "cancel", "delete",
+                           "show", "result"})
+
+
+def _user_command(args: argparse.Namespace) -> int:
+    from qforge.cli import campaign, commands
+    from qforge.cli.door import manager_for
 
     cmd = args.command
-    if cmd == "list":
-        return campaign.list_jobs(args, _settings(args))
-    if cmd == "status":
-        return campaign.status(args, _settings(args))
-    if cmd == "wait":
-        return campaign.wait(args, _settings(args))
-    if cmd == "export":
-        return campaign.export_jobs(args, _settings(args))
-    if cmd == "delete":
-        return campaign.delete(args, _settings(args))
-    return campaign.cancel(args, _settings(args))
+    if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
+        raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
+    settings = _settings(args)
+    manager = manager_for(args.jobs_dir, settings)
+    if cmd == "submit":
+        from qforge.cli import submit
+
+        return submit.submit(args, settings, manager)
+    handlers = {"list": campaign.list_jobs, "status": campaign.status, "wait": campaign.wait,
+                "export": campaign.export_jobs, "delete": campaign.delete,
+                "cancel": campaign.cancel, "show": commands.show, "result": commands.result}
+    return handlers[cmd](args, manager)
 
 
 def _fail(code: int, message: str) -> int:
@@ -276,35 +296,25 @@ def _fail(code: int, message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from qforge.service.problems import EXIT_BUG, problem_of
+
     try:
         return run(argv, exit_when_done=argv is None)
-    except (InputError, SettingsError, InvalidJobId, UsageError) as exc:
-        return _fail(EXIT_USAGE, str(exc))
-    except ValidationError as exc:
-        return _fail(EXIT_USAGE, validation_line(exc))
-    except JobNotFound as exc:
-        return _fail(EXIT_NO_JOB, str(exc))
-    except CorruptRecord as exc:
-        return _fail(EXIT_FAILED, str(exc))
-    except StoreError as exc:
-        return _fail(EXIT_USAGE, str(exc))
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        if exc.errno in STORE_FULL_OR_READ_ONLY:
-            # every store write is all-or-nothing: what failed left nothing behind
-            return _fail(EXIT_USAGE, f"the job store cannot be written: {exc.strerror}"
-                                     f"{where}; nothing was written (free space or make "
-                                     "it writable, then retry)")
-        return _fail(EXIT_USAGE, f"{exc.strerror or exc}{where}")
     except Exception as exc:
+        problem = problem_of(exc)
+        if problem is not None:
+            return _fail(problem.exit_code, problem.detail)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            return _fail(EXIT_USAGE, f"{exc.strerror or exc}{where}")
         if os.environ.get("QFORGE_DEBUG"):
             raise
-        return _fail(4, f"internal error: {type(exc).__name__}: {exc} "
-                        "(set QFORGE_DEBUG=1 for details)")
+        return _fail(EXIT_BUG, f"internal error: {type(exc).__name__}: {exc} "
+                               "(set QFORGE_DEBUG=1 for details)")
 
 
 if __name__ == "__main__":  # pragma: no cover

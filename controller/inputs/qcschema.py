@@ -18,6 +18,10 @@ def read_qcschema(text: str, file: str, limits: Limits) -> Iterator[Raw | BadRec
         yield BadRecord(Where(file, 1, exc.lineno),
                         f"not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}")
         return
+    except RecursionError:  # e.g. [[[[...]]]] 100,000 deep: no molecule is nested so
+        yield BadRecord(Where(file, 1), "not a QCSchema molecule: the JSON is nested too "
+                                        "deeply to read")
+        return
     items = data if isinstance(data, list) else [data]
     for index, item in enumerate(items, start=1):
         where = Where(file, index)

@@ -5,14 +5,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from qforge.auth.roles import Identity, Role
 from qforge.cli import campaign
 from qforge.cli.export import COLUMNS, export_row
 from qforge.cli.main import build_parser, main
 from qforge.record import Status
+from qforge.service.manager import JobManager
+from qforge.service.progress import Watch
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 from qforge_runner.atomic import write_json_atomic
@@ -95,12 +101,49 @@ def test_status_counts_rate_and_time_left(camp: JobStore,
     other = json.loads(capsys.readouterr().out)
     assert other["counts"]["QUEUED"] == 1 and other["counts"]["COMPLETED"] == 1
     assert other["total"] == 2
+    _age_group(camp, "camp", 20 * 60)  # older than the 10-minute window
     assert qf(camp, "status", "--group", "camp") == 0
     text = capsys.readouterr().out
     assert text.startswith("Group camp: 3 job(s)")
     assert "Finished 2 of 3 (67%)" in text and "time left: 5 min" in text
     assert camp.counts("camp") == {Status.QUEUED: 1, Status.RUNNING: 0,
                                    Status.COMPLETED: 1, Status.FAILED: 1, Status.CANCELLED: 0}
+
+
+def _age_group(store: JobStore, group: str, seconds: float) -> None:
+    """The group's members joined `seconds` ago (its index markers' mtimes)."""
+    then = time.time() - seconds
+    for marker in store.layout.group(group).iterdir():
+        os.utime(marker, (then, then), follow_symlinks=False)
+
+
+def test_a_young_group_s_rate_is_over_its_own_age_not_the_window(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """40 jobs finished within a group 10 s old: 240 a minute, not 4/min over 10 min."""
+    store = JobStore(tmp_path / "jobs")
+    # 40 distinct molecules (deduplication would fold identical ones)
+    base = parse_xyz(MOLECULES["water"])
+    items = []
+    for i in range(40):
+        moved = base.model_copy(update={"geometry": tuple(
+            (x + 0.001 * i, y, z) for x, y, z in base.geometry)})
+        items.append((JobSpec(molecule=moved, name=f"w{i}"), moved.to_xyz()))
+    out = store.submit_batch(items, group="young")
+    for sub in out:
+        finish(store, sub.record.job_id, Status.COMPLETED, result=summary(-5.07))
+    _age_group(store, "young", 10)
+    assert qf(store, "status", "--group", "young", "--json") == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["finished_in_window"] == 40
+    assert 10 / 60 <= view["window_minutes"] < 0.5  # the group's age, not 10 minutes
+    assert 100 < view["rate_per_minute"] <= 240
+    assert qf(store, "status", "--group", "young") == 0
+    assert "jobs/min over the last 1" in capsys.readouterr().out  # "... last 10 s" or so
+
+
+def _manager(settings: Settings, sleep: Callable[[float], None]) -> JobManager:
+    admin = Identity(name="tester", role=Role.admin)
+    return JobManager(JobStore(settings.jobs_dir), admin, settings, sleep=sleep)
 
 
 def _wait_args(*argv: str) -> object:
@@ -119,7 +162,7 @@ def test_wait_for_a_group_exits_0_when_all_completed(
             finish(camp, queued.pop(), Status.COMPLETED)
 
     args = _wait_args("--group", "other", "--interval", "0.01")
-    assert campaign.wait(args, settings, sleep=sleep) == 0  # type: ignore[arg-type]
+    assert campaign.wait(args, _manager(settings, sleep)) == 0  # type: ignore[arg-type]
     captured = capsys.readouterr()
     assert "All 2 job(s) finished: 2 COMPLETED" in captured.out
     # plain progress lines (no terminal), one per change
@@ -139,7 +182,7 @@ def test_wait_exits_1_when_any_failed_and_3_for_an_unknown_job(
             finish(camp, queued.pop(), Status.COMPLETED)
 
     args = _wait_args("--group", "camp", "--interval", "0.01")
-    assert campaign.wait(args, settings, sleep=sleep) == 1  # type: ignore[arg-type]
+    assert campaign.wait(args, _manager(settings, sleep)) == 1  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert "2 COMPLETED, 1 FAILED" in out and "FAILED (see `qforge show" in out
     water = next(r.job_id for r in camp.select(status=Status.COMPLETED))
@@ -254,10 +297,10 @@ def test_export_xyz_and_sdf_carry_the_optimised_geometry(
 
 def test_the_live_bar_shows_finished_of_total(camp: JobStore) -> None:
     pytest.importorskip("rich")
-    watch = campaign.Watch(camp, [], "camp")
+    watch = Watch(camp, [], "camp")
     out = io.StringIO()
     bar = campaign._Bar(out, "group camp")
-    bar.update(watch, 0.0)
+    bar.update(watch.snapshot(), 0.0)
     bar.close()
     text = out.getvalue()
     assert "group camp" in text and "2/3" in text and "1 QUEUED, 1 COMPLETED, 1 FAILED" in text

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from qforge.auth.roles import Identity, Role
 from qforge.cli import render
 from qforge.record import JobRecord, Placement, Status
+from qforge.service.manager import JobManager
+from qforge.service.waiting import why_waiting
 from qforge.settings import Settings
 from qforge.store.heartbeats import Heartbeats
 from qforge.store.jobstore import JobStore
@@ -45,7 +48,9 @@ def _completed(store: JobStore, summary: dict[str, object]) -> JobRecord:
 def test_a_finished_job_shows_units_and_words_not_reprs(
         store: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
     record = _completed(store, _summary(frequencies=(-68.71, 1600.2, 3650.0)))
-    render.print_show(store, record, Settings(jobs_dir=store.layout.root))
+    settings = Settings(jobs_dir=store.layout.root)
+    admin = Identity(name="tester", role=Role.admin)
+    render.print_show(JobManager(store, admin, settings).show(record.job_id))
     out = capsys.readouterr().out.splitlines()
     assert "Energy:    -5.07054444 Eh" in out
     assert "Gap:       14.380 eV" in out
@@ -110,7 +115,7 @@ def _queued(store: JobStore) -> JobRecord:
 
 
 def _waiting(store: JobStore, record: JobRecord, settings: Settings) -> str:
-    return "\n".join(render.why_waiting(store, record, settings))
+    return "\n".join(why_waiting(store, record, settings))
 
 
 def test_on_a_local_store_the_cap_is_per_worker_and_it_says_to_start_one(

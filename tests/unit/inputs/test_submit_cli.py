@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from qforge.cli.main import main
-from qforge.cli.submit import check_options, rebuild, validate
 from qforge.inputs import Limits, ReadMolecule, expand_sources, read_sources
 from qforge.record import JobRecord
+from qforge.service.submission import FirstPass, check_options, rebuild
 from qforge.settings import Settings
 from qforge_runner.spec import JobSpec
 from tests.molecules import METHANE, WATER_EXPERIMENTAL
@@ -217,7 +217,10 @@ def test_the_second_pass_rebuilds_exactly_the_validated_specs(tmp_path: Path) ->
     options = {"task": "sp", "solvent": "Water", "memory": "1Gi", "labels": {"team": "a"}}
     validated = check_options(options, None)
     items = list(read_sources(expand_sources([str(smi)]), Limits()))
-    pending, bad = validate(iter(items), options, charge=None, uhf=None, name=None)
+    first = FirstPass(options, charge=None, uhf=None, name=None)
+    for item in items:
+        first.add(item)
+    pending, bad = first.finish(), first.bad
     assert bad == []
     rebuilt = rebuild(pending, validated)
     for item, (spec, xyz) in zip(items, rebuilt, strict=True):

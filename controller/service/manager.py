@@ -1,0 +1,358 @@
+"""The JobManager: every user operation, once, whichever door a request came in by.
+
+Each method checks what the caller's identity may do (qforge.auth.roles), then reads
+or writes the store through its indexes (O(what it returns)). It prints nothing: the
+command line renders what it returns, the server serialises it, the Python client hands
+it over as it is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from qforge.auth.roles import (
+    Identity,
+    can_change,
+    require_change,
+    require_read,
+    require_submit,
+)
+from qforge.cli import export
+from qforge.ids import validate_job_id
+from qforge.inputs import BadRecord, ReadMolecule
+from qforge.record import JobRecord, Status
+from qforge.service import submission
+from qforge.service.models import (
+    CancelResult,
+    Deleted,
+    JobView,
+    Overview,
+    Progress,
+    ResultView,
+    SubmitOptions,
+    SubmitResult,
+)
+from qforge.service.problems import InvalidMolecules, UsageError
+from qforge.service.progress import Watch
+from qforge.service.waiting import why_waiting
+from qforge.settings import Settings
+from qforge.store.jobstore import (
+    CorruptRecord,
+    JobNotFound,
+    JobStore,
+    default_group,
+    load_report,
+    load_result_json,
+    validate_group,
+)
+from qforge.store.layout import DONE_STATUSES
+from qforge_runner.result import to_qcschema
+
+log = logging.getLogger(__name__)
+
+RATE_WINDOW_MINUTES = 10.0
+ExportFormat = Literal["csv", "jsonl", "sdf", "xyz"]
+
+
+class NoSuchGroup(JobNotFound):
+    def __init__(self, group: str) -> None:
+        super().__init__(f"no such group: {group}")
+
+
+def _iso_ns(stamp: str | None) -> int:
+    if not stamp:
+        return 0
+    try:
+        when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return 0
+    return int(when.timestamp() * 1e9)
+
+
+class JobManager:
+    def __init__(self, store: JobStore, identity: Identity, settings: Settings, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.store = store
+        self.identity = identity
+        self.settings = settings
+        self.sleep = sleep  # between two polls of `follow` (a test's clock)
+
+    # ------------------------------------------------------------ checks
+    def _read_allowed(self) -> None:
+        require_read(self.identity)
+
+    def _change_allowed(self, record: JobRecord, verb: str) -> None:
+        require_change(self.identity, verb, record.job_id, record.owner)
+
+    def _need_group(self, group: str) -> None:
+        if not self.store.group_exists(group):
+            raise NoSuchGroup(group)
+
+    # ------------------------------------------------------------- reads
+    def records(self, status: Status | None = None, group: str | None = None,
+                warn: Callable[[str], None] = lambda line: None) -> list[dict[str, Any]]:
+        """The records a listing returns as metadata.json holds them, in submission
+        order; a corrupt one is reported through `warn` and skipped."""
+        self._read_allowed()
+        if group is not None:
+            group = validate_group(group)
+            self._need_group(group)
+        out: list[dict[str, Any]] = []
+        for item in self.store.select_data(status=status, group=group):
+            if isinstance(item, CorruptRecord):
+                warn(f"skipping {item}")
+            else:
+                out.append(item)
+        out.sort(key=lambda r: (r.get("created_ns", 0), r["job_id"]))
+        return out
+
+    def overview(self, group: str | None = None,
+                 window_minutes: float = RATE_WINDOW_MINUTES) -> Overview:
+        """Counts per status and the rate of finishing: over the window, or over the
+        group's life when it is younger (40 jobs done in the first 9 s are 267/min, not
+        4/min over 10 min). The whole store from the index alone (done markers are named
+        by when the job ended), a group from its members' records."""
+        self._read_allowed()
+        now = time.time_ns()
+        since = now - int(window_minutes * 60e9)
+        if group is None:
+            counts = self.store.counts()
+            threshold = f"{since:020d}"
+            recent = sum(1 for s in DONE_STATUSES for n in self.store.done_names(Status(s))
+                         if n[:20] >= threshold)
+            return Overview(group=None, counts=counts, finished_in_window=recent,
+                            window_minutes=window_minutes)
+        group = validate_group(group)
+        self._need_group(group)
+        counts = dict.fromkeys(Status, 0)
+        recent = 0
+        began = self._group_began_ns(group)
+        if began is not None and began > since:  # younger than the window
+            since = began
+            window_minutes = max(now - began, 1e9) / 60e9  # at least a second
+        for st, finished_at in self.store.group_states(group).values():
+            counts[st] += 1
+            if st.terminal and _iso_ns(finished_at) >= since:
+                recent += 1
+        return Overview(group=group, counts=counts, finished_in_window=recent,
+                        window_minutes=window_minutes)
+
+    def _group_began_ns(self, group: str) -> int | None:
+        """When the group's first member joined (its index markers' oldest mtime)."""
+        oldest: int | None = None
+        try:
+            with os.scandir(self.store.layout.group(group)) as it:
+                for entry in it:
+                    try:
+                        stamp = entry.stat(follow_symlinks=False).st_mtime_ns
+                    except OSError:
+                        continue
+                    oldest = stamp if oldest is None else min(oldest, stamp)
+        except FileNotFoundError:
+            return None
+        return oldest
+
+    def show(self, job_id: str) -> JobView:
+        self._read_allowed()
+        record = self.store.read(job_id)
+        waiting: list[str] = []
+        if record.status is Status.QUEUED:
+            waiting = why_waiting(self.store, record, self.settings)
+        elif record.status is Status.RUNNING and record.waiting_reason:
+            waiting = [record.waiting_reason]
+        return JobView(record=record.model_dump(mode="json"),
+                       groups=self.store.groups_of(record), waiting=waiting,
+                       folder=str(self.store.layout.job_dir(record.job_id)))
+
+    def result(self, job_id: str, fmt: Literal["json", "xyz", "qcschema"]) -> ResultView:
+        import json
+
+        self._read_allowed()
+        record = self.store.read(job_id)
+        if not record.status.terminal:
+            return ResultView(exit_code=1, format=fmt, message=(
+                f"job {record.job_id} is {record.status.value}: no result yet"))
+        ok = 0 if record.status is Status.COMPLETED else 1
+        job_dir = self.store.layout.job_dir(record.job_id)
+        if fmt == "json":
+            data = load_result_json(job_dir)
+            body = data if data is not None else record.model_dump(mode="json")
+            return ResultView(exit_code=ok, format=fmt, body=json.dumps(body, indent=2))
+        report = load_report(job_dir)
+        if fmt == "qcschema":
+            if report is None:
+                return ResultView(exit_code=1, format=fmt, message=(
+                    f"job {record.job_id} has no readable result.json"))
+            return ResultView(exit_code=ok, format=fmt,
+                              body=json.dumps(to_qcschema(record.spec, report), indent=2))
+        geometry = report.result.geometry if report and report.result else None
+        if geometry is None:
+            return ResultView(exit_code=1 if ok else 2, format=fmt, message=(
+                f"job {record.job_id} ({record.spec.task.value}) has no optimised geometry; "
+                f"its input is {job_dir}/input.xyz"))
+        return ResultView(exit_code=ok, format=fmt, body=geometry.to_xyz())
+
+    def export(self, fmt: ExportFormat, status: Status | None = None,
+               group: str | None = None, warn: Callable[[str], None] = lambda line: None,
+               ) -> tuple[int, Iterator[str]]:
+        """How many jobs an export holds, and its text in pieces (each record read once;
+        nothing is written before the selection is known)."""
+        records = self.records(status, group, warn)
+        return len(records), export_pieces(fmt, records, self.store.layout.job_dir, group)
+
+    def watch(self, job_ids: list[str], group: str | None) -> Watch:
+        """A set of jobs to follow (a group, or ids: not both)."""
+        self._read_allowed()
+        if bool(job_ids) == (group is not None):
+            raise UsageError("give job ids or a group, not both (nor neither)")
+        if group is not None:
+            group = validate_group(group)
+            self._need_group(group)
+        for job_id in job_ids:
+            validate_job_id(job_id)
+        return Watch(self.store, list(dict.fromkeys(job_ids)), group)
+
+    def progress(self, job_ids: list[str], group: str | None) -> Progress:
+        return self.watch(job_ids, group).snapshot()
+
+    def follow(self, job_ids: list[str], group: str | None,
+               interval: float = 0.5) -> Iterator[Progress]:
+        """Snapshots of the followed jobs until all are done (`qforge wait`)."""
+        return follow(self.watch(job_ids, group), interval, self.sleep)
+
+    # ------------------------------------------------------------ writes
+    def submit(self, items: Iterable[ReadMolecule | BadRecord], options: SubmitOptions,
+               *, tick: Callable[[], None] = lambda: None,
+               progress: Callable[[int], None] = lambda n: None) -> SubmitResult:
+        """All or nothing (unless `skip_invalid`): every molecule is validated before
+        any is written; a molecule already queued, running or completed is not run again
+        (unless `force`) and joins the group."""
+        require_submit(self.identity)
+        validated = submission.check_options(dict(options.spec), options.name)
+        group = (validate_group(options.group) if options.group is not None
+                 else default_group(options.first_input, datetime.now(UTC)))
+        first = submission.FirstPass(dict(options.spec), charge=options.charge,
+                                     uhf=options.uhf, name=options.name)
+        for item in items:
+            tick()
+            first.add(item)
+        pending = first.finish()
+        bad = [str(b) for b in first.bad]
+        if bad and not options.skip_invalid:
+            raise InvalidMolecules(bad, len(pending) + len(bad))
+        if not pending:
+            raise InvalidMolecules(bad, len(bad)) if len(bad) == 1 else UsageError(
+                "no valid molecule; nothing was submitted")
+        what, jobs = submission.write(self.store, pending, validated, group=group,
+                                      force=options.force, owner=self.identity.name,
+                                      progress=progress)
+        new = sum(1 for j in jobs if j.duplicate_of is None)
+        log.info("%s submitted %d molecule(s) to group %s: %d new", self.identity.name,
+                 len(jobs), group, new)
+        return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what)
+
+    def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
+        if bool(job_ids) == (group is not None):
+            raise UsageError("cancel: give job ids or --group, not both (nor neither)")
+        require_submit(self.identity)
+        store = self.store
+        if group is not None:
+            group = validate_group(group)
+            self._need_group(group)
+            requested: list[tuple[str, Status]] = []
+            already: list[tuple[str, Status]] = []
+            shared = 0
+            warnings: list[str] = []
+            for job_id, (st, _) in store.group_states(group).items():
+                if st.terminal:
+                    already.append((job_id, st))
+                    continue
+                try:
+                    record = store.read(job_id)
+                    if set(store.groups_of(record)) - {group}:
+                        shared += 1  # another campaign counts on it: cancel it by its id
+                        continue
+                    if not can_change(self.identity, record.owner):
+                        warnings.append(f"job {job_id} belongs to {record.owner}: kept")
+                        continue
+                    store.request_cancel(job_id)
+                    requested.append((job_id, st))
+                except (JobNotFound, CorruptRecord) as exc:
+                    warnings.append(str(exc))
+            return CancelResult(group=group, requested=requested, already=already,
+                                shared=shared, warnings=warnings)
+        ids = list(dict.fromkeys(job_ids))
+        records: list[JobRecord] = []
+        missing: list[str] = []
+        for job_id in ids:  # every permission checked before any request is left
+            try:
+                record = store.read(job_id)
+            except JobNotFound:
+                missing.append(job_id)
+                continue
+            self._change_allowed(record, "cancel")
+            records.append(record)
+        out_req: list[tuple[str, Status]] = []
+        out_done: list[tuple[str, Status]] = []
+        for record in records:
+            after = store.request_cancel(record.job_id)
+            (out_done if after.status.terminal else out_req).append(
+                (after.job_id, after.status))
+        return CancelResult(requested=out_req, already=out_done, missing=missing)
+
+    def delete(self, job_ids: list[str]) -> Deleted:
+        """All or nothing: every id is checked (a bad one ends the command with its one
+        line, nothing deleted), then each job is removed."""
+        require_submit(self.identity)
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            raise UsageError("delete: give at least one job id")
+        for job_id in ids:
+            validate_job_id(job_id)  # a malformed id is bad input (exit 2), not a lookup
+            record = self.store.deletable(job_id)
+            self._change_allowed(record, "delete")
+        out = []
+        for job_id in ids:
+            record = self.store.delete(job_id)
+            out.append((record.job_id, record.status))
+        return Deleted(jobs=out)
+
+
+def export_pieces(fmt: ExportFormat, records: list[dict[str, Any]],
+                  layout_dir: Callable[[str], Any], group: str | None,
+                  chunk: int = 200) -> Iterator[str]:
+    """An export's text in pieces of `chunk` jobs, as the writers of `qforge export`
+    produce it (the server streams them: memory bounded by one piece, not the export)."""
+    header = len(",".join(export.COLUMNS)) + 1
+    for start in range(0, max(len(records), 1), chunk):
+        part = records[start:start + chunk]
+        buf = io.StringIO()
+        if fmt == "csv":
+            export.write_csv(part, buf, group)
+            text = buf.getvalue()
+            yield text if start == 0 else text[header:]
+            continue
+        if fmt == "jsonl":
+            export.write_jsonl(part, buf, group)
+        else:
+            items = ((r, layout_dir(r["job_id"])) for r in part)
+            (export.write_sdf if fmt == "sdf" else export.write_xyz)(items, buf, group)
+        yield buf.getvalue()
+
+
+def follow(watch: Watch, interval: float,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[Progress]:
+    """A snapshot of the followed jobs every `interval` seconds, until all are done."""
+    while True:
+        snap = watch.snapshot()
+        yield snap
+        if snap.done:
+            return
+        sleep(interval)
+        watch.poll()

@@ -1,0 +1,151 @@
+"""What the service layer answers, as it crosses the network: frozen pydantic models,
+the same whichever door asked."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qforge.record import Status
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubmitOptions(BaseModel):
+    """A submission's options, applied to every molecule (`qforge submit`'s flags)."""
+
+    model_config = _FROZEN
+
+    group: str | None = None  # default: the first input's name and the time
+    first_input: str = "stdin"  # names the default group
+    name: str | None = None
+    charge: int | None = None
+    uhf: int | None = None
+    force: bool = False
+    skip_invalid: bool = False
+    # the spec's per-job options (method, task, opt_level, solvent, timeout, cpu, memory,
+    # priority, labels), validated by JobSpec before any molecule is read
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class Submitted(BaseModel):
+    """One molecule's outcome."""
+
+    model_config = _FROZEN
+
+    job_id: str
+    name: str | None
+    status: Status
+    duplicate_of: str | None = None
+
+
+class SubmitResult(BaseModel):
+    model_config = _FROZEN
+
+    group: str
+    jobs: list[Submitted]
+    skipped: list[str] = Field(default_factory=list)  # one line per invalid molecule
+    # the first molecule's formula, method and task (the one-molecule summary line)
+    first_what: str = ""
+
+
+class Overview(BaseModel):
+    """Counts per status, and the rate over the window (or the group's age, if younger)."""
+
+    model_config = _FROZEN
+
+    group: str | None
+    counts: dict[Status, int]
+    finished_in_window: int
+    window_minutes: float  # the window the rate is measured over
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.counts.items() if s.terminal)
+
+    @property
+    def rate_per_minute(self) -> float:
+        return self.finished_in_window / self.window_minutes if self.window_minutes else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        left = self.total - self.finished
+        if left == 0:
+            return 0.0
+        rate = self.rate_per_minute
+        return None if rate <= 0 else 60.0 * left / rate
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "total": self.total,
+            "counts": {s.value: n for s, n in self.counts.items()},
+            "finished": self.finished,
+            "window_minutes": self.window_minutes,
+            "finished_in_window": self.finished_in_window,
+            "rate_per_minute": round(self.rate_per_minute, 3),
+            "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+        }
+
+
+class JobView(BaseModel):
+    """`qforge show`: the record, its groups, why it waits, where it lives."""
+
+    model_config = _FROZEN
+
+    record: dict[str, Any]  # as metadata.json holds it
+    groups: list[str]
+    waiting: list[str]
+    folder: str
+
+
+class Progress(BaseModel):
+    """A followed set of jobs (a group, or ids), as `qforge wait` shows it."""
+
+    model_config = _FROZEN
+
+    total: int
+    counts: dict[Status, int]
+    done: bool
+    failed: list[str] = Field(default_factory=list)  # not COMPLETED, once done
+    failed_status: dict[str, Status] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        return ", ".join(f"{n} {s.value}" for s, n in self.counts.items() if n)
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.counts.items() if s.terminal)
+
+
+class CancelResult(BaseModel):
+    model_config = _FROZEN
+
+    group: str | None = None
+    requested: list[tuple[str, Status]] = Field(default_factory=list)
+    already: list[tuple[str, Status]] = Field(default_factory=list)
+    shared: int = 0  # group cancel: kept, since another group counts on them
+    missing: list[str] = Field(default_factory=list)  # ids not found
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Deleted(BaseModel):
+    model_config = _FROZEN
+
+    jobs: list[tuple[str, Status]]
+
+
+class ResultView(BaseModel):
+    """`qforge result`: the text to print, or a one-line message and an exit code."""
+
+    model_config = _FROZEN
+
+    exit_code: int
+    format: Literal["json", "xyz", "qcschema"]
+    body: str | None = None  # json text or xyz text
+    message: str | None = None  # on stderr

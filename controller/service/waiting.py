@@ -1,0 +1,107 @@
+"""Why a job waits, in words a chemist can act on (`qforge show`, the page): its place
+in the queue, the cap and what holds it, whether any worker or controller is alive."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from qforge.record import JobRecord, Status
+from qforge.settings import Settings
+from qforge.store.heartbeats import beat_ages, others_may_recover
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import QueueKey
+
+
+def queue_position(store: JobStore, record: JobRecord) -> tuple[int, int] | None:
+    key = QueueKey.make(record.spec.priority, record.created_ns, record.job_id)
+    keys = store.queued()
+    try:
+        return keys.index(key) + 1, len(keys)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class BeatSummary:
+    """Who beats on a store: local workers and cluster controllers fresh within 3 poll
+    intervals (by wall clock: a hint, not a verdict), and the age of each kind's newest
+    beat (None: none of that kind has a heartbeat file)."""
+
+    workers: int = 0
+    controllers: int = 0
+    worker_age: float | None = None
+    controller_age: float | None = None
+
+
+def beat_summary(store: JobStore, settings: Settings) -> BeatSummary:
+    fresh = {True: 0, False: 0}
+    newest: dict[bool, float | None] = {True: None, False: None}
+    for name, age in beat_ages(store, time.time()).items():
+        controller = not others_may_recover(name)
+        seen = newest[controller]
+        newest[controller] = age if seen is None else min(seen, age)
+        if age <= max(3 * settings.poll_interval, 15):
+            fresh[controller] += 1
+    return BeatSummary(workers=fresh[False], controllers=fresh[True],
+                       worker_age=newest[False], controller_age=newest[True])
+
+
+def in_cluster(settings: Settings, beats: BeatSummary) -> bool:
+    """The store belongs to a Kubernetes release: run in the controller's pod (the chart
+    sets POD_NAME) or a controller has beaten on it."""
+    return settings.pod_name is not None or beats.controller_age is not None
+
+
+def cap_line(running: int, settings: Settings, *, cluster: bool) -> str:
+    cap = settings.max_concurrent_jobs
+    if cluster:  # the controller counts its release's runner Jobs, wherever they run
+        return (f"{running} job(s) running; the cap is {cap} runner Jobs at once for the "
+                "controller (MAX_CONCURRENT_JOBS)")
+    return (f"{running} job(s) running; the cap is {cap} at once for each `qforge worker` "
+            "(MAX_CONCURRENT_JOBS)")
+
+
+def nobody_line(settings: Settings, beats: BeatSummary, *, cluster: bool) -> str | None:
+    """Why nothing will pick the job up, if no worker or controller beats; else None."""
+    if beats.workers or beats.controllers:
+        return None
+    if cluster:
+        pods = f"`kubectl -n {settings.namespace} get pods`"
+        if beats.controller_age is None:
+            return f"no controller has run on this store yet: is it up? ({pods})"
+        return (f"no controller seems to be running (last heartbeat "
+                f"{beats.controller_age:.0f}s ago): is it up? ({pods})")
+    if beats.worker_age is None:
+        return "no worker has ever run on this store: start one with `qforge worker`"
+    return (f"no worker seems to be running (last heartbeat {beats.worker_age:.0f}s ago): "
+            "start one with `qforge worker`")
+
+
+def waiting_line(store: JobStore, record: JobRecord) -> str:
+    if record.status is Status.QUEUED:
+        pos = queue_position(store, record)
+        return f"(position {pos[0]} of {pos[1]} in the queue)" if pos else ""
+    if record.status is Status.RUNNING and record.placement:
+        p = record.placement
+        return f"(on {p.k8s_job or p.instance or p.worker_id})"
+    return ""
+
+
+def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[str]:
+    lines: list[str] = []
+    if store.cancel_requested(record.job_id):
+        lines.append("cancel requested; the scheduler will act on it")
+    beats = beat_summary(store, settings)
+    cluster = in_cluster(settings, beats)
+    pos = queue_position(store, record)
+    if pos:
+        lines.append(f"queue position {pos[0]} of {pos[1]} (priority {record.spec.priority}; "
+                     "higher priorities first, then first come first served)")
+        lines.append(cap_line(len(store.running_markers()), settings, cluster=cluster))
+    if record.waiting_reason:
+        lines.append(record.waiting_reason)
+    nobody = nobody_line(settings, beats, cluster=cluster)
+    if nobody:
+        lines.append(nobody)
+    return lines
