@@ -74,6 +74,12 @@ class Settings(BaseModel):
     # or json (one object per line) (LOG_FORMAT).
     log_format: Literal["text", "json"] = "text"
 
+    # --- the front door (qforge server, docs/server.md) ---
+    # Requests a second each token (or proxy user) may make on average (API_RATE_LIMIT),
+    # in bursts of API_RATE_BURST; past them the server answers 429 with Retry-After.
+    api_rate_limit: float = Field(50, gt=0)
+    api_rate_burst: int = Field(200, ge=1)
+
     # --- in the cluster (qforge controller) ---
     namespace: str = "default"
     # RELEASE: one release = one store, one cap, one leader. Its runner Jobs carry

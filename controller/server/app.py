@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qforge.auth.roles import Identity
@@ -70,10 +71,9 @@ def problem_response(problem: Problem, *, instance: str,
 
 
 class Options:
-    def __init__(self, *, trust_proxy_header: bool = False, rate: float = 50.0,
-                 burst: int = 200, progress_interval: float = 0.5) -> None:
+    def __init__(self, *, trust_proxy_header: bool = False,
+                 progress_interval: float = 0.5) -> None:
         self.trust_proxy_header = trust_proxy_header
-        self.rate, self.burst = rate, burst
         self.progress_interval = progress_interval
 
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     store = JobStore(settings.jobs_dir)
     tokens = TokenStore(settings.jobs_dir)
     auth = Authenticator(tokens, trust_proxy_header=options.trust_proxy_header)
-    limiter = RateLimiter(options.rate, options.burst)
+    limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     hub = ProgressHub(options.progress_interval)
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
@@ -268,10 +268,14 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
                 await run_in_threadpool(feed.put, lines.lines)
             await run_in_threadpool(feed.put, None)
         except BaseException as exc:
-            feed.put_nowait(exc) if not feed.full() else None
-            task.cancel()
+            with contextlib.suppress(queue.Full):
+                feed.put_nowait(exc)
             with contextlib.suppress(BaseException):
                 await task
+            if isinstance(exc, ClientDisconnect):
+                log.warning("A submission by %s was cut off mid-upload; nothing of it was "
+                            "written", who.name)
+                raise UsageError("the upload was cut off; nothing was written") from None
             raise
         return await task
 
