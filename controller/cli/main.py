@@ -182,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--max-concurrent", type=_positive_int, dest="max_concurrent_jobs")
     k.add_argument("--poll-interval", type=_positive_float, dest="poll_interval")
     _observability_options(k)
+
+    sv = sub.add_parser("server", help="serve the HTTP API over the job store")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    sv.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    sv.add_argument("--trust-proxy-header", action="store_true",
+                    help="take the user from an authenticating proxy's "
+                         "X-Auth-Request-User header (off by default)")
+    _observability_options(sv)
     return p
 
 
