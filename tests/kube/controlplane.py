@@ -61,6 +61,9 @@ class ClusterOptions:
     node_cpu: str = "4"
     node_memory: str = "8Gi"
     node_pods: str = "110"
+    # Local disk, as every real kubelet reports it: without it, a pod that requests
+    # ephemeral-storage (the chart's controller and server do) never fits a kwok node.
+    node_ephemeral_storage: str = "100Gi"
     # Client rate limits of kube-controller-manager and kube-scheduler. Their defaults
     # (20/30 and 50/100) make the Job controller and the scheduler, not the system under
     # test, the limit well below 50 launches/s; a real cluster's control plane is tuned
@@ -732,6 +735,7 @@ class ControlPlane:
             "cpu": self.options.node_cpu,
             "memory": self.options.node_memory,
             "pods": self.options.node_pods,
+            "ephemeral-storage": self.options.node_ephemeral_storage,
         }
         return {
             "apiVersion": "v1",

@@ -78,3 +78,55 @@ app.kubernetes.io/component: controller
 {{- define "qforge.singleNodeStore" -}}
 {{- if and (not .Values.persistence.existingClaim) (not (has "ReadWriteMany" .Values.persistence.accessModes)) }}true{{ end }}
 {{- end }}
+
+{{/* --- The server (the HTTP front door) ------------------------------------------- */}}
+
+{{/* "<fullname>-server": the server's Deployment, Service, ServiceAccount, Ingress. */}}
+{{- define "qforge.serverFullname" -}}
+{{- printf "%s-server" (include "qforge.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Labels of the server's objects. */}}
+{{- define "qforge.serverLabels" -}}
+{{ include "qforge.baseLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{/* Labels selecting the server pods (never the controller's or a runner's). */}}
+{{- define "qforge.serverSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "qforge.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "qforge.serverServiceAccountName" -}}
+{{- if .Values.server.serviceAccount.create }}
+{{- default (include "qforge.serverFullname" .) .Values.server.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.server.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the first admin token: an existing one, or the chart's own. */}}
+{{- define "qforge.adminTokenSecretName" -}}
+{{- if .Values.server.adminToken.existingSecret }}
+{{- .Values.server.adminToken.existingSecret }}
+{{- else }}
+{{- printf "%s-admin-token" (include "qforge.fullname" . | trunc 51 | trimSuffix "-") }}
+{{- end }}
+{{- end }}
+
+{{/* The URL users reach the server at, when the chart's Ingress makes one. */}}
+{{- define "qforge.serverURL" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.server.ingress.tls.enabled) .Values.server.ingress.host }}
+{{- end }}
+
+{{/* NetworkPolicy egress rule: DNS (UDP and TCP 53) to any address: cluster DNS lives
+at different places (kube-dns pods, node-local-dns on a link-local address). */}}
+{{- define "qforge.dnsEgress" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}

@@ -115,12 +115,17 @@ def render(
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def one(docs: list[Manifest], kind: str, *, hook: bool = False) -> Manifest:
+def one(docs: list[Manifest], kind: str, *, hook: bool = False,
+        component: str | None = None) -> Manifest:
+    """The one object of `kind` (of the app.kubernetes.io/component `component`, when
+    given: "controller" or "server")."""
     found = [
         d
         for d in docs
         if d["kind"] == kind
         and ("helm.sh/hook" in (d["metadata"].get("annotations") or {})) is hook
+        and (component is None
+             or d["metadata"]["labels"].get("app.kubernetes.io/component") == component)
     ]
     assert len(found) == 1, f"expected one {kind}, got {[d['metadata']['name'] for d in found]}"
     return found[0]
@@ -198,6 +203,14 @@ def test_defaults_render_every_object(default_docs: list[Manifest]) -> None:
             "RoleBinding",
             "Service",
             "ServiceAccount",
+            # the server (test_server_chart.py): Deployment, Service and metrics Service,
+            # ServiceAccount, admin token, disruption budget
+            "Deployment",
+            "Service",
+            "Service",
+            "ServiceAccount",
+            "Secret",
+            "PodDisruptionBudget",
         ]
     )
     for doc in default_docs:
@@ -207,7 +220,7 @@ def test_defaults_render_every_object(default_docs: list[Manifest]) -> None:
 
 
 def test_controller_deployment(default_docs: list[Manifest]) -> None:
-    deploy = one(default_docs, "Deployment")
+    deploy = one(default_docs, "Deployment", component="controller")
     spec = deploy["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}
@@ -324,7 +337,7 @@ def test_rbac_is_namespaced_and_least_privilege(default_docs: list[Manifest]) ->
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
     ]
-    sa = one(default_docs, "ServiceAccount")
+    sa = one(default_docs, "ServiceAccount", component="controller")
     assert sa["metadata"]["name"] == FULLNAME
     assert sa["automountServiceAccountToken"] is False
 
@@ -393,7 +406,7 @@ def test_helm_test_script_runs_water_and_leaves_nothing_in_the_store(
 
 
 def _checksum(docs: list[Manifest]) -> str:
-    deploy = one(docs, "Deployment")
+    deploy = one(docs, "Deployment", component="controller")
     return str(deploy["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
 
 
@@ -475,7 +488,8 @@ def test_custom_values_reach_the_controller_settings(helm: str, tmp_path: Path) 
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["storageClassName"] == "nfs"
     assert pvc["spec"]["resources"]["requests"]["storage"] == "100Gi"
-    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    deploy = one(docs, "Deployment", component="controller")
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["args"] == ["--liveness=http://0.0.0.0:9090/healthz", "--log-format",
                                  "json"]
     # what the chart passes is what `qforge controller` accepts
@@ -504,14 +518,16 @@ def test_image_pull_secrets_reach_every_pod_the_chart_makes(helm: str, tmp_path:
     (through the controller's settings) pull with the secrets named in the values."""
     docs = render(helm, values={"imagePullSecrets": ["qforge-registry"]}, tmp=tmp_path)
     want = [{"name": "qforge-registry"}]
-    assert one(docs, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == want
+    controller = one(docs, "Deployment", component="controller")
+    assert controller["spec"]["template"]["spec"]["imagePullSecrets"] == want
     assert one(docs, "Pod", hook=True)["spec"]["imagePullSecrets"] == want
     settings = Settings.from_env(one(docs, "ConfigMap")["data"])
     assert settings.image_pull_secrets == ["qforge-registry"]
     job = build_job_manifest("h2o-1", JobSpec(molecule=WATER), settings)
     assert job["spec"]["template"]["spec"]["imagePullSecrets"] == want
     defaults = render(helm, tmp=tmp_path)
-    assert "imagePullSecrets" not in one(defaults, "Deployment")["spec"]["template"]["spec"]
+    controller = one(defaults, "Deployment", component="controller")
+    assert "imagePullSecrets" not in controller["spec"]["template"]["spec"]
     bad = _template(helm, "--set", "imagePullSecrets[0]=Not_A_Name")
     assert bad.returncode != 0 and "imagePullSecrets" in bad.stderr
 
@@ -520,7 +536,7 @@ def test_existing_claim_is_used_and_not_created(helm: str) -> None:
     docs = render(helm, "--set", "persistence.existingClaim=shared-store")
     assert "PersistentVolumeClaim" not in kinds(docs)
     assert one(docs, "ConfigMap")["data"]["PVC_NAME"] == "shared-store"
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = one(docs, "Deployment", component="controller")["spec"]["template"]["spec"]
     claims = [
         v["persistentVolumeClaim"]["claimName"]
         for v in pod["volumes"]
@@ -550,8 +566,11 @@ def test_rbac_and_service_account_can_be_left_to_the_admin(helm: str) -> None:
         "--set",
         "serviceAccount.name=qforge-admin-made",
     )
-    assert not {"Role", "RoleBinding", "ServiceAccount"} & set(kinds(docs))
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert not {"Role", "RoleBinding"} & set(kinds(docs))
+    # only the server's own account (bound to nothing) is left
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"] == [
+        f"{FULLNAME}-server"]
+    pod = one(docs, "Deployment", component="controller")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "qforge-admin-made"
 
 
@@ -568,7 +587,7 @@ def test_names_follow_the_release(helm: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert one(docs, "Deployment")["metadata"]["name"] == "chem-qforge"
+    assert one(docs, "Deployment", component="controller")["metadata"]["name"] == "chem-qforge"
     assert one(docs, "ConfigMap")["data"]["PVC_NAME"] == "chem-qforge-jobs"
     long_name = render(helm, "--set", "fullnameOverride=" + "x" * 80)
     assert all(len(d["metadata"]["name"]) <= 63 for d in long_name)
@@ -663,14 +682,15 @@ def test_every_default_value_is_documented() -> None:
     assert undocumented == []
 
 
-def test_notes_show_how_to_submit_and_inspect(helm: str, tmp_path: Path) -> None:
+def render_notes(helm: str, tmp: Path, *args: str) -> str:
     """NOTES.txt, rendered by helm through a copy of the chart that exposes it."""
-    chart = tmp_path / "qforge"
-    shutil.copytree(CHART, chart)
-    (chart / "templates" / "zz-notes.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
-        '{{ include (print $.Template.BasePath "/NOTES.txt") . | indent 4 }}\n'
-    )
+    chart = tmp / "qforge"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        (chart / "templates" / "zz-notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n"
+            '{{ include (print $.Template.BasePath "/NOTES.txt") . | indent 4 }}\n'
+        )
     result = _run(
         helm,
         "template",
@@ -682,14 +702,20 @@ def test_notes_show_how_to_submit_and_inspect(helm: str, tmp_path: Path) -> None
         KUBE_VERSION,
         "--show-only",
         "templates/zz-notes.yaml",
+        *args,
     )
     assert result.returncode == 0, result.stderr
-    notes = yaml.safe_load(result.stdout)["data"]["notes"]
+    return str(yaml.safe_load(result.stdout)["data"]["notes"])
+
+
+def test_notes_show_how_to_submit_and_inspect(helm: str, tmp_path: Path) -> None:
+    notes = render_notes(helm, tmp_path)
+    # the administrator's way in: a pod with the store mounted (the server's, when on)
     assert (
-        f"kubectl -n {NAMESPACE} exec -i deploy/{FULLNAME} -- qforge submit - --wait < molecule.xyz"
-        in notes
+        f"kubectl -n {NAMESPACE} exec -i deploy/{FULLNAME}-server -- qforge submit - --wait"
+        " < molecule.xyz" in notes
     )
-    assert f"exec deploy/{FULLNAME} -- qforge list" in notes
+    assert f"exec deploy/{FULLNAME}-server -- qforge list" in notes
     assert "get jobs -l app.kubernetes.io/name=qforge" in notes
     assert "-L qforge.io/method" in notes
     assert f"helm test {RELEASE}" in notes

@@ -42,11 +42,11 @@ def test_only_the_metrics_service_is_on_by_default(helm: str) -> None:
     docs = render(helm)
     assert not [d for d in docs if d["kind"] in MONITORING]
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"] == ["qforge"]
-    service = one(docs, "Service")
+    service = one(docs, "Service", component="controller")
     assert service["metadata"]["name"] == "qforge-metrics"
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 9102, "targetPort": "metrics", "protocol": "TCP"}]
-    deploy = one(docs, "Deployment")
+    deploy = one(docs, "Deployment", component="controller")
     pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     (container,) = deploy["spec"]["template"]["spec"]["containers"]
@@ -57,7 +57,9 @@ def test_only_the_metrics_service_is_on_by_default(helm: str) -> None:
 
 def test_metrics_can_be_turned_off(helm: str) -> None:
     docs = render(helm, "--set", "metrics.enabled=false")
-    assert not [d for d in docs if d["kind"] == "Service"]
+    services = [d for d in docs if d["kind"] == "Service"]
+    assert [s["metadata"]["name"] for s in services] == ["qforge-server"]  # the API only
+    assert [p["name"] for s in services for p in s["spec"]["ports"]] == ["http"]
     assert "METRICS_PORT" not in one(docs, "ConfigMap")["data"]
     refused = _template(helm, "--set", "metrics.enabled=false,metrics.serviceMonitor.enabled=true")
     assert refused.returncode != 0
@@ -71,8 +73,8 @@ def test_everything_on_passes_helm_lint_strict(helm: str) -> None:
 
 
 def test_the_service_monitor_scrapes_the_metrics_service(all_on: list[Manifest]) -> None:
-    monitor = one(all_on, "ServiceMonitor")
-    service = one(all_on, "Service")
+    monitor = one(all_on, "ServiceMonitor", component="controller")
+    service = one(all_on, "Service", component="controller")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"]["selector"]["matchLabels"].items() \
         <= service["metadata"]["labels"].items()
@@ -86,8 +88,11 @@ def test_operator_selector_labels_reach_the_objects(helm: str) -> None:
     docs = render(helm, *ALL_ON, "--set",
                   "metrics.serviceMonitor.labels.release=kps,"
                   "metrics.prometheusRule.labels.release=kps")
-    for kind in MONITORING:
-        assert one(docs, kind)["metadata"]["labels"]["release"] == "kps"
+    monitoring = [d for d in docs if d["kind"] in MONITORING]
+    assert sorted(d["kind"] for d in monitoring) == [
+        "PrometheusRule", "ServiceMonitor", "ServiceMonitor"]  # the controller's, the server's
+    for doc in monitoring:
+        assert doc["metadata"]["labels"]["release"] == "kps"
 
 
 def test_the_alert_rules_pass_promtool(all_on: list[Manifest], tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def test_network_policy_denies_runner_pods_all_traffic(helm: str, tmp_path: Path
                              Settings(namespace=NAMESPACE))
     assert _selects(selector, job["spec"]["template"]["metadata"]["labels"])
     # ... and not the controller (it must reach the API server)
-    controller = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    deploy = one(docs, "Deployment", component="controller")
+    controller = deploy["spec"]["template"]["metadata"]["labels"]
     assert not _selects(selector, controller)
 
 
