@@ -12,6 +12,8 @@ import pytest
 from qforge.auth import UNKNOWN_OWNER, local_identity, local_owner
 from qforge.auth.roles import Role
 from qforge.cli import render
+from qforge.cli.main import main
+from qforge.service.manager import JobManager
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore, StoreError
 from qforge_runner.molecule import parse_xyz
@@ -87,8 +89,18 @@ def test_an_owner_a_record_cannot_hold_is_refused_before_anything_is_written(
 
 def test_show_prints_the_owner(store: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
     record = store.submit(_spec(WATER), input_text=WATER, owner="alice")
-    render.print_show(store, record, Settings(jobs_dir=store.layout.root))
+    manager = JobManager(store, local_identity(), Settings(jobs_dir=store.layout.root))
+    render.print_show(manager.show(record.job_id))
     assert "Owner:     alice" in capsys.readouterr().out.splitlines()
+
+
+def test_a_local_submission_is_owned_by_the_os_user(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGNAME", "chemist7")
+    (tmp_path / "w.xyz").write_text(WATER)
+    assert main(["--jobs-dir", str(tmp_path / "jobs"), "submit", str(tmp_path / "w.xyz")]) == 0
+    store = JobStore(tmp_path / "jobs")
+    assert [store.read(j).owner for j in store.job_ids()] == ["chemist7"]
 
 
 def test_the_local_owner_is_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
