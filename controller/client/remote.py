@@ -150,15 +150,15 @@ class RemoteManager:
         return self._stream("/export", _params(format=fmt, status=status, group=group))
 
     def progress(self, job_ids: list[str], group: str | None) -> Progress:
-        return Progress.model_validate(self._get("/progress", **_params(
-            group=group, job_id=job_ids or None)))
+        path, params = _followed(job_ids, group, "progress")
+        return Progress.model_validate(self._get(path, **params))
 
     def follow(self, job_ids: list[str], group: str | None,
                interval: float = 0.5) -> Iterator[Progress]:
         """The server's event stream: one poll of the store there serves every follower."""
-        params = _params(group=group, job_id=job_ids or None)
+        path, params = _followed(job_ids, group, "events")
         try:
-            with self.client.stream("GET", API + "/events", params=params,
+            with self.client.stream("GET", API + path, params=params,
                                     timeout=FOLLOW_TIMEOUT) as response:
                 if response.status_code >= 400:
                     raise_problem(response)
@@ -196,11 +196,23 @@ class RemoteManager:
         return SubmitResult.model_validate(data)
 
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
-        return CancelResult.model_validate(self._json(
-            "POST", "/cancel", json={"job_ids": job_ids, "group": group}))
+        if bool(job_ids) == (group is not None):
+            raise UsageError("cancel: give job ids or --group, not both (nor neither)")
+        body: dict[str, Any] = {"group": group} if group is not None else {"job_ids": job_ids}
+        return CancelResult.model_validate(self._json("POST", "/cancel", json=body))
 
     def delete(self, job_ids: list[str]) -> Deleted:
         return Deleted.model_validate(self._json("POST", "/delete", json={"job_ids": job_ids}))
+
+
+def _followed(job_ids: list[str], group: str | None, what: str
+              ) -> tuple[str, dict[str, Any]]:
+    """The route of a group's progress or events, or of some jobs'."""
+    if bool(job_ids) == (group is not None):
+        raise UsageError("give job ids or a group, not both (nor neither)")
+    if group is not None:
+        return f"/groups/{_seg(group)}/{what}", {}
+    return f"/{what}", {"job_id": job_ids}
 
 
 def _seg(text: str) -> str:

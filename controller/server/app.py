@@ -9,18 +9,20 @@ import json
 import logging
 import queue
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from qforge.auth.roles import Identity
 from qforge.auth.tokens import TokenStore
+from qforge.ids import InvalidJobId, validate_job_id
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import Status
 from qforge.server import wire
@@ -46,16 +48,52 @@ from qforge.service.problems import (
     problem_of,
 )
 from qforge.settings import Settings
+from qforge.store.groups import validate_group
 from qforge.store.jobstore import JobStore
+from qforge_runner.errors import InputError
 
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-GroupQ = Annotated[str | None, Query(max_length=200)]
-IdsQ = Annotated[list[str] | None, Query(max_length=10_000)]
+# The shapes of ids and group names (qforge.ids, qforge.store.groups), so that the
+# description says what is accepted; a name of that shape that names nothing is a 404.
+JOB_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# letters, digits, '-', '_' and '.', no '..', a letter or digit at each end; at most 63
+GROUP = r"^[A-Za-z0-9](?:(?:[-_]|\.[-_])*\.?[A-Za-z0-9])*$"
+GroupQ = Annotated[str | None, Query(pattern=GROUP, max_length=63)]
+IdsQ = Annotated[list[Annotated[str, StringConstraints(pattern=JOB_ID)]],
+                 Query(min_length=1, max_length=10_000)]
+JobId = Annotated[str, Path(pattern=JOB_ID)]
+Group = Annotated[str, Path(pattern=GROUP, max_length=63)]
 API = "/api/v1"
 MAX_JSON_BODY = 1024 * 1024  # any body but a submission's
 MAX_LINE = 64 * 1024 * 1024  # one molecule's line in a submission
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 has it, with the command line's exit code beside."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    exit_code: int
+    errors: list[str] | None = None  # a refused submission: a line per bad molecule
+
+
+_PROBLEM = {"model": ProblemDetails, "content": {PROBLEM: {}}}
+# Every answer but a success is a problem; each route may answer any of these.
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {**_PROBLEM, "description": what} for code, what in (
+        (400, "bad request or parameter"), (401, "no token, or an unknown or revoked one"),
+        (403, "the token's role or the job's owner does not allow it"),
+        (404, "no such job, group or route"), (409, "not possible in the job's state"),
+        (413, "the submission is too large"), (422, "invalid input"),
+        (429, "too many requests for this token"), (503, "the store is unreadable"),
+        (507, "the store is full or read-only"))}
 
 
 def problem_response(problem: Problem, *, instance: str,
@@ -86,6 +124,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     hub = ProgressHub(options.progress_interval)
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
+                  responses=PROBLEMS,
                   docs_url=f"{API}/docs", redoc_url=None,
                   description="xtb calculations as jobs: the front door (docs/server.md). "
                               "Every route but /healthz and /readyz needs "
@@ -119,11 +158,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-        detail = f"{where}: {first.get('msg', 'invalid')}" if where else str(
-            first.get("msg", "invalid request"))
-        return problem_response(Problem(400, 2, "invalid-input", "Invalid input", detail),
+        return problem_response(Problem(400, 2, "invalid-input", "Invalid input",
+                                        _first_error(exc.errors())),
                                 instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
@@ -184,11 +220,11 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
                                  headers={"X-Qforge-Count": str(len(records))})
 
     @app.get(f"{API}/jobs/{{job_id}}", tags=["jobs"])
-    def show(who: Who, job_id: str) -> JobView:
+    def show(who: Who, job_id: JobId) -> JobView:
         return manager(who).show(job_id)
 
     @app.get(f"{API}/jobs/{{job_id}}/result", tags=["jobs"])
-    def result(who: Who, job_id: str,
+    def result(who: Who, job_id: JobId,
                format: Literal["json", "xyz", "qcschema"] = "json") -> ResultView:
         return manager(who).result(job_id, format)
 
@@ -197,12 +233,14 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return manager(who).overview(None).as_json()
 
     @app.get(f"{API}/groups/{{group}}", tags=["groups"])
-    def group_status(who: Who, group: str) -> dict[str, Any]:
+    def group_status(who: Who, group: Group) -> dict[str, Any]:
         return manager(who).overview(group).as_json()
 
     @app.get(f"{API}/export", tags=["jobs"], response_class=StreamingResponse,
-             responses={200: {"content": {"text/plain": {}},
-                              "description": "the export, streamed"}})
+             responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {},
+                                          "text/plain": {}},
+                              "description": "the export, streamed: CSV, JSON lines, "
+                                             "or SDF and XYZ as text"}})
     def export(who: Who, format: Literal["csv", "jsonl", "sdf", "xyz"],
                status: Status | None = None,
                group: GroupQ = None) -> Response:
@@ -211,24 +249,33 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return StreamingResponse(_chunks(pieces), media_type=f"{media}; charset=utf-8",
                                  headers={"X-Qforge-Count": str(n)})
 
-    @app.get(f"{API}/progress", tags=["groups"])
-    def progress(who: Who, group: GroupQ = None,
-                 job_id: IdsQ = None) -> Progress:
-        return manager(who).progress(job_id or [], group)
+    EVENTS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-stream": {}},
+                    "description": "a Progress (JSON) per event, until all are done"}}
 
-    @app.get(f"{API}/events", tags=["groups"], response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}},
-                              "description": "a Progress (JSON) per event, until all are "
-                                             "done"}})
-    async def events(who: Who, group: GroupQ = None,
-                     job_id: IdsQ = None) -> Response:
-        mgr = manager(who)
-        ids = job_id or []
+    @app.get(f"{API}/progress", tags=["jobs"])
+    def progress(who: Who, job_id: IdsQ) -> Progress:
+        return manager(who).progress(job_id, None)
+
+    @app.get(f"{API}/groups/{{group}}/progress", tags=["groups"])
+    def group_progress(who: Who, group: Group) -> Progress:
+        return manager(who).progress([], group)
+
+    @app.get(f"{API}/events", tags=["jobs"], response_class=StreamingResponse,
+             responses=EVENTS)
+    async def events(who: Who, job_id: IdsQ) -> Response:
+        return await _events(manager(who), sorted(set(job_id)), None)
+
+    @app.get(f"{API}/groups/{{group}}/events", tags=["groups"],
+             response_class=StreamingResponse, responses=EVENTS)
+    async def group_events(who: Who, group: Group) -> Response:
+        return await _events(manager(who), [], group)
+
+    async def _events(mgr: JobManager, ids: list[str], group: str | None) -> Response:
+        """One poll of the store per followed set, whoever follows it (hub.py)."""
         await run_in_threadpool(mgr.progress, ids, group)  # 404 / 400 before streaming
-        key = (group, tuple(sorted(set(ids))))
 
         async def stream() -> AsyncIterator[str]:
-            async for snap in hub.follow(key, lambda: mgr.watch(ids, group)):
+            async for snap in hub.follow((group, tuple(ids)), lambda: mgr.watch(ids, group)):
                 if snap is None:
                     yield ": keep-alive\n\n"
                 else:
@@ -280,34 +327,42 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return await task
 
     @app.post(f"{API}/cancel", tags=["jobs"])
-    def cancel(who: Who, body: CancelBody) -> CancelResult:
-        return manager(who).cancel(body.job_ids, body.group)
+    def cancel(who: Who, body: CancelJobs | CancelGroup) -> CancelResult:
+        if isinstance(body, CancelGroup):
+            return manager(who).cancel([], body.group)
+        return manager(who).cancel(body.job_ids, None)
 
     @app.post(f"{API}/delete", tags=["jobs"])
     def delete(who: Who, body: DeleteBody) -> Deleted:
         return manager(who).delete(body.job_ids)
 
     @app.delete(f"{API}/jobs/{{job_id}}", tags=["jobs"])
-    def delete_one(who: Who, job_id: str) -> Deleted:
+    def delete_one(who: Who, job_id: JobId) -> Deleted:
         return manager(who).delete([job_id])
 
     return app
 
 
-from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
 
-class CancelBody(BaseModel):
+class CancelJobs(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    job_ids: list[str] = Field(default_factory=list, max_length=100_000)
-    group: str | None = Field(None, max_length=200)
+    job_ids: list[Annotated[str, StringConstraints(pattern=JOB_ID)]] = Field(
+        min_length=1, max_length=100_000)
+
+
+class CancelGroup(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: Annotated[str, StringConstraints(pattern=GROUP, max_length=63)]
 
 
 class DeleteBody(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    job_ids: list[str] = Field(min_length=1, max_length=100_000)
+    job_ids: list[Annotated[str, StringConstraints(pattern=JOB_ID)]] = Field(
+        min_length=1, max_length=100_000)
 
 
 class _LineFeed:
@@ -333,6 +388,23 @@ class _LineFeed:
         if self.rest.strip():
             self.lines.append(self.rest)
         self.rest = b""
+
+
+def _first_error(errors: Sequence[Any]) -> str:
+    """The first of a request's validation errors as one line; a job id or a group in
+    the words the command line uses for it."""
+    first = errors[0] if errors else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+    value = first.get("input")
+    name = loc[-1] if loc else ""
+    if name in ("job_id", "group") and isinstance(value, str):
+        try:
+            validate_job_id(value) if name == "job_id" else validate_group(value)
+        except (InvalidJobId, InputError) as exc:
+            return str(exc)
+    where = ".".join(loc)
+    msg = str(first.get("msg", "invalid request"))
+    return f"{where}: {msg}" if where else msg
 
 
 class _Aborted(Exception):

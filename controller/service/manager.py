@@ -160,7 +160,7 @@ class JobManager:
 
     def show(self, job_id: str) -> JobView:
         self._read_allowed()
-        record = self.store.read(job_id)
+        record = self.store.read(validate_job_id(job_id))
         waiting: list[str] = []
         if record.status is Status.QUEUED:
             waiting = why_waiting(self.store, record, self.settings)
@@ -174,7 +174,7 @@ class JobManager:
         import json
 
         self._read_allowed()
-        record = self.store.read(job_id)
+        record = self.store.read(validate_job_id(job_id))
         if not record.status.terminal:
             return ResultView(exit_code=1, format=fmt, message=(
                 f"job {record.job_id} is {record.status.value}: no result yet"))
