@@ -79,7 +79,7 @@ test-chaos: setup k8s-tools
 # Hypothesis at full budget: 10,000 examples a test (make test runs 200, derandomized).
 fuzz: setup
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q -p no:cacheprovider tests/integration/fuzz \
-	  tests/unit/core/test_corruption.py
+	  tests/unit/core/test_corruption.py tests/integration/server/test_fuzz_openapi.py
 
 # qforge on an autoscaled cluster: the control plane, Karpenter's KWOK provider and kwok
 # (tests/kube autoscale mode; no runner node at the start), the controller out of cluster.
