@@ -27,6 +27,7 @@ from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import Status
 from qforge.server import wire
 from qforge.server.hub import ProgressHub
+from qforge.server.limits import BodyLimit
 from qforge.server.metrics import ServerMetrics
 from qforge.server.security import PROXY_USER_HEADER, Authenticator, RateLimiter
 from qforge.service.manager import JobManager
@@ -66,7 +67,7 @@ IdsQ = Annotated[list[Annotated[str, StringConstraints(pattern=JOB_ID)]],
 JobId = Annotated[str, Path(pattern=JOB_ID)]
 Group = Annotated[str, Path(pattern=GROUP, max_length=63)]
 API = "/api/v1"
-MAX_JSON_BODY = 1024 * 1024  # any body but a submission's
+MAX_JSON_BODY = 8 * 1024 * 1024  # any body but a submission's (100,000 ids fit)
 MAX_LINE = 64 * 1024 * 1024  # one molecule's line in a submission
 
 
@@ -130,6 +131,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
                               "Every route but /healthz and /readyz needs "
                               "'Authorization: Bearer <token>'.")
     app.state.metrics = metrics
+    app.add_middleware(BodyLimit, limit=MAX_JSON_BODY,
+                       exempt=frozenset({("POST", f"{API}/jobs")}))
 
     # ------------------------------------------------------------ errors
     async def _any(request: Request, exc: Exception) -> Response:
@@ -164,7 +167,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
+        kind = {404: "not-found", 405: "method-not-allowed",
+                413: "too-large"}.get(exc.status_code, "http")
         detail = ("no such route" if exc.status_code == 404
                   else str(exc.detail or "request refused"))
         return problem_response(Problem(exc.status_code, 2, kind, str(exc.detail), detail),

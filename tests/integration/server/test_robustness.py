@@ -186,6 +186,10 @@ def test_bad_json_bodies_elsewhere(server: Server) -> None:
                                  headers={"Content-Type": "application/json"})
             assert 400 <= response.status_code < 500, (path, content, response.text)
             assert response.headers["content-type"] == "application/problem+json"
+        huge = http.post("/api/v1/cancel", content=b'{"job_ids": [' + b'"a",' * 3_000_000
+                         + b'"a"]}', headers={"Content-Type": "application/json"})
+        assert huge.status_code == 413, huge.text
+        assert huge.headers["content-type"] == "application/problem+json"
 
 
 def test_an_oversized_submission_is_413_and_too_many_requests_429(tmp_path: Path) -> None:
