@@ -39,6 +39,7 @@ from qforge.inputs import (
     read_sources,
 )
 from qforge.inputs.names import indexed_name
+from qforge.inputs.topology import Topology, kept_topology, packed_json
 from qforge.record import Status
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore, Submitted, default_group, validate_group
@@ -48,7 +49,7 @@ from qforge_runner.spec import JobSpec
 
 # Options of the command that go into every molecule's spec as they are.
 SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",
-                       "priority")
+                       "priority", "temperature")
 CHUNK: Final = 500  # specs rebuilt and written per submit_batch call
 PROGRESS_MIN: Final = 200  # batches at least this big get a progress bar (on a terminal)
 # A molecule any option set can be checked against once, before any file is read.
@@ -66,14 +67,16 @@ class Pending:
     name: str
     charge: int
     uhf: int
+    topology: bytes | None = None  # the bond table, packed (qforge.inputs.topology)
 
     @classmethod
-    def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]]
-           ) -> Pending:
+    def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]],
+           topology: Topology | None = None) -> Pending:
         mol = spec.molecule
         symbols = symbols_cache.setdefault(mol.symbols, mol.symbols)  # shared by isomers
         coords = array("d", [c for xyz in mol.geometry for c in xyz])
-        return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf)
+        return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf,
+                   kept_topology(topology, spec))
 
     def molecule(self) -> Molecule:
         """The validated molecule again (not validated a second time)."""
@@ -83,7 +86,8 @@ class Pending:
                                         comment=self.comment)
 
     def renamed(self, name: str) -> Pending:
-        return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf)
+        return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf,
+                       self.topology)
 
 
 def spec_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -146,22 +150,23 @@ def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any],
         except InputError as exc:
             bad.append(BadRecord(item.where, str(exc)))
             continue
-        pending.append(Pending.of(spec, symbols))
+        pending.append(Pending.of(spec, symbols, item.topology))
     return pending, bad
 
 
 def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
-            ) -> list[tuple[JobSpec, str]]:
-    """The second pass's (spec, input XYZ) pairs. Every value was validated together in
-    the first pass (`validate`) or by `check_options` (`validated`), hence a copy of
-    the options' `template` with the molecule's own values (`model_copy` validates
-    nothing: as `model_construct`, without looking up the defaults again for each)."""
+            ) -> list[tuple[JobSpec, str, str | None]]:
+    """The second pass's (spec, input XYZ, topology.json or None) items. Every value was
+    validated together in the first pass (`validate`) or by `check_options`
+    (`validated`), hence a copy of the options' `template` with the molecule's own values
+    (`model_copy` validates nothing: as `model_construct`, without looking up the
+    defaults again for each)."""
     base = template(validated)
     out = []
     for p in chunk:
         spec = base.model_copy(update={"molecule": p.molecule(), "name": p.name,
                                        "charge": p.charge, "uhf": p.uhf})
-        out.append((spec, spec.molecule.to_xyz()))
+        out.append((spec, spec.molecule.to_xyz(), packed_json(p.topology)))
     return out
 
 
