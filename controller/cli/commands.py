@@ -92,7 +92,10 @@ def result(args: argparse.Namespace, settings: Settings) -> int:
         if report is None:
             print(f"qforge: job {record.job_id} has no readable result.json", file=sys.stderr)
             return 1
-        render.print_json(to_qcschema(record.spec, report))
+        from qforge.molfile import qcschema_connectivity  # not for the worker's start-up
+
+        render.print_json(to_qcschema(record.spec, report,
+                                      qcschema_connectivity(job_dir, record.spec)))
     else:  # xyz
         geometry = report.result.geometry if report and report.result else None
         if geometry is None:

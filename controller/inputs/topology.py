@@ -30,8 +30,8 @@ from qforge_runner.spec import JobSpec
 
 SCHEMA_VERSION: Final = 1
 ORDERS: Final = frozenset({1, 2, 3, 9})  # single, double, triple, dative
-Source = Literal["smiles", "sdf", "qcschema"]
-_SOURCES: Final[tuple[Source, ...]] = ("smiles", "sdf", "qcschema")
+Source = Literal["smiles", "sdf", "qcschema", "perceived"]
+_SOURCES: Final[tuple[Source, ...]] = ("smiles", "sdf", "qcschema", "perceived")
 _HEAD: Final = struct.Struct("<BBII")  # source, wide indices?, charged atoms, radical atoms
 
 
