@@ -185,3 +185,25 @@ def test_submit_keeps_the_topology_of_smiles_and_sdf_and_none_for_xyz(
     assert nitro["source"] == "smiles" and sorted(q for _, q in nitro["charges"]) == [-1, 1]
     assert json.loads(kept["methyl"].read_text())["radicals"] == [[0, 1]]
     assert json.loads(kept["acetate_anion"].read_text())["charges"] == [[3, -1]]
+
+
+def test_a_qcschema_connectivity_is_kept_when_it_can_be_written_back(
+        run: Run, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    def molecule(name: str, **extra: object) -> dict[str, object]:
+        co = 2.28 + 0.01 * len(name)  # distinct inputs: none is a duplicate of another
+        return {"schema_name": "qcschema_molecule", "schema_version": 2, "name": name,
+                "symbols": ["C", "O", "H", "H"],
+                "geometry": [0.0, 0.0, 0.0, 0.0, 0.0, co, 0.0, 1.77, -1.02, 0.0, -1.77, -1.02],
+                **extra}
+    bonds = [[0, 1, 2], [0, 2, 1], [0, 3, 1]]
+    data = [molecule("formaldehyde", connectivity=bonds),
+            molecule("aromatic", connectivity=[[0, 1, 1.5], [0, 2, 1], [0, 3, 1]]),
+            molecule("plain")]
+    path = tmp_path / "mols.json"
+    path.write_text(json.dumps(data))
+    code, _, err = run(str(path), "--json")
+    assert code == 0, err
+    kept = {r.spec.name: run.jobs / r.job_id / TOPOLOGY_FILE for r in run.records()}
+    assert json.loads(kept["formaldehyde"].read_text())["bonds"] == bonds
+    assert json.loads(kept["formaldehyde"].read_text())["source"] == "qcschema"
+    assert not kept["aromatic"].exists() and not kept["plain"].exists()
