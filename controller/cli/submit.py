@@ -156,16 +156,16 @@ def validate(items: Iterator[ReadMolecule | BadRecord], options: dict[str, Any],
 
 def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
             ) -> list[tuple[JobSpec, str, str | None]]:
-    """The second pass's (spec, input XYZ, topology.json or None) items. Every value was
-    validated together in the first pass (`validate`) or by `check_options`
-    (`validated`), hence a copy of the options' `template` with the molecule's own values
-    (`model_copy` validates nothing: as `model_construct`, without looking up the
-    defaults again for each)."""
+    """The second pass's (spec, input XYZ) pairs. Every value was validated together in
+    the first pass (`validate`) or by `check_options` (`validated`), hence a copy of
+    the options' `template` with the molecule's own values (`model_copy` validates
+    nothing: as `model_construct`, without looking up the defaults again for each)."""
     base = template(validated)
     out = []
     for p in chunk:
         spec = base.model_copy(update={"molecule": p.molecule(), "name": p.name,
                                        "charge": p.charge, "uhf": p.uhf})
+        # with the topology.json text, or None (JobStore.submit_batch keeps it)
         out.append((spec, spec.molecule.to_xyz(), packed_json(p.topology)))
     return out
 
