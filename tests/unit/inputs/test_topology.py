@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -207,3 +208,37 @@ def test_a_qcschema_connectivity_is_kept_when_it_can_be_written_back(
     assert json.loads(kept["formaldehyde"].read_text())["bonds"] == bonds
     assert json.loads(kept["formaldehyde"].read_text())["source"] == "qcschema"
     assert not kept["aromatic"].exists() and not kept["plain"].exists()
+
+
+def _record(job_id: str, symbols: list[str], geometry: list[list[float]], *,
+            charge: int = 0, uhf: int = 0) -> dict[str, object]:
+    return {"job_id": job_id, "status": "FAILED", "group": "g", "result": None,
+            "error": {"type": "xtb_error", "message": "on purpose"},
+            "spec": {"name": job_id, "charge": charge, "uhf": uhf, "method": "gfn2",
+                     "task": "opt", "molecule": {"symbols": symbols, "geometry": geometry}}}
+
+
+def test_the_sdf_export_says_where_each_records_bonds_came_from(tmp_path: Path) -> None:
+    from qforge.cli.export import write_sdf
+
+    carbon = tmp_path / "carbon"  # a carbon atom with 4 radical electrons: no MDL code
+    carbon.mkdir()
+    (carbon / TOPOLOGY_FILE).write_text(
+        Topology((), (), ((0, 4),), "smiles").to_json())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / TOPOLOGY_FILE).write_text('{"schema_version": 1, "source": "sdf", '
+                                        '"bonds": [[0, 9, 1]]}')
+    water = [[0.0, 0.0, 0.1173], [0.0, 0.7572, -0.4692], [0.0, -0.7572, -0.4692]]
+    items = [(_record("carbon", ["C"], [[0.0, 0.0, 0.0]], uhf=4), carbon),
+             (_record("broken", ["O", "H", "H"], water), broken)]
+    out = io.StringIO()
+    assert write_sdf(items, out) == 2
+    records = out.getvalue().split("$$$$\n")
+    mols = [read_back(r + "$$$$\n")[0] for r in records[:2]]
+    assert mols[0].GetProp("topology") == ("none: an atom with more than 2 radical electrons "
+                                          "cannot be written in an MDL molfile")
+    assert mols[1].GetProp("topology") == (
+        "perceived from the geometry (RDKit DetermineBonds, charge 0); topology.json "
+        "unusable: bond 0-9 does not fit a molecule of 3 atoms")
+    assert mols[1].GetNumBonds() == 2
