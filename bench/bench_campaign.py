@@ -249,7 +249,9 @@ BARE_EXPORT = r"""
 import csv, json, os, sys
 root, group, out = sys.argv[1:4]
 cols = ("job_id","name","group","formula","method","task","status","energy_eh","gap_ev",
-        "dipole_debye","converged","n_imaginary","wall_time_s","error_type","error_message")
+        "dipole_debye","converged","topology_changed","n_imaginary","temperature_k","zpe_eh",
+        "h_eh","ts_eh","g_rrho_eh","free_energy_eh","wall_time_s","error_type","error_message")
+thermo = ("temperature","zpe","enthalpy","ts","g_rrho","free_energy")
 with open(out, "w", newline="") as fh:
     w = csv.writer(fh)
     w.writerow(cols)
@@ -261,8 +263,10 @@ with open(out, "w", newline="") as fh:
         s = d["spec"]
         w.writerow([jid, s.get("name"), group, "", s["method"], s["task"], d["status"],
                     r.get("energy"), r.get("gap"), r.get("dipole_debye"), r.get("converged"),
-                    (r.get("quality") or {}).get("imaginary_frequencies"), r.get("wall_time"),
-                    e.get("type"), e.get("message")])
+                    r.get("topology_changed"),
+                    (r.get("quality") or {}).get("imaginary_frequencies"),
+                    *[(r.get("thermochemistry") or {}).get(k) for k in thermo],
+                    r.get("wall_time"), e.get("type"), e.get("message")])
 """
 
 

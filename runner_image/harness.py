@@ -19,14 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pydantic import ValidationError
+
 from qforge_runner.atomic import write_files_atomic
+from qforge_runner.connectivity import MAX_ATOMS as MAX_CONNECTIVITY_ATOMS
+from qforge_runner.connectivity import connectivity, describe_changes
 from qforge_runner.errors import InputError
 from qforge_runner.failures import classify_failure
-from qforge_runner.molecule import parse_xyz
+from qforge_runner.molecule import Molecule, parse_xyz
 from qforge_runner.process import find_program, run_process
 from qforge_runner.quality import assess
 from qforge_runner.result import ErrorType, JobError, JobResult, RunReport
-from qforge_runner.spec import JobSpec, Method, Task
+from qforge_runner.spec import XCONTROL_FILE, JobSpec, Method, Task
+from qforge_runner.thermo import Thermochemistry, ThermoMissing, parse_thermo
 from qforge_runner.timestamps import utcnow
 from qforge_runner.xtb_output import (
     TextOutput,
@@ -167,6 +172,8 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
 
     converged = text.opt_converged is not False
     version = usable.xtb_version if usable and usable.xtb_version else text.xtb_version
+    thermo, thermo_problem = _thermochemistry(stdout, spec)
+    topology_change = _topology_change(spec, geometry)
     return JobResult(
         energy=energy,
         gap=gap,
@@ -181,9 +188,40 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
         task=spec.task,
         wall_time=wall_time,
         quality=assess(method=spec.method, converged=converged, gap=gap,
-                       frequencies=frequencies, from_text_output=from_text, warnings=warnings),
+                       frequencies=frequencies, from_text_output=from_text, warnings=warnings,
+                       topology_change=topology_change, thermo_problem=thermo_problem),
         formula=spec.molecule.formula,
+        thermochemistry=thermo,
+        topology_changed=None if geometry is None else topology_change is not None,
     )
+
+
+def _thermochemistry(stdout: str, spec: JobSpec) -> tuple[Thermochemistry | None, str | None]:
+    """hess/ohess: xtb's thermochemistry, or why there is none (a quality note, the job
+    still completes); other tasks: neither."""
+    if spec.task not in (Task.hess, Task.ohess):
+        return None, None
+    try:
+        thermo = parse_thermo(stdout)
+    except (ThermoMissing, ValidationError) as exc:
+        return None, str(exc).splitlines()[0]
+    if abs(thermo.temperature - spec.temperature) > 0.01:
+        return None, (f"xtb computed it at {thermo.temperature:g} K, not at the job's "
+                      f"{spec.temperature:g} K")
+    return thermo, None
+
+
+def _topology_change(spec: JobSpec, final: Molecule | None) -> str | None:
+    """How the optimisation changed the connectivity (None: unchanged, or no
+    optimisation, or a molecule too big for the pure-Python comparison)."""
+    if final is None or final.natoms > MAX_CONNECTIVITY_ATOMS \
+            or final.symbols != spec.molecule.symbols:
+        return None
+    before = connectivity(spec.molecule.symbols, spec.molecule.geometry)
+    after = connectivity(final.symbols, final.geometry)
+    if before == after:
+        return None
+    return describe_changes(final.symbols, before, after)
 
 
 def artifacts(scratch: Path, job_dir: Path) -> list[tuple[Path, Path]]:
@@ -241,6 +279,9 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     if cancel is not None and cancel.is_set():
         raise _Stop(JobError(type=ErrorType.cancelled, message="cancelled before xtb started"))
     (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
+    xcontrol = spec.xcontrol()
+    if xcontrol is not None:
+        (scratch / XCONTROL_FILE).write_text(xcontrol, encoding="utf-8")
     argv = [xtb_path, INPUT_FILE, *spec.xtb_args()]
     log.info("Starting xtb for job %s: xtb %s (%d thread%s)", label, " ".join(argv[1:]),
              spec.threads, "" if spec.threads == 1 else "s")

@@ -18,6 +18,7 @@ IMAGINARY_CUTOFF: Final = -20.0
 # (controller/cli/render.py leaves them out after "not converged" / "not a minimum").
 NOT_CONVERGED: Final = "the calculation did not converge"
 NOT_A_MINIMUM: Final = "the structure is not a minimum"
+TOPOLOGY_CHANGED: Final = "the optimisation changed the bonds"
 
 
 def assess(
@@ -28,7 +29,12 @@ def assess(
     frequencies: Sequence[float] | None,
     from_text_output: bool,
     warnings: Sequence[str] = (),
+    topology_change: str | None = None,
+    thermo_problem: str | None = None,
 ) -> Quality:
+    """`topology_change`: how the optimisation changed the bonds (None: it did not);
+    `thermo_problem`: why a Hessian run has no thermochemistry (None: it has one, or
+    none was asked for)."""
     notes = list(warnings)
     if method is Method.gfnff:
         gap_ok = True  # a force field has no orbitals, so no gap to check
@@ -51,11 +57,17 @@ def assess(
         )
     if not converged:
         notes.append(NOT_CONVERGED)
+    if topology_change is not None:
+        notes.append(f"{TOPOLOGY_CHANGED} ({topology_change})")
+    if thermo_problem is not None:
+        notes.append(f"no thermochemistry: {thermo_problem}")
     return Quality(
         converged=converged,
         gap_ok=gap_ok,
         imaginary_frequencies=len(imaginary),
         from_text_output=from_text_output,
+        topology_changed=topology_change is not None,
         warnings=tuple(notes),
-        ok=converged and gap_ok and not imaginary,
+        ok=converged and gap_ok and not imaginary and topology_change is None
+        and thermo_problem is None,
     )

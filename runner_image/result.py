@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from qforge_runner import version
 from qforge_runner.molecule import Molecule
 from qforge_runner.spec import METHOD_NAMES, JobSpec, Method, Task
+from qforge_runner.thermo import Thermochemistry
 
 DEBYE_PER_AU: Final = 2.541746473  # 1 e·bohr in debye
 
@@ -52,6 +53,9 @@ class Quality(BaseModel):
         False, description="xtbout.json was missing or unreadable: values from xtb's text output"
     )
     warnings: tuple[str, ...] = ()
+    topology_changed: bool = Field(
+        False, description="the optimisation changed which atoms are bonded (a proton moved, "
+        "a ring opened): the final structure is another molecule than the input")
     ok: bool
 
 
@@ -76,6 +80,11 @@ class JobResult(BaseModel):
     wall_time: float = Field(ge=0, description="seconds xtb ran")
     quality: Quality
     formula: str | None = None
+    thermochemistry: Thermochemistry | None = Field(
+        None, description="RRHO thermochemistry (hess, ohess), from xtb's text output")
+    topology_changed: bool | None = Field(
+        None, description="opt/ohess: the final geometry's connectivity differs from the "
+        "input's (None: no optimisation)")
 
     @property
     def dipole_debye(self) -> float | None:
@@ -97,12 +106,16 @@ class JobResult(BaseModel):
             "wall_time": round(self.wall_time, 3),
             "xtb_version": self.xtb_version,
             "dipole_debye": None if dipole is None else round(dipole, 4),
+            "topology_changed": self.topology_changed,
+            "thermochemistry": None if self.thermochemistry is None
+            else self.thermochemistry.model_dump(mode="json"),
             "quality": {
                 "ok": self.quality.ok,
                 "converged": self.quality.converged,
                 "gap_ok": self.quality.gap_ok,
                 "imaginary_frequencies": self.quality.imaginary_frequencies,
                 "from_text_output": self.quality.from_text_output,
+                "topology_changed": self.quality.topology_changed,
                 "warnings": list(self.quality.warnings),
             },
         }
@@ -131,6 +144,9 @@ class RunReport(BaseModel):
 
 # --------------------------------------------------------------------------- QCSchema
 
+_THERMO_UNITS: Final = {"temperature": "_k", "zpe": "_eh", "enthalpy": "_eh", "ts": "_eh",
+                        "g_rrho": "_eh", "free_energy": "_eh"}
+
 # Our error types in QCEngine's vocabulary (random_error: running again may help).
 _QCENGINE_ERROR: Final[dict[ErrorType, str]] = {
     ErrorType.input_error: "input_error",
@@ -143,8 +159,12 @@ _QCENGINE_ERROR: Final[dict[ErrorType, str]] = {
 }
 
 
-def _qcschema_molecule(molecule: Molecule, spec: JobSpec) -> dict[str, Any]:
-    return {
+Connectivity = list[tuple[int, int, float]]  # QCSchema's: 0-based atoms, bond order
+
+
+def _qcschema_molecule(molecule: Molecule, spec: JobSpec,
+                       connectivity: Connectivity | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "schema_name": "qcschema_molecule",
         "schema_version": 2,
         "name": spec.name or molecule.formula,
@@ -155,6 +175,9 @@ def _qcschema_molecule(molecule: Molecule, spec: JobSpec) -> dict[str, Any]:
         "fix_com": True,
         "fix_orientation": True,
     }
+    if connectivity:
+        out["connectivity"] = [[i, j, float(order)] for i, j, order in connectivity]
+    return out
 
 
 def _keywords(spec: JobSpec) -> dict[str, Any]:
@@ -170,12 +193,14 @@ def _provenance() -> dict[str, Any]:
     return {"creator": "qforge", "version": version(), "routine": "qforge_runner.harness.run_job"}
 
 
-def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:
+def to_qcschema(spec: JobSpec, report: RunReport,
+                connectivity: Connectivity | None = None) -> dict[str, Any]:
     """The run as QCSchema: an AtomicResult on success, a FailedOperation otherwise.
 
     The result is the single point at the final geometry (driver "energy"): for opt/ohess
-    the molecule is the optimised one. Frequencies (hess, ohess), the gap, partial charges
-    and the quality assessment are in ``extras["qforge"]``.
+    the molecule is the optimised one. Frequencies (hess, ohess), the thermochemistry,
+    the gap, partial charges and the quality assessment are in ``extras["qforge"]``.
+    `connectivity` (the job's bond table, when it has one) goes into the molecule.
     """
     model = {"method": METHOD_NAMES[spec.method], "basis": None}
     result = report.result
@@ -189,7 +214,7 @@ def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:
             "input_data": {
                 "schema_name": "qcschema_input",
                 "schema_version": 1,
-                "molecule": _qcschema_molecule(spec.molecule, spec),
+                "molecule": _qcschema_molecule(spec.molecule, spec, connectivity),
                 "driver": "energy",
                 "model": model,
                 "keywords": _keywords(spec),
@@ -215,7 +240,7 @@ def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:
         "schema_name": "qcschema_output",
         "schema_version": 1,
         "id": report.job_id,
-        "molecule": _qcschema_molecule(molecule, spec),
+        "molecule": _qcschema_molecule(molecule, spec, connectivity),
         "driver": "energy",
         "model": model,
         "keywords": _keywords(spec),
@@ -233,6 +258,10 @@ def to_qcschema(spec: JobSpec, report: RunReport) -> dict[str, Any]:
                 "frequencies_cm-1": None if result.frequencies is None
                 else list(result.frequencies),
                 "converged": result.converged,
+                "topology_changed": result.topology_changed,
+                "thermochemistry": None if result.thermochemistry is None
+                else {f"{key}{_THERMO_UNITS[key]}": value for key, value
+                      in result.thermochemistry.model_dump(mode="json").items()},
                 "wall_time": result.wall_time,
                 "quality": result.quality.model_dump(mode="json"),
                 "started_at": report.started_at,

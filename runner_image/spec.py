@@ -137,6 +137,10 @@ def electron_problem(molecule: Molecule, charge: int, uhf: int) -> str | None:
     return None
 
 
+DEFAULT_TEMPERATURE: Final = 298.15  # K
+XCONTROL_FILE: Final = "qforge.xcontrol"  # written beside the input in the scratch folder
+
+
 class JobSpec(BaseModel):
     """One calculation: a molecule and how to compute it."""
 
@@ -155,6 +159,9 @@ class JobSpec(BaseModel):
     cpu: int | None = Field(None, ge=1, le=64)
     memory: str | None = Field(None, description="Kubernetes quantity, e.g. 512Mi or 2Gi")
     priority: int = Field(0, ge=-1000, le=1000)
+    # K; the thermochemistry of hess and ohess (xtb's $thermo temp), unused otherwise
+    temperature: float = Field(DEFAULT_TEMPERATURE, ge=1.0, le=10000.0, allow_inf_nan=False,
+                               description="K, for the thermochemistry of hess and ohess")
     name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -277,5 +284,17 @@ class JobSpec(BaseModel):
         args += ["--chrg", str(self.charge), "--uhf", str(self.uhf)]
         if self.solvent:
             args += ["--alpb", self.solvent]
+        if self.xcontrol() is not None:
+            args += ["--input", XCONTROL_FILE]
         args.append("--json")
         return args
+
+    def xcontrol(self) -> str | None:
+        """xtb's xcontrol input (the file XCONTROL_FILE, named by ``--input``), or None.
+
+        hess and ohess: the thermochemistry's temperature, ``$thermo temp=...`` (xtb has
+        no command-line flag for it; ``--etemp`` is the electronic temperature of the
+        SCC, a different thing)."""
+        if self.task not in (Task.hess, Task.ohess):
+            return None
+        return f"$thermo\n   temp={self.temperature!r}\n$end\n"

@@ -15,13 +15,20 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from qforge.inputs.topology import TopologyError
+from qforge.molfile import export_topology, sdf_record
 from qforge.record import JobRecord
 from qforge.store.jobstore import load_result_json
+from qforge.store.layout import TOPOLOGY_FILE
 from qforge_runner.molecule import Molecule
 
 COLUMNS = ("job_id", "name", "group", "formula", "method", "task", "status", "energy_eh",
-           "gap_ev", "dipole_debye", "converged", "n_imaginary", "wall_time_s",
-           "error_type", "error_message")
+           "gap_ev", "dipole_debye", "converged", "topology_changed", "n_imaginary",
+           "temperature_k", "zpe_eh", "h_eh", "ts_eh", "g_rrho_eh", "free_energy_eh",
+           "wall_time_s", "error_type", "error_message")
+# The thermochemistry's columns and their keys in the result summary (hess, ohess).
+THERMO_COLUMNS = {"temperature_k": "temperature", "zpe_eh": "zpe", "h_eh": "enthalpy",
+                  "ts_eh": "ts", "g_rrho_eh": "g_rrho", "free_energy_eh": "free_energy"}
 FORMATS = ("csv", "jsonl", "sdf", "xyz")
 
 
@@ -43,6 +50,9 @@ def export_row_data(data: dict[str, Any], group: str | None = None) -> dict[str,
     quality = res.get("quality")
     if not isinstance(quality, dict):
         quality = {}
+    thermo = res.get("thermochemistry")
+    if not isinstance(thermo, dict):
+        thermo = {}
     return {
         "job_id": data["job_id"],
         "name": spec.get("name"),
@@ -55,7 +65,9 @@ def export_row_data(data: dict[str, Any], group: str | None = None) -> dict[str,
         "gap_ev": res.get("gap"),
         "dipole_debye": res.get("dipole_debye"),
         "converged": res.get("converged"),
+        "topology_changed": res.get("topology_changed"),
         "n_imaginary": quality.get("imaginary_frequencies") if res else None,
+        **{column: thermo.get(key) for column, key in THERMO_COLUMNS.items()},
         "wall_time_s": res.get("wall_time"),
         "error_type": err.get("type"),
         "error_message": err.get("message"),
@@ -139,54 +151,27 @@ def write_xyz(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
     return n
 
 
-def sdf_block(molecule: Molecule, title: str, props: dict[str, Any],
-              bonds: list[tuple[int, int, int]] | None = None) -> str:
-    """One SDF record (V2000 molfile + data items)."""
-    bonds = bonds or []
-    lines = [title[:80], "  qforge", "", f"{molecule.natoms:3d}{len(bonds):3d}  0  0  0  0  0"
-             "  0  0  0999 V2000"]
-    for sym, (x, y, z) in zip(molecule.symbols, molecule.geometry, strict=True):
-        lines.append(f"{x:10.4f}{y:10.4f}{z:10.4f} {sym:<3s} 0  0  0  0  0  0  0  0  0  0"
-                     "  0  0")
-    lines += [f"{a:3d}{b:3d}{order:3d}  0" for a, b, order in bonds]
-    lines.append("M  END")
-    for key, value in props.items():
-        if value is not None:
-            lines += [f">  <{key}>", _cell(value), ""]
-    lines.append("$$$$")
-    return "\n".join(lines) + "\n"
-
-
-def connectivity(molecule: Molecule, charge: int) -> list[tuple[int, int, int]]:
-    """Single bonds from interatomic distances (RDKit's DetermineConnectivity), when
-    RDKit is installed; none otherwise (a valid SDF still: atoms and properties)."""
-    try:
-        from rdkit import Chem
-        from rdkit.Chem import rdDetermineBonds
-    except ImportError:
-        return []
-    try:
-        mol = Chem.MolFromXYZBlock(molecule.to_xyz())
-        if mol is None:
-            return []
-        rdDetermineBonds.DetermineConnectivity(mol, charge=charge)
-    except (ValueError, RuntimeError):
-        return []
-    return [(b.GetBeginAtomIdx() + 1, b.GetEndAtomIdx() + 1, 1) for b in mol.GetBonds()]
-
-
 def write_sdf(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
               group: str | None = None) -> int:
+    """One record per job: its final coordinates with its bond table (qforge.molfile),
+    the export columns as data items, and how the bonds were obtained (``topology``)."""
     n = 0
     for record, job_dir in items:
         molecule, optimised = final_geometry(record, job_dir)
         row = export_row_data(record, group)
         charge = int(record["spec"].get("charge", 0))
+        uhf = int(record["spec"].get("uhf", 0))
+        topology, how = export_topology(job_dir / TOPOLOGY_FILE, molecule, charge, uhf)
         props = {k: row[k] for k in COLUMNS if k != "name"}
-        props["charge"] = charge
-        props["uhf"] = int(record["spec"].get("uhf", 0))
-        props["geometry"] = "optimised" if optimised else "input"
-        out.write(sdf_block(molecule, row["name"] or row["job_id"], props,
-                            connectivity(molecule, charge)))
+        props.update(charge=charge, uhf=uhf, geometry="optimised" if optimised else "input",
+                     topology=how)
+        try:
+            text = sdf_record(molecule, row["name"] or row["job_id"], topology,
+                              [(k, _cell(v)) for k, v in props.items() if v is not None])
+        except TopologyError as exc:
+            props["topology"] = f"none: {exc}"
+            text = sdf_record(molecule, row["name"] or row["job_id"], None,
+                              [(k, _cell(v)) for k, v in props.items() if v is not None])
+        out.write(text)
         n += 1
     return n

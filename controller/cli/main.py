@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--uhf", type=_int, help="number of unpaired electrons")
     s.add_argument("--solvent", help="ALPB solvent, e.g. water")
     s.add_argument("--timeout", type=_positive_float, help="seconds (default JOB_TIMEOUT)")
+    s.add_argument("--temperature", type=_positive_float,
+                   help="K, for the thermochemistry of hess and ohess (default 298.15)")
     s.add_argument("--cpu", type=_positive_int, help="cores (OMP_NUM_THREADS)")
     s.add_argument("--memory", help="memory limit in the cluster, e.g. 1Gi")
     s.add_argument("--priority", type=_int, help="higher runs first (-1000..1000)")

@@ -58,6 +58,8 @@ def quality_text(quality: Mapping[str, Any]) -> str:
         verdicts.append("not a minimum")
     if quality.get("gap_ok") is False:
         verdicts.append("doubtful electronic state")
+    if quality.get("topology_changed"):
+        verdicts.append("structure changed")
     if quality.get("ok"):
         verdicts = ["ok"]
     elif not verdicts:
@@ -79,12 +81,30 @@ def result_lines(result: Mapping[str, Any]) -> list[str]:
         out.append(_row("Dipole", _number(result["dipole_debye"], ".2f", "D")))
     if isinstance(result.get("converged"), bool):
         out.append(_row("Converged", "yes" if result["converged"] else "no"))
+    if isinstance(result.get("topology_changed"), bool):
+        out.append(_row("Bonds", "CHANGED in the optimisation (see Quality)"
+                        if result["topology_changed"] else "as in the input"))
+    out += thermo_lines(result.get("thermochemistry"))
     if result.get("wall_time") is not None:
         out.append(_row("Wall time", _number(result["wall_time"], ".1f", "s")))
     quality = result.get("quality")
     if isinstance(quality, Mapping):
         out.append(_row("Quality", quality_text(quality)))
     return out
+
+
+def thermo_lines(thermo: Any) -> list[str]:
+    """The thermochemistry of a hess/ohess result (xtb's RRHO), one value a line."""
+    if not isinstance(thermo, Mapping):
+        return []
+    return [
+        _row("Thermo", f"RRHO at {_number(thermo.get('temperature'), '.2f', 'K')}"),
+        _row("ZPE", _number(thermo.get("zpe"), ".8f", "Eh")),
+        _row("H", _number(thermo.get("enthalpy"), ".8f", "Eh") + "  (E + ZPE + H(0→T))"),
+        _row("T·S", _number(thermo.get("ts"), ".7f", "Eh")),
+        _row("G(RRHO)", _number(thermo.get("g_rrho"), ".8f", "Eh") + "  (ZPE included)"),
+        _row("G", _number(thermo.get("free_energy"), ".8f", "Eh") + "  (E + G(RRHO))"),
+    ]
 
 
 def _row(label: str, text: str) -> str:

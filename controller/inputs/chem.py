@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from qforge.inputs.topology import Topology, from_rdkit
 from qforge_runner.errors import InputError
 from qforge_runner.molecule import Molecule
 
@@ -117,6 +118,13 @@ def embed(mol: Any, what: str) -> None:
 
 def smiles_to_molecule(smiles: str, *, max_atoms: int) -> tuple[Molecule, int, int]:
     """A SMILES as an embedded 3D molecule with its charge and unpaired electrons."""
+    molecule, charge, uhf, _ = read_smiles_record(smiles, max_atoms=max_atoms)
+    return molecule, charge, uhf
+
+
+def read_smiles_record(smiles: str, *, max_atoms: int
+                       ) -> tuple[Molecule, int, int, Topology | None]:
+    """`smiles_to_molecule`, and the molecule's bond table (topology.py)."""
     chem, _, _ = _rdkit()
     with _messages() as messages:
         try:
@@ -131,11 +139,18 @@ def smiles_to_molecule(smiles: str, *, max_atoms: int) -> tuple[Molecule, int, i
                          f"more than MAX_ATOMS={max_atoms}")
     charge, uhf = _electrons(mol)
     embed(mol, f"SMILES {smiles!r}")
-    return _to_molecule(mol, smiles), charge, uhf
+    return _to_molecule(mol, smiles), charge, uhf, from_rdkit(mol, "smiles")
 
 
 def molblock_to_molecule(block: str) -> tuple[Molecule, int, int]:
-    """An SDF/MOL record (hydrogens kept) with its charge and unpaired electrons.
+    """An SDF/MOL record (hydrogens kept) with its charge and unpaired electrons."""
+    molecule, charge, uhf, _ = read_molblock_record(block)
+    return molecule, charge, uhf
+
+
+def read_molblock_record(block: str) -> tuple[Molecule, int, int, Topology | None]:
+    """An SDF/MOL record (hydrogens kept) with its charge, unpaired electrons and bond
+    table (topology.py).
 
     3D records keep their coordinates; implicit hydrogens, if any, are added at
     positions RDKit derives from their neighbours. A 2D (or 0D) record is embedded in
@@ -159,4 +174,4 @@ def molblock_to_molecule(block: str) -> tuple[Molecule, int, int]:
         embed(mol, "the 2D record")
     charge, uhf = _electrons(mol)
     title = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-    return _to_molecule(mol, title), charge, uhf
+    return _to_molecule(mol, title), charge, uhf, from_rdkit(mol, "sdf")

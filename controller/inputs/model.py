@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qforge.inputs.topology import Topology
 from qforge_runner.molecule import Molecule
 
 
@@ -34,6 +35,7 @@ class ReadMolecule:
 
     `name` is already a valid job name (sanitized). `charge` and `uhf` are what the
     record says (SMILES, SDF, QCSchema); None when the format carries none (XYZ).
+    `topology`: the bond table of an SDF/MOL or SMILES record (topology.py).
     """
 
     molecule: Molecule
@@ -41,6 +43,7 @@ class ReadMolecule:
     where: Where
     charge: int | None = None
     uhf: int | None = None
+    topology: Topology | None = None
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,4 @@ class Raw:
     title: str | None = None
     charge: int | None = None
     uhf: int | None = None
+    topology: Topology | None = None

@@ -1,5 +1,10 @@
 """JSON: one QCSchema molecule, or a list of them (the whole file is parsed at once,
-within MAX_INPUT_BYTES). Charge and multiplicity come from each molecule."""
+within MAX_INPUT_BYTES). Charge and multiplicity come from each molecule.
+
+A molecule's `connectivity` ([atom, atom, bond order], 0-based) is kept as its topology
+when every order is 1, 2 or 3 and the molecule is neutral and closed-shell (QCSchema
+has no per-atom formal charges or radicals to write back); otherwise the export
+perceives bonds from the geometry, as for XYZ input."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 
 from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge.inputs.topology import Topology, TopologyError
 from qforge_runner.errors import InputError
 from qforge_runner.molecule import parse_qcschema_molecule, qcschema_charge_uhf
 
@@ -40,4 +46,25 @@ def read_qcschema(text: str, file: str, limits: Limits) -> Iterator[Raw | BadRec
             yield BadRecord(where, str(exc))
             continue
         name = item.get("name")
-        yield Raw(molecule, where, name if isinstance(name, str) else None, charge, uhf)
+        yield Raw(molecule, where, name if isinstance(name, str) else None, charge, uhf,
+                  _topology(item.get("connectivity"), molecule.natoms))
+
+
+def _topology(connectivity: object, natoms: int) -> Topology | None:
+    """A QCSchema connectivity as a kept topology, when it can be one (see above); a
+    malformed one is left to the export's perception rather than refused."""
+    if not isinstance(connectivity, list) or not connectivity:
+        return None
+    bonds = []
+    for bond in connectivity:
+        if not (isinstance(bond, list) and len(bond) == 3
+                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bond)):
+            return None
+        i, j, order = bond
+        if i != int(i) or j != int(j) or order not in (1, 2, 3):
+            return None
+        bonds.append((int(i), int(j), int(order)))
+    try:
+        return Topology(tuple(bonds), source="qcschema").check(natoms)
+    except TopologyError:
+        return None

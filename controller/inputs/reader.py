@@ -95,7 +95,8 @@ def _named(raws: Iterator[Raw | BadRecord], stem: str) -> Iterator[ReadMolecule 
         if isinstance(item, BadRecord):
             return item
         name = pick_name(item.title, stem, item.where.index, single=single)
-        return ReadMolecule(item.molecule, name, item.where, item.charge, item.uhf)
+        return ReadMolecule(item.molecule, name, item.where, item.charge, item.uhf,
+                            item.topology)
 
     yield named(pending)
     if second is not None:

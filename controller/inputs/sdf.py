@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from qforge.inputs.chem import molblock_to_molecule
+from qforge.inputs.chem import read_molblock_record
 from qforge.inputs.model import BadRecord, Limits, Raw, Where
 from qforge_runner.errors import InputError
 
@@ -60,8 +60,8 @@ def read_sdf(lines: Iterator[tuple[int, str]], file: str, limits: Limits
 
 def _record(block: list[str], where: Where) -> Raw | BadRecord:
     try:
-        molecule, charge, uhf = molblock_to_molecule("\n".join(block) + "\n")
+        molecule, charge, uhf, topology = read_molblock_record("\n".join(block) + "\n")
     except InputError as exc:
         return BadRecord(where, str(exc))
     title = block[0].strip() if block else None
-    return Raw(molecule, where, title or None, charge, uhf)
+    return Raw(molecule, where, title or None, charge, uhf, topology)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from qforge.inputs.chem import smiles_to_molecule
+from qforge.inputs.chem import read_smiles_record
 from qforge.inputs.model import BadRecord, Limits, Raw, Where
 from qforge_runner.errors import InputError
 
@@ -27,8 +27,9 @@ def read_smiles(lines: Iterator[tuple[int, str]], file: str, limits: Limits
         where = Where(file, index, lineno)
         title = parts[1].strip() if len(parts) > 1 else None
         try:
-            molecule, charge, uhf = smiles_to_molecule(parts[0], max_atoms=limits.max_atoms)
+            molecule, charge, uhf, topology = read_smiles_record(
+                parts[0], max_atoms=limits.max_atoms)
         except InputError as exc:
             yield BadRecord(where, str(exc))
             continue
-        yield Raw(molecule, where, title, charge, uhf)
+        yield Raw(molecule, where, title, charge, uhf, topology)

@@ -7,12 +7,13 @@ validates each molecule's job spec as for a local submission."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qforge.inputs import BadRecord, ReadMolecule, Where
 from qforge.inputs.names import sanitize_name
+from qforge.inputs.topology import Topology, TopologyError
 from qforge.service.models import SubmitOptions
 from qforge_runner.errors import InputError, validation_line
 from qforge_runner.molecule import Molecule
@@ -24,6 +25,17 @@ class WireWhere(BaseModel):
     file: str = Field("upload", max_length=4096)
     index: int = Field(1, ge=1)
     line: int | None = Field(None, ge=1)
+
+
+class WireTopology(BaseModel):
+    """A molecule's bond table (qforge.inputs.topology), 0-based atoms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Literal["sdf", "smiles", "qcschema"]
+    bonds: list[tuple[int, int, int]] = Field(max_length=1_000_000)
+    charges: list[tuple[int, int]] = Field(default_factory=list, max_length=1_000_000)
+    radicals: list[tuple[int, int]] = Field(default_factory=list, max_length=1_000_000)
 
 
 class WireMolecule(BaseModel):
@@ -38,14 +50,21 @@ class WireMolecule(BaseModel):
     charge: int | None = None
     uhf: int | None = None
     where: WireWhere = WireWhere()
+    topology: WireTopology | None = None
 
 
 def encode_molecule(item: ReadMolecule) -> str:
     mol = item.molecule
     where = {"file": item.where.file, "index": item.where.index, "line": item.where.line}
-    return json.dumps({"symbols": list(mol.symbols), "geometry": [list(a) for a in mol.geometry],
-                       "comment": mol.comment, "name": item.name, "charge": item.charge,
-                       "uhf": item.uhf, "where": where}, separators=(",", ":"))
+    data: dict[str, Any] = {
+        "symbols": list(mol.symbols), "geometry": [list(a) for a in mol.geometry],
+        "comment": mol.comment, "name": item.name, "charge": item.charge, "uhf": item.uhf,
+        "where": where}
+    top = item.topology
+    if top is not None:
+        data["topology"] = {"source": top.source, "bonds": top.bonds, "charges": top.charges,
+                            "radicals": top.radicals}
+    return json.dumps(data, separators=(",", ":"))
 
 
 class WireBad(BaseModel):
@@ -102,5 +121,13 @@ def decode_molecule(line: bytes, number: int, max_atoms: int) -> ReadMolecule | 
     except ValidationError as exc:
         return BadRecord(where, validation_line(exc))
     name = sanitize_name(wire.name) or "molecule"
+    topology = None
+    if wire.topology is not None:
+        t = wire.topology
+        try:
+            topology = Topology(tuple(t.bonds), tuple(t.charges), tuple(t.radicals),
+                                t.source).check(molecule.natoms)
+        except TopologyError as exc:
+            return BadRecord(where, f"topology: {exc}")
     return ReadMolecule(molecule=molecule, name=name, where=where, charge=wire.charge,
-                        uhf=wire.uhf)
+                        uhf=wire.uhf, topology=topology)

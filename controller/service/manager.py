@@ -189,8 +189,11 @@ class JobManager:
             if report is None:
                 return ResultView(exit_code=1, format=fmt, message=(
                     f"job {record.job_id} has no readable result.json"))
-            return ResultView(exit_code=ok, format=fmt,
-                              body=json.dumps(to_qcschema(record.spec, report), indent=2))
+            from qforge.molfile import qcschema_connectivity  # not for the worker's start-up
+
+            schema = to_qcschema(record.spec, report,
+                                 qcschema_connectivity(job_dir, record.spec))
+            return ResultView(exit_code=ok, format=fmt, body=json.dumps(schema, indent=2))
         geometry = report.result.geometry if report and report.result else None
         if geometry is None:
             return ResultView(exit_code=1 if ok else 2, format=fmt, message=(

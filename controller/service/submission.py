@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.inputs.names import indexed_name
+from qforge.inputs.topology import Topology, kept_topology, packed_json
 from qforge.service.models import Submitted
 from qforge.store.jobstore import JobStore
 from qforge.store.jobstore import Submitted as StoreSubmitted
@@ -34,7 +35,7 @@ from qforge_runner.spec import JobSpec
 
 # Options of a submission that go into every molecule's spec as they are.
 SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",
-                       "priority", "labels")
+                       "priority", "temperature", "labels")
 CHUNK: Final = 500  # specs rebuilt and written per submit_batch call
 # A molecule any option set can be checked against once, before any file is read.
 _PROBE: Final = Molecule(symbols=("H", "H"), geometry=((0.0, 0.0, 0.0), (0.0, 0.0, 0.74)))
@@ -51,14 +52,16 @@ class Pending:
     name: str
     charge: int
     uhf: int
+    topology: bytes | None = None  # the bond table, packed (qforge.inputs.topology)
 
     @classmethod
-    def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]]
-           ) -> Pending:
+    def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]],
+           topology: Topology | None = None) -> Pending:
         mol = spec.molecule
         symbols = symbols_cache.setdefault(mol.symbols, mol.symbols)  # shared by isomers
         coords = array("d", [c for xyz in mol.geometry for c in xyz])
-        return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf)
+        return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf,
+                   kept_topology(topology, spec))
 
     def molecule(self) -> Molecule:
         """The validated molecule again (not validated a second time)."""
@@ -68,7 +71,8 @@ class Pending:
                                         comment=self.comment)
 
     def renamed(self, name: str) -> Pending:
-        return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf)
+        return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf,
+                       self.topology)
 
 
 def check_options(options: dict[str, Any], name: str | None) -> dict[str, Any]:
@@ -118,7 +122,7 @@ class FirstPass:
         except InputError as exc:
             self.bad.append(BadRecord(item.where, str(exc)))
             return
-        self.pending.append(Pending.of(spec, self._symbols))
+        self.pending.append(Pending.of(spec, self._symbols, item.topology))
 
     def finish(self) -> list[Pending]:
         """The molecules to write (a single one named by `name` itself)."""
@@ -128,15 +132,15 @@ class FirstPass:
 
 
 def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
-            ) -> list[tuple[JobSpec, str]]:
-    """The second pass's (spec, input XYZ) pairs, from a template holding every
-    per-job option as validated and each molecule's own values."""
+            ) -> list[tuple[JobSpec, str, str | None]]:
+    """The second pass's (spec, input XYZ, topology.json or None) items, from a template
+    holding every per-job option as validated and each molecule's own values."""
     base = JobSpec(molecule=_PROBE, **validated)
     out = []
     for p in chunk:
         spec = base.model_copy(update={"molecule": p.molecule(), "name": p.name,
                                        "charge": p.charge, "uhf": p.uhf})
-        out.append((spec, spec.molecule.to_xyz()))
+        out.append((spec, spec.molecule.to_xyz(), packed_json(p.topology)))
     return out
 
 

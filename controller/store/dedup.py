@@ -2,8 +2,9 @@
 
 Two submissions are the same calculation when their canonical inputs are equal:
 element symbols, coordinates rounded to 1e-8 Å, charge, uhf, method, task, opt level
-and solvent (QCFractal's molecule hash plus specification, in spirit). Name, labels,
-priority, timeout and resources do not change the result and are left out.
+and solvent, and a Hessian's temperature when it is not 298.15 K (QCFractal's molecule
+hash plus specification, in spirit). Name, labels, priority, timeout and resources do
+not change the result and are left out.
 
 The dedup index maps a hash to the job that holds it: `.qforge/dedup/<hash>.<gen>` is
 a symbolic link whose target is the job id. Creating a symbolic link that exists fails
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from qforge_runner.spec import JobSpec
+from qforge_runner.spec import DEFAULT_TEMPERATURE, JobSpec, Task
 
 COORD_DECIMALS = 8
 
@@ -42,6 +43,10 @@ def canonical_input(spec: JobSpec) -> str:
         "opt_level": spec.opt_level.value,
         "solvent": spec.solvent,
     }
+    # The thermochemistry's temperature changes a Hessian's result; it is left out at
+    # its default (and for other tasks), so the hashes of earlier jobs stay as they were.
+    if spec.task in (Task.hess, Task.ohess) and spec.temperature != DEFAULT_TEMPERATURE:
+        data["temperature"] = repr(spec.temperature)
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 

@@ -27,7 +27,7 @@ from qforge.ids import JOB_ID_RE, InvalidJobId, new_job_id, validate_job_id
 from qforge.record import MAX_OWNER_LENGTH, UNKNOWN_OWNER, JobRecord, Placement, Status
 from qforge.store.dedup import claim_name, input_hash
 from qforge.store.groups import default_group, validate_group
-from qforge.store.layout import DoneKey, Layout, QueueKey, RunningMarker
+from qforge.store.layout import TOPOLOGY_FILE, DoneKey, Layout, QueueKey, RunningMarker
 from qforge_runner.atomic import fsync_dir, write_bytes_atomic
 from qforge_runner.errors import validation_line
 from qforge_runner.result import RunReport
@@ -46,6 +46,9 @@ CLAIM_WAIT_SECONDS = 30.0
 CLAIM_POLL_SECONDS = 0.005
 CLAIM_ORPHAN_SECONDS = 600.0
 LIVE_STATUSES = frozenset({"QUEUED", "RUNNING", "COMPLETED"})
+# What submit_batch takes: (spec, input.xyz text) or (spec, input.xyz text, topology.json
+# text or None); the topology, when there is one, is kept beside input.xyz.
+SubmitItem = tuple[JobSpec, str] | tuple[JobSpec, str, str | None]
 
 
 class StoreError(Exception):
@@ -254,11 +257,13 @@ class JobStore:
 
     # ---------------------------------------------------------------- submit
     def submit(self, spec: JobSpec, *, input_text: str, job_id: str | None = None,
-               group: str | None = None, owner: str = UNKNOWN_OWNER) -> JobRecord:
+               group: str | None = None, owner: str = UNKNOWN_OWNER,
+               topology: str | None = None) -> JobRecord:
         """Create one QUEUED job owned by `owner`, always (a duplicate of a live job is
-        run anyway, as `submit_batch(force=True)`). The queue marker is made before the
-        folder appears, so a job visible in the store always has its marker (a claim
-        that finds a marker without its folder puts it back)."""
+        run anyway, as `submit_batch(force=True)`); `topology`, when given, is kept as its
+        topology.json. The queue marker is made before the folder appears, so a job
+        visible in the store always has its marker (a claim that finds a marker without
+        its folder puts it back)."""
         _check_owner(owner)
         self.ensure()
         if group is not None:
@@ -269,31 +274,33 @@ class JobStore:
             if self.layout.job_dir(job_id).exists():
                 raise StoreError(f"job {job_id} already exists")
         return self._submit_one(spec, input_text, group=group, force=True,
-                                job_id=job_id, owner=owner).record
+                                job_id=job_id, owner=owner, topology=topology).record
 
-    def submit_batch(self, items: Sequence[tuple[JobSpec, str]], *, group: str,
+    def submit_batch(self, items: Sequence[SubmitItem], *, group: str,
                      force: bool = False,
                      on_progress: Callable[[int], None] | None = None,
                      owner: str = UNKNOWN_OWNER) -> list[Submitted]:
-        """Create one job per (spec, input xyz text), all in `group`, owned by `owner`.
-        An item whose canonical input is held by a QUEUED, RUNNING or COMPLETED job is
-        not created again: that job joins `group` and is returned with `duplicate_of`
-        set, keeping its own owner (unless `force`). `on_progress(n)` is called after
-        each item is written."""
+        """Create one job per (spec, input xyz text[, topology.json text or None]), all in
+        `group`, owned by `owner`; the topology, when given, is kept as the job's
+        topology.json. An item whose canonical input is held by a QUEUED, RUNNING or
+        COMPLETED job is not created again: that job joins `group` and is returned with
+        `duplicate_of` set, keeping its own owner (unless `force`). `on_progress(n)` is
+        called after each item is written."""
         validate_group(group)
         _check_owner(owner)
         self.ensure()
         self.layout.group(group).mkdir(exist_ok=True)
         out: list[Submitted] = []
-        for n, (spec, text) in enumerate(items, start=1):
-            out.append(self._submit_one(spec, text, group=group, force=force, owner=owner))
+        for n, (spec, text, *rest) in enumerate(items, start=1):
+            out.append(self._submit_one(spec, text, group=group, force=force, owner=owner,
+                                        topology=rest[0] if rest else None))
             if on_progress is not None:
                 on_progress(n)
         return out
 
     def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
                     force: bool, job_id: str | None = None,
-                    owner: str = UNKNOWN_OWNER) -> Submitted:
+                    owner: str = UNKNOWN_OWNER, topology: str | None = None) -> Submitted:
         digest = input_hash(spec)
         waited = 0.0
         while True:
@@ -311,7 +318,8 @@ class JobStore:
             # free, dead (FAILED, CANCELLED, gone) or forced past a live one
             take = None if state == "live" else gen + 1
             created = self._create(spec, input_text, group=group, digest=digest,
-                                   claim_gen=take, job_id=job_id, owner=owner)
+                                   claim_gen=take, job_id=job_id, owner=owner,
+                                   topology=topology)
             if created is not None:
                 return Submitted(created, None)
             waited = 0.0  # another submitter took that generation first: look again
@@ -347,7 +355,7 @@ class JobStore:
 
     def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
                 claim_gen: int | None, job_id: str | None,
-                owner: str = UNKNOWN_OWNER) -> JobRecord | None:
+                owner: str = UNKNOWN_OWNER, topology: str | None = None) -> JobRecord | None:
         """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
         another submitter first (nothing is left behind then)."""
         # Paths as strings: a batch of 100,000 builds ten paths per job, and pathlib's
@@ -372,6 +380,8 @@ class JobStore:
         markers: list[str] = []
         try:
             _write_durable(f"{staging}/input.xyz", input_text.encode())
+            if topology is not None:
+                _write_durable(f"{staging}/{TOPOLOGY_FILE}", topology.encode())
             _write_durable(f"{staging}/metadata.json",
                            (record.model_dump_json(indent=2) + "\n").encode())
             fsync_dir(staging)

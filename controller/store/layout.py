@@ -1,6 +1,8 @@
 """Where things live in a job store.
 
     $JOBS_DIR/<job_id>/metadata.json        the record (source of truth)
+    $JOBS_DIR/<job_id>/input.xyz            the molecule as submitted (what xtb reads)
+    $JOBS_DIR/<job_id>/topology.json        its bond table, when the input had one
     $JOBS_DIR/.qforge/queue/<key>           one empty marker per QUEUED job
     $JOBS_DIR/.qforge/running/<job_id>+<instance>
                                             one marker per claimed job, naming its owner
@@ -35,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INDEX_DIR = ".qforge"
+# A job's bond table (SDF/SMILES input), beside its input.xyz: qforge.inputs.topology
+TOPOLOGY_FILE = "topology.json"
 DONE_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 PRIORITY_OFFSET = 1000  # priorities run -1000..1000; keys hold 1000 - priority
 _INSTANCE_CLEAN = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -103,7 +103,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
 def test_missing_job_exits_3_and_missing_file_exits_2(jobs: Path) -> None:
     assert qforge("show", "no_such_job", jobs=jobs).returncode == 3
     assert qforge("cancel", "no_such_job", jobs=jobs).returncode == 3
-    assert qforge("result", "../x", jobs=jobs).returncode == 3
+    bad_id = qforge("result", "../x", jobs=jobs)  # not a job id at all: bad input, as delete
+    assert bad_id.returncode == 2 and "job id '../x' is not valid" in bad_id.stderr
     missing = qforge("submit", "/nonexistent.xyz", jobs=jobs)
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from qforge_runner.spec import JobSpec
+from qforge_runner.spec import XCONTROL_FILE, JobSpec
 
 XTB = shutil.which("xtb")
 needs_xtb = [
@@ -29,13 +29,23 @@ def xtb_env() -> dict[str, str]:
 def direct_energy(spec: JobSpec, folder: Path) -> float:
     """Run xtb by hand with the spec's flags; its final total energy (text, 12 decimals)."""
     folder.mkdir(parents=True)
+    stdout = direct_output(spec, folder)
+    energies = re.findall(r"\|\s*TOTAL ENERGY\s+(-?\d+\.\d+)\s+Eh\s*\|", stdout)
+    assert energies, stdout[-2000:]
+    return float(energies[-1])
+
+
+def direct_output(spec: JobSpec, folder: Path) -> str:
+    """Run xtb by hand with the spec's flags (and xcontrol input); its standard output."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "input.xyz").write_text(spec.molecule.to_xyz())
+    xcontrol = spec.xcontrol()
+    if xcontrol is not None:
+        (folder / XCONTROL_FILE).write_text(xcontrol)
     proc = subprocess.run(["xtb", "input.xyz", *spec.xtb_args()], cwd=folder, env=xtb_env(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    energies = re.findall(r"\|\s*TOTAL ENERGY\s+(-?\d+\.\d+)\s+Eh\s*\|", proc.stdout)
-    assert energies, proc.stdout[-2000:]
-    return float(energies[-1])
+    return proc.stdout
 
 
 def wrapper(folder: Path, *, extra: str = "", before: str = "") -> tuple[Path, Path]:

@@ -49,6 +49,14 @@ def test_a_smiles_library_through_the_server_gives_the_local_csv(
         assert remote.stdout == local.stdout, fmt
     rows = server.remote(alice, "export", "--group", "lib", "--format", "csv").stdout
     assert rows.count("COMPLETED") == 4 and rows.startswith("job_id,name,group,")
+    # the bond tables rode up with the molecules: RDKit reads the same molecules back
+    from rdkit import Chem
+
+    sdf = server.remote(alice, "export", "--group", "lib", "--format", "sdf").stdout
+    assert sdf.count("from the input (smiles)") == 4
+    back = [Chem.MolFromMolBlock(block) for block in sdf.split("$$$$\n") if block.strip()]
+    assert sorted(Chem.MolToSmiles(m) for m in back) == sorted(
+        Chem.MolToSmiles(Chem.MolFromSmiles(smi.split()[0])) for smi in LIBRARY.splitlines())
 
     # the same words and codes for every user command, through either door
     listed = json.loads(server.remote(alice, "list", "--group", "lib", "--json").stdout)

@@ -199,9 +199,11 @@ def test_spec_is_frozen() -> None:
         ({"method": "gfn1", "task": "sp"},
          ["--gfn", "1", "--sp", "--chrg", "0", "--uhf", "0", "--json"]),
         ({"method": "gfn0", "task": "hess"},
-         ["--gfn", "0", "--hess", "--chrg", "0", "--uhf", "0", "--json"]),
+         ["--gfn", "0", "--hess", "--chrg", "0", "--uhf", "0", "--input", "qforge.xcontrol",
+          "--json"]),
         ({"method": "gfnff", "task": "ohess", "opt_level": "tight"},
-         ["--gfnff", "--ohess", "tight", "--chrg", "0", "--uhf", "0", "--json"]),
+         ["--gfnff", "--ohess", "tight", "--chrg", "0", "--uhf", "0", "--input",
+          "qforge.xcontrol", "--json"]),
         ({"task": "opt", "opt_level": "vtight", "solvent": "Water", "charge": 2, "uhf": 2},
          ["--gfn", "2", "--opt", "vtight", "--chrg", "2", "--uhf", "2", "--alpb", "water",
           "--json"]),
@@ -222,6 +224,22 @@ def test_xtb_args_for_every_method_and_task(method: Method, task: Task) -> None:
                   Task.ohess: ["--ohess", "loose"]}[task]
     assert args[len(method_flags):len(method_flags) + len(task_flags)] == task_flags
     assert "--alpb" not in args
+    assert ("--input" in args) == (task in (Task.hess, Task.ohess))
+
+
+def test_the_thermochemistry_temperature_goes_to_xtb_through_xcontrol() -> None:
+    assert water_spec(task="sp").xcontrol() is None
+    assert water_spec(task="opt").xcontrol() is None
+    assert water_spec(task="hess").temperature == 298.15
+    assert water_spec(task="hess").xcontrol() == "$thermo\n   temp=298.15\n$end\n"
+    assert water_spec(task="ohess", temperature=350).xcontrol() == \
+        "$thermo\n   temp=350.0\n$end\n"
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), 1e6])
+def test_an_impossible_temperature_is_refused(bad: float) -> None:
+    with pytest.raises(ValidationError, match="temperature"):
+        water_spec(task="hess", temperature=bad)
 
 
 def test_a_validated_spec_handed_over_is_kept_and_data_is_checked() -> None:
