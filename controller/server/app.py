@@ -27,6 +27,7 @@ from qforge.server import wire
 from qforge.server.hub import ProgressHub
 from qforge.server.metrics import ServerMetrics
 from qforge.server.security import PROXY_USER_HEADER, Authenticator, RateLimiter
+from qforge.server.sessions import COOKIE, CSRF_HEADER, Sessions, load_key
 from qforge.service.manager import JobManager
 from qforge.service.models import (
     CancelResult,
@@ -45,6 +46,7 @@ from qforge.service.problems import (
     UsageError,
     problem_of,
 )
+from qforge.service.table import Tables
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 
@@ -84,6 +86,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     auth = Authenticator(tokens, trust_proxy_header=options.trust_proxy_header)
     limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     hub = ProgressHub(options.progress_interval)
+    sessions = Sessions(tokens, load_key(settings.jobs_dir))
+    tables = Tables(store)
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -145,9 +149,23 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return response
 
     # ---------------------------------------------------------- identity
-    def identity(authorization: Annotated[str | None, Header()] = None,
+    def identity(request: Request,
+                 authorization: Annotated[str | None, Header()] = None,
                  x_auth_request_user: Annotated[str | None, Header(
                      alias=PROXY_USER_HEADER, include_in_schema=False)] = None) -> Identity:
+        # The page's session cookie stands in for a bearer token (qforge.server.sessions);
+        # a change made with it needs the session's CSRF token and the server's origin.
+        cookie = request.cookies.get(COOKIE)
+        if authorization is None and cookie is not None and not (
+                auth.trust_proxy_header and x_auth_request_user):
+            session = sessions.read(cookie)
+            if session is not None:
+                sessions.check_write(session, request.method,
+                                     request.headers.get(CSRF_HEADER),
+                                     request.headers.get("origin"),
+                                     request.headers.get("host"))
+                limiter.take(session.identity.name)
+                return session.identity
         who = auth.identify(authorization, x_auth_request_user)
         limiter.take(who.name)
         return who
@@ -155,7 +173,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     Who = Annotated[Identity, Depends(identity)]
 
     def manager(who: Identity) -> JobManager:
-        return JobManager(store, who, settings)
+        return JobManager(store, who, settings, tables=tables)
 
     # ------------------------------------------------------------ health
     @app.get("/healthz", tags=["health"])
@@ -291,6 +309,10 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     def delete_one(who: Who, job_id: str) -> Deleted:
         return manager(who).delete([job_id])
 
+    from qforge.server import pages
+
+    pages.install(app, pages.PageContext(
+        sessions=sessions, limiter=limiter, identity=identity, manager=manager))
     return app
 
 
