@@ -160,7 +160,8 @@ def install(app: FastAPI, ctx: PageContext) -> None:
 
     @app.get(f"{ui}/groups/{{group}}/summary", include_in_schema=False)
     def summary(who: Who, group: str) -> Response:
-        return _json(ctx.manager(who).group_summary(group))
+        return Response(ctx.manager(who).group_summary_json(group),
+                        media_type="application/json", headers={"Cache-Control": "no-store"})
 
     @app.get(f"{ui}/groups/{{group}}/rows", include_in_schema=False)
     def rows(who: Who, group: str,

@@ -272,6 +272,11 @@ class JobManager:
         return {**tables_module.summarise(table),
                 "live": tables_module.live(table, RATE_WINDOW_MINUTES)}
 
+    def group_summary_json(self, group: str) -> bytes:
+        """group_summary without its live part, as JSON bytes encoded once per change of
+        the campaign (what the page fetches)."""
+        return tables_module.summary_json(self._table(group))
+
     def table_page(self, group: str, *, offset: int = 0, limit: int = 50,
                    sort: str = "created", descending: bool = False,
                    status: Status | None = None, text: str = "") -> dict[str, Any]:

@@ -16,6 +16,7 @@ and the pages are computed from the rows and cached by the table's version: a pa
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import os
 import threading
@@ -135,12 +136,14 @@ class Table:
         default_factory=OrderedDict)
     finished: list[int] = field(default_factory=list)  # sorted finished_ns
     summary: dict[str, Any] | None = None
+    summary_json: bytes | None = None  # the summary as the page fetches it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def changed(self) -> None:
         self.version += 1
         self.orders.clear()
         self.summary = None
+        self.summary_json = None
         self.finished = sorted(r.finished_ns for r in self.rows.values()
                                if r.finished_ns is not None)
 
@@ -333,6 +336,15 @@ def summarise(table: Table) -> dict[str, Any]:
         "histogram": histogram, "timeline": _timeline(rows, began),
         "failures": sorted(failures.values(), key=lambda e: -int(e["count"]))}
     return table.summary
+
+
+def summary_json(table: Table) -> bytes:
+    """The summary as JSON bytes, encoded once per version (a 10^5-job campaign's
+    scatter is MAX_PLOT_POINTS points: the page asks for it on every change)."""
+    if table.summary_json is None:
+        table.summary_json = json.dumps(summarise(table), separators=(",", ":"),
+                                        allow_nan=False).encode()
+    return table.summary_json
 
 
 def _timeline(rows: list[Row], began: int | None) -> dict[str, Any]:

@@ -46,7 +46,7 @@
     total = page.total;
     document.querySelector("#jobs tbody").replaceChildren(...page.rows.map(row));
     const last = Math.min(page.offset + page.rows.length, page.total);
-    document.getElementById("page-info").textContent = page.total ? `Jobs ${page.offset + 1}–${last} of ${page.total}` : "No job matches.";
+    document.getElementById("page-info").textContent = page.total ? `Jobs ${page.offset + 1} to ${last} of ${page.total}` : "No job matches.";
     document.getElementById("table-status").textContent = `${page.total} job(s) shown, sorted by ${state.sort} ${state.desc ? "descending" : "ascending"}${state.status ? ", status " + state.status : ""}${state.q ? `, containing “${state.q}”` : ""}.`;
     document.getElementById("prev").disabled = state.offset === 0;
     document.getElementById("next").disabled = last >= page.total;
