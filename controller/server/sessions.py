@@ -9,9 +9,10 @@ covers the token's stored hash, so a session lives exactly as long as its token:
 revoked token (or one replaced under the same name) fails the check on the next request,
 whichever server process revoked it. The key is 32 random bytes in
 $JOBS_DIR/.qforge/session.key (mode 0600), shared by every server of the store, so a
-restart or a second replica keeps the sessions. Signing out ends the session id in this
-process at once (and the browser drops the cookie); sessions expire after
-SESSION_SECONDS.
+restart or a second replica keeps the sessions. Signing out leaves the session id in
+$JOBS_DIR/.qforge/sessions-ended/ (one empty file, removed once the session would have
+expired), which every server checks: a copied cookie is dead everywhere. Sessions expire
+after SESSION_SECONDS.
 
 State-changing requests made with the cookie must carry the session's CSRF token in the
 X-CSRF-Token header, and an Origin (when the browser sends one) equal to the server's
@@ -25,7 +26,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ COOKIE = "qforge_session"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 12 * 3600
 KEY_FILE = "session.key"
+ENDED_DIR = "sessions-ended"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -74,8 +75,7 @@ class Sessions:
         self.tokens = tokens
         self.key = key
         self.lifetime = lifetime
-        self._ended: dict[str, float] = {}  # sid -> when it would have expired
-        self._lock = threading.Lock()
+        self.ended = tokens.root / INDEX_DIR / ENDED_DIR
 
     def _mac(self, text: str) -> str:
         return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
@@ -113,16 +113,19 @@ class Sessions:
             return None
         if not hmac.compare_digest(mac, self._mac(f"{payload}|{record.sha256}")):
             return None
-        with self._lock:
-            if sid in self._ended:
-                return None
+        if os.path.exists(self.ended / sid):  # signed out (by any server of the store)
+            return None
         return Session(record.identity(), sid, self.csrf(sid))
 
     def sign_out(self, session: Session) -> None:
-        now = time.time()
-        with self._lock:
-            self._ended = {s: t for s, t in self._ended.items() if t > now}
-            self._ended[session.sid] = now + self.lifetime
+        self.ended.mkdir(parents=True, exist_ok=True)
+        (self.ended / session.sid).touch()
+        too_old = time.time() - self.lifetime - 60
+        with os.scandir(self.ended) as it:  # those past their expiry need no marker
+            for entry in it:
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < too_old:
+                        os.unlink(entry.path)
 
     def check_write(self, session: Session, method: str, csrf: str | None,
                     origin: str | None, host: str | None) -> None:

@@ -86,6 +86,7 @@ def test_signing_out_and_expiry_end_a_session(tokens: TokenStore) -> None:
     assert made is not None
     sessions.sign_out(made[0])
     assert sessions.read(made[1]) is None
+    assert _sessions(tokens).read(made[1]) is None  # every server of the store
     short = _sessions(tokens, lifetime=-1.0)
     made = short.sign_in(token)
     assert made is not None and short.read(made[1]) is None
