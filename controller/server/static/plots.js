@@ -85,7 +85,7 @@
     y.values = y.values.filter(Number.isInteger);
     x.lo = 0; x.hi = secs[secs.length - 1] || 1; y.lo = 0; y.hi = maxV;
     const root = frame("Cumulative jobs finished, by status, against seconds since the first submission", "time (s)", "jobs finished", x, y,
-      v => String(Math.round(v)), v => String(Math.round(v)));
+      v => v.toFixed(Math.max(0, -Math.floor(Math.log10(x.step)))), v => String(Math.round(v)));
     const legend = [];
     for (const [st, values] of Object.entries(series)) {
       if (!values[values.length - 1]) continue;
