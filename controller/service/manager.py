@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 RATE_WINDOW_MINUTES = 10.0
 LOG_TAIL_BYTES = 16 * 1024  # the job page's tail of xtb's output
+CAMPAIGNS_SHOWN = 20  # the campaigns page's groups with their progress (the rest by name)
 ExportFormat = Literal["csv", "jsonl", "sdf", "xyz"]
 
 
@@ -234,26 +235,31 @@ class JobManager:
         return follow(self.watch(job_ids, group), interval, self.sleep)
 
     # --------------------------------------------------- the page's reads
-    def campaigns(self) -> list[dict[str, Any]]:
-        """Every group with its counts, rate and time left (the page's first view),
-        newest first; each from its cached table (qforge.service.table)."""
+    def campaigns(self, shown: int = CAMPAIGNS_SHOWN) -> dict[str, Any]:
+        """The campaigns page: the `shown` groups changed last (their index folder's
+        mtime: a stat each) with counts, rate and time left from their cached tables
+        (qforge.service.table), newest first; the other groups by name only."""
         self._read_allowed()
+        groups: list[tuple[int, str]] = []
         try:
-            names = os.listdir(self.store.layout.groups)
+            with os.scandir(self.store.layout.groups) as it:
+                for entry in it:
+                    try:
+                        validate_group(entry.name)
+                        groups.append((entry.stat().st_mtime_ns, entry.name))
+                    except (InputError, OSError):
+                        continue
         except FileNotFoundError:
-            names = []
+            pass
+        groups.sort(reverse=True)
         out = []
-        for name in names:
-            try:
-                validate_group(name)
-            except InputError:
-                continue
+        for _, name in groups[:shown]:
             table = self.tables.table(name)
             item = tables_module.live(table, RATE_WINDOW_MINUTES)
             item["began_ns"] = tables_module.summarise(table)["began_ns"]
             out.append(item)
         out.sort(key=lambda g: (-(g["began_ns"] or 0), g["group"]))
-        return out
+        return {"campaigns": out, "others": sorted(n for _, n in groups[shown:])}
 
     def _table(self, group: str) -> tables_module.Table:
         self._read_allowed()

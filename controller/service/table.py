@@ -37,7 +37,10 @@ RELIST_SECONDS = 10.0  # check everything again this often (NFS attribute cachin
 MAX_PLOT_POINTS = 2000  # beyond this, the scatter shows an even sample (it says so)
 HISTOGRAM_BINS = 30
 TIMELINE_BINS = 40
-MAX_TABLES = 16
+MAX_TABLES = 32
+# Rows kept in all (a row is a few hundred bytes: 400,000 fit the chart's 512 MiB limit
+# with room to spare); the table asked for last is always kept.
+MAX_ROWS = 400_000
 
 SortKey = Literal["created", "name", "formula", "status", "energy", "gap", "dipole",
                   "wall", "job_id", "error"]
@@ -160,9 +163,11 @@ class Tables:
     """The tables of the groups asked for lately (an app holds one, shared by every
     request and every client)."""
 
-    def __init__(self, store: JobStore, max_tables: int = MAX_TABLES) -> None:
+    def __init__(self, store: JobStore, max_tables: int = MAX_TABLES,
+                 max_rows: int = MAX_ROWS) -> None:
         self.store = store
         self.max_tables = max_tables
+        self.max_rows = max_rows
         self._tables: OrderedDict[str, Table] = OrderedDict()
         self._lock = threading.Lock()
         lay = store.layout
@@ -176,11 +181,20 @@ class Tables:
             if table is None:
                 table = self._tables[group] = Table(group)
             self._tables.move_to_end(group)
-            while len(self._tables) > self.max_tables:
-                self._tables.popitem(last=False)
         with table.lock:
             self._refresh(table)
+        with self._lock:
+            rows = sum(len(t.rows) for t in self._tables.values())
+            while len(self._tables) > 1 and (len(self._tables) > self.max_tables
+                                             or rows > self.max_rows):
+                _, dropped = self._tables.popitem(last=False)
+                rows -= len(dropped.rows)
         return table
+
+    def cached(self) -> list[str]:
+        """The groups whose tables are held, least recently asked for first."""
+        with self._lock:
+            return list(self._tables)
 
     def _refresh(self, table: Table) -> None:
         store = self.store

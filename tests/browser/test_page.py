@@ -110,6 +110,11 @@ def test_a_campaign_s_progress_moves_while_a_worker_runs_real_xtb(
     assert "0 of 6 finished" in tab.text("#progress .done-line")
     assert tab.text('#progress li[data-status="QUEUED"]') == "QUEUED: 6"
     tab.page.evaluate("window.__notReloaded = true")
+    # Every value the progress line takes, as the page changes it.
+    tab.page.evaluate("() => { window.__seen = []; new MutationObserver(() => "
+                      "window.__seen.push(document.querySelector('#progress .done-line')"
+                      "?.textContent)).observe(document.querySelector('#progress'), "
+                      "{childList: true, subtree: true}); }")
     worker = _worker(server)
     try:
         tab.page.wait_for_function(
@@ -122,6 +127,8 @@ def test_a_campaign_s_progress_moves_while_a_worker_runs_real_xtb(
             worker.kill()
             worker.wait(timeout=20)
     assert tab.page.evaluate("window.__notReloaded === true")  # updated in place
+    seen = [int(t.split()[0]) for t in tab.page.evaluate("window.__seen") if t]
+    assert seen[-1] == 6 and seen == sorted(seen), seen  # it only ever moved forward
     assert tab.text('#progress li[data-status="COMPLETED"]') == "COMPLETED: 6"
     assert "Time left: 0 s" in tab.text("#progress .rate")
     # The plot follows too: one point per completed job, each naming its molecule.

@@ -26,9 +26,10 @@ GROUP = "camp"
 
 def _submit(store: JobStore, n: int, group: str = GROUP) -> list[str]:
     mol = parse_xyz(WATER_EXPERIMENTAL)
+    shift = sum(map(ord, group)) * 0.01  # another group, other molecules (no duplicates)
     items = []
     for i in range(n):
-        moved = mol.model_copy(update={"geometry": tuple((x + 0.001 * i, y, z)
+        moved = mol.model_copy(update={"geometry": tuple((x + 0.001 * i + shift, y, z)
                                                          for x, y, z in mol.geometry)})
         items.append((JobSpec(molecule=moved, name=f"m{i:03d}", task="sp"), moved.to_xyz()))
     return [s.record.job_id for s in store.submit_batch(items, group=group, owner="sam")]
@@ -136,4 +137,23 @@ def test_a_member_deleted_leaves_the_table(store: JobStore) -> None:
     store.delete(ids[0])
     tables.table(GROUP).checked_wall = 0.0
     assert mgr.group_live(GROUP)["total"] == 2
-    assert [g["group"] for g in mgr.campaigns()] == [GROUP]
+    assert [g["group"] for g in mgr.campaigns()["campaigns"]] == [GROUP]
+
+
+def test_the_campaigns_list_reads_only_the_groups_it_shows_and_tables_stay_bounded(
+        store: JobStore) -> None:
+    for g in range(5):
+        _submit(store, 3, group=f"g{g}")
+    tables = Tables(store, max_tables=3, max_rows=100)
+    mgr = _manager(store, tables)
+    listed = mgr.campaigns(shown=2)
+    assert [c["group"] for c in listed["campaigns"]] == ["g4", "g3"]  # changed last first
+    assert listed["others"] == ["g0", "g1", "g2"]
+    assert sorted(tables.cached()) == ["g3", "g4"]  # the others were not read
+    for g in range(5):
+        mgr.group_live(f"g{g}")
+    assert tables.cached() == ["g2", "g3", "g4"]
+    small = Tables(store, max_rows=4)
+    for g in range(3):
+        _manager(store, small).group_live(f"g{g}")
+    assert small.cached() == ["g2"]  # 3 rows a table: one fits, the last asked kept
