@@ -244,6 +244,9 @@ def test_a_viewer_sees_no_cancel_and_forged_cancels_are_refused(
     tab.page.wait_for_function("() => document.querySelector('#state').textContent"
                                ".includes('QUEUED')")
     assert tab.page.locator("#cancel-job").is_hidden()
+    waits = tab.page.locator("#fact-why li").all_inner_texts()  # `qforge show`'s lines
+    assert any(w.startswith("queue position 1 of 3") for w in waits), waits
+    assert any("no worker has ever run on this store" in w for w in waits), waits
     # The viewer's own session, even with its CSRF token: the role forbids it.
     csrf = tab.page.evaluate("qf.csrf()")
     refused = tab.page.evaluate(

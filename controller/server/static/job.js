@@ -2,7 +2,9 @@
 (() => {
   const root = document.getElementById("job"), jobId = root.dataset.job;
   let lastStatus = null;
-  const dl = (host, pairs) => host.replaceChildren(...pairs.flatMap(([k, v]) => [qf.el("dt", { text: k }), qf.el("dd", { text: v })]));
+  /* A definition list; a value that is a list of lines becomes a bulleted list. */
+  const dl = (host, pairs) => host.replaceChildren(...pairs.flatMap(([k, v]) => [qf.el("dt", { text: k }),
+    Array.isArray(v) ? qf.el("dd", { id: `fact-${k.split(" ")[0].toLowerCase()}` }, qf.el("ul", {}, ...v.map(line => qf.el("li", { text: line })))) : qf.el("dd", { text: v })]));
   const say = text => { document.getElementById("action-status").textContent = text; };
 
   async function refresh() {
@@ -16,7 +18,7 @@
       ["Charge / unpaired electrons", `${spec.charge ?? 0} / ${spec.uhf ?? 0}`],
       ["Attempts", String(r.attempts)],
       ["Where it runs", where],
-      ["Why it waits", p.view.waiting.length ? p.view.waiting.join(" ") : (r.status === "QUEUED" ? "—" : "not waiting")],
+      ["Why it waits", p.view.waiting.length ? p.view.waiting : (r.status === "QUEUED" ? "—" : "not waiting")],
       ["Folder", p.view.folder]]);
     const ev = [["submitted", r.created_at], ["started", r.started_at], ["finished", r.finished_at], ["last update", r.updated_at]];
     document.getElementById("events").replaceChildren(...ev.filter(e => e[1]).map(([k, v]) => qf.el("li", { text: `${k}: ${v}` })));
