@@ -15,7 +15,8 @@ through the page's form (a real session cookie), then, for each group in turn:
 The first view of each group reads its records once (reported, not compared); then the
 two groups are measured interleaved, --reps times; the figure is the median time of the
 page view plus the interactions. Target: big within 1.5x of small. Also printed: the
-page's total transfer (HTML, CSS, scripts and the data of one view of the big group).
+page's total transfer (HTML, CSS, scripts and the data of one view of the big group)
+and the server's resident memory with both tables held.
 
 Knobs: --jobs/BENCH_PAGE_JOBS, --reps/BENCH_PAGE_REPS (15), --dir (or QFORGE_BENCH_DIR),
 --rebuild.
@@ -51,14 +52,17 @@ TARGET = 1.5
 BATCH = 5000
 
 
-def _items(n: int, salt: str) -> list[tuple[JobSpec, str]]:
+def _items(start: int, n: int, group: str) -> list[tuple[JobSpec, str]]:
+    """`n` distinct molecules (no two alike: a duplicate would join an existing job
+    instead of making one), numbered from `start`, each group on an axis of its own."""
     mol = parse_xyz(WATER_EXPERIMENTAL)
+    axis = 0 if group == "big" else 1
     out = []
-    for i in range(n):
-        moved = mol.model_copy(update={"geometry": (
-            (mol.geometry[0][0] + 1e-6 * i, mol.geometry[0][1], mol.geometry[0][2]),
-            *mol.geometry[1:])})
-        out.append((JobSpec(molecule=moved, name=f"{salt}-{i:06d}", task="sp"),
+    for i in range(start, start + n):
+        first = list(mol.geometry[0])
+        first[axis] += 1e-5 * (i + 1)
+        moved = mol.model_copy(update={"geometry": (tuple(first), *mol.geometry[1:])})
+        out.append((JobSpec(molecule=moved, name=f"{group}-{i:06d}", task="sp"),
                     moved.to_xyz()))
     return out
 
@@ -107,8 +111,9 @@ def _build(root: Path, jobs: int) -> None:
     for group, n in (("small", 100), ("big", jobs)):
         started = time.monotonic()
         for start in range(0, n, BATCH):
-            subs = store.submit_batch(_items(min(BATCH, n - start), f"{group}{start}"),
+            subs = store.submit_batch(_items(start, min(BATCH, n - start), group),
                                       group=group, owner="bench")
+            assert all(s.duplicate_of is None for s in subs), "a duplicate molecule"
             _finish_all(store, [s.record for s in subs])
             if n > BATCH:
                 log(f"{group}: {start + len(subs)} of {n} jobs written "
@@ -116,7 +121,7 @@ def _build(root: Path, jobs: int) -> None:
 
 
 def _cached_store(base: Path, jobs: int, rebuild: bool) -> Path:
-    key = hashlib.sha256(f"{jobs}|{sorted(JobRecord.model_fields)}|1".encode()).hexdigest()
+    key = hashlib.sha256(f"{jobs}|{sorted(JobRecord.model_fields)}|2".encode()).hexdigest()
     root = base / f"qforge-bench-page-{jobs}-{key[:10]}"
     ready = root / ".bench-ready"
     if rebuild and root.exists():
@@ -126,6 +131,9 @@ def _cached_store(base: Path, jobs: int, rebuild: bool) -> Path:
             shutil.rmtree(root)
         log(f"building the store ({jobs} + 100 jobs) under {root}")
         build(root, jobs)
+        for group, n in (("small", 100), ("big", jobs)):
+            held = len(JobStore(root).group_ids(group))
+            assert held == n, f"group {group} holds {held} jobs, not {n}"
         ready.touch()
     return root
 
@@ -143,6 +151,17 @@ def view(http: httpx.Client, group: str) -> tuple[float, int]:
         r.raise_for_status()
         size += len(r.content)
     return time.perf_counter() - start, size
+
+
+def _rss_mib(pid: int) -> float:
+    """The server's resident memory, with both campaigns' tables held."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def main() -> int:
@@ -164,6 +183,9 @@ def main() -> int:
                 r = http.post("/signin", data={"token": token}, follow_redirects=False)
                 assert r.status_code == 303 and "qforge_session" in r.cookies, r.text
                 first: dict[str, float] = {}
+                for group, n in (("small", 100), ("big", args.jobs)):
+                    total = http.get(f"/ui/api/groups/{group}/live").json()["total"]
+                    assert total == n, f"the page counts {total} jobs in {group}, not {n}"
                 for group in ("small", "big"):
                     t, _ = view(http, group)
                     first[group] = t
@@ -175,6 +197,7 @@ def main() -> int:
                         t, size = view(http, group)
                         times[group].append(t)
                         sizes[group] = size
+                rss = _rss_mib(server.proc.pid if server.proc else 0)
                 assets = sum(len(http.get(p).content) for p in (
                     "/static/app.css", "/static/app.js", "/static/plots.js",
                     "/static/campaign.js"))
@@ -190,7 +213,7 @@ def main() -> int:
           f"page transfer {(assets + sizes['big']) / 1024:.0f} KiB "
           f"({args.jobs}-job campaign: {assets / 1024:.0f} KiB of assets, "
           f"{sizes['big'] / 1024:.0f} KiB of HTML and data; 100-job: "
-          f"{(assets + sizes['small']) / 1024:.0f} KiB)")
+          f"{(assets + sizes['small']) / 1024:.0f} KiB); server RSS {rss:.0f} MiB")
     return 0 if ratio <= TARGET else 1
 
 
