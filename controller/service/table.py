@@ -130,6 +130,7 @@ def _sort_value(key: str) -> Callable[[Row], Any]:
 class Table:
     group: str
     rows: dict[str, Row] = field(default_factory=dict)
+    open: set[str] = field(default_factory=set)  # the members not finished yet
     version: int = 0
     sig: tuple[tuple[int, int], ...] = ()
     group_sig: tuple[int, int] = (0, 0)
@@ -212,21 +213,26 @@ class Tables:
             members = set(store.group_ids(table.group))
             for gone in [j for j in table.rows if j not in members]:
                 del table.rows[gone]
+                table.open.discard(gone)
                 changed = True
             new = [j for j in members if j not in table.rows]
         else:
             new = []
-        stale = [r.job_id for r in table.rows.values() if not r.status.terminal]
-        for job_id in (*new, *stale):
+        for job_id in (*new, *list(table.open)):  # O(new + unfinished), not O(group)
             data = store.peek(job_id)
             row = row_of(data) if data is not None and self._member(data, table.group) \
                 else None
             old = table.rows.get(job_id)
             if row is None:
+                table.open.discard(job_id)
                 if old is not None:
                     del table.rows[job_id]
                     changed = True
                 continue
+            if row.status.terminal:
+                table.open.discard(job_id)
+            else:
+                table.open.add(job_id)
             if old is None or old != row:
                 table.rows[job_id] = row
                 changed = True
