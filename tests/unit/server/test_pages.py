@@ -3,10 +3,10 @@ flags, Secure behind TLS, the policy headers, sign-in and sign-out refusals."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from qforge.auth.roles import Role
 from qforge.auth.tokens import TokenStore
@@ -14,8 +14,11 @@ from qforge.server.app import create_app
 from qforge.server.sessions import COOKIE
 from qforge.settings import Settings
 
-# Starlette's TestClient warns that it wants `httpx2`; httpx is what the project locks.
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with:DeprecationWarning")
+# Starlette's TestClient warns, once, on import, that it prefers `httpx2`; httpx is what
+# the project locks.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 
 @pytest.fixture
