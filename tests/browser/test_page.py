@@ -202,6 +202,9 @@ def test_the_plot_draws_one_point_per_completed_job_and_a_click_opens_it(
     tab.page.wait_for_function("() => document.querySelector('#result').textContent"
                                ".includes('Eh')")
     assert "-5.3" in tab.text("#result")
+    tab.open("/jobs/no_such_job_20260101_000000_abcd")
+    tab.page.wait_for_function("() => document.querySelector('#page-error').textContent"
+                               ".includes('no such job')")
 
 
 def test_cancelling_a_queued_job_in_the_page_ends_it_cancelled(

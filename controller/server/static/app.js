@@ -50,10 +50,21 @@ const qf = {
       qf.el("p", { class: "rate", text: `Rate: ${qf.num(live.rate_per_minute, 1, "jobs/min")} over the last ${qf.num(live.window_minutes * 60, 0, "s")} · Time left: ${qf.duration(live.eta_seconds)}` }));
     return wrap;
   },
-  /* Call fn now and every `ms` milliseconds while the tab is visible. */
+  /* Call fn now and every `ms` milliseconds (until it returns false); a failure is
+     shown in the page's alert line and tried again. */
   every(ms, fn) {
     let timer = null;
-    const tick = async () => { try { await fn(); } catch (e) { console.warn("qforge: refresh failed:", e.message); } timer = setTimeout(tick, ms); };
+    const alert = document.getElementById("page-error");
+    const tick = async () => {
+      try {
+        const more = await fn();
+        if (alert) alert.textContent = "";
+        if (more === false) { timer = null; return; }
+      } catch (e) {
+        if (alert) alert.textContent = `Could not refresh: ${e.message}`;
+      }
+      timer = setTimeout(tick, ms);
+    };
     tick();
     document.addEventListener("visibilitychange", () => { if (!document.hidden && timer) { clearTimeout(timer); tick(); } });
   },

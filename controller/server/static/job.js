@@ -41,7 +41,7 @@
       const xyz = m => `${m.symbols.length}\n\n` + m.symbols.map((s, i) => `${s.padEnd(2)} ${m.geometry[i].map(c => c.toFixed(6).padStart(12)).join(" ")}`).join("\n");
       document.getElementById("xyz").textContent = `# input (Å)\n${xyz(p.input)}` + (p.optimised ? `\n\n# optimised (Å)\n${xyz(p.optimised)}` : "");
     }
-    return r.status;
+    return !["COMPLETED", "FAILED", "CANCELLED"].includes(r.status);  /* final: stop polling */
   }
   document.getElementById("cancel-job").addEventListener("click", async () => {
     try { const r = await qf.post("/api/v1/cancel", { job_ids: [jobId] }); say(`Cancel requested (${r.requested.map(x => x[1]).join(", ") || "already finished"}).`); await refresh(); }
