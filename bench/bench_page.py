@@ -12,7 +12,9 @@ through the page's form (a real session cookie), then, for each group in turn:
   interactions .../rows sorted by energy descending, filtered to FAILED, the second
                page, a text filter, and .../live again (the page's 2 s poll)
 
-The first view of each group reads its records once (reported, not compared); then the
+The server reads the records of the campaigns changed last when it starts (timed from
+its log and reported, not compared; the first request waits for it), the first view
+sorts each order once (logged); then the
 two groups are measured interleaved, --reps times; the figure is the median time of the
 page view plus the interactions. Target: big within 1.5x of small. Also printed: the
 page's total transfer (HTML, CSS, scripts and the data of one view of the big group)
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -47,8 +50,10 @@ from qforge_runner.timestamps import utcnow
 from tests.integration.server.conftest import Server
 from tests.molecules import WATER_EXPERIMENTAL
 from tests.unit.core.campaign_helpers import HERE, summary
+from tests.waiting import wait_until
 
 TARGET = 1.5
+WARMED = re.compile(r"Read the tables of \d+ campaign\(s\) for the page in ([0-9.]+) s")
 BATCH = 5000
 
 
@@ -174,22 +179,31 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
     root = _cached_store(Path(args.dir), args.jobs, args.rebuild)
+    # The bench's requests come faster than a person's: no rate limit in the way.
+    os.environ["API_RATE_LIMIT"] = "1000000"
+    os.environ["API_RATE_BURST"] = "1000000"
     with tempfile.TemporaryDirectory(prefix="qforge-bench-page-") as home:
         server = Server(jobs=root, home=Path(home))
         server.start()
         try:
-            token = server.token("bench-viewer", "viewer")
+            token = server.token(f"bench-{os.getpid()}", "viewer")  # the store is reused
             with httpx.Client(base_url=server.url, timeout=600) as http:
                 r = http.post("/signin", data={"token": token}, follow_redirects=False)
                 assert r.status_code == 303 and "qforge_session" in r.cookies, r.text
                 first: dict[str, float] = {}
                 for group, n in (("small", 100), ("big", args.jobs)):
+                    t0 = time.perf_counter()
                     total = http.get(f"/ui/api/groups/{group}/live").json()["total"]
+                    first[group] = time.perf_counter() - t0
                     assert total == n, f"the page counts {total} jobs in {group}, not {n}"
+                    log(f"first request for {group}: {first[group]:.2f} s")
+                warmed = wait_until(lambda: WARMED.search(server.server_log()), 600,
+                                    "the server's start-up read of the campaigns")
+                read_s = float(warmed.group(1))
+                log(f"the server read both campaigns' records at start-up in {read_s:.1f} s")
                 for group in ("small", "big"):
                     t, _ = view(http, group)
-                    first[group] = t
-                    log(f"first view of {group} (reads its records once): {t:.2f} s")
+                    log(f"first view of {group} (each order sorted once): {t:.2f} s")
                 times: dict[str, list[float]] = {"small": [], "big": []}
                 sizes: dict[str, int] = {}
                 for _ in range(args.reps):
@@ -209,7 +223,8 @@ def main() -> int:
           f"search, poll; {args.reps} reps, median) {args.jobs}-job campaign "
           f"{big * 1000:.1f} ms vs 100-job {small * 1000:.1f} ms = {ratio:.2f}x "
           f"(target <= {TARGET}x) {'PASS' if ratio <= TARGET else 'FAIL'}; "
-          f"first view of the {args.jobs}-job campaign {first['big']:.1f} s; "
+          f"records of both read once at the server's start {read_s:.1f} s "
+          f"(the first request waited {first['big']:.1f} s); "
           f"page transfer {(assets + sizes['big']) / 1024:.0f} KiB "
           f"({args.jobs}-job campaign: {assets / 1024:.0f} KiB of assets, "
           f"{sizes['big'] / 1024:.0f} KiB of HTML and data; 100-job: "

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any, Literal
@@ -46,7 +47,7 @@ from qforge.service.problems import (
     UsageError,
     problem_of,
 )
-from qforge.service.table import Tables
+from qforge.service.table import Tables, warm
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 
@@ -74,9 +75,11 @@ def problem_response(problem: Problem, *, instance: str,
 
 class Options:
     def __init__(self, *, trust_proxy_header: bool = False,
-                 progress_interval: float = 0.5) -> None:
+                 progress_interval: float = 0.5, warm_tables: int = 0) -> None:
         self.trust_proxy_header = trust_proxy_header
         self.progress_interval = progress_interval
+        # the page's tables of this many campaigns (changed last) read at start-up
+        self.warm_tables = warm_tables
 
 
 def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
@@ -88,6 +91,9 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     hub = ProgressHub(options.progress_interval)
     sessions = Sessions(tokens, load_key(settings.jobs_dir))
     tables = Tables(store)
+    if options.warm_tables:
+        threading.Thread(target=warm, args=(tables, options.warm_tables), daemon=True,
+                         name="qforge-page-warm").start()
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,

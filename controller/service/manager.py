@@ -55,7 +55,6 @@ from qforge.store.jobstore import (
     validate_group,
 )
 from qforge.store.layout import DONE_STATUSES
-from qforge_runner.errors import InputError
 from qforge_runner.result import to_qcschema
 
 log = logging.getLogger(__name__)
@@ -240,26 +239,15 @@ class JobManager:
         mtime: a stat each) with counts, rate and time left from their cached tables
         (qforge.service.table), newest first; the other groups by name only."""
         self._read_allowed()
-        groups: list[tuple[int, str]] = []
-        try:
-            with os.scandir(self.store.layout.groups) as it:
-                for entry in it:
-                    try:
-                        validate_group(entry.name)
-                        groups.append((entry.stat().st_mtime_ns, entry.name))
-                    except (InputError, OSError):
-                        continue
-        except FileNotFoundError:
-            pass
-        groups.sort(reverse=True)
+        groups = tables_module.recent_groups(self.store)
         out = []
-        for _, name in groups[:shown]:
+        for name in groups[:shown]:
             table = self.tables.table(name)
             item = tables_module.live(table, RATE_WINDOW_MINUTES)
             item["began_ns"] = tables_module.summarise(table)["began_ns"]
             out.append(item)
         out.sort(key=lambda g: (-(g["began_ns"] or 0), g["group"]))
-        return {"campaigns": out, "others": sorted(n for _, n in groups[shown:])}
+        return {"campaigns": out, "others": sorted(groups[shown:])}
 
     def _table(self, group: str) -> tables_module.Table:
         self._read_allowed()

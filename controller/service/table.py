@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import os
 import threading
@@ -29,8 +30,11 @@ from typing import Any, Literal
 
 from qforge.cli.export import formula as formula_of
 from qforge.record import Status
-from qforge.store.jobstore import JobStore
+from qforge.store.jobstore import JobStore, validate_group
 from qforge.store.layout import DONE_STATUSES
+from qforge_runner.errors import InputError
+
+log = logging.getLogger(__name__)
 
 MTIME_MARGIN = 1.0  # s: a folder changed more recently than this may change unseen
 RELIST_SECONDS = 10.0  # check everything again this often (NFS attribute caching)
@@ -244,6 +248,37 @@ class Tables:
     def _member(self, data: dict[str, Any], group: str) -> bool:
         return bool(data.get("group") == group or (
             self.store.layout.memberships(str(data.get("job_id"))) / group).exists())
+
+
+def recent_groups(store: JobStore) -> list[str]:
+    """Every valid group, changed last first (its index folder's mtime: a stat each)."""
+    found: list[tuple[int, str]] = []
+    try:
+        with os.scandir(store.layout.groups) as it:
+            for entry in it:
+                try:
+                    validate_group(entry.name)
+                    found.append((entry.stat().st_mtime_ns, entry.name))
+                except (InputError, OSError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return [name for _, name in sorted(found, reverse=True)]
+
+
+def warm(tables: Tables, limit: int) -> None:
+    """Read the tables of the `limit` groups changed last (a server's start: the first
+    visitor of a 10^5-job campaign should not wait for its records to be read)."""
+    started = time.monotonic()
+    groups = recent_groups(tables.store)[:limit]
+    for group in groups:
+        try:
+            tables.table(group)
+        except OSError as exc:
+            log.warning("Could not read campaign %s ahead of the page: %s", group, exc)
+    if groups:
+        log.info("Read the tables of %d campaign(s) for the page in %.1f s", len(groups),
+                 time.monotonic() - started)
 
 
 # ----------------------------------------------------------------- what the page reads

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.integration.server.conftest import Server
 
@@ -26,6 +26,7 @@ CHROMIUM = os.environ.get("QFORGE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("QFORGE_BROWSER_ARTIFACTS", "/tmp/qforge-browser-artifacts"))
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 WAIT_MS = 60_000  # the longest any single wait in the page may take
+expect.set_options(timeout=WAIT_MS)  # expect(...) retries until then, then fails
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -76,9 +77,6 @@ class Tab:
         self.page.fill("#token", token)
         self.page.click("form.signin button[type=submit]")
         self.page.wait_for_url(self.server.url + "/", timeout=WAIT_MS)
-
-    def text(self, selector: str) -> str:
-        return self.page.locator(selector).first.inner_text(timeout=WAIT_MS)
 
     def axe(self) -> list[dict[str, Any]]:
         """axe-core's violations of the page as it is, serious and critical only."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import httpx
+from playwright.sync_api import expect
 
 from qforge.record import Status
 from qforge.server.sessions import COOKIE
@@ -72,9 +73,10 @@ def test_sign_in_keeps_a_session_cookie_not_the_token_and_sign_out_ends_it(
     assert tab.page.url == server.url + "/signin"  # not signed in: sent to the form
     tab.page.fill("#token", "qf_" + "x" * 43)
     tab.page.click("form.signin button[type=submit]")
-    assert "Unknown or revoked token" in tab.text("#signin-message")
+    expect(tab.page.locator("#signin-message")).to_contain_text("Unknown or revoked token")
     tab.sign_in(token)
-    assert tab.text("#who-name") == "sam" and tab.text("#who-role") == "submitter"
+    expect(tab.page.locator("#who-name")).to_have_text("sam")
+    expect(tab.page.locator("#who-role")).to_have_text("submitter")
     cookie = next(c for c in tab.page.context.cookies() if c["name"] == COOKIE)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert not cookie["secure"]  # plain http on loopback; https sets Secure (docs/page.md)
@@ -107,8 +109,8 @@ def test_a_campaign_s_progress_moves_while_a_worker_runs_real_xtb(
     card = tab.page.locator('article[data-group="tiny"]')
     assert "0 of 6 finished" in card.inner_text(timeout=WAIT_MS)
     tab.open("/campaigns/tiny")
-    assert "0 of 6 finished" in tab.text("#progress .done-line")
-    assert tab.text('#progress li[data-status="QUEUED"]') == "QUEUED: 6"
+    expect(tab.page.locator("#progress .done-line")).to_contain_text("0 of 6 finished")
+    expect(tab.page.locator('#progress li[data-status="QUEUED"]')).to_have_text("QUEUED: 6")
     tab.page.evaluate("window.__notReloaded = true")
     # Every value the progress line takes, as the page changes it.
     tab.page.evaluate("() => { window.__seen = []; new MutationObserver(() => "
@@ -129,8 +131,9 @@ def test_a_campaign_s_progress_moves_while_a_worker_runs_real_xtb(
     assert tab.page.evaluate("window.__notReloaded === true")  # updated in place
     seen = [int(t.split()[0]) for t in tab.page.evaluate("window.__seen") if t]
     assert seen[-1] == 6 and seen == sorted(seen), seen  # it only ever moved forward
-    assert tab.text('#progress li[data-status="COMPLETED"]') == "COMPLETED: 6"
-    assert "Time left: 0 s" in tab.text("#progress .rate")
+    expect(tab.page.locator('#progress li[data-status="COMPLETED"]')).to_have_text(
+        "COMPLETED: 6")
+    expect(tab.page.locator("#progress .rate")).to_contain_text("Time left: 0 s")
     # The plot follows too: one point per completed job, each naming its molecule.
     tab.page.wait_for_function("() => document.querySelectorAll('#scatter circle.pt').length === 6",
                                timeout=WAIT_MS)
@@ -152,7 +155,8 @@ def test_the_table_sorts_and_filters_on_the_server(tab: Tab, server: Server) -> 
                error=JobError(type="convergence_error", message="SCC did not converge"))
     tab.sign_in(server.token("val", "viewer"))
     tab.open("/campaigns/big")
-    assert tab.text("#page-info") == "Jobs 1 to 50 of 60"
+    tab.page.wait_for_function("() => document.querySelector('#page-info').textContent"
+                               " === 'Jobs 1 to 50 of 60'")
     tab.page.click('#jobs th[data-sort="energy"] button')
     tab.page.wait_for_selector('#jobs th[data-sort="energy"][aria-sort="ascending"]')
     shown = [float(t.split()[0]) for t in _rows(tab, "4")]
@@ -169,7 +173,7 @@ def test_the_table_sorts_and_filters_on_the_server(tab: Tab, server: Server) -> 
     tab.page.wait_for_function("() => document.querySelector('#page-info').textContent"
                                " === 'Jobs 1 to 5 of 5'")
     assert set(_rows(tab, "3")) == {"FAILED"}
-    assert tab.text('.failure[data-error-type="convergence_error"] h3') == (
+    expect(tab.page.locator('.failure[data-error-type="convergence_error"] h3')).to_have_text(
         "convergence_error: 5 job(s)")
     tab.page.select_option("#filter-status", "")
     tab.page.fill("#filter-text", "MOL-0")
@@ -196,12 +200,13 @@ def test_the_plot_draws_one_point_per_completed_job_and_a_click_opens_it(
         "#histogram rect.binr title").all_text_contents()) == 7
     target = tab.page.locator(f'#scatter circle.pt[data-job="{ids[3]}"]')
     target.hover()
-    assert "mol-03" in tab.text("#scatter + .tip") and "Eh" in tab.text("#scatter + .tip")
+    expect(tab.page.locator("#scatter + .tip")).to_contain_text("mol-03")
+    expect(tab.page.locator("#scatter + .tip")).to_contain_text("Eh")
     target.click()
     tab.page.wait_for_url(f"{server.url}/jobs/{ids[3]}", timeout=WAIT_MS)
     tab.page.wait_for_function("() => document.querySelector('#result').textContent"
                                ".includes('Eh')")
-    assert "-5.3" in tab.text("#result")
+    expect(tab.page.locator("#result")).to_contain_text("-5.3")
     tab.open("/jobs/no_such_job_20260101_000000_abcd")
     tab.page.wait_for_function("() => document.querySelector('#page-error').textContent"
                                ".includes('no such job')")
@@ -229,8 +234,10 @@ def test_cancelling_a_queued_job_in_the_page_ends_it_cancelled(
         "() => [...document.querySelectorAll('#jobs tbody tr')].some(r => "
         "r.textContent.includes('water') && r.dataset.status === 'CANCELLED')",
         timeout=WAIT_MS)
-    assert tab.text('#progress li[data-status="CANCELLED"]') == "CANCELLED: 1"
-    assert tab.text('#progress li[data-status="COMPLETED"]') == "COMPLETED: 1"
+    expect(tab.page.locator('#progress li[data-status="CANCELLED"]')).to_have_text(
+        "CANCELLED: 1")
+    expect(tab.page.locator('#progress li[data-status="COMPLETED"]')).to_have_text(
+        "COMPLETED: 1")
     assert row.locator("button.cancel").count() == 0  # nothing left to cancel
 
 

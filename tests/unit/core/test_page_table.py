@@ -12,7 +12,7 @@ from qforge.auth.roles import Identity, Role
 from qforge.record import Status
 from qforge.service.manager import JobManager
 from qforge.service.problems import UsageError
-from qforge.service.table import Tables
+from qforge.service.table import Tables, warm
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
@@ -157,3 +157,12 @@ def test_the_campaigns_list_reads_only_the_groups_it_shows_and_tables_stay_bound
     for g in range(3):
         _manager(store, small).group_live(f"g{g}")
     assert small.cached() == ["g2"]  # 3 rows a table: one fits, the last asked kept
+
+
+def test_a_server_reads_the_campaigns_changed_last_ahead_of_the_page(
+        store: JobStore) -> None:
+    for g in range(4):
+        _submit(store, 2, group=f"w{g}")
+    tables = Tables(store)
+    warm(tables, 2)
+    assert sorted(tables.cached()) == ["w2", "w3"]
