@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from qforge.auth.roles import Identity
 from qforge.record import Status
 from qforge.server.security import RateLimiter
-from qforge.server.sessions import COOKIE, SESSION_SECONDS, Session, Sessions
+from qforge.server.sessions import COOKIE, SESSION_SECONDS, Session, Sessions, same_origin
 from qforge.service.manager import JobManager
 from qforge.service.models import JobPage
 from qforge.service.problems import RateLimited
@@ -113,8 +113,6 @@ def install(app: FastAPI, ctx: PageContext) -> None:
             return page(request, "signin.html", "Sign in", 429,
                         message="Too many attempts: wait a few seconds and try again.")
         origin = request.headers.get("origin")
-        from qforge.server.sessions import same_origin
-
         if origin is not None and not same_origin(origin, request.headers.get("host")):
             return page(request, "signin.html", "Sign in", 403,
                         message="A sign-in from another site is refused.")
