@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-cluster test-chaos test-autoscale fuzz lint bench k8s-tools helm prometheus test-infra clean
+.PHONY: setup demo test test-unit test-integration test-browser test-cluster test-chaos test-autoscale fuzz lint bench k8s-tools helm prometheus chromium test-infra clean
 
 # Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
 # kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
@@ -45,7 +45,7 @@ lock:
 demo: setup
 	@$(PY) -m qforge.demo
 
-test: lint test-unit test-integration test-cluster test-chaos test-autoscale test-infra e2e
+test: lint test-unit test-integration test-browser test-cluster test-chaos test-autoscale test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -64,6 +64,23 @@ prometheus:
 	    --no-install-recommends prometheus) >/dev/null || { \
 	    echo "prometheus: apt-get install failed" >&2; exit 1; }; \
 	  systemctl disable --now prometheus >/dev/null 2>&1 || true; }
+
+# The web page in Debian's chromium, headless, driven by Playwright (tests/browser): a real
+# server, a real worker running real xtb. Screenshots (and, for a failed test, the page's
+# HTML and console log) under $(BROWSER_ARTIFACTS). A few minutes.
+BROWSER_ARTIFACTS ?= /tmp/qforge-browser-artifacts
+test-browser: setup chromium
+	QFORGE_BROWSER_ARTIFACTS=$(BROWSER_ARTIFACTS) $(PY) -m pytest -q -p no:cacheprovider \
+	  --durations=5 tests/browser
+
+# Debian's chromium for the browser tests (Playwright drives it through
+# executable_path; it never downloads a browser of its own).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo ">> installing Debian's chromium"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium) >/dev/null || { \
+	    echo "chromium: apt-get install failed" >&2; exit 1; }; }
 
 # The controller against a real control plane (tests/kube: etcd, apiserver, controller-
 # manager, scheduler, kwok nodes), the chart installed with the real helm.

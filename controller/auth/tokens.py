@@ -252,6 +252,14 @@ class TokenStore:
             return None
         return record.identity()
 
+    def live_record(self, name: str) -> TokenRecord | None:
+        """The live token named `name`, or None (none, or revoked): as cheap as
+        `authenticate` (the page's sessions ask on every request)."""
+        for record in self._current().by_hash.values():
+            if record.name == name:
+                return record
+        return None
+
     # ----------------------------------------------------------------- internals
     def _path(self, name: str) -> Path:
         return self.folder / f"{name}.json"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Annotated, Any, Literal
@@ -30,6 +31,7 @@ from qforge.server.hub import ProgressHub
 from qforge.server.limits import BodyLimit
 from qforge.server.metrics import ServerMetrics
 from qforge.server.security import PROXY_USER_HEADER, Authenticator, RateLimiter
+from qforge.server.sessions import COOKIE, CSRF_HEADER, Sessions, load_key
 from qforge.service.manager import JobManager
 from qforge.service.models import (
     CancelResult,
@@ -48,6 +50,7 @@ from qforge.service.problems import (
     UsageError,
     problem_of,
 )
+from qforge.service.table import Tables, warm
 from qforge.settings import Settings
 from qforge.store.groups import validate_group
 from qforge.store.jobstore import JobStore
@@ -111,9 +114,11 @@ def problem_response(problem: Problem, *, instance: str,
 
 class Options:
     def __init__(self, *, trust_proxy_header: bool = False,
-                 progress_interval: float = 0.5) -> None:
+                 progress_interval: float = 0.5, warm_tables: int = 0) -> None:
         self.trust_proxy_header = trust_proxy_header
         self.progress_interval = progress_interval
+        # the page's tables of this many campaigns (changed last) read at start-up
+        self.warm_tables = warm_tables
 
 
 def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
@@ -123,6 +128,11 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     auth = Authenticator(tokens, trust_proxy_header=options.trust_proxy_header)
     limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     hub = ProgressHub(options.progress_interval)
+    sessions = Sessions(tokens, load_key(settings.jobs_dir))
+    tables = Tables(store)
+    if options.warm_tables:
+        threading.Thread(target=warm, args=(tables, options.warm_tables), daemon=True,
+                         name="qforge-page-warm").start()
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
                   responses=PROBLEMS,
@@ -185,9 +195,23 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return response
 
     # ---------------------------------------------------------- identity
-    def identity(authorization: Annotated[str | None, Header()] = None,
+    def identity(request: Request,
+                 authorization: Annotated[str | None, Header()] = None,
                  x_auth_request_user: Annotated[str | None, Header(
                      alias=PROXY_USER_HEADER, include_in_schema=False)] = None) -> Identity:
+        # The page's session cookie stands in for a bearer token (qforge.server.sessions);
+        # a change made with it needs the session's CSRF token and the server's origin.
+        cookie = request.cookies.get(COOKIE)
+        if authorization is None and cookie is not None and not (
+                auth.trust_proxy_header and x_auth_request_user):
+            session = sessions.read(cookie)
+            if session is not None:
+                sessions.check_write(session, request.method,
+                                     request.headers.get(CSRF_HEADER),
+                                     request.headers.get("origin"),
+                                     request.headers.get("host"))
+                limiter.take(session.identity.name)
+                return session.identity
         who = auth.identify(authorization, x_auth_request_user)
         limiter.take(who.name)
         return who
@@ -195,7 +219,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     Who = Annotated[Identity, Depends(identity)]
 
     def manager(who: Identity) -> JobManager:
-        return JobManager(store, who, settings)
+        return JobManager(store, who, settings, tables=tables)
 
     # ------------------------------------------------------------ health
     @app.get("/healthz", tags=["health"])
@@ -344,6 +368,10 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     def delete_one(who: Who, job_id: JobId) -> Deleted:
         return manager(who).delete([job_id])
 
+    from qforge.server import pages
+
+    pages.install(app, pages.PageContext(
+        sessions=sessions, limiter=limiter, identity=identity, manager=manager))
     return app
 
 

@@ -28,13 +28,16 @@ from qforge.ids import validate_job_id
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import JobRecord, Status
 from qforge.service import submission
+from qforge.service import table as tables_module
 from qforge.service.models import (
     CancelResult,
     Deleted,
+    JobPage,
     JobView,
     Overview,
     Progress,
     ResultView,
+    Structure,
     SubmitOptions,
     SubmitResult,
 )
@@ -57,6 +60,8 @@ from qforge_runner.result import to_qcschema
 log = logging.getLogger(__name__)
 
 RATE_WINDOW_MINUTES = 10.0
+LOG_TAIL_BYTES = 16 * 1024  # the job page's tail of xtb's output
+CAMPAIGNS_SHOWN = 20  # the campaigns page's groups with their progress (the rest by name)
 ExportFormat = Literal["csv", "jsonl", "sdf", "xyz"]
 
 
@@ -77,8 +82,10 @@ def _iso_ns(stamp: str | None) -> int:
 
 class JobManager:
     def __init__(self, store: JobStore, identity: Identity, settings: Settings, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 tables: tables_module.Tables | None = None) -> None:
         self.store = store
+        self.tables = tables or tables_module.Tables(store)
         self.identity = identity
         self.settings = settings
         self.sleep = sleep  # between two polls of `follow` (a test's clock)
@@ -229,6 +236,75 @@ class JobManager:
         """Snapshots of the followed jobs until all are done (`qforge wait`)."""
         return follow(self.watch(job_ids, group), interval, self.sleep)
 
+    # --------------------------------------------------- the page's reads
+    def campaigns(self, shown: int = CAMPAIGNS_SHOWN) -> dict[str, Any]:
+        """The campaigns page: the `shown` groups changed last (their index folder's
+        mtime: a stat each) with counts, rate and time left from their cached tables
+        (qforge.service.table), newest first; the other groups by name only."""
+        self._read_allowed()
+        groups = tables_module.recent_groups(self.store)
+        out = []
+        for name in groups[:shown]:
+            table = self.tables.table(name)
+            item = tables_module.live(table, RATE_WINDOW_MINUTES)
+            item["began_ns"] = tables_module.summarise(table)["began_ns"]
+            out.append(item)
+        out.sort(key=lambda g: (-(g["began_ns"] or 0), g["group"]))
+        return {"campaigns": out, "others": sorted(groups[shown:])}
+
+    def _table(self, group: str) -> tables_module.Table:
+        self._read_allowed()
+        group = validate_group(group)
+        self._need_group(group)
+        return self.tables.table(group)
+
+    def group_live(self, group: str) -> dict[str, Any]:
+        """A campaign's counts, rate and time left: cheap enough to poll (a few stat()
+        calls while nothing changed)."""
+        return tables_module.live(self._table(group), RATE_WINDOW_MINUTES)
+
+    def group_summary(self, group: str) -> dict[str, Any]:
+        """The campaign page's plots and failures (tables_module.summarise)."""
+        table = self._table(group)
+        return {**tables_module.summarise(table),
+                "live": tables_module.live(table, RATE_WINDOW_MINUTES)}
+
+    def group_summary_json(self, group: str) -> bytes:
+        """group_summary without its live part, as JSON bytes encoded once per change of
+        the campaign (what the page fetches)."""
+        return tables_module.summary_json(self._table(group))
+
+    def table_page(self, group: str, *, offset: int = 0, limit: int = 50,
+                   sort: str = "created", descending: bool = False,
+                   status: Status | None = None, text: str = "") -> dict[str, Any]:
+        """A page of a campaign's rows, sorted and filtered on the server: a slice of a
+        cached order (O(page) once the group's rows are read)."""
+        if sort not in tables_module.SORT_KEYS:
+            raise UsageError(f"sort: one of {', '.join(tables_module.SORT_KEYS)}")
+        if not 1 <= limit <= 500 or offset < 0:
+            raise UsageError("limit: 1 to 500, offset: 0 or more")
+        return tables_module.page(self._table(group), offset=offset, limit=limit,
+                                  sort=sort, descending=descending, status=status,
+                                  text=text[:200])
+
+    def job_page(self, job_id: str) -> JobPage:
+        """`show` and what the job page adds: may the caller cancel it, the tail of
+        xtb's output, the input and optimised molecules."""
+        view = self.show(job_id)
+        record = JobRecord.model_validate(view.record)
+        job_dir = self.store.layout.job_dir(record.job_id)
+        log_name, tail = _log_tail(job_dir)
+        report = load_report(job_dir) if record.status.terminal else None
+        out = report.result.geometry if report and report.result else None
+        mol = record.spec.molecule
+        return JobPage(
+            view=view, log_name=log_name, log_tail=tail,
+            can_cancel=(not record.status.terminal
+                        and can_change(self.identity, record.owner)),
+            input=Structure(symbols=list(mol.symbols), geometry=list(mol.geometry)),
+            optimised=(Structure(symbols=list(out.symbols), geometry=list(out.geometry))
+                       if out is not None else None))
+
     # ------------------------------------------------------------ writes
     def submit(self, items: Iterable[ReadMolecule | BadRecord], options: SubmitOptions,
                *, tick: Callable[[], None] = lambda: None,
@@ -325,6 +401,25 @@ class JobManager:
             record = self.store.delete(job_id)
             out.append((record.job_id, record.status))
         return Deleted(jobs=out)
+
+
+def _log_tail(job_dir: Any) -> tuple[str | None, str]:
+    """The last LOG_TAIL_BYTES of xtb's output in the job folder (whole lines)."""
+    for name in ("xtb.log", "runner.log"):
+        path = job_dir / name
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - LOG_TAIL_BYTES))
+                data = fh.read()
+        except OSError:
+            continue
+        text = data.decode("utf-8", "replace")
+        if size > LOG_TAIL_BYTES:
+            text = text.partition("\n")[2]
+        return name, text
+    return None, ""
 
 
 def export_pieces(fmt: ExportFormat, records: list[dict[str, Any]],

@@ -149,3 +149,26 @@ class ResultView(BaseModel):
     format: Literal["json", "xyz", "qcschema"]
     body: str | None = None  # json text or xyz text
     message: str | None = None  # on stderr
+
+
+class Structure(BaseModel):
+    """A molecule for the page's viewer: element symbols and coordinates in Å."""
+
+    model_config = _FROZEN
+
+    symbols: list[str]
+    geometry: list[tuple[float, float, float]]
+
+
+class JobPage(BaseModel):
+    """What the job page shows: `qforge show`, whether the caller may cancel it, the
+    tail of xtb's output, and the molecule in and out."""
+
+    model_config = _FROZEN
+
+    view: JobView
+    can_cancel: bool
+    log_name: str | None = None
+    log_tail: str = ""
+    input: Structure
+    optimised: Structure | None = None
