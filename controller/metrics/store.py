@@ -61,7 +61,7 @@ class StoreCollector(Collector):
     def _count(self) -> None:
         sig = self._signature()
         wall, mono = time.time(), time.monotonic()
-        counts = self._counter.counts()
+        counts = self._counter.queries.counts()
         with self._lock:
             self._terminal = {s: counts.get(s, 0) for s in sorted(TERMINAL)}
             self._sig, self._counted_wall, self._counted_mono = sig, wall, mono
@@ -108,8 +108,8 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily(
             "qforge_store_up", "1 when the job store could be read at this scrape, else 0.")
         try:
-            counts = {Status.QUEUED: len(self.store.queued()),
-                      Status.RUNNING: len(self.store.running_markers()),
+            counts = {Status.QUEUED: len(self.store.queue.queued()),
+                      Status.RUNNING: len(self.store.queue.running_markers()),
                       **self.terminal_counts()}
         except OSError as exc:
             log.warning("Metrics: cannot read the job store %s: %s", self.store.root, exc)

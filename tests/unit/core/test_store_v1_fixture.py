@@ -67,19 +67,19 @@ def test_lists_and_counts(store: JobStore) -> None:
     ids = ids_by_name(store)
     for status in Status:
         want = {ids[n] for n, (s, _, _) in EXPECTED.items() if s is status}
-        got = {r.job_id for r in store.select(status=status) if isinstance(r, JobRecord)}
+        got = {r.job_id for r in store.queries.select(status=status) if isinstance(r, JobRecord)}
         assert got == want, status
-    assert store.counts() == {Status.QUEUED: 2, Status.RUNNING: 2, Status.COMPLETED: 1,
+    assert store.queries.counts() == {Status.QUEUED: 2, Status.RUNNING: 2, Status.COMPLETED: 1,
                               Status.FAILED: 1, Status.CANCELLED: 1}
     # water was submitted again in campaign-b as a duplicate: it counts there too
-    assert store.group_ids("campaign-b") == sorted([ids["water"], ids["ammonia-b"]])
-    assert store.counts(group="campaign-b") == {
+    assert store.groups.ids("campaign-b") == sorted([ids["water"], ids["ammonia-b"]])
+    assert store.queries.counts(group="campaign-b") == {
         Status.QUEUED: 1, Status.RUNNING: 0, Status.COMPLETED: 1, Status.FAILED: 0,
         Status.CANCELLED: 0}
-    assert len(list(store.select(group="campaign-a"))) == 6
-    assert [k.job_id for k in store.queued()] == [ids["ethane-hi"], ids["ammonia-b"]]
-    assert {m.job_id for m in store.running_markers()} == {ids["methanol"], ids["water-gfn1"]}
-    assert store.cancel_requests() == [ids["water-gfn1"]]
+    assert len(list(store.queries.select(group="campaign-a"))) == 6
+    assert [k.job_id for k in store.queue.queued()] == [ids["ethane-hi"], ids["ammonia-b"]]
+    assert {m.job_id for m in store.queue.running_markers()} == {ids["methanol"], ids["water-gfn1"]}
+    assert store.cancels.pending() == [ids["water-gfn1"]]
     assert "worker-fixture" in beat_ages(store, 0.0)
 
 
@@ -92,33 +92,33 @@ def test_start_up_sync_finds_the_index_complete(store: JobStore) -> None:
 
 def test_claim_and_finish(store: JobStore) -> None:
     ids = ids_by_name(store)
-    key = store.queued()[0]
-    claimed = store.claim(key, "worker-new", PLACEMENT)
+    key = store.queue.queued()[0]
+    claimed = store.queue.claim(key, "worker-new", PLACEMENT)
     assert claimed is not None and claimed.record.job_id == ids["ethane-hi"]
     assert store.read(ids["ethane-hi"]).status is Status.RUNNING
     done = claimed.record.evolve(status=Status.COMPLETED, finished_at=claimed.record.updated_at)
-    store.finish(claimed, done)
-    assert store.counts()[Status.COMPLETED] == 2
-    assert ids["ethane-hi"] in store.finished_ids(Status.COMPLETED)
-    assert ids["ethane-hi"] not in {m.job_id for m in store.running_markers()}
+    store.queue.finish(claimed, done)
+    assert store.queries.counts()[Status.COMPLETED] == 2
+    assert ids["ethane-hi"] in store.queries.finished_ids(Status.COMPLETED)
+    assert ids["ethane-hi"] not in {m.job_id for m in store.queue.running_markers()}
 
 
 def test_cancel_a_queued_and_a_running_job(store: JobStore) -> None:
     ids = ids_by_name(store)
-    store.request_cancel(ids["ammonia-b"])
-    key = next(k for k in store.queued() if k.job_id == ids["ammonia-b"])
-    cancelled = store.cancel_queued(key, "worker-new", PLACEMENT)
+    store.cancels.request(ids["ammonia-b"])
+    key = next(k for k in store.queue.queued() if k.job_id == ids["ammonia-b"])
+    cancelled = store.queue.cancel_queued(key, "worker-new", PLACEMENT)
     assert cancelled is not None and cancelled.status is Status.CANCELLED
-    assert store.cancel_requests() == [ids["water-gfn1"]]
+    assert store.cancels.pending() == [ids["water-gfn1"]]
     # the running job with the pending request: whoever runs it finishes it cancelled
-    marker = next(m for m in store.running_markers() if m.job_id == ids["water-gfn1"])
-    new = store.take_over(marker, "worker-new")
+    marker = next(m for m in store.queue.running_markers() if m.job_id == ids["water-gfn1"])
+    new = store.queue.take_over(marker, "worker-new")
     assert new is not None
     record = store.read(ids["water-gfn1"])
-    store.finish(Claimed(record, new), record.cancelled_by_user(started=True))
-    assert store.cancel_requests() == []
-    assert store.counts()[Status.CANCELLED] == 3
-    assert store.counts()[Status.RUNNING] == 1
+    store.queue.finish(Claimed(record, new), record.cancelled_by_user(started=True))
+    assert store.cancels.pending() == []
+    assert store.queries.counts()[Status.CANCELLED] == 3
+    assert store.queries.counts()[Status.RUNNING] == 1
 
 
 def test_delete_and_dedup(store: JobStore) -> None:
@@ -129,8 +129,8 @@ def test_delete_and_dedup(store: JobStore) -> None:
     assert dup.duplicate_of == ids["methanol"]
     store.delete(ids["water"])
     assert not store.layout.job_dir(ids["water"]).exists()
-    assert store.group_ids("campaign-b") == [ids["ammonia-b"]]
-    assert store.counts()[Status.COMPLETED] == 0
+    assert store.groups.ids("campaign-b") == [ids["ammonia-b"]]
+    assert store.queries.counts()[Status.COMPLETED] == 0
     # its input runs again
     [again] = store.submit_batch(
         [(JobSpec(molecule=parse_xyz(WATER_EXPERIMENTAL), name="w"), WATER_EXPERIMENTAL)],
