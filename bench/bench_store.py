@@ -50,8 +50,8 @@ from qforge.scheduling.core import Scheduler
 from qforge.scheduling.executor import Outcome, Update
 from qforge.settings import Settings
 from qforge.store.jobstore import Claimed, JobStore, finished_ns
-from qforge.store.listings import MTIME_MARGIN
 from qforge.store.layout import DoneKey
+from qforge.store.listings import MTIME_MARGIN
 from qforge_runner.spec import JobSpec
 
 TARGET = 1.5
@@ -137,7 +137,7 @@ def completed_template() -> tuple[bytes, bytes, bytes]:
 
 def build_store(root: Path, finished: int, queued: int) -> None:
     """Write `finished` COMPLETED jobs and `queued` QUEUED jobs with their markers (a
-    finished job's done marker, as JobStore.finish leaves it). (A finished job's folder
+    finished job's done marker, as JobStore.queue.finish leaves it). (A finished job's folder
     holds only metadata.json here: a poll never looks inside job folders, and the naive
     scan opens only metadata.json.)"""
     store = JobStore(root)

@@ -2,7 +2,7 @@
 
 `qforge_jobs{status}`: queued and running from their markers at each scrape (one listing
 of the queue and running folders: O(queued + running)); completed, failed and cancelled
-from `JobStore.counts()` (the done markers, one listing per status), refreshed off the
+from `JobStore.queries.counts()` (the done markers, one listing per status), refreshed off the
 scrape: a scrape stats the three done folders (O(1)); when one changed since its last
 count, a background thread counts again (at most one at a time, at most every
 REFRESH_MIN_SECONDS, and at least every REFRESH_MAX_SECONDS), and the scrape answers with

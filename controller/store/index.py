@@ -7,7 +7,7 @@ They are brought in line with the records:
 - at start-up, `sync()`: one listing of the store and of the status indexes; only the
   folders not indexed yet (submitted by a crashed submitter, copied in by hand, an older
   store, a deleted index) are read, and running markers whose record has finished get
-  their done marker (a crash inside `JobStore.finish`). A restart therefore reads what
+  their done marker (a crash inside `JobStore.queue.finish`). A restart therefore reads what
   changed since the last run, not every record;
 - while running, `refresh()`: when the store folder's mtime changes (a job folder was
   added or removed), the new folder names are read, and only those;

@@ -140,7 +140,7 @@ def test_crash_between_a_terminal_record_and_its_done_marker(store: JobStore) ->
     running = store.read(job)
     marker = RunningMarker(job, "w-1")
     assert (store.layout.running / marker.name).exists()
-    # the scheduler wrote COMPLETED and died before JobStore.finish made the marker
+    # the scheduler wrote COMPLETED and died before store.queue.finish made the marker
     store.write(running.evolve(status=Status.COMPLETED, finished_at=running.updated_at))
     assert fresh(store).queries.counts()[Status.COMPLETED] == 1
     report = IndexKeeper(fresh(store)).sync()
