@@ -6,7 +6,7 @@ own dump, so a change to the record rebuilds them):
          1,000 queued jobs (groups `queued-0`..`queued-9` of 100);
   small  only the same 1,000 queued jobs.
 Both are written directly (metadata.json from a real JobRecord dump, input.xyz, and the
-index entries JobStore.submit / JobStore.finish leave: queue or done marker, group
+index entries JobStore.submit / JobStore.queue.finish leave: queue or done marker, group
 marker, dedup claim), then brought in line by one IndexKeeper.sync().
 
 b. `qforge list --status QUEUED`, `qforge status`, `qforge list --group queued-3` (100

@@ -5,7 +5,7 @@ with 100,000 COMPLETED jobs (written as bench_store writes them: real records). 
 the metrics a `qforge worker --metrics-port` serves (qforge.metrics.process), on its
 own real HTTP endpoint on loopback; the benchmark GETs /metrics from both, interleaved,
 and reports the median of many scrapes. The store gauges come from the store's index
-(the queue and running markers, or `JobStore.counts()`), so the ratio full/empty should
+(the queue and running markers, or `JobStore.queries.counts()`), so the ratio full/empty should
 stay near 1; for scale, the naive gauge (read every metadata.json) is timed once.
 
 Knobs: --finished/BENCH_METRICS_FINISHED (100,000), --reps/BENCH_METRICS_REPS (300),
@@ -33,7 +33,7 @@ TARGET = 1.5
 
 
 def index_finished(root: Path) -> None:
-    """The done markers `JobStore.finish` leaves, for jobs written directly (one each)."""
+    """The done markers `JobStore.queue.finish` leaves, for jobs written directly (one each)."""
     store = JobStore(root)
     folder = store.layout.done(Status.COMPLETED.value)
     folder.mkdir(parents=True, exist_ok=True)

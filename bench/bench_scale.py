@@ -213,7 +213,7 @@ def qforge_run(site: Site, kube: Any, meter: CpuMeter
     store = JobStore(site.jobs_dir)
 
     def all_completed() -> bool:
-        return not store.queued() and not store.running_markers()
+        return not store.queue.queued() and not store.queue.running_markers()
 
     wait_until(all_completed, 1800, "every qforge job to finish")
     total = time.monotonic() - t0
@@ -255,8 +255,8 @@ def restart(site: Site, kube: Any) -> float:
     gone = {"POD_NAME": "qforge-old-pod", "POD_UID": "gone"}
     old = site.controller({RUN_FOR: "3600s"}, MAX_CONCURRENT_JOBS=str(RUNNING + 500),
                           **SMALL, **gone)
-    wait_until(lambda: not store.queued() and len(store.running_markers()) == RUNNING, 600,
-               f"{RUNNING} running Jobs")
+    wait_until(lambda: not store.queue.queued()
+               and len(store.queue.running_markers()) == RUNNING, 600, f"{RUNNING} running Jobs")
     watch = Watch(kube, site.namespace)
     def all_seen() -> bool:
         with watch.lock:

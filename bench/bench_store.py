@@ -49,8 +49,9 @@ from qforge.record import JobRecord, Placement, Status
 from qforge.scheduling.core import Scheduler
 from qforge.scheduling.executor import Outcome, Update
 from qforge.settings import Settings
-from qforge.store.jobstore import QUEUE_MTIME_MARGIN, Claimed, JobStore, finished_ns
+from qforge.store.jobstore import Claimed, JobStore, finished_ns
 from qforge.store.layout import DoneKey
+from qforge.store.listings import MTIME_MARGIN
 from qforge_runner.spec import JobSpec
 
 TARGET = 1.5
@@ -136,7 +137,7 @@ def completed_template() -> tuple[bytes, bytes, bytes]:
 
 def build_store(root: Path, finished: int, queued: int) -> None:
     """Write `finished` COMPLETED jobs and `queued` QUEUED jobs with their markers (a
-    finished job's done marker, as JobStore.finish leaves it). (A finished job's folder
+    finished job's done marker, as JobStore.queue.finish leaves it). (A finished job's folder
     holds only metadata.json here: a poll never looks inside job folders, and the naive
     scan opens only metadata.json.)"""
     store = JobStore(root)
@@ -227,11 +228,11 @@ def main() -> int:
                 log(f"{name}: records read by the start-up sync: {synced.read}")
             schedulers[name] = sched
 
-        # queued() trusts a listing only once the queue folder is QUEUE_MTIME_MARGIN
+        # queue.queued() trusts a listing only once the queue folder is MTIME_MARGIN
         # older than it (see there); the stores were written a moment ago, and the
         # start-up no longer takes long enough to hide that: let the margin pass, as it
         # has between any two polls of a real worker.
-        time.sleep(QUEUE_MTIME_MARGIN + 0.1)
+        time.sleep(MTIME_MARGIN + 0.1)
         # Warm up, then check every pass sees what it should.
         for sched in schedulers.values():
             for _ in range(20):
@@ -259,9 +260,9 @@ def main() -> int:
         full = schedulers["full"]
         parts = {
             "IndexKeeper.refresh()": full.index.refresh,
-            "JobStore.queued()": full.store.queued,
-            "JobStore.running_markers()": full.store.running_markers,
-            "JobStore.cancel_requests()": full.store.cancel_requests,
+            "JobStore.queue.queued()": full.store.queue.queued,
+            "JobStore.queue.running_markers()": full.store.queue.running_markers,
+            "JobStore.cancels.pending()": full.store.cancels.pending,
         }
         for label, fn in parts.items():
             log(f"full: {label} median {ms(median([timed(fn) for _ in range(500)]))}")

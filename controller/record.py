@@ -66,7 +66,7 @@ class JobRecord(BaseModel):
     # Why a job is not running yet (the Kubernetes executor fills this in).
     waiting_reason: str | None = None
     # The group (campaign) it was submitted in. Duplicates submitted later in other
-    # groups join those too: see controller/store/membership.py (never this record).
+    # groups join those too: see controller/store/groups.py (never this record).
     group: str | None = None
     # sha256 of the canonical input (controller/store/dedup.py), for deduplication.
     input_hash: str | None = None

@@ -589,7 +589,7 @@ class KubernetesExecutor:
             self._failed_event(t.name, uid, job_id, error)
             return Outcome(job_id, error=error, placement=placement)
         if deleting:
-            if self.store.cancel_requested(job_id):
+            if self.store.cancels.requested(job_id):
                 return Outcome(job_id, placement=placement, error=JobError(
                     type=ErrorType.cancelled, message="cancelled by user"))
             return Outcome(job_id, placement=placement, error=JobError(

@@ -2,7 +2,7 @@
 
 `qforge_jobs{status}`: queued and running from their markers at each scrape (one listing
 of the queue and running folders: O(queued + running)); completed, failed and cancelled
-from `JobStore.counts()` (the done markers, one listing per status), refreshed off the
+from `JobStore.queries.counts()` (the done markers, one listing per status), refreshed off the
 scrape: a scrape stats the three done folders (O(1)); when one changed since its last
 count, a background thread counts again (at most one at a time, at most every
 REFRESH_MIN_SECONDS, and at least every REFRESH_MAX_SECONDS), and the scrape answers with
@@ -61,7 +61,7 @@ class StoreCollector(Collector):
     def _count(self) -> None:
         sig = self._signature()
         wall, mono = time.time(), time.monotonic()
-        counts = self._counter.counts()
+        counts = self._counter.queries.counts()
         with self._lock:
             self._terminal = {s: counts.get(s, 0) for s in sorted(TERMINAL)}
             self._sig, self._counted_wall, self._counted_mono = sig, wall, mono
@@ -108,8 +108,8 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily(
             "qforge_store_up", "1 when the job store could be read at this scrape, else 0.")
         try:
-            counts = {Status.QUEUED: len(self.store.queued()),
-                      Status.RUNNING: len(self.store.running_markers()),
+            counts = {Status.QUEUED: len(self.store.queue.queued()),
+                      Status.RUNNING: len(self.store.queue.running_markers()),
                       **self.terminal_counts()}
         except OSError as exc:
             log.warning("Metrics: cannot read the job store %s: %s", self.store.root, exc)

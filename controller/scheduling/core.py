@@ -131,7 +131,7 @@ class Scheduler:
     def _adopt_own(self) -> None:
         """Jobs this instance claimed before a restart (a stable instance name, as the
         Kubernetes controller uses) are handed back to the executor or requeued."""
-        for marker in self.store.running_markers():
+        for marker in self.store.queue.running_markers():
             if marker.instance != self.instance:
                 continue
             claimed = self._still_running(marker, "its claim")
@@ -144,7 +144,7 @@ class Scheduler:
             else:
                 log.info("Job %s was interrupted by a restart: back in the queue",
                          record.job_id)
-                self.store.requeue(record, marker, count_attempt=False)
+                self.store.queue.requeue(record, marker, count_attempt=False)
 
     def shutdown(self) -> None:
         """Stop the executor; interrupted jobs go back to the queue."""
@@ -183,9 +183,9 @@ class Scheduler:
         """Whether the store changed since the last pass (`report`) in a way a pass
         should act on now: a cancel request came or went, or a job was submitted while
         the queue was left empty."""
-        if self.store.cancel_requests() != self._cancels_seen:
+        if self.store.cancels.pending() != self._cancels_seen:
             return True
-        return report.queued == 0 and not self.store.queue_empty()
+        return report.queued == 0 and not self.store.queue.is_empty()
 
     # ------------------------------------------------------------------ pass
     def run_once(self) -> PassReport:
@@ -221,14 +221,14 @@ class Scheduler:
             active = len(self._claimed)
             self.writes.submit(lambda: self.heartbeats.beat(active))
             self._last_beat = self.clock()
-        report.running_anywhere = len(self.store.running_markers())
+        report.running_anywhere = len(self.store.queue.running_markers())
         self._health()
         self.last_pass_finished = self.clock()
         self.observer.pass_done(report, time.perf_counter() - began)
         return report
 
     def _launch(self, report: PassReport) -> None:
-        keys = self.store.queued()
+        keys = self.store.queue.queued()
         report.queued = len(keys)
         if not keys:
             return  # free_slots() may cost an API call (Kubernetes): only when needed
@@ -240,11 +240,11 @@ class Scheduler:
         for key in keys:
             if free <= 0:
                 break
-            claimed = self.store.claim(key, self.instance, placement,
+            claimed = self.store.queue.claim(key, self.instance, placement,
                                        write=isinstance(self.writes, Inline))
             if claimed is None:
                 continue
-            if self.store.cancel_requested(key.job_id):
+            if self.store.cancels.requested(key.job_id):
                 self._finish(claimed, claimed.record.cancelled_by_user(started=False))
                 report.cancelled.append(key.job_id)
                 continue
@@ -272,14 +272,14 @@ class Scheduler:
         """Claims of this instance that no job in flight stands behind: an operation
         interrupted by a store error (a claim whose RUNNING record could not be written,
         a take-over whose requeue failed) is undone here, so no job stays RUNNING."""
-        for marker in self.store.running_markers():
+        for marker in self.store.queue.running_markers():
             if marker.instance != self.instance or marker.job_id in self._claimed:
                 continue
             claimed = self._still_running(marker, "a stray claim")
             if claimed is not None:
                 log.warning("Job %s: claimed here but not running: back in the queue",
                             marker.job_id)
-                self.store.requeue(claimed.record, marker, count_attempt=False)
+                self.store.queue.requeue(claimed.record, marker, count_attempt=False)
 
     def _store_failed(self, exc: OSError, doing: str) -> None:
         """Count and log a store error (from the pass, or the record-writer thread)."""
@@ -330,11 +330,11 @@ class Scheduler:
             current = claimed.record
         except JobNotFound as exc:
             log.error("Job %s: cannot record its outcome: %s", outcome.job_id, exc)
-            self.store.drop_running_marker(claimed.marker)
+            self.store.queue.drop_running_marker(claimed.marker)
             return
         if outcome.requeue:
             log.info("Job %s interrupted: back in the queue", outcome.job_id)
-            self.store.requeue(current, claimed.marker, count_attempt=False)
+            self.store.queue.requeue(current, claimed.marker, count_attempt=False)
             return
         now = utcnow()
         placement = outcome.placement or current.placement
@@ -355,7 +355,7 @@ class Scheduler:
                                     placement=placement)
             log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
                      error.type, error.message)
-        self.store.finish(claimed, record)
+        self.store.queue.finish(claimed, record)
         self.observer.job_finished(record)
 
     def _apply(self, update: Update) -> None:
@@ -380,13 +380,13 @@ class Scheduler:
                 log.info("Job %s waits: %s", update.job_id, update.waiting_reason)
 
     def _finish(self, claimed: Claimed, record: JobRecord) -> None:
-        self.writes.submit(lambda: self.store.finish(claimed, record))
+        self.writes.submit(lambda: self.store.queue.finish(claimed, record))
         self.observer.job_finished(record)
 
     # ---------------------------------------------------------------- cancel
     def _handle_cancels(self, report: PassReport) -> None:
         active = self.executor.active()
-        self._cancels_seen = self.store.cancel_requests()
+        self._cancels_seen = self.store.cancels.pending()
         for job_id in self._cancels_seen:
             if job_id in active:
                 if self.executor.cancel(job_id):
@@ -395,13 +395,13 @@ class Scheduler:
             try:
                 record = self.store.read(job_id)
             except (JobNotFound, CorruptRecord):
-                self.store.clear_cancel(job_id)
+                self.store.cancels.clear(job_id)
                 continue
             if record.status.terminal:
-                self.store.clear_cancel(job_id)
+                self.store.cancels.clear(job_id)
             elif record.status is Status.QUEUED:
                 key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
-                cancelled = self.store.cancel_queued(key, self.instance, self._placement())
+                cancelled = self.store.queue.cancel_queued(key, self.instance, self._placement())
                 if cancelled is not None:
                     log.info("Job %s cancelled before it started", job_id)
                     report.cancelled.append(job_id)
@@ -410,7 +410,7 @@ class Scheduler:
 
     # -------------------------------------------------------------- recovery
     def _recover_dead(self, report: PassReport) -> None:
-        markers = self.store.running_markers()
+        markers = self.store.queue.running_markers()
         instances = {m.instance for m in markers} | self.heartbeats.beating()
         # Only the jobs of instances whose executor ran them in its own process: a
         # controller's run in the cluster, and only a controller (adopting) acts on them.
@@ -421,7 +421,7 @@ class Scheduler:
         for marker in markers:
             if marker.instance in dead:
                 self._recover(marker, report)
-        still_owning = {m.instance for m in self.store.running_markers()}
+        still_owning = {m.instance for m in self.store.queue.running_markers()}
         for inst in dead - still_owning:
             self.heartbeats.forget(inst)
 
@@ -434,24 +434,24 @@ class Scheduler:
             record = self.store.read(marker.job_id)
         except (JobNotFound, CorruptRecord) as exc:
             log.error("Job %s: dropped %s: %s", marker.job_id, what, exc)
-            self.store.drop_running_marker(marker)
+            self.store.queue.drop_running_marker(marker)
             return None
         if record.status is Status.RUNNING:
             return Claimed(record, marker)
-        self.store.drop_running_marker(marker)
+        self.store.queue.drop_running_marker(marker)
         if record.status is Status.QUEUED:
-            self.store.ensure_queue_marker(record)
+            self.store.repair.ensure_queued(record)
         return None
 
     def _recover(self, marker: RunningMarker, report: PassReport) -> None:
-        mine = self.store.take_over(marker, self.instance)
+        mine = self.store.queue.take_over(marker, self.instance)
         if mine is None:
             return  # another worker is recovering it
         try:
             self._recover_taken(marker, mine, report)
         except OSError:
             # back to the dead owner: the recovery is tried again at a later pass
-            self.store.take_over(mine, marker.instance)
+            self.store.queue.take_over(mine, marker.instance)
             raise
 
     def _recover_taken(self, marker: RunningMarker, mine: RunningMarker,
@@ -461,7 +461,7 @@ class Scheduler:
             return
         record = claimed.record
         who = marker.instance
-        if self.store.cancel_requested(record.job_id):
+        if self.store.cancels.requested(record.job_id):
             self._finish(claimed, record.cancelled_by_user(started=True))
         elif record.attempts >= self.settings.max_attempts:
             log.warning("Job %s: worker %s died running it; attempt %d of %d: failing it",
@@ -475,7 +475,7 @@ class Scheduler:
         else:
             log.warning("Job %s: worker %s stopped responding; requeued (attempt %d of %d)",
                         record.job_id, who, record.attempts, self.settings.max_attempts)
-            self.store.requeue(record, mine, count_attempt=True)
+            self.store.queue.requeue(record, mine, count_attempt=True)
         report.recovered.append(record.job_id)
 
     # ---------------------------------------------------------------- health

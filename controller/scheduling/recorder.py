@@ -17,7 +17,7 @@ is safe:
   (`Scheduler._still_running`) puts it back in the queue, as for a claimant that died
   between its rename and its write. The job runs again; nothing is lost.
 - A job's running marker is removed only after its terminal record is written
-  (`JobStore.finish`), so "nothing running" (`--until-idle`) cannot be seen while a
+  (`JobStore.queue.finish`), so "nothing running" (`--until-idle`) cannot be seen while a
   terminal write is still pending; `drain` is called on shutdown as well.
 - Nothing else of a record changes: every write is still atomic and durable; only
   *when* it happens moves, by the few milliseconds the queue holds it.

@@ -98,7 +98,7 @@ class JobManager:
         require_change(self.identity, verb, record.job_id, record.owner)
 
     def _need_group(self, group: str) -> None:
-        if not self.store.group_exists(group):
+        if not self.store.groups.exists(group):
             raise NoSuchGroup(group)
 
     # ------------------------------------------------------------- reads
@@ -111,7 +111,7 @@ class JobManager:
             group = validate_group(group)
             self._need_group(group)
         out: list[dict[str, Any]] = []
-        for item in self.store.select_data(status=status, group=group):
+        for item in self.store.queries.select_data(status=status, group=group):
             if isinstance(item, CorruptRecord):
                 warn(f"skipping {item}")
             else:
@@ -129,9 +129,9 @@ class JobManager:
         now = time.time_ns()
         since = now - int(window_minutes * 60e9)
         if group is None:
-            counts = self.store.counts()
+            counts = self.store.queries.counts()
             threshold = f"{since:020d}"
-            recent = sum(1 for s in DONE_STATUSES for n in self.store.done_names(Status(s))
+            recent = sum(1 for s in DONE_STATUSES for n in self.store.queries.done_names(Status(s))
                          if n[:20] >= threshold)
             return Overview(group=None, counts=counts, finished_in_window=recent,
                             window_minutes=window_minutes)
@@ -143,7 +143,7 @@ class JobManager:
         if began is not None and began > since:  # younger than the window
             since = began
             window_minutes = max(now - began, 1e9) / 60e9  # at least a second
-        for st, finished_at in self.store.group_states(group).values():
+        for st, finished_at in self.store.groups.states(group).values():
             counts[st] += 1
             if st.terminal and _iso_ns(finished_at) >= since:
                 recent += 1
@@ -174,7 +174,7 @@ class JobManager:
         elif record.status is Status.RUNNING and record.waiting_reason:
             waiting = [record.waiting_reason]
         return JobView(record=record.model_dump(mode="json"),
-                       groups=self.store.groups_of(record), waiting=waiting,
+                       groups=self.store.groups.of(record), waiting=waiting,
                        folder=str(self.store.layout.job_dir(record.job_id)))
 
     def result(self, job_id: str, fmt: Literal["json", "xyz", "qcschema"]) -> ResultView:
@@ -348,19 +348,19 @@ class JobManager:
             already: list[tuple[str, Status]] = []
             shared = 0
             warnings: list[str] = []
-            for job_id, (st, _) in store.group_states(group).items():
+            for job_id, (st, _) in store.groups.states(group).items():
                 if st.terminal:
                     already.append((job_id, st))
                     continue
                 try:
                     record = store.read(job_id)
-                    if set(store.groups_of(record)) - {group}:
+                    if set(store.groups.of(record)) - {group}:
                         shared += 1  # another campaign counts on it: cancel it by its id
                         continue
                     if not can_change(self.identity, record.owner):
                         warnings.append(f"job {job_id} belongs to {record.owner}: kept")
                         continue
-                    store.request_cancel(job_id)
+                    store.cancels.request(job_id)
                     requested.append((job_id, st))
                 except (JobNotFound, CorruptRecord) as exc:
                     warnings.append(str(exc))
@@ -380,7 +380,7 @@ class JobManager:
         out_req: list[tuple[str, Status]] = []
         out_done: list[tuple[str, Status]] = []
         for record in records:
-            after = store.request_cancel(record.job_id)
+            after = store.cancels.request(record.job_id)
             (out_done if after.status.terminal else out_req).append(
                 (after.job_id, after.status))
         return CancelResult(requested=out_req, already=out_done, missing=missing)

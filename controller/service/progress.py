@@ -23,8 +23,8 @@ class Watch:
     def poll(self) -> None:
         store = self.store
         if self.group is not None:
-            ids = [i for i in store.group_ids(self.group) if i not in self.final]
-            states = store.group_states(self.group, ids)
+            ids = [i for i in store.groups.ids(self.group) if i not in self.final]
+            states = store.groups.states(self.group, ids)
             current = {jid: st for jid, (st, _) in states.items()}
         else:
             current = {}

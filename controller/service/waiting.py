@@ -15,7 +15,7 @@ from qforge.store.layout import QueueKey
 
 def queue_position(store: JobStore, record: JobRecord) -> tuple[int, int] | None:
     key = QueueKey.make(record.spec.priority, record.created_ns, record.job_id)
-    keys = store.queued()
+    keys = store.queue.queued()
     try:
         return keys.index(key) + 1, len(keys)
     except ValueError:
@@ -90,7 +90,7 @@ def waiting_line(store: JobStore, record: JobRecord) -> str:
 
 def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[str]:
     lines: list[str] = []
-    if store.cancel_requested(record.job_id):
+    if store.cancels.requested(record.job_id):
         lines.append("cancel requested; the scheduler will act on it")
     beats = beat_summary(store, settings)
     cluster = in_cluster(settings, beats)
@@ -98,7 +98,7 @@ def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[
     if pos:
         lines.append(f"queue position {pos[0]} of {pos[1]} (priority {record.spec.priority}; "
                      "higher priorities first, then first come first served)")
-        lines.append(cap_line(len(store.running_markers()), settings, cluster=cluster))
+        lines.append(cap_line(len(store.queue.running_markers()), settings, cluster=cluster))
     if record.waiting_reason:
         lines.append(record.waiting_reason)
     nobody = nobody_line(settings, beats, cluster=cluster)

@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 
+from qforge.record import JobRecord
+from qforge.store.layout import Layout
 from qforge_runner.spec import DEFAULT_TEMPERATURE, JobSpec, Task
 
 COORD_DECIMALS = 8
+# A claim naming a job folder that has not appeared: its submitter is still writing it
+# (the submitter waits up to submission.CLAIM_WAIT_SECONDS, by its own clock), or died
+# (the claim is older than CLAIM_ORPHAN_SECONDS): the claim is dead.
+CLAIM_ORPHAN_SECONDS = 600.0
+LIVE_STATUSES = frozenset({"QUEUED", "RUNNING", "COMPLETED"})
 
 
 def _coord(x: float) -> str:
@@ -64,3 +73,81 @@ def parse_claim_name(name: str) -> tuple[str, int] | None:
     if not dot or len(digest) != 64 or not gen.isdigit():
         return None
     return digest, int(gen)
+
+
+class DedupIndex:
+    """The claims of `.qforge/dedup/`: who holds an input, and whether it is live."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def holder(self, digest: str) -> tuple[int, str | None]:
+        """The highest generation of a hash's claim and the job id it names
+        ((-1, None) when never claimed). O(generations): 1 for most molecules."""
+        gen, holder = -1, None
+        while True:
+            try:
+                target = os.readlink(self.layout.dedup / claim_name(digest, gen + 1))
+            except FileNotFoundError:
+                return gen, holder
+            gen, holder = gen + 1, target
+
+    def holder_state(self, job_id: str, digest: str, gen: int) -> str:
+        """live: QUEUED/RUNNING/COMPLETED with that input; dead: anything else;
+        pending: no folder yet and the claim is young (its submission is under way)."""
+        try:
+            data = json.loads(self.layout.metadata(job_id).read_bytes())
+            status = data["status"]
+            same = data.get("input_hash") == digest
+        except FileNotFoundError:
+            try:
+                age = time.time() - os.lstat(
+                    self.layout.dedup / claim_name(digest, gen)).st_mtime
+            except FileNotFoundError:
+                return "dead"
+            return "pending" if age < CLAIM_ORPHAN_SECONDS else "dead"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "dead"
+        return "live" if same and status in LIVE_STATUSES else "dead"
+
+    def take(self, job_id: str, digest: str, gen: int) -> bool:
+        """Create claim `gen` naming `job_id`; False when another submitter has it."""
+        try:
+            os.symlink(job_id, f"{os.fspath(self.layout.dedup)}/{claim_name(digest, gen)}")
+        except FileExistsError:
+            return False
+        return True
+
+    def ensure_claim(self, record: JobRecord) -> bool:
+        """Make a live record the holder of its input when no live job holds it (a
+        folder copied in, a lost index). Returns True if it now holds a new claim."""
+        digest = record.input_hash
+        if not digest or record.status.value not in LIVE_STATUSES:
+            return False
+        gen, holder = self.holder(digest)
+        if holder == record.job_id or (
+                holder is not None and self.holder_state(holder, digest, gen) != "dead"):
+            return False
+        try:
+            os.symlink(record.job_id, self.layout.dedup / claim_name(digest, gen + 1))
+        except FileExistsError:
+            return False  # a submitter got there first: that job holds the input
+        except FileNotFoundError:
+            self.layout.dedup.mkdir(parents=True, exist_ok=True)
+            return self.ensure_claim(record)
+        return True
+
+    def age(self, job_id: str, digest: str) -> None:
+        """Age every claim of `digest` naming `job_id` (being deleted), so that the next
+        submitter of that input judges it dead at once rather than waiting for a folder
+        that will not come. Claims are never removed."""
+        gen = 0
+        while True:
+            claim = self.layout.dedup / claim_name(digest, gen)
+            try:
+                target = os.readlink(claim)
+            except (FileNotFoundError, OSError):
+                return
+            if target == job_id:
+                os.utime(claim, (0, 0), follow_symlinks=False)
+            gen += 1

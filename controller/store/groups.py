@@ -1,5 +1,9 @@
 """Group names: what a campaign's jobs share (`--group NAME`).
 
+A job's own group is in its record; a duplicate submitted in another group later
+counts there through `<job_id>/groups/<group>` (the membership file). The group index
+`.qforge/groups/<group>/<job_id>` is made from these two sources (docs/store.md).
+
 A group name is copied onto the runner Jobs as the `qforge.io/group` label and names a
 folder of the group index (`.qforge/groups/<group>/`), so it must be a valid Kubernetes
 label value and a safe folder name.
@@ -7,10 +11,17 @@ label value and a safe folder name.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import PurePath
 
+from qforge.ids import InvalidJobId, validate_job_id
+from qforge.record import JobRecord, Status
+from qforge.store.files import touch
+from qforge.store.layout import Layout
+from qforge.store.records import Records
 from qforge_runner.errors import InputError
 from qforge_runner.spec import is_label_value
 
@@ -37,3 +48,80 @@ def default_group(first_input_name: str, now: datetime) -> str:
     stem = PurePath(first_input_name).stem if first_input_name not in ("", "-") else "stdin"
     clean = _CLEAN.sub("-", stem).replace("..", ".").strip("-_.")[:40] or "batch"
     return validate_group(f"{clean}-{now:%Y%m%d-%H%M%S}")
+
+
+class Groups:
+    """Membership of jobs in groups, and the group index."""
+
+    def __init__(self, layout: Layout, records: Records) -> None:
+        self.layout = layout
+        self._records = records
+
+    def join(self, record: JobRecord, group: str) -> bool:
+        """Count an existing job in `group` too. The index marker is made first and the
+        membership file in the job's folder last: that file is the commit point (a
+        reader of the group index checks it), and it never touches metadata.json, which
+        the scheduler owns. Returns False when the job was already a member."""
+        if self.contains(record, group):
+            return False
+        self.layout.group(group).mkdir(parents=True, exist_ok=True)
+        touch(self.layout.group(group) / record.job_id)
+        folder = self.layout.memberships(record.job_id)
+        folder.mkdir(exist_ok=True)
+        touch(folder / group)
+        return True
+
+    def contains(self, record: JobRecord, group: str) -> bool:
+        """Whether a job counts in `group` (its own, or joined)."""
+        return record.group == group or (
+            self.layout.memberships(record.job_id) / group).exists()
+
+    def of(self, record: JobRecord) -> list[str]:
+        """Every group a job counts in: its own, then those it joined."""
+        try:
+            extra = sorted(os.listdir(self.layout.memberships(record.job_id)))
+        except (FileNotFoundError, NotADirectoryError):
+            extra = []
+        own = [record.group] if record.group else []
+        return own + [g for g in extra if g != record.group]
+
+    def exists(self, group: str) -> bool:
+        return self.layout.group(group).is_dir()
+
+    def ids(self, group: str) -> list[str]:
+        """The job ids in a group's index (one listing: O(group))."""
+        try:
+            return sorted(n for n in os.listdir(self.layout.group(group)) if _is_job_id(n))
+        except FileNotFoundError:
+            return []
+
+    def statuses(self, group: str) -> dict[str, Status]:
+        return {jid: st for jid, (st, _) in self.states(group).items()}
+
+    def states(self, group: str,
+               ids: Iterable[str] | None = None) -> dict[str, tuple[Status, str | None]]:
+        """Each member's status and finished_at, from its metadata.json without
+        validating all of it (members whose folder is gone, or whose joining never
+        completed, are left out). `ids`: only those of the group's index."""
+        out: dict[str, tuple[Status, str | None]] = {}
+        for job_id in self.ids(group) if ids is None else ids:
+            data = self._records.peek(job_id)
+            if data is None:
+                continue
+            try:
+                status = Status(data["status"])
+            except (KeyError, ValueError):
+                continue
+            if data.get("group") == group or (
+                    self.layout.memberships(job_id) / group).exists():
+                finished = data.get("finished_at")
+                out[job_id] = (status, finished if isinstance(finished, str) else None)
+        return out
+
+
+def _is_job_id(name: str) -> bool:
+    try:
+        validate_job_id(name)
+    except InvalidJobId:
+        return False
+    return True

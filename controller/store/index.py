@@ -7,7 +7,7 @@ They are brought in line with the records:
 - at start-up, `sync()`: one listing of the store and of the status indexes; only the
   folders not indexed yet (submitted by a crashed submitter, copied in by hand, an older
   store, a deleted index) are read, and running markers whose record has finished get
-  their done marker (a crash inside `JobStore.finish`). A restart therefore reads what
+  their done marker (a crash inside `JobStore.queue.finish`). A restart therefore reads what
   changed since the last run, not every record;
 - while running, `refresh()`: when the store folder's mtime changes (a job folder was
   added or removed), the new folder names are read, and only those;
@@ -23,15 +23,11 @@ import time
 from dataclasses import dataclass, field
 
 from qforge.record import JobRecord, Status
-from qforge.store.jobstore import (
-    DONE_ID_AT,
-    ORPHAN_MARKER_SECONDS,
-    CorruptRecord,
-    JobNotFound,
-    JobStore,
-    finished_ns,
-)
-from qforge.store.layout import DONE_STATUSES, DoneKey, QueueKey
+from qforge.store.errors import CorruptRecord, JobNotFound
+from qforge.store.jobstore import JobStore
+from qforge.store.layout import DONE_ID_AT, DONE_STATUSES, QueueKey
+from qforge.store.queue import ORPHAN_MARKER_SECONDS
+from qforge.store.records import done_name
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +61,9 @@ class IndexKeeper:
         self._root_mtime = _mtime(store)
         present = store.job_id_set()
         report.jobs = len(present)
-        queue_keys = store.queued()
+        queue_keys = store.queue.queued()
         indexed: set[str] = {k.job_id for k in queue_keys}
-        running = store.running_markers()
+        running = store.queue.running_markers()
         indexed.update(m.job_id for m in running)
         done_dirs: dict[str, list[str]] = {}
         for status in DONE_STATUSES:
@@ -78,7 +74,7 @@ class IndexKeeper:
             self._index_new(job_id, report)
         for marker in running:  # finished, but the crash came before its done marker
             record = self._read(marker.job_id)
-            if record is not None and store.ensure_done_marker(record):
+            if record is not None and store.repair.ensure_done(record):
                 report.indexed += 1
         for status, listing in done_dirs.items():  # jobs removed by hand
             for name in listing:
@@ -86,7 +82,7 @@ class IndexKeeper:
                     (store.layout.done(status) / name).unlink(missing_ok=True)
                     report.stale_removed += 1
         report.markers_removed += self._drop_orphan_queue_markers(queue_keys, present, None)
-        report.queued = len(store.queued())
+        report.queued = len(store.queue.queued())
         self._known = present
         self._log(report)
         return report
@@ -133,13 +129,13 @@ class IndexKeeper:
             if record.status is Status.QUEUED:
                 queued_ids.add(job_id)
                 report.queued += 1
-            for group in store.groups_of(record):
+            for group in store.groups.of(record):
                 members.setdefault(group, set()).add(job_id)
         for status in DONE_STATUSES:
             done_names[status] = {n[DONE_ID_AT:] for n in os.listdir(store.layout.done(status))}
         present = set(names)
         report.markers_removed += self._drop_orphan_queue_markers(
-            store.queued(), present, queued_ids)
+            store.queue.queued(), present, queued_ids)
         # Done markers of jobs gone or no longer of that status (a hand edit).
         for status in DONE_STATUSES:
             folder = store.layout.done(status)
@@ -147,7 +143,7 @@ class IndexKeeper:
                 record = None if name[DONE_ID_AT:] not in present else self._read(
                     name[DONE_ID_AT:])
                 if record is None or record.status.value != status or \
-                        name != _done_name(record):
+                        name != done_name(record):
                     (folder / name).unlink(missing_ok=True)
                     report.stale_removed += 1
         # Group markers of jobs that are not members (older than a submission takes).
@@ -188,23 +184,23 @@ class IndexKeeper:
         store = self.store
         made = False
         if record.status is Status.QUEUED:
-            if store.ensure_queue_marker(record):
+            if store.repair.ensure_queued(record):
                 report.markers_created += 1
                 made = True
         elif record.status is Status.RUNNING:
-            if store.ensure_running_marker(record):
+            if store.repair.ensure_running(record):
                 report.indexed += 1
                 made = True
-        elif store.ensure_done_marker(record):
+        elif store.repair.ensure_done(record):
             report.indexed += 1
             made = True
-        for group in store.groups_of(record):
+        for group in store.groups.of(record):
             path = store.layout.group(group) / record.job_id
             if not path.exists():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()
                 report.indexed += 1
-        if store.ensure_dedup_claim(record):
+        if store.dedup.ensure_claim(record):
             report.indexed += 1
         return made
 
@@ -250,10 +246,6 @@ class IndexKeeper:
     def _log(self, report: RebuildReport) -> None:
         for job_id in report.corrupt:
             log.error("Skipping job %s: metadata.json is unreadable or invalid", job_id)
-
-
-def _done_name(record: JobRecord) -> str:
-    return DoneKey(finished_ns(record), record.job_id).name
 
 
 def _mtime(store: JobStore) -> int | None:

@@ -95,6 +95,10 @@ class DoneKey:
         return cls(int(stamp), job_id)
 
 
+# A done marker's job id starts after the 20-digit stamp and its dash.
+DONE_ID_AT = 21
+
+
 @dataclass(frozen=True)
 class RunningMarker:
     job_id: str

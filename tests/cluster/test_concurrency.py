@@ -112,8 +112,8 @@ def test_claim_recorded_but_job_never_created_is_launched_once(site: Site,
     job_ids = site.submit_many(2)
     store = JobStore(site.jobs_dir)
     instance = instance_name(f"{site.namespace}.worker_1", others_may_recover=False)
-    key = store.queued()[0]
-    claimed = store.claim(key, instance, Placement(executor="kubernetes",
+    key = store.queue.queued()[0]
+    claimed = store.queue.claim(key, instance, Placement(executor="kubernetes",
                                                     worker_id="worker_1", instance=instance))
     assert claimed is not None and site.status(key.job_id) == "RUNNING"
     with JobWatch(kube, site.namespace) as watch:

@@ -79,7 +79,7 @@ def test_a_job_its_ttl_removed_while_no_controller_ran_is_recorded_not_relaunche
     (job_id,) = submit_direct(site, 1)
     store = JobStore(site.jobs_dir)
     instance = instance_name(f"{site.namespace}.worker_1", others_may_recover=False)
-    claimed = store.claim(store.queued()[0], instance, Placement(
+    claimed = store.queue.claim(store.queue.queued()[0], instance, Placement(
         executor="kubernetes", worker_id="worker_1", instance=instance))
     assert claimed is not None and claimed.record.placement is not None
     assert claimed.record.placement.k8s_job is None

@@ -91,7 +91,7 @@ def _consistent(store: JobStore) -> None:
     """All or nothing: every job folder has a valid record and its marker, every queue
     marker its folder; nothing staged."""
     folders = set(store.job_ids())
-    markers = {k.job_id for k in store.queued()}
+    markers = {k.job_id for k in store.queue.queued()}
     assert folders == markers, (folders, markers)
     for job_id in folders:
         assert store.read(job_id).status.value == "QUEUED"
@@ -201,6 +201,6 @@ def test_worker_survives_a_full_or_read_only_store_and_carries_on(
     for job_id in ids:
         assert store.read(job_id).result is not None
     wait_until(lambda: os.listdir(store.layout.running) == [], 10, "no claim left")
-    assert store.queued() == []
+    assert store.queue.queued() == []
     os.kill(worker.pid, signal.SIGTERM)
     assert worker.wait(timeout=60) == 0

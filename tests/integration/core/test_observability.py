@@ -116,11 +116,11 @@ def test_worker_metrics_agree_with_the_store(run: Run) -> None:
     wait_until(lambda: scrape(run.url).value("qforge_jobs", status="cancelled") == 1, 30,
                "the store's counts to catch up")
     m = scrape(run.url)
-    counts = store.counts()
+    counts = store.queries.counts()
     for status in Status:
         assert m.value("qforge_jobs", status=status.value.lower()) == counts[status]
     assert counts[Status.COMPLETED] == 2 and counts[Status.FAILED] == 1
-    assert m.value("qforge_jobs", status="queued") == len(store.queued()) == 0
+    assert m.value("qforge_jobs", status="queued") == len(store.queue.queued()) == 0
     assert m.value("qforge_jobs_submitted_total") == 4
     assert m.value("qforge_store_up") == 1
     # this worker's counters

@@ -83,7 +83,7 @@ def _submit(scratch: Path, content: bytes, options: list[str],
             return
         store = JobStore(jobs)
         ids = store.job_ids()
-        assert ids and sorted(k.job_id for k in store.queued()) == ids
+        assert ids and sorted(k.job_id for k in store.queue.queued()) == ids
         for job_id in ids:
             _runner_reads(store, job_id)
     finally:

@@ -98,7 +98,7 @@ def _job(store: JobStore, i: int, *, finished: bool) -> tuple[str, str]:
         for marker in store.layout.queue.iterdir():
             if marker.name.endswith(rec.job_id):
                 marker.unlink()
-        store.ensure_done_marker(store.read(rec.job_id))
+        store.repair.ensure_done(store.read(rec.job_id))
     return sub.record.job_id, group
 
 
@@ -152,7 +152,7 @@ def test_a_submitter_cannot_touch_another_s_job_through_the_command_line(
     kept = server.remote(callers["other"], "cancel", "--group", group)
     assert kept.returncode == 0 and "Cancel requested for 0 job(s)" in kept.stdout
     assert f"job {queued} belongs to sam: kept" in kept.stderr
-    assert not store.cancel_requested(queued)
+    assert not store.cancels.requested(queued)
     viewer = server.remote(callers["viewer"], "cancel", job)
     assert viewer.returncode == 2 and "viewer" in viewer.stderr
     owner = server.remote(callers["owner"], "delete", job)

@@ -62,7 +62,7 @@ def test_a_record_written_before_owners_existed_reads_as_unknown(store: JobStore
     path.write_text(json.dumps(data, indent=2) + "\n")
     assert store.read(record.job_id).owner == "unknown"
     # `qforge list --json` reads the raw records: the field is filled in there too
-    [listed] = list(store.select_data())
+    [listed] = list(store.queries.select_data())
     assert isinstance(listed, dict)
     assert listed["owner"] == "unknown"
     # and a record's later writes (the worker's) carry the owner on

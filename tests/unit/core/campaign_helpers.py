@@ -26,7 +26,7 @@ def finish(store: JobStore, job_id: str, status: Status, **changes: Any) -> JobR
     """Claim a queued job and record it `status` as a scheduler does."""
     record = store.read(job_id)
     key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
-    claimed = store.claim(key, "w-1", HERE)
+    claimed = store.queue.claim(key, "w-1", HERE)
     if claimed is None:
         raise AssertionError(f"could not claim {job_id}")
     if status is Status.RUNNING:
@@ -37,5 +37,5 @@ def finish(store: JobStore, job_id: str, status: Status, **changes: Any) -> JobR
         kind = "cancelled" if status is Status.CANCELLED else "xtb_error"
         changes["error"] = JobError(type=kind, message=f"{kind} on purpose")
     done = claimed.record.evolve(status=status, finished_at=utcnow(), **changes)
-    store.finish(claimed, done)
+    store.queue.finish(claimed, done)
     return done

@@ -32,12 +32,12 @@ def test_batch_makes_one_job_per_molecule_in_the_group(store: JobStore) -> None:
     assert seen == [1, 2]
     assert [s.duplicate_of for s in out] == [None, None]
     ids = sorted(s.record.job_id for s in out)
-    assert store.group_ids("camp-1") == ids
+    assert store.groups.ids("camp-1") == ids
     for s in out:
         rec = store.read(s.record.job_id)
         assert rec.group == "camp-1"
         assert rec.input_hash == input_hash(rec.spec)
-    assert sorted(k.job_id for k in store.queued()) == ids
+    assert sorted(k.job_id for k in store.queue.queued()) == ids
 
 
 def test_the_same_molecule_twice_is_one_job(store: JobStore) -> None:
@@ -45,7 +45,7 @@ def test_the_same_molecule_twice_is_one_job(store: JobStore) -> None:
                              group="g")
     assert out[1].duplicate_of == out[0].record.job_id
     assert len(store.job_ids()) == 1
-    assert len(store.queued()) == 1
+    assert len(store.queue.queued()) == 1
 
 
 def test_a_duplicate_joins_the_new_group_without_touching_the_record(store: JobStore) -> None:
@@ -54,8 +54,8 @@ def test_a_duplicate_joins_the_new_group_without_touching_the_record(store: JobS
     again = store.submit_batch([(water_spec(), WATER)], group="b")[0]
     assert again.duplicate_of == first.job_id
     assert store.layout.metadata(first.job_id).read_bytes() == meta
-    assert store.group_ids("b") == [first.job_id]
-    assert store.groups_of(store.read(first.job_id)) == ["a", "b"]
+    assert store.groups.ids("b") == [first.job_id]
+    assert store.groups.of(store.read(first.job_id)) == ["a", "b"]
     # joining again changes nothing
     store.submit_batch([(water_spec(), WATER)], group="b")
     assert os.listdir(store.layout.memberships(first.job_id)) == ["b"]
@@ -89,7 +89,7 @@ def test_force_runs_a_duplicate_anyway(store: JobStore) -> None:
     first = store.submit_batch([(water_spec(), WATER)], group="g")[0].record
     forced = store.submit_batch([(water_spec(), WATER)], group="g", force=True)[0]
     assert forced.duplicate_of is None and forced.record.job_id != first.job_id
-    assert len(store.queued()) == 2
+    assert len(store.queue.queued()) == 2
 
 
 def test_single_submit_always_creates_a_job(store: JobStore) -> None:
@@ -145,10 +145,10 @@ def test_four_processes_submitting_the_same_molecule_make_one_job(tmp_path: Path
             assert len(ids) == 1, f"round {r}: {ids}"
             store = JobStore(root)
             (jid,) = ids
-            assert sorted(store.groups_of(store.read(jid))) == ["g0", "g1", "g2", "g3"]
+            assert sorted(store.groups.of(store.read(jid))) == ["g0", "g1", "g2", "g3"]
     store = JobStore(root)
     assert len(store.job_ids()) == rounds
-    assert len(store.queued()) == rounds
+    assert len(store.queue.queued()) == rounds
     assert os.listdir(store.layout.incoming) == []
 
 

@@ -106,7 +106,7 @@ def test_status_counts_rate_and_time_left(camp: JobStore,
     text = capsys.readouterr().out
     assert text.startswith("Group camp: 3 job(s)")
     assert "Finished 2 of 3 (67%)" in text and "time left: 5 min" in text
-    assert camp.counts("camp") == {Status.QUEUED: 1, Status.RUNNING: 0,
+    assert camp.queries.counts("camp") == {Status.QUEUED: 1, Status.RUNNING: 0,
                                    Status.COMPLETED: 1, Status.FAILED: 1, Status.CANCELLED: 0}
 
 
@@ -153,7 +153,7 @@ def _wait_args(*argv: str) -> object:
 def test_wait_for_a_group_exits_0_when_all_completed(
         camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(jobs_dir=camp.root)
-    queued = [r.job_id for r in camp.select(status=Status.QUEUED, group="other")]
+    queued = [r.job_id for r in camp.queries.select(status=Status.QUEUED, group="other")]
     polls: list[int] = []
 
     def sleep(_: float) -> None:  # the "worker": one job per poll
@@ -175,7 +175,7 @@ def test_wait_for_a_group_exits_0_when_all_completed(
 def test_wait_exits_1_when_any_failed_and_3_for_an_unknown_job(
         camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
     settings = Settings(jobs_dir=camp.root)
-    queued = [r.job_id for r in camp.select(status=Status.QUEUED, group="camp")]
+    queued = [r.job_id for r in camp.queries.select(status=Status.QUEUED, group="camp")]
 
     def sleep(_: float) -> None:
         if queued:
@@ -185,7 +185,7 @@ def test_wait_exits_1_when_any_failed_and_3_for_an_unknown_job(
     assert campaign.wait(args, _manager(settings, sleep)) == 1  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert "2 COMPLETED, 1 FAILED" in out and "FAILED (see `qforge show" in out
-    water = next(r.job_id for r in camp.select(status=Status.COMPLETED))
+    water = next(r.job_id for r in camp.queries.select(status=Status.COMPLETED))
     assert qf(camp, "wait", water) == 0
     assert qf(camp, "wait", water, "no_such_job") == 3
 
@@ -202,27 +202,27 @@ def test_cancel_a_group_requests_only_unfinished_jobs(
     assert qf(camp, "cancel", "--group", "camp") == 0
     assert "Cancel requested for 1 job(s) of group camp (2 already finished)" in \
         capsys.readouterr().out
-    queued = [r.job_id for r in camp.select(status=Status.QUEUED, group="camp")]
-    assert camp.cancel_requests() == queued
+    queued = [r.job_id for r in camp.queries.select(status=Status.QUEUED, group="camp")]
+    assert camp.cancels.pending() == queued
 
 
 def test_cancel_a_group_keeps_jobs_another_group_counts_on(
         camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
-    ammonia = next(r for r in camp.select(status=Status.QUEUED, group="camp"))
+    ammonia = next(r for r in camp.queries.select(status=Status.QUEUED, group="camp"))
     camp.submit_batch([(ammonia.spec, AMMONIA)], group="third")  # a duplicate: shared
     assert qf(camp, "cancel", "--group", "third") == 0
     assert "0 job(s) of group third (0 already finished; 1 kept because another group " \
         "counts on them too" in capsys.readouterr().out
-    assert camp.cancel_requests() == []
+    assert camp.cancels.pending() == []
     assert qf(camp, "cancel", ammonia.job_id) == 0  # by id it goes
-    assert camp.cancel_requests() == [ammonia.job_id]
+    assert camp.cancels.pending() == [ammonia.job_id]
 
 
 def test_cancel_several_ids_goes_on_past_a_missing_one(
         camp: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
-    queued = sorted(r.job_id for r in camp.select(status=Status.QUEUED))
+    queued = sorted(r.job_id for r in camp.queries.select(status=Status.QUEUED))
     assert qf(camp, "cancel", queued[0], "no_such_job", queued[1]) == 3
-    assert camp.cancel_requests() == queued
+    assert camp.cancels.pending() == queued
     assert "no such job: no_such_job" in capsys.readouterr().err
 
 
@@ -231,7 +231,7 @@ def test_export_csv_columns_equal_the_records(camp: JobStore,
     assert qf(camp, "export", "--group", "camp", "--format", "csv") == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert tuple(rows[0]) == COLUMNS
-    records = {r.job_id: r for r in camp.select(group="camp")}
+    records = {r.job_id: r for r in camp.queries.select(group="camp")}
     assert [r["job_id"] for r in rows] == sorted(records, key=lambda j: records[j].created_ns)
     for row in rows:
         rec = records[row["job_id"]]
@@ -269,7 +269,7 @@ def test_export_jsonl_and_a_duplicate_counts_in_its_new_group(
 
 def test_export_xyz_and_sdf_carry_the_optimised_geometry(
         camp: JobStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    water = next(camp.select(status=Status.COMPLETED))
+    water = next(camp.queries.select(status=Status.COMPLETED))
     optimised = water.spec.molecule.model_copy(update={"geometry": (
         (0.0, 0.0, 0.105), (0.0, 0.772, -0.463), (0.0, -0.772, -0.463))})
     write_json_atomic(camp.layout.job_dir(water.job_id) / "result.json",
@@ -308,6 +308,6 @@ def test_the_live_bar_shows_finished_of_total(camp: JobStore) -> None:
 
 def test_show_names_every_group_a_job_counts_in(camp: JobStore,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    water = next(camp.select(status=Status.COMPLETED))
+    water = next(camp.queries.select(status=Status.COMPLETED))
     assert qf(camp, "show", water.job_id) == 0  # type: ignore[union-attr]
     assert "Groups:    camp, other" in capsys.readouterr().out

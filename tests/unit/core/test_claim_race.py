@@ -18,8 +18,8 @@ def _claim_all(root: str, instance: str, gate: object, out: mp.Queue  # type: ig
     here = Placement(executor="local", worker_id=instance, instance=instance)
     won = []
     for _ in range(3):  # several passes, as a worker polls
-        for key in store.queued():
-            claimed = store.claim(key, instance, here)
+        for key in store.queue.queued():
+            claimed = store.queue.claim(key, instance, here)
             if claimed is not None:
                 won.append(claimed.record.job_id)
     out.put((instance, won))

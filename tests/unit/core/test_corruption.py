@@ -200,4 +200,4 @@ def _check(root: Path, damage: list[Damage], restart: bool) -> None:
     # nothing left claimed, nothing of a readable job left queued
     assert [n for n in os.listdir(store.layout.running) if "+" in n
             and n.split("+")[0] in ids] == []
-    assert [k for k in store.queued() if _readable(store, k.job_id)] == []
+    assert [k for k in store.queue.queued() if _readable(store, k.job_id)] == []

@@ -49,8 +49,8 @@ def test_a_finished_job_is_gone_with_its_index_entries(
     # water joins a second group as a duplicate
     [dup] = store.submit_batch([(spec("water"), WATER_EXPERIMENTAL)], group="other")
     assert dup.duplicate_of == ids["water"]
-    store.request_cancel(ids["methane"])  # a request left over on a finished job
-    before = store.counts()
+    store.cancels.request(ids["methane"])  # a request left over on a finished job
+    before = store.queries.counts()
 
     assert qf(store, "delete", ids["water"], ids["methane"]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -58,24 +58,25 @@ def test_a_finished_job_is_gone_with_its_index_entries(
     assert store.job_ids() == [ids["ammonia"]]
     index = names_under(store.layout.index)
     assert not any(ids["water"] in n or ids["methane"] in n for n in index), index
-    after = store.counts()
+    after = store.queries.counts()
     assert after[Status.COMPLETED] == before[Status.COMPLETED] - 1
     assert after[Status.FAILED] == before[Status.FAILED] - 1
-    assert store.group_ids("camp") == [ids["ammonia"]] and store.group_ids("other") == []
+    assert store.groups.ids("camp") == [ids["ammonia"]] and store.groups.ids("other") == []
     # a rebuild of the index from the folders agrees: nothing left to find
     assert IndexKeeper(store).rebuild().corrupt == []
-    assert store.counts() == after
+    assert store.queries.counts() == after
 
 
 def test_the_same_input_submitted_again_runs_again_at_once(store: JobStore) -> None:
     first = store.submit(spec("water"), input_text=WATER_EXPERIMENTAL)
     finish(store, first.job_id, Status.COMPLETED)
     assert first.input_hash is not None
-    gen, holder = store.dedup_holder(first.input_hash)
-    assert holder == first.job_id and store.holder_state(holder, first.input_hash, gen) == "live"
+    gen, holder = store.dedup.holder(first.input_hash)
+    assert holder == first.job_id
+    assert store.dedup.holder_state(holder, first.input_hash, gen) == "live"
     assert qf(store, "delete", first.job_id) == 0
     # judged dead at once (not "pending": a submitter would wait for the folder)
-    assert store.holder_state(holder, first.input_hash, gen) == "dead"
+    assert store.dedup.holder_state(holder, first.input_hash, gen) == "dead"
     again = store.submit(spec("water"), input_text=WATER_EXPERIMENTAL)  # no wait, no dedup
     assert again.job_id != first.job_id and again.status is Status.QUEUED
 

@@ -42,14 +42,14 @@ def populate(store: JobStore) -> dict[str, str]:
 def answers(store: JobStore) -> dict[str, Any]:
     """Everything the commands ask of the index."""
     return {
-        "counts": store.counts(),
-        "counts_a": store.counts("a"),
-        "counts_b": store.counts("b"),
-        "group_a": store.group_ids("a"),
-        "group_b": store.group_ids("b"),
-        **{f"status_{s.value}": sorted(r.job_id for r in store.select(status=s)  # type: ignore[union-attr]
+        "counts": store.queries.counts(),
+        "counts_a": store.queries.counts("a"),
+        "counts_b": store.queries.counts("b"),
+        "group_a": store.groups.ids("a"),
+        "group_b": store.groups.ids("b"),
+        **{f"status_{s.value}": sorted(r.job_id for r in store.queries.select(status=s)  # type: ignore[union-attr]
                                        ) for s in Status},
-        "holder": store.dedup_holder(input_hash(spec("water")))[1],
+        "holder": store.dedup.holder(input_hash(spec("water")))[1],
     }
 
 
@@ -111,20 +111,20 @@ def test_a_folder_copied_in_by_hand_appears_everywhere(tmp_path: Path,
     first = other.submit_batch([(spec("ammonia", charge=1, uhf=1), AMMONIA)], group="x")
     jid = first[0].record.job_id
     finish(other, jid, Status.COMPLETED)
-    other.join_group(other.read(jid), "y")
+    other.groups.join(other.read(jid), "y")
     shutil.copytree(other.layout.job_dir(jid), store.layout.job_dir(jid))
     assert keeper.refresh() == 0  # no queue marker: it is COMPLETED
     s = fresh(store)
-    assert s.group_ids("x") == [jid] and s.group_ids("y") == [jid]
-    assert s.counts("y")[Status.COMPLETED] == 1
-    assert jid in [r.job_id for r in s.select(status=Status.COMPLETED)]  # type: ignore[union-attr]
-    assert s.dedup_holder(input_hash(spec("ammonia", charge=1, uhf=1)))[1] == jid
+    assert s.groups.ids("x") == [jid] and s.groups.ids("y") == [jid]
+    assert s.queries.counts("y")[Status.COMPLETED] == 1
+    assert jid in [r.job_id for r in s.queries.select(status=Status.COMPLETED)]  # type: ignore[union-attr]
+    assert s.dedup.holder(input_hash(spec("ammonia", charge=1, uhf=1)))[1] == jid
     # a second copy found at the next start-up instead
     second = other.submit(spec("methane", charge=2), input_text=METHANE, group="x")
     shutil.copytree(other.layout.job_dir(second.job_id), store.layout.job_dir(second.job_id))
     report = IndexKeeper(fresh(store)).sync()
     assert report.read == 1 and report.markers_created == 1
-    assert second.job_id in [k.job_id for k in fresh(store).queued()]
+    assert second.job_id in [k.job_id for k in fresh(store).queue.queued()]
 
 
 def test_start_up_reads_only_the_folders_no_index_holds(store: JobStore) -> None:
@@ -140,21 +140,21 @@ def test_crash_between_a_terminal_record_and_its_done_marker(store: JobStore) ->
     running = store.read(job)
     marker = RunningMarker(job, "w-1")
     assert (store.layout.running / marker.name).exists()
-    # the scheduler wrote COMPLETED and died before JobStore.finish made the marker
+    # the scheduler wrote COMPLETED and died before store.queue.finish made the marker
     store.write(running.evolve(status=Status.COMPLETED, finished_at=running.updated_at))
-    assert fresh(store).counts()[Status.COMPLETED] == 1
+    assert fresh(store).queries.counts()[Status.COMPLETED] == 1
     report = IndexKeeper(fresh(store)).sync()
     assert report.indexed == 1
-    assert fresh(store).counts()[Status.COMPLETED] == 2
+    assert fresh(store).queries.counts()[Status.COMPLETED] == 2
 
 
 def test_crash_in_a_join_leaves_the_job_out_of_the_group(store: JobStore) -> None:
     ids = populate(store)
     # the group marker was made, the membership file (the commit point) was not
     (store.layout.group("b") / ids["ammonia"]).touch()
-    assert ids["ammonia"] in store.group_ids("b")
-    assert ids["ammonia"] not in [r.job_id for r in store.select(group="b")]  # type: ignore[union-attr]
-    assert ids["ammonia"] not in store.group_statuses("b")
+    assert ids["ammonia"] in store.groups.ids("b")
+    assert ids["ammonia"] not in [r.job_id for r in store.queries.select(group="b")]  # type: ignore[union-attr]
+    assert ids["ammonia"] not in store.groups.statuses("b")
 
 
 def test_crash_before_the_folder_appears(store: JobStore) -> None:
@@ -165,11 +165,11 @@ def test_crash_before_the_folder_appears(store: JobStore) -> None:
     os.symlink("lost_job", claim)
     (store.layout.group("a")).mkdir(parents=True, exist_ok=True)
     (store.layout.group("a") / "lost_job").touch()
-    assert list(store.select(group="a")) == []
+    assert list(store.queries.select(group="a")) == []
     os.utime(claim, (1e9, 1e9), follow_symlinks=False)  # long ago
     out = store.submit_batch([(spec("methane", charge=2), METHANE)], group="a")
     assert out[0].duplicate_of is None
-    assert [r.job_id for r in store.select(group="a")] == [out[0].record.job_id]  # type: ignore[union-attr]
+    assert [r.job_id for r in store.queries.select(group="a")] == [out[0].record.job_id]  # type: ignore[union-attr]
 
 
 def test_counts_match_the_records(store: JobStore) -> None:
@@ -177,6 +177,6 @@ def test_counts_match_the_records(store: JobStore) -> None:
     truth = dict.fromkeys(Status, 0)
     for rec in store.iter_records():
         truth[rec.status] += 1  # type: ignore[union-attr]
-    assert store.counts() == truth
+    assert store.queries.counts() == truth
     assert set(DONE_STATUSES) == {s.value for s in Status if s.terminal}
     assert HERE.instance == "w-1"

@@ -1,4 +1,4 @@
-"""JobStore.queued() reuses its listing only while that is provably safe."""
+"""JobStore.queue.queued() reuses its listing only while that is provably safe."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from qforge.store import jobstore
+from qforge.store import listings
 from qforge.store.jobstore import JobStore
 
 from .conftest import WATER, water_spec
@@ -19,9 +19,9 @@ def _set_mtime(path: os.PathLike[str], mtime_ns: int) -> None:
 
 def test_a_new_job_is_seen_by_the_next_poll(store: JobStore) -> None:
     a = store.submit(water_spec(), input_text=WATER).job_id
-    assert [k.job_id for k in store.queued()] == [a]
+    assert [k.job_id for k in store.queue.queued()] == [a]
     b = store.submit(water_spec(), input_text=WATER).job_id
-    assert [k.job_id for k in store.queued()] == [a, b]
+    assert [k.job_id for k in store.queue.queued()] == [a, b]
 
 
 def test_a_change_in_the_same_timestamp_tick_is_not_missed(store: JobStore) -> None:
@@ -31,10 +31,10 @@ def test_a_change_in_the_same_timestamp_tick_is_not_missed(store: JobStore) -> N
     a = store.submit(water_spec(), input_text=WATER).job_id
     queue = store.layout.queue
     stamp = os.stat(queue).st_mtime_ns
-    assert [k.job_id for k in store.queued()] == [a]
+    assert [k.job_id for k in store.queue.queued()] == [a]
     b = store.submit(water_spec(), input_text=WATER).job_id
     _set_mtime(queue, stamp)  # as if both changes fell in one tick
-    assert [k.job_id for k in store.queued()] == [a, b]
+    assert [k.job_id for k in store.queue.queued()] == [a, b]
 
 
 def test_an_unchanged_old_folder_is_not_listed_again(store: JobStore,
@@ -42,14 +42,14 @@ def test_an_unchanged_old_folder_is_not_listed_again(store: JobStore,
     a = store.submit(water_spec(), input_text=WATER).job_id
     queue = store.layout.queue
     _set_mtime(queue, time.time_ns() - 5_000_000_000)  # last changed 5 s ago
-    assert [k.job_id for k in store.queued()] == [a]
+    assert [k.job_id for k in store.queue.queued()] == [a]
     calls = []
     real = os.listdir
-    monkeypatch.setattr(jobstore.os, "listdir", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(listings.os, "listdir", lambda p: calls.append(p) or real(p))
     for _ in range(100):
-        assert [k.job_id for k in store.queued()] == [a]
+        assert [k.job_id for k in store.queue.queued()] == [a]
     assert calls == []
-    # ...but never for longer than QUEUE_RELIST_SECONDS
-    monkeypatch.setattr(jobstore, "QUEUE_RELIST_SECONDS", 0.0)
-    assert [k.job_id for k in store.queued()] == [a]
+    # ...but never for longer than RELIST_SECONDS
+    monkeypatch.setattr(listings, "RELIST_SECONDS", 0.0)
+    assert [k.job_id for k in store.queue.queued()] == [a]
     assert calls == [queue]

@@ -15,6 +15,8 @@ from qforge.scheduling.local import LocalExecutor
 from qforge.scheduling.recorder import Inline, WriteBehind
 from qforge.settings import Settings
 from qforge.store.jobstore import Claimed, JobStore
+from qforge.store.listings import Listings
+from qforge.store.queue import Queue
 from qforge_runner.harness import RunConfig
 from qforge_runner.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
@@ -103,12 +105,12 @@ def test_inline_writes_happen_at_once() -> None:
     assert done == [1] and writes.pending() == 0 and writes.drain(0)
 
 
-class GatedStore(JobStore):
-    """A store whose durable writes of terminal records wait for a gate: a disk that
+class GatedQueue(Queue):
+    """A queue whose durable writes of terminal records wait for a gate: a disk that
     takes its time."""
 
-    def __init__(self, root: Path, gate: threading.Event) -> None:
-        super().__init__(root)
+    def __init__(self, store: JobStore, gate: threading.Event) -> None:
+        super().__init__(store.layout, store._records, Listings())
         self.gate = gate
         self.blocked = threading.Event()
 
@@ -116,6 +118,15 @@ class GatedStore(JobStore):
         self.blocked.set()
         self.gate.wait(WAIT)
         super().finish(claimed, record)
+
+
+class GatedStore(JobStore):
+    """A store whose queue is a GatedQueue."""
+
+    def __init__(self, root: Path, gate: threading.Event) -> None:
+        super().__init__(root)
+        self.queue = self.gated = GatedQueue(self, gate)
+        self.blocked = self.gated.blocked
 
 
 def quick_harness(job_dir: Path, spec: Any, config: RunConfig, *,
@@ -190,7 +201,7 @@ def test_until_idle_exits_only_once_every_record_is_written(
         sched.shutdown()
     assert not runner.is_alive()
     assert [store.read(j).status for j in ids] == [Status.FAILED] * 3
-    assert store.running_markers() == []
+    assert store.queue.running_markers() == []
 
 
 def test_a_worker_that_dies_before_writing_running_loses_no_job(store: JobStore) -> None:
@@ -199,11 +210,11 @@ def test_a_worker_that_dies_before_writing_running_loses_no_job(store: JobStore)
     lease is over another worker puts the job back in the queue and runs it."""
     job = store.submit(water_spec(), input_text=WATER).job_id
     settings = Settings.from_env({}, jobs_dir=store.root, lease_seconds=60)
-    key = next(k for k in store.queued() if k.job_id == job)
+    key = next(k for k in store.queue.queued() if k.job_id == job)
     placement = Scheduler(store, LocalExecutor(store, settings), settings,
                           instance="dead")._placement()
-    assert store.claim(key, "dead", placement, write=False) is not None
-    assert store.read(job).status is Status.QUEUED and store.queued() == []
+    assert store.queue.claim(key, "dead", placement, write=False) is not None
+    assert store.read(job).status is Status.QUEUED and store.queue.queued() == []
 
     now = [1000.0]
     launched: list[str] = []

@@ -152,14 +152,14 @@ def test_cancel_of_queued_and_running_jobs(store: JobStore) -> None:
     queued = store.submit(water_spec(), input_text=WATER).job_id
     sched, ex, _ = make(store, cap=1)
     sched.run_once()
-    store.request_cancel(queued)
-    store.request_cancel(running)
+    store.cancels.request(queued)
+    store.cancels.request(running)
     sched.run_once()
     sched.run_once()
     assert ex.cancelled == [running]
     assert store.read(queued).status is Status.CANCELLED
     assert store.read(running).status is Status.CANCELLED
-    assert store.cancel_requests() == []
+    assert store.cancels.pending() == []
     assert queued not in ex.launched
 
 
@@ -178,8 +178,8 @@ def _dead_worker_owns(store: JobStore, job_id: str, attempts: int = 1) -> None:
     other.instance = "dead-worker"
     other.heartbeats.instance = "dead-worker"
     other.heartbeats.beat(1)
-    key = next(k for k in store.queued() if k.job_id == job_id)
-    claimed = store.claim(key, "dead-worker", other._placement())
+    key = next(k for k in store.queue.queued() if k.job_id == job_id)
+    claimed = store.queue.claim(key, "dead-worker", other._placement())
     assert claimed is not None
     store.write(claimed.record.evolve(attempts=attempts))
 
@@ -232,7 +232,7 @@ def test_shutdown_requeues_running_jobs_and_removes_heartbeat(store: JobStore) -
     sched.run_once()
     sched.shutdown()
     assert store.read(job).status is Status.QUEUED
-    assert [k.job_id for k in store.queued()] == [job]
+    assert [k.job_id for k in store.queue.queued()] == [job]
     assert list(store.layout.workers.iterdir()) == []
 
 
@@ -308,7 +308,7 @@ def test_a_submission_to_an_idle_scheduler_is_new_work_at_the_cap_it_is_not(
     assert report.queued == 1 and not sched.new_work(report)
     store.submit(water_spec(), input_text=WATER)
     assert not sched.new_work(report)  # at the cap, a submission cannot start yet
-    store.request_cancel(first)
+    store.cancels.request(first)
     assert sched.new_work(report)  # a cancel is acted on at once, cap or not
     report = sched.run_once()
     assert first in ex.cancelled and not sched.new_work(report)

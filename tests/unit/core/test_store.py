@@ -31,7 +31,7 @@ def test_submit_writes_record_input_and_queue_marker(store: JobStore) -> None:
     for key in ("schema_version", "job_id", "status", "created_at", "updated_at", "started_at",
                 "finished_at", "spec", "result", "error"):
         assert key in data
-    assert [k.job_id for k in store.queued()] == [rec.job_id]
+    assert [k.job_id for k in store.queue.queued()] == [rec.job_id]
     # no staging or temp files left behind
     assert os.listdir(store.layout.incoming) == []
     assert sorted(os.listdir(job_dir)) == ["input.xyz", "metadata.json"]
@@ -49,7 +49,7 @@ def test_queue_order_is_priority_then_fifo(store: JobStore) -> None:
     c = store.submit(water_spec(), input_text=WATER, job_id="c")
     d = store.submit(water_spec(priority=-3), input_text=WATER, job_id="d")
     e = store.submit(water_spec(priority=5), input_text=WATER, job_id="e")
-    assert [k.job_id for k in store.queued()] == [
+    assert [k.job_id for k in store.queue.queued()] == [
         b.job_id, e.job_id, a.job_id, c.job_id, d.job_id]
 
 
@@ -73,37 +73,37 @@ def test_running_markers_follow_the_folder_and_parse_each_name_once(
         return real(cls, name)
 
     monkeypatch.setattr(RunningMarker, "parse", classmethod(counting))
-    assert sorted((m.job_id, m.instance) for m in store.running_markers()) == [
+    assert sorted((m.job_id, m.instance) for m in store.queue.running_markers()) == [
         ("a", "w-1"), ("b", "w-2")]
     assert sorted(parses) == ["a+w-1", "b+w-2", "garbage"]
     # a pass lists the folder several times: names seen before are not parsed again
     (running / "a+w-1").unlink()
     (running / "c+w-1").touch()
     parses.clear()
-    assert sorted(m.job_id for m in store.running_markers()) == ["b", "c"]
-    assert store.running_markers() == store.running_markers()
+    assert sorted(m.job_id for m in store.queue.running_markers()) == ["b", "c"]
+    assert store.queue.running_markers() == store.queue.running_markers()
     assert parses == ["c+w-1"]
 
 
 def test_claim_is_exclusive_and_marks_running(store: JobStore) -> None:
     rec = store.submit(water_spec(), input_text=WATER)
-    key = store.queued()[0]
-    first = store.claim(key, "w-1", HERE)
-    second = store.claim(key, "w-2", HERE)
+    key = store.queue.queued()[0]
+    first = store.queue.claim(key, "w-1", HERE)
+    second = store.queue.claim(key, "w-2", HERE)
     assert first is not None and second is None
     assert first.record.status is Status.RUNNING
     assert first.record.attempts == 1
     assert store.read(rec.job_id).placement == HERE
-    assert store.queued() == []
-    assert [m.job_id for m in store.running_markers()] == [rec.job_id]
+    assert store.queue.queued() == []
+    assert [m.job_id for m in store.queue.running_markers()] == [rec.job_id]
 
 
 def test_stale_marker_of_a_finished_job_is_dropped_on_claim(store: JobStore) -> None:
     rec = store.submit(water_spec(), input_text=WATER)
     store.write(store.read(rec.job_id).evolve(status=Status.COMPLETED))
-    key = store.queued()[0]
-    assert store.claim(key, "w-1", HERE) is None
-    assert store.queued() == [] and store.running_markers() == []
+    key = store.queue.queued()[0]
+    assert store.queue.claim(key, "w-1", HERE) is None
+    assert store.queue.queued() == [] and store.queue.running_markers() == []
 
 
 def test_a_corrupt_record_is_reported_and_skipped(store: JobStore) -> None:
@@ -112,7 +112,7 @@ def test_a_corrupt_record_is_reported_and_skipped(store: JobStore) -> None:
     store.layout.metadata(bad.job_id).write_text("{ not json")
     with pytest.raises(CorruptRecord, match=bad.job_id):
         store.read(bad.job_id)
-    claimed = [store.claim(k, "w", HERE) for k in store.queued()]
+    claimed = [store.queue.claim(k, "w", HERE) for k in store.queue.queued()]
     assert [c.record.job_id for c in claimed if c] == [good.job_id]
     items = list(store.iter_records())
     assert {type(i).__name__ for i in items} == {"JobRecord", "CorruptRecord"}
@@ -132,7 +132,7 @@ def test_index_is_rebuilt_when_missing(store: JobStore) -> None:
     shutil.rmtree(store.layout.index)
     keeper = IndexKeeper(store)
     assert keeper.refresh() == 2
-    assert sorted(k.job_id for k in store.queued()) == sorted(r.job_id for r in recs[1:])
+    assert sorted(k.job_id for k in store.queue.queued()) == sorted(r.job_id for r in recs[1:])
 
 
 def test_rebuild_removes_markers_of_jobs_no_longer_queued(store: JobStore) -> None:
@@ -140,7 +140,7 @@ def test_rebuild_removes_markers_of_jobs_no_longer_queued(store: JobStore) -> No
     store.write(store.read(rec.job_id).evolve(status=Status.FAILED))
     report = IndexKeeper(store).rebuild()
     assert report.markers_removed == 1
-    assert store.queued() == []
+    assert store.queue.queued() == []
 
 
 def test_job_copied_in_by_hand_is_found_by_the_next_refresh(tmp_path: Path,
@@ -150,9 +150,9 @@ def test_job_copied_in_by_hand_is_found_by_the_next_refresh(tmp_path: Path,
     other = JobStore(tmp_path / "other")
     rec = other.submit(water_spec(), input_text=WATER)
     shutil.copytree(other.layout.job_dir(rec.job_id), store.layout.job_dir(rec.job_id))
-    assert store.queued() == []
+    assert store.queue.queued() == []
     assert keeper.refresh() == 1
-    assert [k.job_id for k in store.queued()] == [rec.job_id]
+    assert [k.job_id for k in store.queue.queued()] == [rec.job_id]
     assert keeper.refresh() == 0  # nothing changed: one stat, no reads
 
 
@@ -165,17 +165,17 @@ def test_rebuild_reports_corrupt_records(store: JobStore) -> None:
 
 def test_cancel_request_for_queued_job(store: JobStore) -> None:
     rec = store.submit(water_spec(), input_text=WATER)
-    store.request_cancel(rec.job_id)
-    assert store.cancel_requests() == [rec.job_id]
-    cancelled = store.cancel_queued(store.queued()[0], "w", HERE)
+    store.cancels.request(rec.job_id)
+    assert store.cancels.pending() == [rec.job_id]
+    cancelled = store.queue.cancel_queued(store.queue.queued()[0], "w", HERE)
     final = store.read(rec.job_id)
     assert cancelled == final and final.status is Status.CANCELLED
     assert final.error is not None and final.error.type == "cancelled"
     assert final.error.message == "cancelled by user before it started"
     # its queue marker is gone: a second cancel claims nothing
     key = QueueKey.make(rec.spec.priority, rec.created_ns, rec.job_id)
-    assert store.cancel_queued(key, "w", HERE) is None
-    assert store.cancel_requests() == [] and store.running_markers() == []
+    assert store.queue.cancel_queued(key, "w", HERE) is None
+    assert store.cancels.pending() == [] and store.queue.running_markers() == []
 
 
 # ------------------------------------------------- evolve and reading back what was written

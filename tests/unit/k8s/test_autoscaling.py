@@ -174,7 +174,7 @@ def _launched(store: JobStore, clock: Clock, core: EventCore,
     executor.jobs_listed([], 0.0)
     store.submit(JobSpec(molecule=parse_xyz(WATER), cpu=32), input_text=WATER)
     instance = "k8s.ns.worker_1"
-    claimed = store.claim(store.queued()[0], instance, Placement(
+    claimed = store.queue.claim(store.queue.queued()[0], instance, Placement(
         executor="kubernetes", worker_id="worker_1", instance=instance))
     assert claimed is not None
     executor.launch(claimed)

@@ -120,7 +120,7 @@ def claim(store: JobStore) -> Claimed:
     spec = JobSpec(molecule=parse_xyz(WATER))
     store.submit(spec, input_text=WATER)
     placement = Placement(executor="kubernetes", worker_id="worker_1", instance=INSTANCE)
-    claimed = store.claim(store.queued()[0], INSTANCE, placement)
+    claimed = store.queue.claim(store.queue.queued()[0], INSTANCE, placement)
     assert claimed is not None
     return claimed
 
@@ -275,7 +275,7 @@ def test_a_crash_between_recording_and_the_finalizer_is_swept_at_the_next_listin
     claimed = claim(store)
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
-    store.finish(claimed, claimed.record.evolve(status=Status.COMPLETED))
+    store.queue.finish(claimed, claimed.record.evolve(status=Status.COMPLETED))
     job = executor.batch.jobs[name]
     job["status"] = {"succeeded": 1}
     fresh = make_executor(store)  # a new controller: tracks nothing
@@ -470,7 +470,7 @@ def test_the_runner_job_carries_the_records_group(store: JobStore,
                                                   executor: KubernetesExecutor) -> None:
     store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER, group="campaign-7")
     placement = Placement(executor="kubernetes", worker_id="worker_1", instance=INSTANCE)
-    claimed = store.claim(store.queued()[0], INSTANCE, placement)
+    claimed = store.queue.claim(store.queue.queued()[0], INSTANCE, placement)
     assert claimed is not None and claimed.record.group == "campaign-7"
     executor.launch(claimed)
     (job,) = executor.batch.jobs.values()

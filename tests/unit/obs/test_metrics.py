@@ -163,8 +163,8 @@ def test_runner_pods_by_phase_and_waiting_reason_follow_the_watch() -> None:
 def test_store_gauges_count_queued_and_running_from_the_index(store: JobStore) -> None:
     for _ in range(3):
         store.submit(water_spec(), input_text=WATER)
-    key = store.queued()[0]
-    store.claim(key, "w1", Placement(executor="local"))
+    key = store.queue.queued()[0]
+    store.queue.claim(key, "w1", Placement(executor="local"))
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     assert value(registry, "qforge_jobs", status="queued") == 2
@@ -183,10 +183,10 @@ def test_finished_counts_follow_the_done_markers_off_the_scrape(
     registry = CollectorRegistry()
     registry.register(collector)
     assert value(registry, "qforge_jobs", status="completed") == 0  # the first count
-    for key in store.queued()[:2]:
-        claimed = store.claim(key, "w1", Placement(executor="local"))
+    for key in store.queue.queued()[:2]:
+        claimed = store.queue.claim(key, "w1", Placement(executor="local"))
         assert claimed is not None
-        store.finish(claimed, claimed.record.evolve(status=Status.FAILED, error=JobError(
+        store.queue.finish(claimed, claimed.record.evolve(status=Status.FAILED, error=JobError(
             type=ErrorType.xtb_error, message="x")))
     # the scrape answers at once with the last count and counts again in the background
     monkeypatch.setattr(store_metrics, "REFRESH_MIN_SECONDS", 0.0)
@@ -237,7 +237,7 @@ def test_the_scheduler_reports_starts_finishes_and_passes(store: JobStore) -> No
     sched.run_once()
     assert value(registry, "qforge_jobs_started_total") == 2
     assert value(registry, "qforge_job_queue_wait_seconds_count") == 2
-    store.request_cancel(ids[2])  # still queued: cancelled before it starts
+    store.cancels.request(ids[2])  # still queued: cancelled before it starts
     executor.outcomes = [Outcome(ids[0], error=JobError(type=ErrorType.timeout,
                                                         message="too long")),
                          Outcome(ids[1], error=JobError(type=ErrorType.xtb_error,
