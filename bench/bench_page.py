@@ -137,7 +137,7 @@ def _cached_store(base: Path, jobs: int, rebuild: bool) -> Path:
         log(f"building the store ({jobs} + 100 jobs) under {root}")
         build(root, jobs)
         for group, n in (("small", 100), ("big", jobs)):
-            held = len(JobStore(root).group_ids(group))
+            held = len(JobStore(root).groups.ids(group))
             assert held == n, f"group {group} holds {held} jobs, not {n}"
         ready.touch()
     return root

@@ -159,9 +159,12 @@ class JobSpec(BaseModel):
     cpu: int | None = Field(None, ge=1, le=64)
     memory: str | None = Field(None, description="Kubernetes quantity, e.g. 512Mi or 2Gi")
     priority: int = Field(0, ge=-1000, le=1000)
-    # K; the thermochemistry of hess and ohess (xtb's $thermo temp), unused otherwise
+    # K; the thermochemistry of hess and ohess (xtb's $thermo temp), unused otherwise.
+    # Left out of a record at its default, so records (and the inputs' hashes) of jobs
+    # that do not set it stay as they were before it existed, and older runners read them.
     temperature: float = Field(DEFAULT_TEMPERATURE, ge=1.0, le=10000.0, allow_inf_nan=False,
-                               description="K, for the thermochemistry of hess and ohess")
+                               description="K, for the thermochemistry of hess and ohess",
+                               exclude_if=lambda t: t == DEFAULT_TEMPERATURE)
     name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
 

@@ -214,7 +214,7 @@ class Tables:
             return
         changed = False
         if group_sig != table.group_sig or now_mono - table.checked_mono >= RELIST_SECONDS:
-            members = set(store.group_ids(table.group))
+            members = set(store.groups.ids(table.group))
             for gone in [j for j in table.rows if j not in members]:
                 del table.rows[gone]
                 table.open.discard(gone)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.integration.server.conftest import Server
+from tests.integration.server.conftest import Server, running_server
 
 CHROMIUM = os.environ.get("QFORGE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("QFORGE_BROWSER_ARTIFACTS", "/tmp/qforge-browser-artifacts"))
@@ -51,13 +51,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(jobs=tmp_path / "jobs", home=tmp_path)
-    srv.jobs.mkdir()
-    srv.start()
-    try:
+    with running_server(tmp_path) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @dataclass

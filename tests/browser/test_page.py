@@ -288,7 +288,7 @@ def test_a_viewer_sees_no_cancel_and_forged_cancels_are_refused(
     with httpx.Client(base_url=server.url) as http:
         assert http.post("/api/v1/cancel", json={"job_ids": [ids[1]]},
                          headers={"Origin": "http://evil.example"}).status_code == 401
-    assert not any(store.cancel_requested(i) for i in ids)
+    assert not any(store.cancels.requested(i) for i in ids)
     assert {store.read(i).status for i in ids} == {Status.QUEUED}
 
 

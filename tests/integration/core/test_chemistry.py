@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import re
 import subprocess
@@ -24,13 +23,14 @@ from pathlib import Path
 
 import pytest
 import qcelemental as qcel
-from rdkit import Chem, rdBase
+from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import TOPOLOGY_FILE
 from tests.integration.runner.helpers import direct_output
 from tests.molecules import AMMONIA, CAFFEINE, WATER
+from tests.rdkit_reading import read_sdf
 
 from .conftest import qforge
 
@@ -125,29 +125,6 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Campaign]:
             worker.wait(timeout=30)
         log.close()
     yield Campaign(jobs, ids)
-
-
-def read_sdf(text: str) -> tuple[list[Chem.Mol], list[str]]:
-    """Every record as RDKit reads it, and what RDKit logged meanwhile (warnings too)."""
-    messages: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    rdBase.LogToPythonLogger()
-    logger = logging.getLogger("rdkit")
-    saved = logger.handlers, logger.propagate, logger.level
-    logger.handlers, logger.propagate = [Keep()], False
-    logger.setLevel(logging.DEBUG)
-    try:
-        supplier = Chem.SDMolSupplier()
-        supplier.SetData(text, removeHs=False)
-        mols = list(supplier)
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[1]
-        logger.setLevel(saved[2])
-    return mols, messages
 
 
 def exported(campaign: Campaign, group: str) -> dict[str, Chem.Mol]:

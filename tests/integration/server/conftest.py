@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,14 +118,32 @@ class Server:
                       if "tokens" not in p.parts)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(jobs=tmp_path / "jobs", home=tmp_path)
+@contextmanager
+def running_server(home: Path, *extra: str, env: dict[str, str] | None = None,
+                   ) -> Iterator[Server]:
+    """A server on a new store under `home` (with `env` in its environment), stopped
+    after; it must not have logged a traceback."""
+    srv = Server(jobs=home / "jobs", home=home)
     srv.jobs.mkdir()
-    srv.start()
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        srv.start(*extra)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     try:
         yield srv
     finally:
         srv.stop()
-        log = srv.server_log()
-        assert "Traceback" not in log, f"the server logged a traceback:\n{log}"
+    log = srv.server_log()
+    assert "Traceback" not in log, f"the server logged a traceback:\n{log}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with running_server(tmp_path) as srv:
+        yield srv

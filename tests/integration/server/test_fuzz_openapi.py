@@ -20,7 +20,7 @@ from qforge_runner.molecule import parse_xyz
 from qforge_runner.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL
 
-from .conftest import Server
+from .conftest import Server, running_server
 
 # `make test` runs a budget per route that keeps the tier to about a minute; `make fuzz`
 # (HYPOTHESIS_PROFILE=fuzz) the full one.
@@ -36,24 +36,14 @@ def _ndjson(ctx: object, value: object) -> bytes:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("fuzz")
-    srv = Server(jobs=home / "jobs", home=home)
-    srv.jobs.mkdir()
-    os.environ["API_RATE_BURST"] = "100000"  # the fuzzer is one token asking very often
-    try:
-        srv.start()
-    finally:
-        os.environ.pop("API_RATE_BURST", None)
-    srv.token("fuzzer", "admin")
-    mol = parse_xyz(WATER_EXPERIMENTAL)
-    JobStore(srv.jobs).submit_batch([(JobSpec(molecule=mol, name="water"), mol.to_xyz())],
-                                    group="g", owner="fuzzer")
-    try:
+    # the fuzzer is one token asking very often
+    with running_server(tmp_path_factory.mktemp("fuzz"),
+                        env={"API_RATE_BURST": "100000"}) as srv:
+        srv.token("fuzzer", "admin")
+        mol = parse_xyz(WATER_EXPERIMENTAL)
+        JobStore(srv.jobs).submit_batch([(JobSpec(molecule=mol, name="water"),
+                                          mol.to_xyz())], group="g", owner="fuzzer")
         yield srv
-    finally:
-        srv.stop()
-    log = srv.server_log()
-    assert "Traceback" not in log, f"the server logged a traceback:\n{log}"
 
 
 @pytest.fixture(scope="module")

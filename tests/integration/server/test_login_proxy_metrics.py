@@ -13,7 +13,7 @@ import httpx
 
 from tests.waiting import wait_until
 
-from .conftest import Server, free_port, run_qforge
+from .conftest import Server, free_port, run_qforge, running_server
 
 
 def test_login_keeps_a_0600_profile_and_every_command_then_uses_it(
@@ -63,24 +63,18 @@ def test_a_proxy_user_header_counts_only_when_trusted(tmp_path: Path,
     with httpx.Client(base_url=server.url, timeout=30) as http:
         plain = http.get("/api/v1/whoami", headers={"X-Auth-Request-User": "mallory"})
         assert plain.status_code == 401  # not behind a trusted proxy: a header is nothing
-    proxied = Server(jobs=tmp_path / "jobs2", home=tmp_path)
-    proxied.jobs.mkdir()
-    proxied.start("--trust-proxy-header")
-    try:
-        with httpx.Client(base_url=proxied.url, timeout=30) as http:
-            who = http.get("/api/v1/whoami", headers={"X-Auth-Request-User": "alice"})
-            assert who.json() == {"name": "alice", "role": "submitter"}
-            assert http.get("/api/v1/whoami").status_code == 401
-    finally:
-        proxied.stop()
+    (tmp_path / "proxied").mkdir()
+    with running_server(tmp_path / "proxied", "--trust-proxy-header") as proxied, \
+            httpx.Client(base_url=proxied.url, timeout=30) as http:
+        who = http.get("/api/v1/whoami", headers={"X-Auth-Request-User": "alice"})
+        assert who.json() == {"name": "alice", "role": "submitter"}
+        assert http.get("/api/v1/whoami").status_code == 401
 
 
 def test_metrics_count_requests_by_route_and_code(tmp_path: Path) -> None:
-    srv = Server(jobs=tmp_path / "jobs", home=tmp_path)
-    srv.jobs.mkdir()
     port = free_port()
-    srv.start("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
-    try:
+    with running_server(tmp_path, "--metrics-port", str(port),
+                        "--metrics-address", "127.0.0.1") as srv:
         token = srv.token("m", "viewer")
         with srv.client(token) as http:
             assert http.get("/api/v1/status").status_code == 200
@@ -98,5 +92,3 @@ def test_metrics_count_requests_by_route_and_code(tmp_path: Path) -> None:
         assert ('qforge_http_requests_total{code="404",method="GET",'
                 'route="/api/v1/jobs/{job_id}"} 1.0') in text
         assert 'qforge_http_request_duration_seconds_bucket{le="0.005",method="GET",' in text
-    finally:
-        srv.stop()

@@ -18,7 +18,7 @@ from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import Molecule, parse_xyz
 from tests.molecules import WATER_EXPERIMENTAL
 
-from .conftest import Server
+from .conftest import Server, running_server
 
 
 def molecules(n: int) -> list[Molecule]:
@@ -193,23 +193,9 @@ def test_bad_json_bodies_elsewhere(server: Server) -> None:
 
 
 def test_an_oversized_submission_is_413_and_too_many_requests_429(tmp_path: Path) -> None:
-    srv = Server(jobs=tmp_path / "jobs", home=tmp_path)
-    srv.jobs.mkdir()
-    token = srv.token("bulk", "submitter")
-    import os
-
     small = {"MAX_INPUT_BYTES": "4000", "API_RATE_LIMIT": "0.01", "API_RATE_BURST": "20"}
-    old = {k: os.environ.get(k) for k in small}
-    os.environ.update(small)
-    try:
-        srv.start()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    try:
+    with running_server(tmp_path, env=small) as srv:
+        token = srv.token("bulk", "submitter")
         before = srv.store_files()
         with srv.client(token) as http:
             big = http.post("/api/v1/jobs", content=body(molecules(40)))
@@ -224,9 +210,6 @@ def test_an_oversized_submission_is_413_and_too_many_requests_429(tmp_path: Path
             assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
         with srv.client(srv.token("other", "viewer")) as http:
             assert http.get("/api/v1/whoami").status_code == 200  # per token
-    finally:
-        srv.stop()
-    assert "Traceback" not in srv.server_log()
 
 
 def test_healthz_needs_no_token_and_readyz_says_the_store_is_there(server: Server) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from qforge.service.submission import Pending
 from qforge.store.layout import TOPOLOGY_FILE
 from qforge_runner.molecule import Molecule
 from qforge_runner.spec import JobSpec
+from tests.rdkit_reading import read_sdf
 from tests.unit.inputs.test_submit_cli import Run, run  # noqa: F401 - the fixture
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -35,26 +35,7 @@ def canonical(smiles: str) -> str:
 
 def read_back(record: str) -> tuple[Chem.Mol, list[str]]:
     """The record as RDKit reads it, and what RDKit logged meanwhile (warnings too)."""
-    from rdkit import rdBase
-
-    messages: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
-
-    rdBase.LogToPythonLogger()
-    logger = logging.getLogger("rdkit")
-    saved = logger.handlers, logger.propagate, logger.level
-    logger.handlers, logger.propagate = [Keep()], False
-    logger.setLevel(logging.DEBUG)
-    try:
-        supplier = Chem.SDMolSupplier()
-        supplier.SetData(record, removeHs=False)
-        (mol,) = list(supplier)
-    finally:
-        logger.handlers, logger.propagate = saved[0], saved[1]
-        logger.setLevel(saved[2])
+    (mol,), messages = read_sdf(record)
     assert mol is not None, messages
     return mol, messages
 
