@@ -1,0 +1,241 @@
+"""Fair share in the scheduling core (the executor-independent part both the local
+worker and the Kubernetes controller run), with the unit tier's fake executor."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from qforge.record import Status
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.fairshare import FairQueue, Policy
+from qforge.scheduling.owners import Owners, Tag
+from qforge.settings import Settings, SettingsError
+from qforge.store.jobstore import Claimed, JobStore
+from qforge.store.layout import QueueKey
+
+from .conftest import WATER, water_spec
+from .test_scheduler import FakeExecutor, make, success
+
+
+def submit(store: JobStore, owner: str, n: int, *, group: str | None = None,
+           priority: int = 0) -> list[str]:
+    items = [(water_spec(priority=priority), WATER)] * n
+    done = store.submit_batch(items, group=group or f"{owner}-campaign", force=True,
+                              owner=owner)
+    return [s.record.job_id for s in done]
+
+
+def owner_of(store: JobStore, job_id: str) -> str:
+    return store.read(job_id).owner
+
+
+def running_by_owner(store: JobStore, ex: FakeExecutor) -> Counter[str]:
+    return Counter(owner_of(store, j) for j in ex.running)
+
+
+def turnover(sched: Scheduler, ex: FakeExecutor, launched_at: dict[str, int],
+             step: int) -> list[str]:
+    """End the job that has run longest, then one pass: the jobs it started."""
+    oldest = min(ex.running, key=lambda j: launched_at[j])
+    ex.finish(success(oldest))
+    started = sched.run_once().launched
+    for j in started:
+        launched_at[j] = step
+    return started
+
+
+def test_bob_submitting_after_alices_2000_starts_at_the_next_free_slot(
+        store: JobStore) -> None:
+    alice = submit(store, "alice", 2000)
+    sched, ex, _ = make(store, cap=4)
+    launched_at = {j: 0 for j in sched.run_once().launched}
+    assert list(launched_at) == alice[:4]
+    bob = submit(store, "bob", 10)
+    # the cap is reached: nothing starts until a slot frees, and then it is bob's
+    assert sched.run_once().launched == []
+    step = 1
+    assert turnover(sched, ex, launched_at, step) == [bob[0]]
+    # bob's share is 2 of the 4 slots: every slot that frees goes to whoever is under
+    # their share; alice keeps running throughout, bob's jobs in his order
+    bob_started = [bob[0]]
+    while bob_started != bob:
+        step += 1
+        started = turnover(sched, ex, launched_at, step)
+        assert len(started) == 1
+        if started[0] in bob:
+            bob_started.append(started[0])
+        per_owner = running_by_owner(store, ex)
+        assert per_owner["alice"] >= 2 and per_owner["bob"] <= 2, per_owner
+        assert per_owner["alice"] + per_owner["bob"] == 4
+        # a slot bob frees while he still has queued jobs goes back to him
+        assert per_owner["bob"] == min(2, len(bob) - sum(
+            1 for j in bob if store.read(j).status is Status.COMPLETED))
+    assert bob_started == bob
+    # his 10 jobs ran two at a time, each slot refilled at the turnover that freed it
+    assert step <= 1 + 10 * 4 // 2
+    assert ex.launched[:4] == alice[:4]
+
+
+def test_an_owner_alone_gets_the_whole_cap(store: JobStore) -> None:
+    alice = submit(store, "alice", 10)
+    sched, _ex, _ = make(store, cap=6)
+    assert sched.run_once().launched == alice[:6]
+
+
+@pytest.mark.parametrize(("weights", "want"), [({"alice": 2}, (4, 2)),
+                                                ({"alice": 2, "bob": 1}, (4, 2)),
+                                                ({}, (3, 3))])
+def test_weights_give_shares_over_a_long_run(store: JobStore, weights: dict[str, float],
+                                             want: tuple[int, int]) -> None:
+    alice = submit(store, "alice", 300)
+    bob = submit(store, "bob", 300)
+    sched, ex, _ = make(store, cap=6, fair_share_weights=weights)
+    launched_at = {j: 0 for j in sched.run_once().launched}
+    started: Counter[str] = Counter(owner_of(store, j) for j in launched_at)
+    for step in range(1, 301):
+        for j in turnover(sched, ex, launched_at, step):
+            started[owner_of(store, j)] += 1
+        per_owner = running_by_owner(store, ex)
+        assert abs(per_owner["alice"] - want[0]) <= 1, (step, per_owner)
+        assert abs(per_owner["bob"] - want[1]) <= 1, (step, per_owner)
+    # over the run, jobs started in the ratio of the weights, within one job
+    ratio = want[0] / want[1]
+    assert abs(started["alice"] - ratio * started["bob"]) <= ratio + 1, started
+    assert set(alice) & set(ex.launched) and set(bob) & set(ex.launched)
+
+
+def test_groups_of_one_owner_share_that_owners_slots(store: JobStore) -> None:
+    campaign = submit(store, "alice", 50, group="campaign")
+    quick = submit(store, "alice", 3, group="quick-test")
+    bob = submit(store, "bob", 50, group="bobs")
+    sched, _ex, _ = make(store, cap=4)
+    first = sched.run_once().launched
+    # two slots each for alice and bob; alice's two go one to each of her groups
+    assert sorted(first) == sorted([campaign[0], quick[0], bob[0], bob[1]])
+
+
+def test_priority_orders_within_an_owner_not_across_owners(store: JobStore) -> None:
+    alice_low = submit(store, "alice", 3, group="a1")
+    alice_high = submit(store, "alice", 2, group="a1", priority=10)
+    bob_top = submit(store, "bob", 4, group="b1", priority=100)
+    sched, _ex, _ = make(store, cap=4)
+    first = sched.run_once().launched
+    # bob's priority 100 does not take more than his share; alice's priority 10 runs
+    # before her priority 0
+    assert sorted(first) == sorted(alice_high + bob_top[:2])
+    assert not set(alice_low) & set(first)
+
+
+def test_owner_limit_holds_and_leaves_slots_to_others(store: JobStore) -> None:
+    alice = submit(store, "alice", 20)
+    sched, _ex, _ = make(store, cap=6, owner_max_running=2)
+    assert sched.run_once().launched == alice[:2]  # the other four slots stay free
+    bob = submit(store, "bob", 20)
+    assert sched.run_once().launched == bob[:2]
+    # a per-owner value in OWNER_LIMITS replaces the default for that owner
+    store2 = JobStore(store.root.parent / "jobs2")
+    store2.ensure()
+    carol = submit(store2, "carol", 10)
+    limits = Settings.from_env({"OWNER_LIMITS": '{"carol": {"max_running": 5}}',
+                                "OWNER_MAX_RUNNING": "1"}).owner_limits
+    sched2, _, _ = make(store2, cap=6, owner_max_running=1, owner_limits=limits)
+    assert sched2.run_once().launched == carol[:5]
+
+
+class RacingExecutor(FakeExecutor):
+    """Launching a job here lets another worker's pass run in between (as two
+    workers' passes interleave on a shared store)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(cap)
+        self.between: Scheduler | None = None
+
+    def launch(self, claimed: Claimed) -> None:
+        super().launch(claimed)
+        other, self.between = self.between, None
+        if other is not None:
+            other.run_once()
+
+
+def test_owner_limit_holds_across_two_workers_racing(store: JobStore) -> None:
+    submit(store, "alice", 40)
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=4,
+                                 owner_max_running=3)
+    ex_a, ex_b = RacingExecutor(4), FakeExecutor(4)
+    a = Scheduler(store, ex_a, settings, instance="a")
+    b = Scheduler(store, ex_b, settings, instance="b")
+    a.start()
+    b.start()
+    ex_a.between = b  # a computes alice's count (0), claims one, then b takes its part
+    report = a.run_once()
+    total = len(ex_a.running) + len(ex_b.running)
+    assert total == 3, (ex_a.running, ex_b.running)
+    assert len(store.queue.running_markers()) == 3
+    assert len(report.launched) == 1 and len(ex_b.launched) == 2
+    # the claims given back are QUEUED again, attempts as before
+    queued = [store.read(k.job_id) for k in store.queue.queued()]
+    assert len(queued) == 37 and all(r.status is Status.QUEUED and r.attempts == 0
+                                     for r in queued)
+    # as jobs end, neither worker takes alice past 3
+    for _ in range(10):
+        for ex in (ex_a, ex_b):
+            if ex.running:
+                ex.finish(success(sorted(ex.running)[0]))
+        a.run_once()
+        b.run_once()
+        assert len(ex_a.running) + len(ex_b.running) <= 3
+    assert len(ex_a.running) + len(ex_b.running) == 3
+
+
+def test_a_restart_rebuilds_the_fair_queue_reading_each_record_once(
+        store: JobStore) -> None:
+    alice = submit(store, "alice", 30)
+    bob = submit(store, "bob", 5)
+    sched, ex, _ = make(store, cap=4)
+    sched.run_once()
+    assert sched.owners.reads == 35
+    for _ in range(5):
+        sched.run_once()  # nothing new: no record read again
+    assert sched.owners.reads == 35
+    # a restart: a new scheduler (empty memory) decides as the old one would have
+    sched2, _ex2, _ = make(store, cap=6, instance="other")
+    launched = sched2.run_once().launched
+    assert sched2.owners.reads == 35  # 31 queued and 4 running, once each
+    # alice and bob run 2 each: ties go to the earlier submission (alice's)
+    assert launched == [alice[2], bob[2], alice[3], bob[3], alice[4], bob[4]]
+    assert sorted(ex.launched) == sorted(alice[:2] + bob[:2])
+
+
+def test_a_submission_in_progress_is_taken_in_once_its_record_appears(
+        store: JobStore) -> None:
+    owners = Owners(store.peek)
+    fair = FairQueue(owners)
+    alice = submit(store, "alice", 2)
+    ghost = QueueKey.make(0, 1, "0" * 26)  # a marker whose folder is not there yet
+    keys = [*store.queue.queued(), ghost]
+    fair.sync(keys, 1)
+    assert len(fair) == 2 and fair.queued_by_owner == Counter(alice=2)
+    chooser = fair.chooser({}, {}, Policy())
+    chosen = [chooser.next(), chooser.next(), chooser.next()]
+    assert [c[0].job_id for c in chosen if c] == alice
+    assert chosen[2] is None
+    assert chosen[0] is not None and chosen[0][1] == Tag("alice", "alice-campaign")
+
+
+def test_fair_share_settings_are_checked() -> None:
+    with pytest.raises(SettingsError, match="FAIR_SHARE_WEIGHTS"):
+        Settings.from_env({"FAIR_SHARE_WEIGHTS": '{"alice": 0}'})
+    with pytest.raises(SettingsError, match="FAIR_SHARE_WEIGHTS is not valid JSON"):
+        Settings.from_env({"FAIR_SHARE_WEIGHTS": "alice=2"})
+    with pytest.raises(SettingsError, match="OWNER_LIMITS"):
+        Settings.from_env({"OWNER_LIMITS": '{"alice": {"max_runing": 2}}'})
+    with pytest.raises(SettingsError, match="OWNER_MAX_QUEUED"):
+        Settings.from_env({"OWNER_MAX_QUEUED": "0"})
+    s = Settings.from_env({"FAIR_SHARE_WEIGHTS": '{"alice": 2.5}', "OWNER_MAX_RUNNING": "3",
+                           "OWNER_LIMITS": '{"bob": {"max_queued": 10}}'})
+    policy = Policy.from_settings(s)
+    assert policy.weight("alice") == 2.5 and policy.weight("bob") == 1.0
+    assert policy.running_limit("bob") == 3 and policy.queued_limit("bob") == 10
+    assert policy.queued_limit("alice") is None
