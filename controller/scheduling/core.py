@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from qforge.record import JobRecord, Placement, Status
 from qforge.scheduling.executor import Executor, Outcome, Update
-from qforge.scheduling.fairshare import Chooser, FairQueue, Policy
+from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
 from qforge.scheduling.owners import Owners, Tag
 from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
@@ -88,8 +88,8 @@ class Scheduler:
         # Fair share (scheduling/fairshare.py): who owns each queued and running job,
         # the queue per owner and group, the weights and limits.
         self.owners = Owners(store.peek)
-        self.fair = FairQueue(self.owners)
         self.policy = Policy.from_settings(settings)
+        self.fair = FairQueue(self.owners, self.policy)
         self.wake = threading.Event()
         self._errors_lock = threading.Lock()
         self.writes: Recorder = (
@@ -252,21 +252,21 @@ class Scheduler:
         log.info("Found %d queued jobs", len(keys))
         placement = self._placement()
         running, running_groups = self.owners.running(self.store.queue.running_markers())
-        chooser = self.fair.chooser(running, running_groups, self.policy)
+        self.fair.set_running(running, running_groups)
         while free > 0:
-            chosen = chooser.next()
+            chosen = self.fair.next()
             if chosen is None:
                 break
             key, tag = chosen
             claimed = self.store.queue.claim(key, self.instance, placement,
                                        write=isinstance(self.writes, Inline))
             if claimed is None:
-                chooser.undo(tag)
+                self.fair.undo(tag)
                 continue
-            if not self._within_limit(claimed, tag, chooser):
+            if not self._within_limit(claimed, tag):
                 continue
             if self.store.cancels.requested(key.job_id):
-                chooser.undo(tag)
+                self.fair.undo(tag)
                 self._finish(claimed, claimed.record.cancelled_by_user(started=False))
                 report.cancelled.append(key.job_id)
                 continue
@@ -280,7 +280,7 @@ class Scheduler:
             except Exception as exc:  # one bad job never stops the others
                 log.exception("Could not launch job %s", key.job_id)
                 del self._claimed[key.job_id]
-                chooser.undo(tag)
+                self.fair.undo(tag)
                 self._finish(claimed, claimed.record.evolve(
                     status=Status.FAILED, finished_at=utcnow(),
                     error=JobError(type=ErrorType.infrastructure_error,
@@ -291,7 +291,7 @@ class Scheduler:
             report.queued -= 1
             free -= 1
 
-    def _within_limit(self, claimed: Claimed, tag: Tag, chooser: Chooser) -> bool:
+    def _within_limit(self, claimed: Claimed, tag: Tag) -> bool:
         """With a limit on the owner's running jobs, count them afresh after the claim
         (other workers claim too): over the limit, the claim is given back and the
         owner gets no more slots in this pass. Two workers racing for an owner's last
@@ -306,8 +306,8 @@ class Scheduler:
         log.info("Job %s: %s already runs %d jobs (limit %d): back in the queue",
                  claimed.record.job_id, tag.owner, running[tag.owner] - 1, limit)
         self.store.queue.requeue(claimed.record, claimed.marker, count_attempt=False)
-        chooser.undo(tag)
-        chooser.exclude(tag.owner)
+        self.fair.undo(tag)
+        self.fair.exclude(tag.owner)
         return False
 
     def _requeue_strays(self) -> None:

@@ -217,8 +217,8 @@ def test_a_submission_in_progress_is_taken_in_once_its_record_appears(
     keys = [*store.queue.queued(), ghost]
     fair.sync(keys, 1)
     assert len(fair) == 2 and fair.queued_by_owner == Counter(alice=2)
-    chooser = fair.chooser({}, {}, Policy())
-    chosen = [chooser.next(), chooser.next(), chooser.next()]
+    fair.set_running({}, {})
+    chosen = [fair.next(), fair.next(), fair.next()]
     assert [c[0].job_id for c in chosen if c] == alice
     assert chosen[2] is None
     assert chosen[0] is not None and chosen[0][1] == Tag("alice", "alice-campaign")
@@ -239,3 +239,68 @@ def test_fair_share_settings_are_checked() -> None:
     assert policy.weight("alice") == 2.5 and policy.weight("bob") == 1.0
     assert policy.running_limit("bob") == 3 and policy.queued_limit("bob") == 10
     assert policy.queued_limit("alice") is None
+
+
+def reference_next(queued: dict[str, tuple[QueueKey, Tag]], running: Counter[str],
+                   running_groups: Counter[Tag], policy: Policy) -> tuple[QueueKey, Tag] | None:
+    """The rule, by brute force over every queued job."""
+    best: tuple[tuple[object, ...], QueueKey, Tag] | None = None
+    for key, tag in queued.values():
+        limit = policy.running_limit(tag.owner)
+        if limit is not None and running[tag.owner] >= limit:
+            continue
+        # the owner's first job under the rule: its group with the fewest running, then
+        # the first key; owners by share, then that job
+        mine = [(running_groups[t], k) for k, t in queued.values() if t.owner == tag.owner]
+        group_n, first = min(mine)
+        if (running_groups[tag], key) != (group_n, first):
+            continue
+        rank = (running[tag.owner] / policy.weight(tag.owner), key)
+        if best is None or rank < best[0]:
+            best = (rank, key, tag)
+    return (best[1], best[2]) if best is not None else None
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_the_heaps_choose_as_the_rule_says_through_random_changes(seed: int) -> None:
+    import random
+    rng = random.Random(seed)
+    records: dict[str, dict[str, str]] = {}
+    owners = Owners(lambda job_id: records.get(job_id))
+    policy = Policy(weights={"o0": 2.0, "o1": 0.5}, max_running=5 if seed % 2 else None,
+                    running_limits={"o2": 2})
+    fair = FairQueue(owners, policy, slack=0 if seed % 3 == 0 else 1024)  # 0: rebuilt often
+    queued: dict[str, tuple[QueueKey, Tag]] = {}
+    running: dict[str, Tag] = {}
+    generation = 0
+    for step in range(60):
+        for _ in range(rng.randint(0, 12)):  # submissions
+            job_id = f"j{step:03d}{rng.randint(0, 10**6):07d}"
+            tag = Tag(f"o{rng.randint(0, 4)}", rng.choice([None, "g1", "g2"]))
+            records[job_id] = {"owner": tag.owner, **({"group": tag.group} if tag.group else {})}
+            key = QueueKey.make(rng.choice([0, 0, 0, 5]), step * 100 + rng.randint(0, 99), job_id)
+            queued[job_id] = (key, tag)
+        for job_id in rng.sample(sorted(queued), k=min(len(queued), rng.randint(0, 2))):
+            del queued[job_id]  # cancelled, or claimed by another worker
+        for job_id in rng.sample(sorted(running), k=min(len(running), rng.randint(0, 3))):
+            del running[job_id]  # finished
+        generation += 1
+        fair.sync(sorted(k for k, _ in queued.values()), generation)
+        by_owner = Counter(t.owner for t in running.values())
+        by_group = Counter(running.values())
+        fair.set_running(by_owner, by_group)
+        for _ in range(rng.randint(0, 4)):  # free slots
+            want = reference_next(queued, by_owner, by_group, policy)
+            got = fair.next()
+            assert got == want, (seed, step)
+            if got is None:
+                break
+            key, tag = got
+            del queued[key.job_id]
+            if rng.random() < 0.1:  # the claim was lost to another worker
+                fair.undo(tag)
+                continue
+            running[key.job_id] = tag
+            by_owner[tag.owner] += 1
+            by_group[tag] += 1
+    assert fair.queued_by_owner == Counter(t.owner for _, t in queued.values())
