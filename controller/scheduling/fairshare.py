@@ -22,6 +22,7 @@ with the number of queued jobs nor, beyond a logarithm, with the number of owner
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import Counter
 from collections.abc import Mapping
@@ -71,6 +72,57 @@ class Policy:
             v is not None for v in self.running_limits.values())
 
 
+# A queue key in a heap: its fields first, so heaps compare plain tuples (in C), then
+# the key itself (job ids are unique: never compared).
+Item = tuple[int, int, str, QueueKey]
+
+
+def item(key: QueueKey) -> Item:
+    return (key.rank, key.created_ns, key.job_id, key)
+
+
+class _Run:
+    """One group's queue keys in scheduling order: a sorted list read from `start`.
+    Taking the first is O(1); new keys usually come after the others (first come first
+    served) and are appended; one that comes before (a higher priority) is put in place
+    by bisection, and many at once by one merge (timsort of two sorted runs)."""
+
+    __slots__ = ("items", "start")
+
+    def __init__(self, items: list[Item] | None = None) -> None:
+        self.items: list[Item] = items or []
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.items) - self.start
+
+    def first(self) -> Item | None:
+        return self.items[self.start] if self.start < len(self.items) else None
+
+    def take(self) -> Item:
+        first = self.items[self.start]
+        self.start += 1
+        if self.start > 64 and 2 * self.start > len(self.items):
+            del self.items[:self.start]
+            self.start = 0
+        return first
+
+    def add(self, new: list[Item]) -> None:
+        """Put `new` (sorted) in place."""
+        items = self.items
+        if self.start:
+            del items[:self.start]
+            self.start = 0
+        if not items or new[0] >= items[-1]:
+            items.extend(new)
+        elif len(new) <= 8:
+            for one in new:
+                bisect.insort(items, one)
+        else:
+            items.extend(new)
+            items.sort()
+
+
 class FairQueue:
     """The queue of one scheduler, per owner and group (see the module docstring).
 
@@ -89,18 +141,19 @@ class FairQueue:
         self._generation: int | None = None
         self._live: dict[str, QueueKey] = {}  # job id -> its key, as last listed
         self._tags: dict[str, Tag] = {}  # job id -> tag, of the live keys in heaps
-        self._keys: dict[Tag, list[QueueKey]] = {}  # (owner, group) -> heap of keys
-        self._entries = 0  # keys in all heaps, live or not
+        self._keys: dict[Tag, _Run] = {}  # (owner, group) -> its keys in order
+        self._entries = 0  # keys in all runs, live or not
         self._pending: set[str] = set()  # live, but their record could not be read yet
         self._dirty = False  # keys were taken since the last sync
         self.queued_by_owner: Counter[str] = Counter()
         self.running: Counter[str] = Counter()
         self.running_groups: Counter[Tag] = Counter()
         # owner -> heap of (running in the group, first key, group, version)
-        self._groups: dict[str, list[tuple[int, QueueKey, str | None, int]]] = {}
+        self._groups: dict[str, list[tuple[int, Item, str | None, int]]] = {}
         self._gver: dict[Tag, int] = {}
+        self._gcount: Counter[str] = Counter()  # owner -> groups with a version
         # heap of (running / weight, first key, owner, version)
-        self._owners: list[tuple[float, QueueKey, str, int]] = []
+        self._owners: list[tuple[float, Item, str, int]] = []
         self._over: dict[str, int] = {}
         self._excluded: set[str] = set()
         self._version = 0  # one counter for all entries: a version is never reused
@@ -125,13 +178,18 @@ class FairQueue:
             if tag is not None:
                 touched.add(tag)
         self._pending = set()
-        for key in keys:
+        added: dict[Tag, list[Item]] = {}
+        for key in keys:  # in scheduling order
             # new, changed, unreadable before, or taken by a pass but still listed (its
             # claim was lost or undone)
             if old.get(key.job_id) != key or key.job_id not in self._tags:
                 tag = self._add(key)
                 if tag is not None:
-                    touched.add(tag)
+                    added.setdefault(tag, []).append(item(key))
+        for tag, items in added.items():
+            self._keys.setdefault(tag, _Run()).add(items)
+            self._entries += len(items)
+            touched.add(tag)
         self.owners.prune(live.keys(), len(live))
         if self._entries > 2 * len(self._tags) + self._slack:
             self._compact()
@@ -155,30 +213,30 @@ class FairQueue:
         if key.job_id not in self._tags:
             self.queued_by_owner[tag.owner] += 1
         self._tags[key.job_id] = tag
-        heapq.heappush(self._keys.setdefault(tag, []), key)
-        self._entries += 1
         return tag
 
     def _compact(self) -> None:
-        """Rebuild the key heaps from the live keys (many keys left the queue unseen)."""
-        heaps: dict[Tag, list[QueueKey]] = {}
+        """Rebuild the runs from the live keys (many keys left the queue unseen)."""
+        runs: dict[Tag, list[Item]] = {}
         for job_id, tag in self._tags.items():
-            heaps.setdefault(tag, []).append(self._live[job_id])
-        for heap in heaps.values():
-            heapq.heapify(heap)
-        self._keys = heaps
+            runs.setdefault(tag, []).append(item(self._live[job_id]))
+        for items in runs.values():
+            items.sort()
+        self._keys = {tag: _Run(items) for tag, items in runs.items()}
         self._entries = len(self._tags)
 
-    def _head(self, tag: Tag) -> QueueKey | None:
+    def _head(self, tag: Tag) -> Item | None:
         """The first live key of a group (dropping those that left the queue)."""
-        heap = self._keys.get(tag)
-        while heap:
-            key = heap[0]
-            if self._live.get(key.job_id) == key and self._tags.get(key.job_id) == tag:
-                return key
-            heapq.heappop(heap)
+        run = self._keys.get(tag)
+        if run is None:
+            return None
+        while (first := run.first()) is not None:
+            live = self._live.get(first[2])
+            if (live is first[3] or live == first[3]) and self._tags.get(first[2]) == tag:
+                return first
+            run.take()
             self._entries -= 1
-        self._keys.pop(tag, None)
+        del self._keys[tag]
         return None
 
     def queued_tags(self) -> Mapping[str, Tag]:
@@ -189,6 +247,8 @@ class FairQueue:
     def _refresh_group(self, tag: Tag) -> None:
         """A group's running count or first key changed: its entry, then its owner's."""
         self._version += 1
+        if tag not in self._gver:
+            self._gcount[tag.owner] += 1
         ver = self._gver[tag] = self._version
         head = self._head(tag)
         groups = self._groups.setdefault(tag.owner, [])
@@ -196,16 +256,19 @@ class FairQueue:
             heapq.heappush(groups, (self.running_groups[tag], head, tag.group, ver))
         elif self.running_groups[tag] == 0:
             del self._gver[tag]  # nothing queued or running: forgotten
-        if len(groups) > 4 * len(self._keys) + self._slack:
+            self._gcount[tag.owner] -= 1
+            if not self._gcount[tag.owner]:
+                del self._gcount[tag.owner]
+        if len(groups) > 2 * self._gcount[tag.owner] + min(self._slack, 16):
             groups[:] = [e for e in groups if self._gver.get(Tag(tag.owner, e[2])) == e[3]]
             heapq.heapify(groups)
         self._refresh_owner(tag.owner)
 
-    def _top_group(self, owner: str) -> tuple[int, QueueKey, str | None, int] | None:
+    def _top_group(self, owner: str) -> tuple[int, Item, str | None, int] | None:
         groups = self._groups.get(owner)
         while groups:
             entry = groups[0]
-            if self._gver.get(Tag(owner, entry[2])) == entry[3]:
+            if self._gver.get((owner, entry[2])) == entry[3]:  # type: ignore[call-overload]
                 return entry
             heapq.heappop(groups)
         self._groups.pop(owner, None)
@@ -223,7 +286,7 @@ class FairQueue:
             return
         share = self.running[owner] / self.policy.weight(owner)
         heapq.heappush(self._owners, (share, top[1], owner, ver))
-        if len(self._owners) > 4 * len(self._over) + self._slack:
+        if len(self._owners) > 2 * len(self._over) + min(self._slack, 16):
             self._owners = [e for e in self._owners if self._over.get(e[2]) == e[3]]
             heapq.heapify(self._owners)
 
@@ -232,12 +295,11 @@ class FairQueue:
         groups whose count changed since the last call are placed again (the counts of
         a pass's own launches are already in)."""
         excluded, self._excluded = self._excluded, set()
-        changed = {t for t in by_group.keys() | self.running_groups.keys()
-                   if by_group.get(t, 0) != self.running_groups.get(t, 0)}
-        owners = {o for o in by_owner.keys() | self.running.keys()
-                  if by_owner.get(o, 0) != self.running.get(o, 0)} | excluded
-        self.running = Counter({o: n for o, n in by_owner.items() if n})
-        self.running_groups = Counter({t: n for t, n in by_group.items() if n})
+        # the (key, count) pairs in one and not the other: the keys whose count changed
+        changed = {t for t, _ in by_group.items() ^ self.running_groups.items()}
+        owners = {o for o, _ in by_owner.items() ^ self.running.items()} | excluded
+        self.running = Counter(by_owner)
+        self.running_groups = Counter(by_group)
         for tag in changed:
             self._refresh_group(tag)
             owners.discard(tag.owner)
@@ -255,11 +317,9 @@ class FairQueue:
             if top is None:  # (cannot happen: an owner entry is made from a group's)
                 continue
             tag = Tag(owner, top[2])
-            key = self._head(tag)
-            if key is None:  # (cannot happen: a group's entry is refreshed as it changes)
-                self._refresh_group(tag)
-                continue
-            heapq.heappop(self._keys[tag])
+            # A current group entry names its group's first live key: any change of
+            # that (a sync, a take) placed the group again under a new version.
+            key = self._keys[tag].take()[3]
             self._entries -= 1
             self._forget(key.job_id)
             self._dirty = True

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from qforge.record import UNKNOWN_OWNER
 from qforge.store.layout import RunningMarker
@@ -22,9 +21,9 @@ from qforge.store.layout import RunningMarker
 PRUNE_SLACK = 4096
 
 
-@dataclass(frozen=True, order=True)
-class Tag:
-    """The fair-share identity of a job: its owner and the group it was submitted in."""
+class Tag(NamedTuple):
+    """The fair-share identity of a job: its owner and the group it was submitted in.
+    (A tuple: hashed and compared in C, as the scheduler does many times a pass.)"""
 
     owner: str
     group: str | None = None
