@@ -243,22 +243,22 @@ def test_fair_share_settings_are_checked() -> None:
 
 def reference_next(queued: dict[str, tuple[QueueKey, Tag]], running: Counter[str],
                    running_groups: Counter[Tag], policy: Policy) -> tuple[QueueKey, Tag] | None:
-    """The rule, by brute force over every queued job."""
-    best: tuple[tuple[object, ...], QueueKey, Tag] | None = None
+    """The rule, by brute force over every queued job: each owner's first job is that
+    of their group with the fewest running, then the first key; owners by share, then
+    that job."""
+    firsts: dict[str, tuple[int, QueueKey, Tag]] = {}
     for key, tag in queued.values():
         limit = policy.running_limit(tag.owner)
         if limit is not None and running[tag.owner] >= limit:
             continue
-        # the owner's first job under the rule: its group with the fewest running, then
-        # the first key; owners by share, then that job
-        mine = [(running_groups[t], k) for k, t in queued.values() if t.owner == tag.owner]
-        group_n, first = min(mine)
-        if (running_groups[tag], key) != (group_n, first):
-            continue
-        rank = (running[tag.owner] / policy.weight(tag.owner), key)
-        if best is None or rank < best[0]:
-            best = (rank, key, tag)
-    return (best[1], best[2]) if best is not None else None
+        mine = (running_groups[tag], key, tag)
+        if tag.owner not in firsts or mine[:2] < firsts[tag.owner][:2]:
+            firsts[tag.owner] = mine
+    if not firsts:
+        return None
+    _, key, _, tag = min((running[o] / policy.weight(o), k, o, t)
+                         for o, (_, k, t) in firsts.items())
+    return key, tag
 
 
 @pytest.mark.parametrize("seed", range(24))
