@@ -40,6 +40,16 @@ class FairView:
                 for o in owners if self.running.get(o, 0) or self.queued.get(o)}
 
 
+def owner_lines(counts: Mapping[str, OwnerCount]) -> list[str]:
+    """`qforge status`'s table of running and queued jobs per owner."""
+    if not counts:
+        return []
+    width = max(10, *(len(o) for o in counts))
+    lines = [f"  {'owner':<{width}} {'running':>8} {'queued':>8}"]
+    lines += [f"  {o:<{width}} {c.running:>8} {c.queued:>8}" for o, c in counts.items()]
+    return lines
+
+
 def next_owner(view: FairView) -> str | None:
     """Whose job takes the next free slot: the owner with queued jobs and under their
     limit with the least running work relative to their weight; a tie goes to the

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from qforge.scheduling.fairshare import Policy
-from qforge.scheduling.fairview import FairView, OwnerCount, fair_view, next_owner, waiting_words
+from qforge.scheduling.fairview import (
+    FairView,
+    OwnerCount,
+    fair_view,
+    next_owner,
+    owner_lines,
+    waiting_words,
+)
 from qforge.scheduling.owners import Owners
 from qforge.scheduling.quota import OwnerQuotaExceeded, check_owner_quota, quota_problem
 from qforge.settings import Settings
@@ -108,3 +115,7 @@ def test_fair_view_of_a_store(store: JobStore) -> None:
     assert waiting_words(view, "alice", key) == (
         "alice has 1 of 2 slots; alice's turn is next; position 3 among alice's jobs")
     assert bob[1] in {k.job_id for k in view.queued["bob"]}
+    assert owner_lines(view.counts()) == ["  owner       running   queued",
+                                          "  alice             1        4",
+                                          "  bob               1        1"]
+    assert owner_lines({}) == []
