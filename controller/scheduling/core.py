@@ -87,7 +87,7 @@ class Scheduler:
         self._claimed: dict[str, Claimed] = {}
         # Fair share (scheduling/fairshare.py): who owns each queued and running job,
         # the queue per owner and group, the weights and limits.
-        self.owners = Owners(store.peek)
+        self.owners = Owners.of(store)
         self.policy = Policy.from_settings(settings)
         self.fair = FairQueue(self.owners, self.policy)
         self.wake = threading.Event()

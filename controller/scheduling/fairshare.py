@@ -166,7 +166,9 @@ class FairQueue:
         """Take in the queue as listed (`JobStore.queue.queued()` and its generation):
         nothing to do when the generation has not moved, no record was missing and no
         key was taken since."""
-        if generation == self._generation and not self._pending and not self._dirty:
+        if generation == self._generation and not self._dirty:
+            if self._pending:
+                self._retry_pending()
             return
         self._generation, self._dirty = generation, False
         old = self._live
@@ -180,6 +182,8 @@ class FairQueue:
         self._pending = set()
         added: dict[Tag, list[Item]] = {}
         for key in keys:  # in scheduling order
+            if live[key.job_id] is not key:
+                continue  # two markers of one job (a repair raced a submission): one
             # new, changed, unreadable before, or taken by a pass but still listed (its
             # claim was lost or undone)
             if old.get(key.job_id) != key or key.job_id not in self._tags:
@@ -195,6 +199,21 @@ class FairQueue:
             self._compact()
         for tag in touched:
             self._refresh_group(tag)
+
+    def _retry_pending(self) -> None:
+        """Ask again for the owners of the queued jobs whose record was not there: a
+        submission under way (a marker whose folder never appears is dropped by the
+        index sync after an hour)."""
+        for job_id in list(self._pending):
+            self._pending.discard(job_id)
+            key = self._live.get(job_id)
+            if key is None:
+                continue
+            tag = self._add(key)
+            if tag is not None:
+                self._keys.setdefault(tag, _Run()).add([item(key)])
+                self._entries += 1
+                self._refresh_group(tag)
 
     def _forget(self, job_id: str) -> Tag | None:
         self._pending.discard(job_id)

@@ -88,7 +88,7 @@ def fair_view(store: JobStore, settings: Settings, owners: Owners | None = None)
     """The store's fair-share view now. Reads each queued and running job's record once
     per `owners` cache (a long-lived process passes its own, keeping later calls to
     the records of new jobs; a fresh one reads them all: O(queued + running))."""
-    owners = owners or Owners(store.peek)
+    owners = owners or Owners.of(store)
     running, _ = owners.running(store.queue.running_markers())
     queued: dict[str, list[QueueKey]] = {}
     for key in store.queue.queued():  # in priority/FIFO order

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from qforge.record import UNKNOWN_OWNER
+from qforge.store.jobstore import JobStore
 from qforge.store.layout import RunningMarker
 
 # A cache bigger than this many entries beyond the live ones is pruned.
@@ -40,19 +41,31 @@ def tag_of(data: dict[str, Any]) -> Tag:
 class Owners:
     """job id -> Tag, each record read at most once while it is readable."""
 
-    def __init__(self, peek: Callable[[str], dict[str, Any] | None]) -> None:
+    def __init__(self, peek: Callable[[str], dict[str, Any] | None],
+                 exists: Callable[[str], bool] | None = None) -> None:
+        """`peek`: a job's record as JSON, None when it cannot be read; `exists`:
+        whether its record file is there at all (see `tag`)."""
         self._peek = peek
+        self._exists = exists
         self._tags: dict[str, Tag] = {}
         self.reads = 0  # records read so far (a test and the bench look)
 
+    @classmethod
+    def of(cls, store: JobStore) -> Owners:
+        return cls(store.peek, lambda job_id: store.layout.metadata(job_id).exists())
+
     def tag(self, job_id: str) -> Tag | None:
-        """The job's Tag; None while its record cannot be read (a submission in
-        progress makes its queue marker before its folder appears): asked again later."""
+        """The job's Tag. None while its record is not there (a submission in progress
+        makes its queue marker before its folder appears): asked again later. A record
+        that is there but unreadable gets the unknown owner, not kept: claiming the job
+        reports the damage and drops its marker, as without fair share."""
         tag = self._tags.get(job_id)
         if tag is None:
             self.reads += 1
             data = self._peek(job_id)
             if data is None:
+                if self._exists is not None and self._exists(job_id):
+                    return Tag(UNKNOWN_OWNER)
                 return None
             tag = self._tags[job_id] = tag_of(data)
         return tag

@@ -31,7 +31,7 @@ def quota_problem(owner: str, queued: int, n_new: int, limit: int | None) -> str
 def queued_of(store: JobStore, owner: str, owners: Owners | None = None) -> int:
     """How many jobs of `owner` are queued (each queued record read once per `owners`
     cache: a server keeps one, so a submission reads only records new since the last)."""
-    owners = owners or Owners(store.peek)
+    owners = owners or Owners.of(store)
     n = 0
     for key in store.queue.queued():
         tag = owners.tag(key.job_id)

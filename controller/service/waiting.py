@@ -98,7 +98,7 @@ _OWNERS: dict[str, Owners] = {}
 def owners_cache(store: JobStore) -> Owners:
     key = str(store.layout.root)
     if key not in _OWNERS:
-        _OWNERS[key] = Owners(store.peek)
+        _OWNERS[key] = Owners.of(store)
     return _OWNERS[key]
 
 

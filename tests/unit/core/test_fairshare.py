@@ -3,6 +3,9 @@ worker and the Kubernetes controller run), with the unit tier's fake executor.""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections import Counter
 
 import pytest
@@ -304,3 +307,26 @@ def test_the_heaps_choose_as_the_rule_says_through_random_changes(seed: int) -> 
             by_owner[tag.owner] += 1
             by_group[tag] += 1
     assert fair.queued_by_owner == Counter(t.owner for _, t in queued.values())
+
+
+def test_a_marker_without_its_folder_waits_and_a_damaged_record_is_reported(
+        store: JobStore, caplog: pytest.LogCaptureFixture) -> None:
+    alice = submit(store, "alice", 2)
+    store.layout.metadata(alice[1]).write_text("{ not json")
+    sched, ex, _ = make(store, cap=4)
+    # a submission under way: its queue marker, its folder not yet renamed into place
+    staged = submit(JobStore(store.root.parent / "staging"), "bob", 1)[0]
+    marker = QueueKey.make(0, time.time_ns(), staged)
+    (store.layout.queue / marker.name).touch()
+    with caplog.at_level(logging.INFO, logger="qforge"):
+        sched.run_once()
+    assert ex.launched == [alice[0]]
+    assert [k.job_id for k in store.queue.queued()] == [staged]  # waits for its folder
+    # the damaged record is claimed under the unknown owner and reported, as before
+    assert any(alice[1] in r.message and r.levelno >= logging.ERROR for r in caplog.records)
+    reads = sched.owners.reads
+    sched.run_once()
+    assert sched.owners.reads == reads + 1  # only the missing one is asked again
+    # the folder appears (the submission's rename): bob's job is taken in and starts
+    os.rename(store.root.parent / "staging" / staged, store.layout.job_dir(staged))
+    assert sched.run_once().launched == [staged]
