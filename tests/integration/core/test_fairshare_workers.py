@@ -105,3 +105,23 @@ def test_an_owner_limit_holds_across_two_workers(jobs: Path, start_worker: Start
     # each owner had at most 2 running at any instant, though 6 slots were there
     assert most_at_once(alices) <= 2 and most_at_once(bobs) <= 2
     assert {r.placement.worker_id for r in alices + bobs if r.placement} == {"wa", "wb"}
+
+
+def test_a_submission_past_the_owners_queued_limit_is_refused_whole(jobs: Path) -> None:
+    env = {"LOGNAME": "carol", "USER": "carol", "OWNER_MAX_QUEUED": "2"}
+    three = WATER * 3  # three frames: three molecules
+    out = qforge("submit", "-", "--force", stdin=three, jobs=jobs, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("qforge: error: carol has 0 queued jobs and may have "
+                                  "at most 2: 3 more "
+                                  "jobs refused, nothing was submitted"), out.stderr
+    store = JobStore(jobs)
+    assert store.job_ids() == [] and store.queue.queued() == []
+    assert qforge("submit", "-", "--force", stdin=WATER * 2, jobs=jobs,
+                  env=env).returncode == 0
+    out = qforge("submit", "-", "--force", stdin=WATER, jobs=jobs, env=env)
+    assert out.returncode == 2 and "carol has 2 queued jobs" in out.stderr
+    assert len(store.job_ids()) == 2
+    # another owner has a limit of their own
+    assert qforge("submit", "-", "--force", stdin=WATER, jobs=jobs,
+                  env={**env, "LOGNAME": "dave", "USER": "dave"}).returncode == 0
