@@ -330,3 +330,24 @@ def test_a_marker_without_its_folder_waits_and_a_damaged_record_is_reported(
     # the folder appears (the submission's rename): bob's job is taken in and starts
     os.rename(store.root.parent / "staging" / staged, store.layout.job_dir(staged))
     assert sched.run_once().launched == [staged]
+
+
+def test_shares_and_limits_hold_across_a_controller_restart(store: JobStore) -> None:
+    """The cluster's controller keeps a stable instance name and adopts its runner Jobs
+    at a restart: what it adopted counts against shares and limits at once (the same
+    core as the worker's; the cluster tier's real restart test is not written)."""
+    alice = submit(store, "alice", 10)
+    sched, _, _ = make(store, cap=4, instance="qforge-controller", can_adopt=True,
+                        owner_max_running=3)
+    assert sched.run_once().launched == alice[:3]  # the limit leaves one slot free
+    bob = submit(store, "bob", 10)
+    assert sched.run_once().launched == [bob[0]]
+    # a restart: a new process, the same instance name, the Jobs still running
+    sched2, ex2, _ = make(store, cap=4, instance="qforge-controller", can_adopt=True,
+                          owner_max_running=3)
+    assert ex2.running == set(alice[:3]) | {bob[0]}
+    assert sched2.run_once().launched == []  # the cap is full
+    ex2.finish(success(alice[0]))
+    # alice 2, bob 1: the slot goes to bob (fewer running), not back to alice
+    assert sched2.run_once().launched == [bob[1]]
+    assert sched2.owners.reads == 4 + 16  # each adopted and each queued job read once
