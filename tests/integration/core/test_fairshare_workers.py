@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -125,3 +126,20 @@ def test_a_submission_past_the_owners_queued_limit_is_refused_whole(jobs: Path) 
     # another owner has a limit of their own
     assert qforge("submit", "-", "--force", stdin=WATER, jobs=jobs,
                   env={**env, "LOGNAME": "dave", "USER": "dave"}).returncode == 0
+
+
+def test_weights_two_to_one_with_a_real_worker(jobs: Path, start_worker: Start) -> None:
+    store = JobStore(jobs)
+    store.ensure()
+    alice = submit_as(store, "alice", 40)
+    bob = submit_as(store, "bob", 40)
+    worker = start_worker("--until-idle", "--poll-interval", "0.2", "--max-concurrent", "3",
+                          env={"FAIR_SHARE_WEIGHTS": '{"alice": 2}'})
+    assert worker.wait(timeout=300) == 0
+    records = [store.read(j) for j in alice + bob]
+    assert all(r.status is Status.COMPLETED for r in records)
+    starts = sorted(records, key=lambda r: when(r.started_at))
+    # while both had work queued (the first 60 starts: alice's 40 would run out first at
+    # 2:1), alice started twice as many as bob, within a job or two
+    first = Counter(r.owner for r in starts[:60])
+    assert abs(first["alice"] - 40) <= 2 and abs(first["bob"] - 20) <= 2, first
