@@ -1,7 +1,8 @@
-"""The scheduling core: one pass finds queued jobs, respects the cap and priorities,
-claims, launches, records outcomes, acts on cancel requests and recovers the jobs of
-dead workers. The same core drives the local executor (`qforge worker`) and the
-Kubernetes executor (`qforge controller`).
+"""The scheduling core: one pass finds queued jobs, fills the free slots under the cap
+taking turns between owners (fair share: scheduling/fairshare.py; priority and first
+come first served within an owner's group), claims, launches, records outcomes, acts on
+cancel requests and recovers the jobs of dead workers. The same core drives the local
+executor (`qforge worker`) and the Kubernetes executor (`qforge controller`).
 """
 
 from __future__ import annotations

@@ -65,11 +65,6 @@ class Policy:
     def queued_limit(self, owner: str) -> int | None:
         return self.queued_limits.get(owner, self.max_queued)
 
-    @property
-    def limits_running(self) -> bool:
-        """Whether any owner has a running limit (a claim is then checked afresh)."""
-        return self.max_running is not None or any(
-            v is not None for v in self.running_limits.values())
 
 
 # A queue key in a heap: its fields first, so heaps compare plain tuples (in C), then
