@@ -66,7 +66,6 @@ class Policy:
         return self.queued_limits.get(owner, self.max_queued)
 
 
-
 # A queue key in a heap: its fields first, so heaps compare plain tuples (in C), then
 # the key itself (job ids are unique: never compared).
 Item = tuple[int, int, str, QueueKey]
