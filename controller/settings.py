@@ -15,7 +15,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +36,15 @@ def env_name(setting: str) -> str:
 
 class SettingsError(ValueError):
     """A setting in the environment has a value we cannot use."""
+
+
+class OwnerLimits(BaseModel):
+    """One owner's own limits (OWNER_LIMITS), in place of the defaults for everyone."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_running: int | None = Field(None, ge=1)
+    max_queued: int | None = Field(None, ge=1)
 
 
 class Settings(BaseModel):
@@ -73,6 +82,19 @@ class Settings(BaseModel):
     # text (lines worded as the worker qforge replaces worded them, controller/logs.py)
     # or json (one object per line) (LOG_FORMAT).
     log_format: Literal["text", "json"] = "text"
+
+    # --- fair share between owners (docs/fairshare.md) ---
+    # FAIR_SHARE_WEIGHTS, JSON {"alice": 2, "bob": 1}: an owner's share of the slots is
+    # their weight over the weights of everyone with work; an owner not named weighs 1.
+    fair_share_weights: dict[str, Annotated[float, Field(gt=0, le=1e6)]] = Field(
+        default_factory=dict)
+    # OWNER_MAX_RUNNING: at most this many running jobs per owner (None: no limit);
+    # OWNER_MAX_QUEUED: a submission that would leave an owner more queued jobs is
+    # refused. OWNER_LIMITS, JSON {"alice": {"max_running": 8, "max_queued": 50000}}:
+    # per-owner values in place of those two.
+    owner_max_running: int | None = Field(None, ge=1)
+    owner_max_queued: int | None = Field(None, ge=1)
+    owner_limits: dict[str, OwnerLimits] = Field(default_factory=dict)
 
     # --- the front door (qforge server, docs/server.md) ---
     # Requests a second each token (or proxy user) may make on average (API_RATE_LIMIT),
@@ -147,7 +169,7 @@ class Settings(BaseModel):
             if key in env and env[key] != "":
                 raw = env[key]
                 if name in {"node_selector", "tolerations", "affinity", "runner_pod_annotations",
-                            "image_pull_secrets"}:
+                            "image_pull_secrets", "fair_share_weights", "owner_limits"}:
                     try:
                         values[name] = json.loads(raw)
                     except json.JSONDecodeError as exc:

@@ -73,6 +73,17 @@ class SchedulingMetrics:
             "qforge_scheduling_last_pass_timestamp_seconds",
             "Unix time at which the last scheduling pass ended (0: none yet).",
             registry=registry)
+        # Store-wide, as this scheduler saw it at its last pass (every worker of a store
+        # reports the same numbers: take `max by (owner)`, not a sum).
+        self.owner_running = Gauge(
+            "qforge_owner_running_jobs",
+            "Jobs running in the store, by owner (at this scheduler's last pass).",
+            ["owner"], registry=registry)
+        self.owner_queued = Gauge(
+            "qforge_owner_queued_jobs",
+            "Jobs queued in the store, by owner (at this scheduler's last pass).",
+            ["owner"], registry=registry)
+        self._owners: set[str] = set()
         # Every outcome's series exists from the start (a rate over it is never "no data").
         self.finished.labels(Status.COMPLETED.value.lower(), "none")
         self.finished.labels(Status.CANCELLED.value.lower(), ErrorType.cancelled.value)
@@ -103,3 +114,10 @@ class SchedulingMetrics:
         self.last_pass.set(time.time())
         if report.recovered:
             self.recovered.inc(len(report.recovered))
+        for owner, (running, queued) in report.owners.items():
+            self.owner_running.labels(owner).set(running)
+            self.owner_queued.labels(owner).set(queued)
+        for gone in self._owners - report.owners.keys():  # no job left: no series
+            self.owner_running.remove(gone)
+            self.owner_queued.remove(gone)
+        self._owners = set(report.owners)

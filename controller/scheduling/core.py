@@ -1,7 +1,8 @@
-"""The scheduling core: one pass finds queued jobs, respects the cap and priorities,
-claims, launches, records outcomes, acts on cancel requests and recovers the jobs of
-dead workers. The same core drives the local executor (`qforge worker`) and the
-Kubernetes executor (`qforge controller`).
+"""The scheduling core: one pass finds queued jobs, fills the free slots under the cap
+taking turns between owners (fair share: scheduling/fairshare.py; priority and first
+come first served within an owner's group), claims, launches, records outcomes, acts on
+cancel requests and recovers the jobs of dead workers. The same core drives the local
+executor (`qforge worker`) and the Kubernetes executor (`qforge controller`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 
 from qforge.record import JobRecord, Placement, Status
 from qforge.scheduling.executor import Executor, Outcome, Update
+from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
+from qforge.scheduling.owners import Owners, Tag
 from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
 from qforge.settings import Settings
 from qforge.store.heartbeats import Heartbeats, instance_name, others_may_recover
@@ -47,6 +50,8 @@ class PassReport:
     cancelled: list[str] = field(default_factory=list)
     recovered: list[str] = field(default_factory=list)
     running_anywhere: int = 0
+    # owner -> (running, queued) jobs in the whole store (running: every instance's)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 def make_instance(worker_id: str) -> str:
@@ -81,6 +86,11 @@ class Scheduler:
         self.heartbeats = Heartbeats(store, self.instance, settings.worker_id,
                                      settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
+        # Fair share (scheduling/fairshare.py): who owns each queued and running job,
+        # the queue per owner and group, the weights and limits.
+        self.owners = Owners.of(store)
+        self.policy = Policy.from_settings(settings)
+        self.fair = FairQueue(self.owners, self.policy)
         self.wake = threading.Event()
         self._errors_lock = threading.Lock()
         self.writes: Recorder = (
@@ -221,7 +231,11 @@ class Scheduler:
             active = len(self._claimed)
             self.writes.submit(lambda: self.heartbeats.beat(active))
             self._last_beat = self.clock()
-        report.running_anywhere = len(self.store.queue.running_markers())
+        markers = self.store.queue.running_markers()
+        report.running_anywhere = len(markers)
+        running, _ = self.owners.running(markers)
+        queued = self.fair.queued_by_owner
+        report.owners = {o: (running[o], queued[o]) for o in sorted(set(running) | set(queued))}
         self._health()
         self.last_pass_finished = self.clock()
         self.observer.pass_done(report, time.perf_counter() - began)
@@ -230,6 +244,7 @@ class Scheduler:
     def _launch(self, report: PassReport) -> None:
         keys = self.store.queue.queued()
         report.queued = len(keys)
+        self.fair.sync(keys, self.store.queue.generation)
         if not keys:
             return  # free_slots() may cost an API call (Kubernetes): only when needed
         free = self.executor.free_slots()
@@ -237,14 +252,22 @@ class Scheduler:
             return
         log.info("Found %d queued jobs", len(keys))
         placement = self._placement()
-        for key in keys:
-            if free <= 0:
+        running, running_groups = self.owners.running(self.store.queue.running_markers())
+        self.fair.set_running(running, running_groups)
+        while free > 0:
+            chosen = self.fair.next()
+            if chosen is None:
                 break
+            key, tag = chosen
             claimed = self.store.queue.claim(key, self.instance, placement,
                                        write=isinstance(self.writes, Inline))
             if claimed is None:
+                self.fair.undo(tag)
+                continue
+            if not self._within_limit(claimed, tag):
                 continue
             if self.store.cancels.requested(key.job_id):
+                self.fair.undo(tag)
                 self._finish(claimed, claimed.record.cancelled_by_user(started=False))
                 report.cancelled.append(key.job_id)
                 continue
@@ -258,6 +281,7 @@ class Scheduler:
             except Exception as exc:  # one bad job never stops the others
                 log.exception("Could not launch job %s", key.job_id)
                 del self._claimed[key.job_id]
+                self.fair.undo(tag)
                 self._finish(claimed, claimed.record.evolve(
                     status=Status.FAILED, finished_at=utcnow(),
                     error=JobError(type=ErrorType.infrastructure_error,
@@ -267,6 +291,25 @@ class Scheduler:
             self.observer.job_started(claimed.record)
             report.queued -= 1
             free -= 1
+
+    def _within_limit(self, claimed: Claimed, tag: Tag) -> bool:
+        """With a limit on the owner's running jobs, count them afresh after the claim
+        (other workers claim too): over the limit, the claim is given back and the
+        owner gets no more slots in this pass. Two workers racing for an owner's last
+        slot may both give theirs back; neither ever takes the owner past the limit."""
+        limit = self.policy.running_limit(tag.owner)
+        if limit is None:
+            return True
+        self.owners.remember(claimed.record.job_id, tag)
+        running, _ = self.owners.running(self.store.queue.running_markers())
+        if running[tag.owner] <= limit:
+            return True
+        log.info("Job %s: %s already runs %d jobs (limit %d): back in the queue",
+                 claimed.record.job_id, tag.owner, running[tag.owner] - 1, limit)
+        self.store.queue.requeue(claimed.record, claimed.marker, count_attempt=False)
+        self.fair.undo(tag)
+        self.fair.exclude(tag.owner)
+        return False
 
     def _requeue_strays(self) -> None:
         """Claims of this instance that no job in flight stands behind: an operation

@@ -27,6 +27,7 @@ from qforge.cli import export
 from qforge.ids import validate_job_id
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import JobRecord, Status
+from qforge.scheduling.quota import check_owner_quota
 from qforge.service import submission
 from qforge.service import table as tables_module
 from qforge.service.models import (
@@ -43,7 +44,7 @@ from qforge.service.models import (
 )
 from qforge.service.problems import InvalidMolecules, UsageError
 from qforge.service.progress import Watch
-from qforge.service.waiting import why_waiting
+from qforge.service.waiting import owners_cache, why_waiting
 from qforge.settings import Settings
 from qforge.store.jobstore import (
     CorruptRecord,
@@ -328,6 +329,9 @@ class JobManager:
         if not pending:
             raise InvalidMolecules(bad, len(bad)) if len(bad) == 1 else UsageError(
                 "no valid molecule; nothing was submitted")
+        # past the owner's OWNER_MAX_QUEUED: refused whole, before anything is written
+        check_owner_quota(self.store, self.identity.name, len(pending), self.settings,
+                          owners=owners_cache(self.store))
         what, jobs = submission.write(self.store, pending, validated, group=group,
                                       force=options.force, owner=self.identity.name,
                                       progress=progress)

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 
 from qforge.record import JobRecord, Status
+from qforge.scheduling.fairview import fair_view, waiting_words
+from qforge.scheduling.owners import Owners
 from qforge.settings import Settings
 from qforge.store.heartbeats import beat_ages, others_may_recover
 from qforge.store.jobstore import JobStore
@@ -88,6 +90,31 @@ def waiting_line(store: JobStore, record: JobRecord) -> str:
     return ""
 
 
+# One owner cache per store in this process: a server answering `show` many times reads
+# each queued job's record once, not at every call (scheduling/owners.py).
+_OWNERS: dict[str, Owners] = {}
+
+
+def owners_cache(store: JobStore) -> Owners:
+    key = str(store.layout.root)
+    if key not in _OWNERS:
+        _OWNERS[key] = Owners.of(store)
+    return _OWNERS[key]
+
+
+def fair_line(store: JobStore, record: JobRecord, settings: Settings) -> str | None:
+    """"alice has 3 of 6 slots; bob's turn is next; position 4 among alice's jobs"
+    (reads each queued job's owner once per process: O(queued) the first time)."""
+    owners = owners_cache(store)
+    view = fair_view(store, settings, owners)
+    owners.prune((k.job_id for keys in view.queued.values() for k in keys),
+                 sum(len(keys) for keys in view.queued.values()))
+    key = QueueKey.make(record.spec.priority, record.created_ns, record.job_id)
+    if key not in view.queued.get(record.owner, []):
+        return None
+    return waiting_words(view, record.owner, key)
+
+
 def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[str]:
     lines: list[str] = []
     if store.cancels.requested(record.job_id):
@@ -97,8 +124,12 @@ def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[
     pos = queue_position(store, record)
     if pos:
         lines.append(f"queue position {pos[0]} of {pos[1]} (priority {record.spec.priority}; "
-                     "higher priorities first, then first come first served)")
+                     "a free slot goes to the owner with the fewest running jobs for their "
+                     "share, then higher priorities first, then first come first served)")
         lines.append(cap_line(len(store.queue.running_markers()), settings, cluster=cluster))
+        fair = fair_line(store, record, settings)
+        if fair:
+            lines.append(fair)
     if record.waiting_reason:
         lines.append(record.waiting_reason)
     nobody = nobody_line(settings, beats, cluster=cluster)

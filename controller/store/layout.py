@@ -23,9 +23,10 @@
 
 The markers are an index only: every one of them can be rebuilt from the metadata
 files (the tokens are not markers: they are the only record of who may use the
-server). Queue keys sort in scheduling order (higher priority first, then FIFO by the
-submit time in nanoseconds), so finding the next jobs is one listing of the queue
-folder: O(queued), whatever the number of finished jobs.
+server). Queue keys sort in scheduling order within one owner's group (higher
+priority first, then FIFO by the submit time in nanoseconds; between owners and groups
+the scheduler takes turns, qforge.scheduling.fairshare), so finding the next jobs is one
+listing of the queue folder: O(queued), whatever the number of finished jobs.
 Claiming is `rename(queue/<key>, running/<job_id>+<instance>)`, atomic on local
 filesystems and on NFS: exactly one claimant's rename succeeds.
 """

@@ -61,6 +61,7 @@ class _Keys:
     names: list[str]  # the listing they were parsed from (the very list object)
     keys: list[QueueKey]  # in scheduling order
     parsed: dict[str, QueueKey | None]
+    generation: int = 0  # changes whenever `keys` may have changed
 
 
 class Queue:
@@ -88,8 +89,16 @@ class Queue:
                       for n in names}
             keys = [k for k in parsed.values() if k is not None]
             keys.sort(key=_scheduling_order)
-        self._keys = _Keys(names, keys, parsed)  # one assignment: safe across threads
+        generation = memo.generation if keys is memo.keys else memo.generation + 1
+        self._keys = _Keys(names, keys, parsed, generation)  # one assignment: thread-safe
         return list(keys)
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever the keys `queued()` returned last may have
+        changed: a caller deriving something from them (the fair-share queue) skips
+        the work when it has not moved."""
+        return self._keys.generation
 
     def is_empty(self) -> bool:
         """Whether no job is queued: reads at most one entry of the queue folder."""

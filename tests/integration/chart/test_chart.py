@@ -733,3 +733,31 @@ def test_the_chart_names_the_kubernetes_it_needs(helm: str) -> None:
     assert offline.returncode != 0 and "kubeVersion" in offline.stderr, offline.stderr
     ok = _run(helm, "template", RELEASE, chart, "--kube-version", "1.29.0")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_fair_share_values_reach_the_settings(helm: str, tmp_path: Path) -> None:
+    """fairShare.* become FAIR_SHARE_WEIGHTS, OWNER_MAX_RUNNING, OWNER_MAX_QUEUED and
+    OWNER_LIMITS in the ConfigMap that both the controller and the server read."""
+    values = {"fairShare": {"weights": {"alice": 2, "bob": 1.5},
+                            "maxRunningPerOwner": 10, "maxQueuedPerOwner": 50000,
+                            "ownerLimits": {"carol": {"max_running": 40}}}}
+    docs = render(helm, values=values, tmp=tmp_path)
+    settings = Settings.from_env(one(docs, "ConfigMap")["data"])
+    assert settings.fair_share_weights == {"alice": 2.0, "bob": 1.5}
+    assert settings.owner_max_running == 10 and settings.owner_max_queued == 50000
+    assert settings.owner_limits["carol"].max_running == 40
+    for component in ("controller", "server"):
+        deployment = one(docs, "Deployment", component=component)
+        env_from = deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        assert {"configMapRef": {"name": FULLNAME}} in env_from
+    # by default: equal shares, no limits
+    defaults = Settings.from_env(one(render(helm, tmp=tmp_path), "ConfigMap")["data"])
+    assert defaults.fair_share_weights == {} and defaults.owner_limits == {}
+    assert defaults.owner_max_running is None and defaults.owner_max_queued is None
+    # the schema refuses typos and weights that are not positive
+    for bad in ({"fairShare": {"weight": {"alice": 2}}},
+                {"fairShare": {"weights": {"alice": 0}}},
+                {"fairShare": {"maxRunningPerOwner": 0}},
+                {"fairShare": {"ownerLimits": {"carol": {"max_runing": 4}}}}):
+        result = _template(helm, values=bad, tmp=tmp_path)
+        assert result.returncode != 0 and "fairShare" in result.stderr, (bad, result.stderr)

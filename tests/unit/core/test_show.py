@@ -170,3 +170,14 @@ def test_a_store_a_controller_beats_on_is_a_clusters(store: JobStore) -> None:
     text = _waiting(store, record, settings)
     assert "no controller seems to be running (last heartbeat 120s ago)" in text
     assert "qforge worker" not in text
+
+
+def test_a_queued_job_says_whose_turn_is_next(store: JobStore) -> None:
+    for _ in range(2):
+        store.submit(water_spec(), input_text=WATER, owner="alice")
+    mine = [store.submit(water_spec(), input_text=WATER, owner="bob") for _ in range(3)]
+    text = _waiting(store, mine[2], Settings(jobs_dir=store.layout.root,
+                                             max_concurrent_jobs=6))
+    assert "queue position 5 of 5" in text
+    assert ("bob has 0 of 6 slots; alice's turn is next; position 3 among bob's jobs"
+            in text.splitlines())

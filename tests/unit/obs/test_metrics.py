@@ -258,6 +258,33 @@ def test_the_scheduler_reports_starts_finishes_and_passes(store: JobStore) -> No
     assert store.read(ids[2]).status is Status.CANCELLED
 
 
+def test_running_and_queued_per_owner_follow_the_store(store: JobStore) -> None:
+    alice = [store.submit(water_spec(), input_text=WATER, owner="alice").job_id
+             for _ in range(4)]
+    store.submit(water_spec(), input_text=WATER, owner="bob")
+    registry = CollectorRegistry()
+    executor = _Executor()
+    sched = Scheduler(store, executor, Settings(jobs_dir=store.root, max_concurrent_jobs=2),
+                      observer=SchedulingMetrics(registry))
+    sched.start()
+    sched.run_once()  # one slot each
+    assert value(registry, "qforge_owner_running_jobs", owner="alice") == 1
+    assert value(registry, "qforge_owner_queued_jobs", owner="alice") == 3
+    assert value(registry, "qforge_owner_running_jobs", owner="bob") == 1
+    assert value(registry, "qforge_owner_queued_jobs", owner="bob") == 0
+    for job_id in alice:
+        store.cancels.request(job_id)
+    executor.outcomes = [Outcome(j, error=JobError(type=ErrorType.cancelled,
+                                                   message="cancelled by user"))
+                         for j in executor.running if j in alice]
+    sched.run_once()
+    sched.run_once()
+    # no job of alice's left: her series are gone, not left at their last value
+    owners = {dict(labels)["owner"] for (name, labels) in samples(registry)
+              if name.startswith("qforge_owner_")}
+    assert owners == {"bob"}
+
+
 def test_process_metrics_serve_and_refuse_a_busy_port(store: JobStore) -> None:
     from urllib.request import urlopen
 

@@ -1,0 +1,145 @@
+"""Fair share between owners with real `qforge worker` processes and real xtb (task sp
+on water, the fastest real calculation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from qforge.record import JobRecord, Status
+from qforge.store.jobstore import JobStore
+from qforge_runner.molecule import parse_xyz
+from qforge_runner.spec import JobSpec
+from tests.molecules import CAFFEINE
+from tests.molecules import WATER_EXPERIMENTAL as WATER
+from tests.waiting import wait_until
+
+from .conftest import qforge
+
+Start = Callable[..., subprocess.Popen[str]]
+
+
+def submit_as(store: JobStore, owner: str, n: int, *, molecule: str = WATER,
+              task: str = "sp") -> list[str]:
+    spec = JobSpec(molecule=parse_xyz(molecule), task=task)  # type: ignore[arg-type]
+    done = store.submit_batch([(spec, molecule)] * n, group=f"{owner}-campaign",
+                              force=True, owner=owner)
+    return [s.record.job_id for s in done]
+
+
+def when(stamp: str | None) -> datetime:
+    assert stamp is not None
+    return datetime.fromisoformat(stamp)
+
+
+def most_at_once(records: list[JobRecord]) -> int:
+    """The most of these jobs that were running at one instant (from their records)."""
+    events = sorted([(when(r.started_at), 1) for r in records]
+                    + [(when(r.finished_at), -1) for r in records])  # ends sort first
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_bob_submitting_after_alice_starts_at_the_next_free_slot(
+        jobs: Path, start_worker: Start) -> None:
+    store = JobStore(jobs)
+    store.ensure()
+    alice = submit_as(store, "alice", 300)
+    worker = start_worker("--poll-interval", "0.2", "--max-concurrent", "2")
+    wait_until(lambda: sum(store.read(j).status is Status.COMPLETED for j in alice[:6]) == 6,
+               120, "alice's first jobs to complete")
+    # bob submits through the command line: the OS user owns a local submission
+    env = {"LOGNAME": "bob", "USER": "bob"}
+    bob = [json.loads(qforge("submit", "-", "--task", "sp", "--json", "--force",
+                             stdin=WATER, jobs=jobs, env=env).stdout)["job_id"]
+           for _ in range(3)]
+    wait_until(lambda: all(store.read(j).status is Status.COMPLETED for j in bob), 120,
+               "bob's jobs to complete")
+    os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    bobs = [store.read(j) for j in bob]
+    assert {r.owner for r in bobs} == {"bob"}
+    alices = [store.read(j) for j in alice]
+    submitted = when(bobs[0].created_at)
+    first = min(when(r.started_at) for r in bobs)
+    # at most one slot turnover (a pass already under way: both slots) went to alice
+    # between bob's submission and his first start
+    cut_in = [r for r in alices if r.started_at and submitted < when(r.started_at) < first]
+    assert len(cut_in) <= 2, [r.started_at for r in cut_in]
+    # alice's jobs kept running while bob's ran: her share is the other slot
+    last = max(when(r.finished_at) for r in bobs)
+    during = [r for r in alices if r.started_at and first < when(r.started_at) < last]
+    assert during
+    # and she still had work queued when bob was done: he did not wait for her 300
+    assert any(r.status is Status.QUEUED for r in alices)
+
+
+def test_an_owner_limit_holds_across_two_workers(jobs: Path, start_worker: Start) -> None:
+    store = JobStore(jobs)
+    store.ensure()
+    env = {"OWNER_MAX_RUNNING": "2"}
+    workers = [start_worker("--poll-interval", "0.2", "--max-concurrent", "3",
+                            "--worker-id", name, log_name=f"{name}.log", env=env)
+               for name in ("wa", "wb")]
+    wait_until(lambda: len(list(store.layout.workers.iterdir())) == 2, 60,
+               "both workers to beat")
+    # caffeine optimisations (a few tenths of a second each): both workers are busy
+    alice = submit_as(store, "alice", 12, molecule=CAFFEINE, task="opt")
+    bob = submit_as(store, "bob", 6, molecule=CAFFEINE, task="opt")
+    wait_until(lambda: all(store.read(j).status is Status.COMPLETED for j in alice + bob),
+               300, "every job to complete")
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    alices = [store.read(j) for j in alice]
+    bobs = [store.read(j) for j in bob]
+    assert all(r.attempts == 1 for r in alices + bobs)
+    # each owner had at most 2 running at any instant, though 6 slots were there
+    assert most_at_once(alices) <= 2 and most_at_once(bobs) <= 2
+    assert {r.placement.worker_id for r in alices + bobs if r.placement} == {"wa", "wb"}
+
+
+def test_a_submission_past_the_owners_queued_limit_is_refused_whole(jobs: Path) -> None:
+    env = {"LOGNAME": "carol", "USER": "carol", "OWNER_MAX_QUEUED": "2"}
+    three = WATER * 3  # three frames: three molecules
+    out = qforge("submit", "-", "--force", stdin=three, jobs=jobs, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("qforge: error: carol has 0 queued jobs and may have "
+                                  "at most 2: 3 more "
+                                  "jobs refused, nothing was submitted"), out.stderr
+    store = JobStore(jobs)
+    assert store.job_ids() == [] and store.queue.queued() == []
+    assert qforge("submit", "-", "--force", stdin=WATER * 2, jobs=jobs,
+                  env=env).returncode == 0
+    out = qforge("submit", "-", "--force", stdin=WATER, jobs=jobs, env=env)
+    assert out.returncode == 2 and "carol has 2 queued jobs" in out.stderr
+    assert len(store.job_ids()) == 2
+    # another owner has a limit of their own
+    assert qforge("submit", "-", "--force", stdin=WATER, jobs=jobs,
+                  env={**env, "LOGNAME": "dave", "USER": "dave"}).returncode == 0
+
+
+def test_weights_two_to_one_with_a_real_worker(jobs: Path, start_worker: Start) -> None:
+    store = JobStore(jobs)
+    store.ensure()
+    alice = submit_as(store, "alice", 40)
+    bob = submit_as(store, "bob", 40)
+    worker = start_worker("--until-idle", "--poll-interval", "0.2", "--max-concurrent", "3",
+                          env={"FAIR_SHARE_WEIGHTS": '{"alice": 2}'})
+    assert worker.wait(timeout=300) == 0
+    records = [store.read(j) for j in alice + bob]
+    assert all(r.status is Status.COMPLETED for r in records)
+    starts = sorted(records, key=lambda r: when(r.started_at))
+    # while both had work queued (the first 60 starts: alice's 40 would run out first at
+    # 2:1), alice started twice as many as bob, within a job or two
+    first = Counter(r.owner for r in starts[:60])
+    assert abs(first["alice"] - 40) <= 2 and abs(first["bob"] - 20) <= 2, first
