@@ -13,8 +13,10 @@ from typing import IO
 
 from qforge.cli import render
 from qforge.record import Status
+from qforge.scheduling.fairview import OwnerCount, owner_lines
 from qforge.service.door import Manager
 from qforge.service.models import Overview, Progress
+from qforge.service.problems import UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_NO_JOB = 0, 1, 3
 
@@ -65,11 +67,17 @@ def status_lines(view: Overview) -> list[str]:
 
 
 def status(args: argparse.Namespace, manager: Manager) -> int:
-    view = manager.overview(args.group)
+    if args.owners and args.group is not None:
+        raise UsageError("status: --owners is for the whole store, not one --group")
+    view = manager.overview(args.group, owners=args.owners)
     if args.json:
         render.print_json(view.as_json())
-    else:
-        print("\n".join(status_lines(view)))
+        return EXIT_OK
+    lines = status_lines(view)
+    if view.owners:
+        lines += ["Per owner:", *owner_lines(
+            {o: OwnerCount(r, q) for o, (r, q) in view.owners.items()})]
+    print("\n".join(lines))
     return EXIT_OK
 
 

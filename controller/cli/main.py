@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="counts per status, completion rate, time left")
     st.add_argument("--group", type=_group, help="one group (default: the whole store)")
+    st.add_argument("--owners", action="store_true",
+                    help="also running and queued jobs per owner (the whole store)")
     st.add_argument("--json", action="store_true")
 
     wt = sub.add_parser("wait", help="wait for jobs or a group, with live progress "

@@ -131,11 +131,15 @@ class RemoteManager:
         text = "".join(pieces)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def overview(self, group: str | None = None) -> Overview:
-        data = self._get("/status") if group is None else self._get(f"/groups/{_seg(group)}")
+    def overview(self, group: str | None = None, *, owners: bool = False) -> Overview:
+        data = (self._get("/status", **({"owners": "true"} if owners else {}))
+                if group is None else self._get(f"/groups/{_seg(group)}"))
+        by_owner = data.get("owners")
         return Overview(group=data["group"], counts=data["counts"],
                         finished_in_window=data["finished_in_window"],
-                        window_minutes=data["window_minutes"])
+                        window_minutes=data["window_minutes"],
+                        owners=None if by_owner is None else {
+                            o: (c["running"], c["queued"]) for o, c in by_owner.items()})
 
     def show(self, job_id: str) -> JobView:
         return JobView.model_validate(self._get(f"/jobs/{_seg(job_id)}"))

@@ -257,8 +257,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
         return manager(who).result(job_id, format)
 
     @app.get(f"{API}/status", tags=["groups"])
-    def store_status(who: Who) -> dict[str, Any]:
-        return manager(who).overview(None).as_json()
+    def store_status(who: Who, owners: bool = False) -> dict[str, Any]:
+        return manager(who).overview(None, owners=owners).as_json()
 
     @app.get(f"{API}/groups/{{group}}", tags=["groups"])
     def group_status(who: Who, group: Group) -> dict[str, Any]:

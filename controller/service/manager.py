@@ -121,7 +121,8 @@ class JobManager:
         return out
 
     def overview(self, group: str | None = None,
-                 window_minutes: float = RATE_WINDOW_MINUTES) -> Overview:
+                 window_minutes: float = RATE_WINDOW_MINUTES, *,
+                 owners: bool = False) -> Overview:
         """Counts per status and the rate of finishing: over the window, or over the
         group's life when it is younger (40 jobs done in the first 9 s are 267/min, not
         4/min over 10 min). The whole store from the index alone (done markers are named
@@ -135,7 +136,8 @@ class JobManager:
             recent = sum(1 for s in DONE_STATUSES for n in self.store.queries.done_names(Status(s))
                          if n[:20] >= threshold)
             return Overview(group=None, counts=counts, finished_in_window=recent,
-                            window_minutes=window_minutes)
+                            window_minutes=window_minutes,
+                            owners=self._owner_counts() if owners else None)
         group = validate_group(group)
         self._need_group(group)
         counts = dict.fromkeys(Status, 0)
@@ -150,6 +152,15 @@ class JobManager:
                 recent += 1
         return Overview(group=group, counts=counts, finished_in_window=recent,
                         window_minutes=window_minutes)
+
+    def _owner_counts(self) -> dict[str, tuple[int, int]]:
+        """Running and queued jobs per owner (each queued job's owner is read once per
+        process: O(queued) the first time, then O(new ones); a server keeps them)."""
+        from qforge.scheduling.fairview import fair_view
+        from qforge.service.waiting import owners_cache
+
+        view = fair_view(self.store, self.settings, owners_cache(self.store))
+        return {o: (c.running, c.queued) for o, c in view.counts().items()}
 
     def _group_began_ns(self, group: str) -> int | None:
         """When the group's first member joined (its index markers' oldest mtime)."""

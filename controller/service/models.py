@@ -59,6 +59,8 @@ class Overview(BaseModel):
     counts: dict[Status, int]
     finished_in_window: int
     window_minutes: float  # the window the rate is measured over
+    # owner -> (running, queued), when asked for (`qforge status --owners`)
+    owners: dict[str, tuple[int, int]] | None = None
 
     @property
     def total(self) -> int:
@@ -90,6 +92,8 @@ class Overview(BaseModel):
             "finished_in_window": self.finished_in_window,
             "rate_per_minute": round(self.rate_per_minute, 3),
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
+            **({} if self.owners is None else {"owners": {
+                o: {"running": r, "queued": q} for o, (r, q) in self.owners.items()}}),
         }
 
 

@@ -74,6 +74,10 @@ def test_a_smiles_library_through_the_server_gives_the_local_csv(
         for done in (server.remote(alice, "status", "--group", "lib", "--json"),
                      server.local("status", "--group", "lib", "--json")))
     assert remote_status == local_status and remote_status["finished_in_window"] == 4
+    owners = [json.loads(done.stdout)["owners"] for done in (
+        server.remote(alice, "status", "--owners", "--json"),
+        server.local("status", "--owners", "--json"))]
+    assert owners[0] == owners[1] == {}  # nothing running or queued any more
     for args, code in ((["show", "nosuch_job"], 3), (["wait", "--group", "nope"], 3),
                        (["export", "--format", "csv", "--group", "Bad/Group"], 2),
                        (["delete", listed[1]["job_id"], "../x"], 2)):

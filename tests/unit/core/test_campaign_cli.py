@@ -311,3 +311,32 @@ def test_show_names_every_group_a_job_counts_in(camp: JobStore,
     water = next(camp.queries.select(status=Status.COMPLETED))
     assert qf(camp, "show", water.job_id) == 0  # type: ignore[union-attr]
     assert "Groups:    camp, other" in capsys.readouterr().out
+
+
+def test_status_by_owner_counts_running_and_queued_per_owner(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = JobStore(tmp_path / "jobs")
+    base = parse_xyz(MOLECULES["water"])
+
+    def mols(n: int, shift: float) -> list[tuple[JobSpec, str]]:
+        out = []
+        for i in range(n):
+            moved = base.model_copy(update={"geometry": tuple(
+                (x + shift + 0.001 * i, y, z) for x, y, z in base.geometry)})
+            out.append((JobSpec(molecule=moved, name=f"w{i}"), moved.to_xyz()))
+        return out
+
+    store.submit_batch(mols(3, 0.0), group="a", owner="alice")
+    store.submit_batch(mols(2, 0.5), group="b", owner="bob")
+    assert qf(store, "status", "--owners", "--json") == 0
+    view = json.loads(capsys.readouterr().out)
+    assert view["owners"] == {"alice": {"running": 0, "queued": 3},
+                              "bob": {"running": 0, "queued": 2}}
+    assert qf(store, "status", "--owners") == 0
+    text = capsys.readouterr().out
+    assert "Per owner:" in text and any(
+        line.split() == ["alice", "0", "3"] for line in text.splitlines())
+    assert qf(store, "status", "--owners", "--group", "a") == 2
+    assert "--owners is for the whole store" in capsys.readouterr().err
+    assert qf(store, "status", "--json") == 0
+    assert "owners" not in json.loads(capsys.readouterr().out)
