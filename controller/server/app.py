@@ -37,6 +37,7 @@ from qforge.service.models import (
     ResultView,
     SubmitResult,
 )
+from qforge.service.overview import STATUS_TTL, OverviewCache
 from qforge.service.problems import (
     USER_ERRORS,
     InvalidMolecules,
@@ -72,9 +73,10 @@ def problem_response(problem: Problem, *, instance: str,
 
 class Options:
     def __init__(self, *, trust_proxy_header: bool = False,
-                 progress_interval: float = 0.5) -> None:
+                 progress_interval: float = 0.5, status_ttl: float = STATUS_TTL) -> None:
         self.trust_proxy_header = trust_proxy_header
         self.progress_interval = progress_interval
+        self.status_ttl = status_ttl  # seconds a status overview is shared by readers
 
 
 def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
@@ -84,6 +86,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     auth = Authenticator(tokens, trust_proxy_header=options.trust_proxy_header)
     limiter = RateLimiter(settings.api_rate_limit, settings.api_rate_burst)
     hub = ProgressHub(options.progress_interval)
+    overviews = OverviewCache(options.status_ttl)
     metrics = ServerMetrics()
     app = FastAPI(title="qforge", version="1", openapi_url=f"{API}/openapi.json",
                   docs_url=f"{API}/docs", redoc_url=None,
@@ -155,7 +158,7 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
     Who = Annotated[Identity, Depends(identity)]
 
     def manager(who: Identity) -> JobManager:
-        return JobManager(store, who, settings)
+        return JobManager(store, who, settings, overviews=overviews)
 
     # ------------------------------------------------------------ health
     @app.get("/healthz", tags=["health"])
