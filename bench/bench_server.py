@@ -17,9 +17,14 @@ command on the store itself, in the same run.
 3. Polling: C concurrent clients (each its own token and connection, asyncio with
    httpx.AsyncClient) poll `GET /api/v1/groups/{group}` on the store of part 1 (one
    group of N jobs), each once every P seconds (a poller's interval, randomly phased),
-   for D seconds; against a lone client polling the same route back to back in the same
-   server just before. Targets: no error (every answer 200) and the crowd's median
-   latency within 10x of the lone client's.
+   for D seconds; against a lone client polling the same route 20 times a second (as
+   fast as one token may: API_RATE_LIMIT is 50) in the same server just before. Targets:
+   no error (every answer 200) and the crowd's median latency within 10x of the lone
+   client's. Pollers wait between polls, as real ones do: 200 clients asking again the
+   moment they are answered would make any server's latency 200 times its service time
+   (Little's law), whatever it does. The first answer, before any overview is shared
+   (qforge.service.overview), is timed apart. With --molecules 0, the polled store is
+   built directly: one group of --poll-jobs completed jobs.
 
 Knobs (environment, or the options of the same name): BENCH_SERVER_N (--molecules,
 100000), BENCH_SERVER_EXPORT (--export, 10000), BENCH_SERVER_CLIENTS (--clients, 200),
