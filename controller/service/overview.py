@@ -42,6 +42,7 @@ class OverviewCache:
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._flights: dict[Hashable, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # bumped by clear(): an older computation is not kept
 
     def get(self, key: Hashable, compute: Callable[[], Overview]) -> Overview:
         with self._lock:
@@ -60,8 +61,11 @@ class OverviewCache:
                 entry = self._entries.get(key)
                 if entry is not None and self.clock() - entry.at < self.ttl:
                     return entry.value  # computed while this request waited
+                generation = self._generation
             value = compute()
             with self._lock:
+                if generation != self._generation:
+                    return value  # a write came during the computation: not kept
                 self._entries[key] = _Entry(self.clock(), value)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self.max_entries:
@@ -75,3 +79,4 @@ class OverviewCache:
         """Forget every overview (after a write: the next read computes it afresh)."""
         with self._lock:
             self._entries.clear()
+            self._generation += 1

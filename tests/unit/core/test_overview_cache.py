@@ -105,6 +105,17 @@ def test_the_previous_overview_answers_while_it_is_computed_again() -> None:
     assert queued(cache.get("g", lambda: overview(99))) == 2
 
 
+def test_an_overview_computed_across_a_write_is_not_kept() -> None:
+    cache = OverviewCache(ttl=2.0, clock=Clock())
+
+    def during_a_write() -> Overview:
+        cache.clear()  # a submission through the same door while this one read the store
+        return overview(1)
+
+    assert queued(cache.get("g", during_a_write)) == 1  # its own request is answered
+    assert queued(cache.get("g", lambda: overview(2))) == 2  # but nobody after it
+
+
 def test_a_failed_computation_is_not_kept() -> None:
     cache = OverviewCache(ttl=2.0, clock=Clock())
 
