@@ -42,6 +42,7 @@ from qforge.service.models import (
     SubmitOptions,
     SubmitResult,
 )
+from qforge.service.overview import OverviewCache
 from qforge.service.problems import InvalidMolecules, UsageError
 from qforge.service.progress import Watch
 from qforge.service.waiting import owners_cache, why_waiting
@@ -84,12 +85,19 @@ def _iso_ns(stamp: str | None) -> int:
 class JobManager:
     def __init__(self, store: JobStore, identity: Identity, settings: Settings, *,
                  sleep: Callable[[float], None] = time.sleep,
-                 tables: tables_module.Tables | None = None) -> None:
+                 tables: tables_module.Tables | None = None,
+                 overviews: OverviewCache | None = None) -> None:
         self.store = store
         self.tables = tables or tables_module.Tables(store)
         self.identity = identity
         self.settings = settings
         self.sleep = sleep  # between two polls of `follow` (a test's clock)
+        self.overviews = overviews  # shared by a server's requests; None: always afresh
+
+    def _changed(self) -> None:
+        """A write went through this door: no overview of before it is answered again."""
+        if self.overviews is not None:
+            self.overviews.clear()
 
     # ------------------------------------------------------------ checks
     def _read_allowed(self) -> None:
@@ -126,8 +134,18 @@ class JobManager:
         """Counts per status and the rate of finishing: over the window, or over the
         group's life when it is younger (40 jobs done in the first 9 s are 267/min, not
         4/min over 10 min). The whole store from the index alone (done markers are named
-        by when the job ended), a group from its members' records."""
+        by when the job ended), a group from its members' records; through a server,
+        shared by its readers for a moment (qforge.service.overview)."""
         self._read_allowed()
+        if group is not None:
+            group = validate_group(group)
+            self._need_group(group)
+        if self.overviews is None or owners:
+            return self._overview(group, window_minutes, owners)
+        return self.overviews.get((group, window_minutes),
+                                  lambda: self._overview(group, window_minutes, False))
+
+    def _overview(self, group: str | None, window_minutes: float, owners: bool) -> Overview:
         now = time.time_ns()
         since = now - int(window_minutes * 60e9)
         if group is None:
@@ -138,8 +156,6 @@ class JobManager:
             return Overview(group=None, counts=counts, finished_in_window=recent,
                             window_minutes=window_minutes,
                             owners=self._owner_counts() if owners else None)
-        group = validate_group(group)
-        self._need_group(group)
         counts = dict.fromkeys(Status, 0)
         recent = 0
         began = self._group_began_ns(group)
@@ -349,6 +365,7 @@ class JobManager:
         new = sum(1 for j in jobs if j.duplicate_of is None)
         log.info("%s submitted %d molecule(s) to group %s: %d new", self.identity.name,
                  len(jobs), group, new)
+        self._changed()
         return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what)
 
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
@@ -379,6 +396,7 @@ class JobManager:
                     requested.append((job_id, st))
                 except (JobNotFound, CorruptRecord) as exc:
                     warnings.append(str(exc))
+            self._changed()
             return CancelResult(group=group, requested=requested, already=already,
                                 shared=shared, warnings=warnings)
         ids = list(dict.fromkeys(job_ids))
@@ -398,6 +416,7 @@ class JobManager:
             after = store.cancels.request(record.job_id)
             (out_done if after.status.terminal else out_req).append(
                 (after.job_id, after.status))
+        self._changed()
         return CancelResult(requested=out_req, already=out_done, missing=missing)
 
     def delete(self, job_ids: list[str]) -> Deleted:
@@ -415,6 +434,7 @@ class JobManager:
         for job_id in ids:
             record = self.store.delete(job_id)
             out.append((record.job_id, record.status))
+        self._changed()
         return Deleted(jobs=out)
 
 
