@@ -30,3 +30,19 @@ def test_the_installed_packages_import_by_their_qforge_names() -> None:
     lines = out.stdout.split()
     assert lines[0].endswith("controller/__init__.py")
     assert lines[1].endswith("runner_image/__init__.py")
+
+
+def test_a_laptop_needs_neither_kubernetes_nor_the_server_s_libraries() -> None:
+    """`pip install qforge[cli]`: the remote command line and the Python client import
+    without kopf, the Kubernetes client, FastAPI or uvicorn (each blocked here)."""
+    code = ("import sys\n"
+            "for name in ('kopf', 'kubernetes', 'fastapi', 'uvicorn', 'starlette'):\n"
+            "    sys.modules[name] = None\n"
+            "import qforge.client.remote, qforge.client.api, qforge.cli.campaign, "
+            "qforge.cli.submit\n"
+            "from qforge.cli.main import build_parser\n"
+            "build_parser().parse_args(['submit', 'x.smi'])\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False, cwd="/")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

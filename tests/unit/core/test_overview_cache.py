@@ -151,7 +151,7 @@ def test_the_manager_shares_overviews_and_a_write_through_it_drops_them(
     assert bob.overview("g").counts[Status.QUEUED] == 1
 
     # the worker's change is seen once the TTL has passed ...
-    (job,) = store.group_ids("g")
+    (job,) = store.groups.ids("g")
     finish(store, job, Status.COMPLETED)
     assert bob.overview("g").counts[Status.QUEUED] == 1
     clock.now += 2.5
