@@ -320,9 +320,10 @@ def diagnostics_section(item: Any, report: Any,
     report.sections.append((f"diagnostics of namespace {site.namespace}", text))
 
 
-def submit_direct(site: Site, count: int) -> list[str]:
+def submit_direct(site: Site, count: int, owner: str | None = None) -> list[str]:
     """`count` water jobs written with the store's own submit (the CLI's start-up would
-    dominate at this size), each with the real harness's result for its spec."""
+    dominate at this size), each with the real harness's result for its spec; owned by
+    `owner` when given (else the store's default owner)."""
     from qforge.store.jobstore import JobStore
     from qforge_runner.molecule import parse_xyz
 
@@ -331,7 +332,8 @@ def submit_direct(site: Site, count: int) -> list[str]:
     report = site.results.success(spec)
     ids = []
     for _ in range(count):
-        record = store.submit(spec, input_text=WATER)
+        record = (store.submit(spec, input_text=WATER) if owner is None
+                  else store.submit(spec, input_text=WATER, owner=owner))
         site.write_result(record.job_id, report)
         ids.append(record.job_id)
     return ids
