@@ -53,7 +53,9 @@ def test_bob_submitting_after_alice_starts_at_the_next_free_slot(
         jobs: Path, start_worker: Start) -> None:
     store = JobStore(jobs)
     store.ensure()
-    alice = submit_as(store, "alice", 300)
+    # caffeine (about 0.3 s a job): her 300 outlast bob's three submissions and runs on a
+    # machine of any speed (300 waters could all be done before bob is; CI saw it)
+    alice = submit_as(store, "alice", 300, molecule=CAFFEINE)
     worker = start_worker("--poll-interval", "0.2", "--max-concurrent", "2")
     wait_until(lambda: sum(store.read(j).status is Status.COMPLETED for j in alice[:6]) == 6,
                120, "alice's first jobs to complete")
