@@ -73,6 +73,15 @@ class JobRecord(BaseModel):
     # Who submitted it: the token's name through the server, the OS user locally
     # (qforge.auth). A record written before owners existed reads as "unknown".
     owner: str = Field(UNKNOWN_OWNER, min_length=1, max_length=MAX_OWNER_LENGTH)
+    # The molecule it computes (docs/ensembles.md): the conformers of one molecule, and
+    # the follow-up steps on them, share this key. None for a record written before
+    # ensembles existed, which is a molecule of its own.
+    # Neither is written when unset, so older records are written back byte for byte.
+    molecule: str | None = Field(None, min_length=1, max_length=MAX_OWNER_LENGTH,
+                                 exclude_if=lambda m: m is None)
+    # The jobs it waits for (a follow-up step): it is not queued for the cap until they
+    # are done; one of them FAILED or CANCELLED ends it as CANCELLED (docs/ensembles.md).
+    depends_on: tuple[str, ...] = Field((), exclude_if=lambda d: not d)
 
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with changes applied and `updated_at` bumped (the model is frozen).
