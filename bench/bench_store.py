@@ -99,6 +99,9 @@ class IdleExecutor:
     def collect(self) -> list[Outcome]:
         return []
 
+    def holding(self) -> set[str]:
+        return set()
+
     def active(self) -> set[str]:
         return set()
 

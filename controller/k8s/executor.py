@@ -367,6 +367,11 @@ class KubernetesExecutor:
         with self._lock:
             return set(self._tracked)
 
+    def holding(self) -> set[str]:
+        # A Job's outcome is collected in the pass that follows its pod's end, before
+        # that pass launches: the collected ones are what the fair share leaves out.
+        return self.active()
+
     def collect(self) -> list[Outcome]:
         """Outcomes of the tracked Jobs that changed; and the finalizers of the outcomes
         the scheduler recorded since the last call come off."""

@@ -252,7 +252,7 @@ class Scheduler:
             return
         log.info("Found %d queued jobs", len(keys))
         placement = self._placement()
-        running, running_groups = self.owners.running(self.store.queue.running_markers())
+        running, running_groups = self.owners.running(self._holding_slots())
         self.fair.set_running(running, running_groups)
         while free > 0:
             chosen = self.fair.next()
@@ -291,6 +291,18 @@ class Scheduler:
             self.observer.job_started(claimed.record)
             report.queued -= 1
             free -= 1
+
+    def _holding_slots(self) -> list[RunningMarker]:
+        """The running markers of the jobs that hold a slot now, what the fair share
+        counts: every other instance's, and of this one's only the jobs its executor
+        still calculates. A job of ours whose calculation has ended keeps its marker
+        until its outcome is written (behind the pass, for the local worker); counted,
+        it would hand the slot it freed to the other owner, and the shares would drift
+        by several jobs (tests/integration/core/test_fairshare_workers.py)."""
+        holding = self.executor.holding()
+        return [m for m in self.store.queue.running_markers()
+                if m.instance != self.instance
+                or (m.job_id in self._claimed and m.job_id in holding)]
 
     def _within_limit(self, claimed: Claimed, tag: Tag) -> bool:
         """With a limit on the owner's running jobs, count them afresh after the claim

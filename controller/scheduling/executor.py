@@ -77,6 +77,12 @@ class Executor(Protocol):
         """Ids of the jobs launched here and not yet collected."""
         ...
 
+    def holding(self) -> set[str]:
+        """Ids of the jobs launched here that hold a slot now (those `free_slots()`
+        counts): `active()` less any whose calculation has ended but whose outcome is
+        not collected yet (a local job saving its results)."""
+        ...
+
     def shutdown(self) -> list[Outcome]:
         """Stop everything (the scheduler is exiting) and return the final outcomes."""
         ...

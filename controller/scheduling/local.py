@@ -110,6 +110,10 @@ class LocalExecutor:
         with self._lock:
             return set(self._running)
 
+    def holding(self) -> set[str]:
+        with self._lock:
+            return set(self._calculating)
+
     def collect(self) -> list[Outcome]:
         with self._lock:
             done = [(jid, f) for jid, (f, _) in self._running.items() if f.done()]

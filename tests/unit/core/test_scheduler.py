@@ -65,6 +65,9 @@ class FakeExecutor:
     def active(self) -> set[str]:
         return set(self.running)
 
+    def holding(self) -> set[str]:
+        return set(self.running)
+
     def shutdown(self) -> list[Outcome]:
         out = [Outcome(j, requeue=True) for j in sorted(self.running)]
         self.running.clear()

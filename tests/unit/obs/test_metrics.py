@@ -217,6 +217,7 @@ class _Executor:
     def updates(self) -> list[Any]: return []
     def cancel(self, job_id: str) -> bool: return False
     def active(self) -> set[str]: return set(self.running)
+    def holding(self) -> set[str]: return set(self.running)
     def shutdown(self) -> list[Outcome]: return []
 
     def collect(self) -> list[Outcome]:
