@@ -19,12 +19,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from qforge.k8s import naming
 from qforge_runner.atomic import write_text_atomic
@@ -449,40 +450,86 @@ def holds_a_slot_until_counted(job: dict[str, Any]) -> bool:
                    for c in status.get("conditions") or [])
 
 
-class JobWatch:
-    """A kubernetes-client watch on the namespace's qforge Jobs, in a thread.
+class ListWatch:
+    """A kubernetes-client watch on the namespace's qforge objects of one kind ("jobs"
+    or "pods"), in a thread: lists once, then watches from that resourceVersion (no
+    gap), handing every object to `_apply(event type, object)` in order. A failure of
+    the watch is kept in `error` for the test to assert on."""
 
-    Lists once, then watches from that resourceVersion (no gap), and after every event
-    counts the unfinished qforge Jobs: `max_unfinished` is the most it ever saw at once.
-    `on_added` is called (in the watch thread) for each Job the first time it is seen.
-    """
+    kind = ""  # "jobs" | "pods"
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.namespace = namespace
+        self._list = (client.BatchV1Api(api_client).list_namespaced_job
+                      if self.kind == "jobs"
+                      else client.CoreV1Api(api_client).list_namespaced_pod)
+        self._api_client = api_client
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{self.kind}-watch",
+                                        daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        wait_until(self._ready.is_set, 30, f"the {self.kind} watch to start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _apply(self, event: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        selector = naming.selector()
+        try:
+            listed = self._api_client.sanitize_for_serialization(self._list(
+                self.namespace, label_selector=selector))
+            for item in listed.get("items") or []:
+                self._apply("ADDED", item)
+            rv = listed["metadata"]["resourceVersion"]
+            self._ready.set()
+            while not self._stop.is_set():
+                w = watch.Watch()
+                for event in w.stream(self._list, self.namespace,
+                                      label_selector=selector, resource_version=rv,
+                                      timeout_seconds=2, allow_watch_bookmarks=True):
+                    obj = event["raw_object"]
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch error: {obj}")
+                    rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._apply(event["type"], obj)
+                    if self._stop.is_set():
+                        w.stop()
+        except BaseException as exc:  # reported by the test through .error
+            self.error = exc
+            self._ready.set()
+
+
+class JobWatch(ListWatch):
+    """The namespace's qforge Jobs: after every event, counts the unfinished ones;
+    `max_unfinished` is the most it ever saw at once. `on_added` is called (in the
+    watch thread) for each Job the first time it is seen."""
+
+    kind = "jobs"
 
     def __init__(self, api_client: Any, namespace: str,
                  on_added: Callable[[dict[str, Any]], None] | None = None) -> None:
-        from kubernetes import client
-
-        self.batch = client.BatchV1Api(api_client)
-        self.namespace = namespace
+        super().__init__(api_client, namespace)
         self.on_added = on_added
         self.jobs: dict[str, dict[str, Any]] = {}
         self.names_by_job_id: dict[str, set[str]] = {}
         self.max_unfinished = 0
         self.max_unfinished_until_counted = 0  # the stricter reading, printed by tests
         self.events = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="job-watch", daemon=True)
-        self._ready = threading.Event()
-
-    def __enter__(self) -> JobWatch:
-        self._thread.start()
-        wait_until(self._ready.is_set, 30, "the Job watch to start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
 
     def unfinished(self) -> int:
         with self._lock:
@@ -492,11 +539,11 @@ class JobWatch:
         with self._lock:
             return len(self.jobs)
 
-    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+    def _apply(self, event: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
         with self._lock:
-            new = name not in self.jobs and kind != "DELETED"
-            if kind == "DELETED":
+            new = name not in self.jobs and event != "DELETED"
+            if event == "DELETED":
                 self.jobs.pop(name, None)
             else:
                 self.jobs[name] = obj
@@ -511,33 +558,52 @@ class JobWatch:
         if new and self.on_added is not None:
             self.on_added(obj)
 
-    def _run(self) -> None:
-        from kubernetes import watch
 
-        selector = naming.selector()
-        try:
-            listed = self.batch.api_client.sanitize_for_serialization(
-                self.batch.list_namespaced_job(self.namespace, label_selector=selector))
-            for item in listed.get("items") or []:
-                self._apply("ADDED", item)
-            rv = listed["metadata"]["resourceVersion"]
-            self._ready.set()
-            while not self._stop.is_set():
-                w = watch.Watch()
-                for event in w.stream(self.batch.list_namespaced_job, self.namespace,
-                                      label_selector=selector, resource_version=rv,
-                                      timeout_seconds=2, allow_watch_bookmarks=True):
-                    obj = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        raise RuntimeError(f"watch error: {obj}")
-                    rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._apply(event["type"], obj)
-                    if self._stop.is_set():
-                        w.stop()
-        except BaseException as exc:  # reported by the test through .error
-            self.error = exc
-            self._ready.set()
+class PodWatch(ListWatch):
+    """The namespace's runner pods, per owner (`owner_of`: job id -> owner): the pods
+    alive (not yet Succeeded or Failed) and the most alive at once; `at_start`, the
+    pods alive per owner each time a new pod appears (that pod included); `states`,
+    each time those counts changed: how many pods had appeared by then, and the
+    counts. Pods, not
+    Jobs: the controller takes a job as ended when its pod has ended, a second or more
+    before the Job controller counts it in the Job's status (controller/k8s/status.py),
+    so counting Jobs would count ended work."""
+
+    kind = "pods"
+
+    def __init__(self, api_client: Any, namespace: str, owner_of: dict[str, str]) -> None:
+        super().__init__(api_client, namespace)
+        self.owner_of = owner_of
+        self.alive: dict[str, str] = {}  # pod name -> owner
+        self.pods_by_job_id: dict[str, set[str]] = {}
+        self.max_by_owner: Counter[str] = Counter()
+        self.at_start: list[Counter[str]] = []  # in the order the pods appeared
+        self.start_owners: list[str] = []  # the owner of each new pod, in that order
+        self.states: list[tuple[int, Counter[str]]] = []
+
+    def _apply(self, event: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        job_id = naming.job_id_from_metadata(obj["metadata"]) or "?"
+        with self._lock:
+            seen = job_id in self.pods_by_job_id and name in self.pods_by_job_id[job_id]
+            self.pods_by_job_id.setdefault(job_id, set()).add(name)
+            ended = (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if event == "DELETED" or ended:
+                self.alive.pop(name, None)
+            else:
+                self.alive[name] = self.owner_of.get(job_id, "?")
+            alive = Counter(self.alive.values())
+            for owner, n in alive.items():
+                self.max_by_owner[owner] = max(self.max_by_owner[owner], n)
+            if not seen and name in self.alive:
+                self.at_start.append(alive)
+                self.start_owners.append(self.alive[name])
+            if not self.states or self.states[-1][1] != alive:
+                self.states.append((len(self.at_start), alive))
+
+    def starts(self) -> int:
+        with self._lock:
+            return len(self.at_start)
 
 
 def api_client(cluster: ControlPlane) -> Any:

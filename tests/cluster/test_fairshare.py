@@ -23,6 +23,7 @@ from tests.cluster.helpers import (
     RUN_FOR,
     RUN_FOR_MAX,
     JobWatch,
+    PodWatch,
     Site,
     holds_a_slot,
     submit_direct,
@@ -34,77 +35,6 @@ pytestmark = pytest.mark.cluster
 CAP = 4
 # pods live 2 to 4 s, drawn per pod: the slots free at scattered moments
 LIFETIME = {RUN_FOR: "2s", RUN_FOR_MAX: "4s"}
-
-
-class PodWatch:
-    """A kubernetes-client watch on the namespace's runner pods, in a thread (from a
-    consistent list onwards, like JobWatch): per owner, the most pods alive at once (not
-    yet Succeeded or Failed). Pods, not Jobs: the controller takes a job as ended when
-    its pod has ended, a second or more before the Job controller counts it in the Job's
-    status (controller/k8s/status.py), so counting Jobs would count ended work."""
-
-    def __init__(self, api_client: Any, namespace: str, owner_of: dict[str, str]) -> None:
-        from kubernetes import client
-
-        self.core = client.CoreV1Api(api_client)
-        self.namespace = namespace
-        self.owner_of = owner_of
-        self.alive: dict[str, str] = {}  # pod name -> owner
-        self.pods_by_job_id: dict[str, set[str]] = {}
-        self.max_by_owner: Counter[str] = Counter()
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-watch", daemon=True)
-
-    def __enter__(self) -> PodWatch:
-        self._thread.start()
-        wait_until(self._ready.is_set, 30, "the pod watch to start")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=15)
-
-    def _apply(self, kind: str, pod: dict[str, Any]) -> None:
-        name = pod["metadata"]["name"]
-        job_id = naming.job_id_from_metadata(pod["metadata"]) or "?"
-        self.pods_by_job_id.setdefault(job_id, set()).add(name)
-        ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-        if kind == "DELETED" or ended:
-            self.alive.pop(name, None)
-        else:
-            self.alive[name] = self.owner_of.get(job_id, "?")
-        for owner, n in Counter(self.alive.values()).items():
-            self.max_by_owner[owner] = max(self.max_by_owner[owner], n)
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        selector = naming.selector()
-        try:
-            listed = self.core.api_client.sanitize_for_serialization(
-                self.core.list_namespaced_pod(self.namespace, label_selector=selector))
-            for item in listed.get("items") or []:
-                self._apply("ADDED", item)
-            rv = listed["metadata"]["resourceVersion"]
-            self._ready.set()
-            while not self._stop.is_set():
-                w = watch.Watch()
-                for event in w.stream(self.core.list_namespaced_pod, self.namespace,
-                                      label_selector=selector, resource_version=rv,
-                                      timeout_seconds=2, allow_watch_bookmarks=True):
-                    obj = event["raw_object"]
-                    if event["type"] == "ERROR":
-                        raise RuntimeError(f"watch error: {obj}")
-                    rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._apply(event["type"], obj)
-                    if self._stop.is_set():
-                        w.stop()
-        except BaseException as exc:  # reported by the test through .error
-            self.error = exc
-            self._ready.set()
 
 
 def _unfinished(kube: Any, namespace: str) -> set[str]:
@@ -244,3 +174,45 @@ def test_owner_max_running_holds_across_a_controller_killed_mid_run(
     assert {j: len(pods.pods_by_job_id.get(j, ())) for j in owner_of} == dict.fromkeys(
         owner_of, 1)
     assert "Resuming job" in again.log_text()
+
+
+def test_weights_two_to_one_share_the_cap_four_to_two_over_a_long_run(
+        site: Site, kube: Any) -> None:
+    """FAIR_SHARE_WEIGHTS alice:bob = 2:1 at cap 6, both with plenty queued, pods living
+    a fixed 3 s: over 48 starts after the first fill (8 turnovers of the cap), whenever
+    the cap is full alice holds 4 slots and bob 2 (± one job; exactly 4:2 most of the
+    time), no start takes an owner more than one past their share, every six starts in
+    a row (one turnover of the cap) split 4:2 ± 1 and all 48 split 32:16 ± 1.
+
+    The witness is a watch on the API's pods: the pods alive per owner at each change.
+    Only the moments the cap is full are read for the shares: between a pod's end and
+    the pass that refills its slot the cap is short of one, and which owner is short
+    depends on whose pod ended, not on the choice."""
+    cap = 6
+    alice = submit_direct(site, 90, owner="alice")
+    bob = submit_direct(site, 60, owner="bob")
+    owner_of = {**dict.fromkeys(alice, "alice"), **dict.fromkeys(bob, "bob")}
+    starts = cap + 48
+    with PodWatch(kube, site.namespace, owner_of) as pods:
+        site.controller({RUN_FOR: "3s"}, MAX_CONCURRENT_JOBS=str(cap),
+                        FAIR_SHARE_WEIGHTS='{"alice": 2}')
+        wait_until(lambda: pods.starts() >= starts, 100, f"{starts} runner pods")
+    assert pods.error is None, pods.error
+    owners = "".join(o[0] for o in pods.start_owners[:starts])
+    at_start = [(c["alice"], c["bob"]) for c in pods.at_start[cap:starts]]
+    full = [(c["alice"], c["bob"]) for n, c in pods.states
+            if cap < n <= starts and c.total() == cap]
+    windows = Counter((w.count("a"), w.count("b"))
+                      for w in (owners[i:i + cap] for i in range(cap, starts - cap + 1)))
+    run = Counter(owners[cap:])
+    print(f"starts: {owners}; held (alice, bob) at each start after the first fill: "
+          f"{' '.join(f'{a}{b}' for a, b in at_start)}; with the cap full: "
+          f"{dict(Counter(full))}; six starts in a row: {dict(windows)}; "
+          f"all {starts - cap}: {dict(run)}")
+    assert max(c.total() for _, c in pods.states) == cap
+    assert len(full) >= 6, pods.states
+    assert all(abs(a - 4) <= 1 and abs(b - 2) <= 1 for a, b in full), Counter(full)
+    assert Counter(full).most_common(1)[0][0] == (4, 2), Counter(full)
+    assert all(a <= 5 and b <= 3 for a, b in at_start), at_start
+    assert all(abs(a - 4) <= 1 and abs(b - 2) <= 1 for a, b in windows), windows
+    assert abs(run["a"] - 32) <= 1 and abs(run["b"] - 16) <= 1, run

@@ -109,6 +109,23 @@ def test_weights_give_shares_over_a_long_run(store: JobStore, weights: dict[str,
     assert set(alice) & set(ex.launched) and set(bob) & set(ex.launched)
 
 
+def test_a_job_saving_its_results_no_longer_counts_for_its_owner(store: JobStore) -> None:
+    """The local worker frees a slot when xtb exits, before the job's outcome is
+    collected and its running marker dropped: the owner whose job freed the slot is
+    below their share and gets it back (counting the marker, the slot went to alice on
+    a tie of shares, and the shares drifted)."""
+    submit(store, "alice", 10)
+    bob = submit(store, "bob", 10)
+    sched, ex, _ = make(store, cap=3, fair_share_weights={"alice": 2})
+    first = sched.run_once().launched
+    assert Counter(owner_of(store, j) for j in first) == {"alice": 2, "bob": 1}
+    ex.end_calculation(bob[0])
+    assert store.queue.running_markers() and sched.run_once().launched == [bob[1]]
+    assert running_by_owner(store, ex) == {"alice": 2, "bob": 1}
+    ex.finish(success(bob[0]))
+    assert sched.run_once().launched == []
+
+
 def test_groups_of_one_owner_share_that_owners_slots(store: JobStore) -> None:
     campaign = submit(store, "alice", 50, group="campaign")
     quick = submit(store, "alice", 3, group="quick-test")

@@ -26,6 +26,7 @@ class FakeExecutor:
         self.cap = cap
         self.launched: list[str] = []
         self.running: set[str] = set()
+        self.saving: set[str] = set()  # calculation ended, outcome not yet reported
         self.cancelled: list[str] = []
         self.pending: list[Outcome] = []
         self.pending_updates: list[Update] = []
@@ -63,7 +64,7 @@ class FakeExecutor:
         return out
 
     def active(self) -> set[str]:
-        return set(self.running)
+        return self.running | self.saving
 
     def holding(self) -> set[str]:
         return set(self.running)
@@ -75,7 +76,14 @@ class FakeExecutor:
 
     def finish(self, outcome: Outcome) -> None:
         self.running.discard(outcome.job_id)
+        self.saving.discard(outcome.job_id)
         self.pending.append(outcome)
+
+    def end_calculation(self, job_id: str) -> None:
+        """The job's calculation is over (its slot is free); its outcome comes later
+        (`finish`), as the local executor's job saving its results."""
+        self.running.discard(job_id)
+        self.saving.add(job_id)
 
 
 def success(job_id: str, energy: float = -5.0705444) -> Outcome:
