@@ -36,7 +36,7 @@ def test_boltzmann_weights_match_a_hand_computation_and_sum_to_one() -> None:
     w = boltzmann_weights([-10.0, -9.999, -9.998], 298.15)
     assert w == pytest.approx([0.6816600, 0.2363742, 0.0819658], abs=2e-7)
     assert math.fsum(w) == pytest.approx(1.0, abs=1e-15)
-    assert KB_EH_PER_K * 298.15 == pytest.approx(9.44184868e-4, rel=1e-8)
+    assert pytest.approx(9.44184868e-4, rel=1e-8) == KB_EH_PER_K * 298.15
 
 
 def test_weights_do_not_depend_on_the_order_and_flatten_when_hot() -> None:
