@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +42,33 @@ class Molecule:
     followups: list[dict[str, Any]]
 
 
+def _calculation(rec: dict[str, Any]) -> tuple[str, str, str, str]:
+    """What makes two conformers' energies comparable: the same molecule computed with
+    the same method, task, optimisation level and solvent."""
+    spec = rec["spec"]
+    return (rec.get("molecule") or rec["job_id"], str(spec.get("method", "gfn2")),
+            str(spec.get("task", "opt")), str(spec.get("solvent")))
+
+
 def by_molecule(records: list[dict[str, Any]]) -> list[Molecule]:
-    """The records grouped by molecule key, in the order each molecule first appears."""
-    groups: dict[str, Molecule] = {}
+    """The records grouped by molecule key, in the order each molecule first appears.
+    Conformers computed differently (another method, task or solvent: energies that do
+    not compare) make another row of the same molecule; follow-up steps go with every
+    row of their molecule (a row of their own when it has none in the selection)."""
+    rows: dict[tuple[str, str, str, str], Molecule] = {}
+    followups: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         key = rec.get("molecule") or rec["job_id"]
-        mol = groups.setdefault(key, Molecule(key, [], []))
-        (mol.followups if rec.get("depends_on") else mol.conformers).append(rec)
-    return list(groups.values())
+        if rec.get("depends_on"):
+            followups.setdefault(key, []).append(rec)
+        else:
+            rows.setdefault(_calculation(rec), Molecule(key, [], [])).conformers.append(rec)
+    out = list(rows.values())
+    keys = {m.key for m in out}
+    for mol in out:
+        mol.followups.extend(followups.get(mol.key, ()))
+    out += [Molecule(key, [], recs) for key, recs in followups.items() if key not in keys]
+    return out
 
 
 def _result(rec: dict[str, Any]) -> dict[str, Any]:
@@ -56,9 +76,16 @@ def _result(rec: dict[str, Any]) -> dict[str, Any]:
     return res if isinstance(res, dict) else {}
 
 
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def converged(rec: dict[str, Any]) -> bool:
     res = _result(rec)
-    return (rec.get("status") == "COMPLETED" and isinstance(res.get("energy"), int | float)
+    return (rec.get("status") == "COMPLETED" and _number(res.get("energy")) is not None
             and res.get("converged") is not False)
 
 
@@ -71,15 +98,15 @@ def heavy_atoms(symbols: tuple[str, ...], geometry: Any) -> tuple[tuple[float, f
 def _conformer(rec: dict[str, Any], job_dir: Path) -> Conformer:
     res = _result(rec)
     molecule, _ = final_geometry(rec, job_dir)
-    return Conformer(rec["job_id"], float(res["energy"]), res.get("gap"),
-                     res.get("dipole_debye"), heavy_atoms(molecule.symbols, molecule.geometry))
+    return Conformer(rec["job_id"], float(res["energy"]), _number(res.get("gap")),
+                     _number(res.get("dipole_debye")),
+                     heavy_atoms(molecule.symbols, molecule.geometry))
 
 
 def _free_energy(mol: Molecule, best: dict[str, Any] | None) -> float | None:
     def free(rec: dict[str, Any]) -> float | None:
         thermo = _result(rec).get("thermochemistry")
-        value = thermo.get("free_energy") if isinstance(thermo, dict) else None
-        return float(value) if isinstance(value, int | float) else None
+        return _number(thermo.get("free_energy")) if isinstance(thermo, dict) else None
 
     done = [r for r in mol.followups if r.get("status") == "COMPLETED"
             and r["spec"].get("task") in THERMO_TASKS and free(r) is not None]
