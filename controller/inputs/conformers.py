@@ -68,8 +68,12 @@ def canonical_smiles(mol: Any) -> str:
 
 
 def _heavy_rmsd(heavy: Any, a: int, b: int) -> float:
+    """Heavy-atom RMSD of conformers a and b after alignment; 0 for fewer than three
+    heavy atoms (no heavy-atom conformation to tell apart)."""
     from rdkit.Chem import rdMolAlign
 
+    if heavy.GetNumAtoms() < 3:
+        return 0.0
     return float(rdMolAlign.AlignMol(heavy, heavy, prbCid=b, refCid=a))
 
 
