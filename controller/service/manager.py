@@ -246,9 +246,6 @@ class JobManager:
                *, per_molecule: bool = False) -> tuple[int, Iterator[str]]:
         """How many jobs (molecules, `per_molecule`) an export holds, and its text in
         pieces (each record read once; nothing is written before the selection is known)."""
-        if per_molecule and status is not None:
-            raise UsageError("--per-molecule summarises every job of a molecule: "
-                             "not with --status")
         records = self.records(status, group, warn)
         if per_molecule:
             return permolecule.pieces(fmt, records, self.store.layout.job_dir, group)

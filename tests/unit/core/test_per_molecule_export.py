@@ -16,7 +16,6 @@ from qforge.cli.door import local_manager
 from qforge.record import Status
 from qforge.service.ensemble import KB_EH_PER_K
 from qforge.service.permolecule import COLUMNS
-from qforge.service.problems import UsageError
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
@@ -91,8 +90,14 @@ def test_rows_per_molecule_and_calculation_with_follow_ups(tmp_path: Path) -> No
     assert ">  <best_weight>" in sdf and "a.c01" in sdf
 
 
-def test_per_molecule_with_a_status_is_refused(tmp_path: Path) -> None:
-    _submit(JobStore(tmp_path), [("x", None, {})])
+def test_a_status_selects_the_jobs_the_rows_are_made_of(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    a1, _a2 = _submit(store, [("a.c01", "ma", {}), ("a.c02", "ma", {})])
+    finish(store, a1, Status.COMPLETED, result=summary(-10.0))
     manager = local_manager(Settings.from_env({}, jobs_dir=tmp_path))
-    with pytest.raises(UsageError, match="not with --status"):
-        manager.export("csv", Status.COMPLETED, "g", per_molecule=True)
+    n, pieces = manager.export("jsonl", Status.COMPLETED, "g", per_molecule=True)
+    rows = [json.loads(line) for line in "".join(pieces).splitlines()]
+    assert n == 1 and (rows[0]["conformers"], rows[0]["converged"]) == (1, 1)
+    n, pieces = manager.export("jsonl", None, "g", per_molecule=True)
+    rows = [json.loads(line) for line in "".join(pieces).splitlines()]
+    assert n == 1 and (rows[0]["conformers"], rows[0]["converged"]) == (2, 1)
