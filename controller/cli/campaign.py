@@ -63,6 +63,8 @@ def status_lines(view: Overview) -> list[str]:
     lines.append(f"Finished {view.finished} of {view.total} ({pct:.0f}%); "
                  f"{view.rate_per_minute:.1f} jobs/min over the last "
                  f"{_window(view.window_minutes)}; time left: {_duration(view.eta_seconds)}")
+    if view.molecules is not None:
+        lines.append(view.molecules.line())
     return lines
 
 
@@ -217,7 +219,9 @@ def delete(args: argparse.Namespace, manager: Manager) -> int:
 
 # ---------------------------------------------------------------- export
 def export_jobs(args: argparse.Namespace, manager: Manager) -> int:
-    n, pieces = manager.export(args.format, _status(args), args.group, _warn)
+    per_molecule = getattr(args, "per_molecule", False)
+    n, pieces = manager.export(args.format, _status(args), args.group, _warn,
+                               per_molecule=per_molecule)
     out: IO[str]
     if args.output and args.output != "-":
         out = open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115
@@ -231,5 +235,6 @@ def export_jobs(args: argparse.Namespace, manager: Manager) -> int:
         if out is not sys.stdout:
             out.close()
     if out is not sys.stdout:
-        print(f"Exported {n} job(s) to {args.output}", file=sys.stderr)
+        what = "molecule(s)" if per_molecule else "job(s)"
+        print(f"Exported {n} {what} to {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit the valid molecules and list the invalid ones")
     s.add_argument("--force", action="store_true",
                    help="run molecules again that are already queued, running or completed")
+    s.add_argument("--conformers", type=_positive_int, metavar="N",
+                   help="up to N conformers per molecule, each a job (SMILES, SDF/MOL; "
+                        "ETKDGv3, MMFF94; docs/ensembles.md)")
+    s.add_argument("--conformer-rmsd", type=_positive_float, dest="conformer_rmsd",
+                   default=None, metavar="ANGSTROM",
+                   help="heavy-atom RMSD below which two conformers count as one "
+                        "(default 0.5)")
     s.add_argument("--method", choices=["gfn2", "gfn1", "gfn0", "gfnff"])
     s.add_argument("--task", choices=["opt", "sp", "hess", "ohess"])
     s.add_argument("--opt-level", dest="opt_level",
@@ -147,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--status", type=str.upper, choices=STATUSES)
     ex.add_argument("--format", required=True, choices=["csv", "jsonl", "sdf", "xyz"])
     ex.add_argument("-o", "--output", default=None, help="a file (default: stdout)")
+    ex.add_argument("--per-molecule", action="store_true", dest="per_molecule",
+                    help="one row (csv, jsonl) or best geometry (sdf) per molecule: its "
+                         "lowest conformer and Boltzmann averages (docs/ensembles.md)")
 
     sh = sub.add_parser("show", help="a job's status, placement or why it waits, result")
     sh.add_argument("job_id")

@@ -19,7 +19,7 @@ def print_json(data: Any) -> None:
 
 def print_table(records: list[dict[str, Any]]) -> None:
     """The job table from records as metadata.json holds them (no re-validation)."""
-    from qforge.cli.export import formula
+    from qforge.service.export import formula
 
     if not records:
         print("No jobs.")

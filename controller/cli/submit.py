@@ -15,12 +15,14 @@ from typing import Any, Final
 from qforge.cli import campaign, commands, render
 from qforge.cli.progress import progress_bar
 from qforge.inputs import Format, Limits, expand_sources, read_sources
+from qforge.inputs.conformers import DEFAULT_RMSD, ConformerOptions
 from qforge.record import Status
 from qforge.service.door import Manager
 from qforge.service.models import SubmitOptions, SubmitResult, Submitted
 from qforge.service.problems import InvalidMolecules
 from qforge.service.submission import SPEC_OPTIONS, check_options
 from qforge.settings import Settings
+from qforge_runner.errors import InputError
 
 PROGRESS_MIN: Final = 200  # batches at least this big get a progress bar (on a terminal)
 
@@ -43,14 +45,26 @@ def options_of(args: argparse.Namespace) -> SubmitOptions:
                          skip_invalid=args.skip_invalid, spec=spec)
 
 
+def conformer_options(args: argparse.Namespace) -> ConformerOptions | None:
+    """--conformers N [--conformer-rmsd Å]: None without --conformers."""
+    count, rmsd = getattr(args, "conformers", None), getattr(args, "conformer_rmsd", None)
+    if count is None:
+        if rmsd is not None:
+            raise InputError("--conformer-rmsd needs --conformers N")
+        return None
+    return ConformerOptions(count, DEFAULT_RMSD if rmsd is None else rmsd)
+
+
 def submit(args: argparse.Namespace, settings: Settings, manager: Manager) -> int:
     fmt = Format(args.format) if args.format else None
     sources = expand_sources(args.inputs, fmt)
     options = options_of(args)
     limits = Limits(max_input_bytes=settings.max_input_bytes, max_atoms=settings.max_atoms)
+    conformers = conformer_options(args)
     try:
         with progress_bar("reading", total=None, enabled=not args.json) as bar:
-            result = manager.submit(read_sources(sources, limits), options, tick=bar.advance)
+            result = manager.submit(read_sources(sources, limits, conformers), options,
+                                    tick=bar.advance)
     except InvalidMolecules as exc:
         if len(exc.lines) == 1 and str(exc) == exc.lines[0]:
             raise  # one molecule: one line, as for any bad input
@@ -77,7 +91,7 @@ def report(args: argparse.Namespace, manager: Manager, result: SubmitResult) -> 
         for job in jobs:
             print(_json_line(job))
         return 0
-    if len(jobs) == 1:
+    if len(jobs) == 1 and result.molecules is None:
         job = jobs[0]
         if job.duplicate_of is None:
             print(f"Submitted job {job.job_id} {result.first_what}: {job.status.value}")
@@ -87,11 +101,17 @@ def report(args: argparse.Namespace, manager: Manager, result: SubmitResult) -> 
         return 0
     dups = sum(1 for j in jobs if j.duplicate_of is not None)
     skipped_note = f", {len(result.skipped)} invalid skipped" if result.skipped else ""
-    print(f"Submitted {len(jobs)} molecules to group {result.group}: "
+    what = (f"{len(jobs)} molecules" if result.molecules is None else
+            f"{_count(len(jobs), 'conformer job')} of {_count(result.molecules, 'molecule')}")
+    print(f"Submitted {what} to group {result.group}: "
           f"{len(jobs) - dups} new jobs, {dups} already in the store{skipped_note}")
     print(f"  follow with: qforge status --group {result.group}; "
           f"qforge wait --group {result.group}")
     return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _wait(args: argparse.Namespace, manager: Manager, jobs: list[Submitted]) -> int:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qforge.inputs import BadRecord, Limits, ReadMolecule, Where, expand_sources, read_sources
+from qforge.inputs.chem import Ensemble
+from qforge.inputs.conformers import DEFAULT_RMSD, ConformerOptions, conformer_name
 from qforge.inputs.names import sanitize_name
 from qforge.record import Status
 from qforge.service.door import Manager
@@ -47,31 +49,41 @@ class Client:
     def submit(self, molecules: Molecules | Iterable[Molecules], *, group: str | None = None,
                name: str | None = None, charge: int | None = None, uhf: int | None = None,
                force: bool = False, skip_invalid: bool = False,
+               conformers: int | None = None, conformer_rmsd: float = DEFAULT_RMSD,
                **spec: Any) -> SubmitResult:
         """Submits molecules: paths of files or folders (any format `qforge submit`
         reads), SMILES strings, QCSchema molecule dicts, RDKit molecules (3D conformers
         kept, otherwise embedded). `spec`: method, task, opt_level, solvent, timeout, cpu,
-        memory, priority, labels. All are validated before any is written."""
+        memory, priority, labels. All are validated before any is written.
+        `conformers`: up to that many conformers of each molecule (SMILES, SDF/MOL and
+        RDKit molecules), pruned at `conformer_rmsd` Å heavy-atom RMSD, each a job."""
         items = (list(molecules) if isinstance(molecules, list | tuple)
                  else [molecules])
         first = str(items[0]) if items and isinstance(items[0], str | Path) else "python"
         options = SubmitOptions(group=group, first_input=first[:200], name=name, charge=charge,
                                 uhf=uhf, force=force, skip_invalid=skip_invalid, spec=spec)
-        return self.manager.submit(self._read(items), options)
+        ensemble = (ConformerOptions(conformers, conformer_rmsd) if conformers is not None
+                    else None)
+        return self.manager.submit(self._read(items, ensemble), options)
 
-    def _read(self, items: list[Any]) -> Iterator[ReadMolecule | BadRecord]:
+    def _read(self, items: list[Any], ensemble: ConformerOptions | None = None
+              ) -> Iterator[ReadMolecule | BadRecord]:
         limits = Limits(max_input_bytes=self.settings.max_input_bytes,
                         max_atoms=self.settings.max_atoms)
         for index, item in enumerate(items, start=1):
             where = Where("python", index)
             if isinstance(item, Path) or (isinstance(item, str) and Path(item).exists()):
-                yield from read_sources(expand_sources([str(item)], None), limits)
+                yield from read_sources(expand_sources([str(item)], None), limits, ensemble)
             elif isinstance(item, str):
-                yield _from_smiles(item, where, limits)
+                yield from _from_smiles(item, where, limits, ensemble)
             elif isinstance(item, Mapping):
-                yield _from_qcschema(item, where)
+                if ensemble is not None:
+                    yield BadRecord(where, "--conformers needs SMILES or SDF/MOL input "
+                                           "(bonds to embed), not a QCSchema molecule")
+                else:
+                    yield _from_qcschema(item, where)
             elif type(item).__name__ == "Mol":
-                yield _from_rdkit(item, where)
+                yield from _from_rdkit(item, where, ensemble)
             else:
                 yield BadRecord(where, f"cannot submit a {type(item).__name__}: give a path, "
                                        "a SMILES, a QCSchema dict or an RDKit molecule")
@@ -101,10 +113,12 @@ class Client:
         return snap
 
     def results(self, *, group: str | None = None, status: str | None = None,
-                as_frame: bool | None = None) -> Any:
+                as_frame: bool | None = None, per_molecule: bool = False) -> Any:
         """The export's rows (the CSV's columns, typed): a pandas DataFrame when pandas
-        is installed (or `as_frame=True`), else a list of dicts."""
-        _, pieces = self.manager.export("jsonl", Status(status) if status else None, group)
+        is installed (or `as_frame=True`), else a list of dicts. `per_molecule`: one row
+        per molecule (`qforge export --per-molecule`)."""
+        _, pieces = self.manager.export("jsonl", Status(status) if status else None, group,
+                                        per_molecule=per_molecule)
         rows = [json.loads(line) for line in "".join(pieces).splitlines() if line.strip()]
         if as_frame is False:
             return rows
@@ -117,8 +131,9 @@ class Client:
         return pd.DataFrame(rows)
 
     def export(self, fmt: Literal["csv", "jsonl", "sdf", "xyz"], *, group: str | None = None,
-               status: str | None = None) -> str:
-        _, pieces = self.manager.export(fmt, Status(status) if status else None, group)
+               status: str | None = None, per_molecule: bool = False) -> str:
+        _, pieces = self.manager.export(fmt, Status(status) if status else None, group,
+                                        per_molecule=per_molecule)
         return "".join(pieces)
 
     def cancel(self, job_ids: Iterable[str] = (), *, group: str | None = None) -> Any:
@@ -128,15 +143,29 @@ class Client:
         return self.manager.delete(list(job_ids))
 
 
-def _from_smiles(smiles: str, where: Where, limits: Limits) -> ReadMolecule | BadRecord:
-    from qforge.inputs.chem import smiles_to_molecule
+def _from_smiles(smiles: str, where: Where, limits: Limits,
+                 ensemble: ConformerOptions | None) -> Iterator[ReadMolecule | BadRecord]:
+    from qforge.inputs.chem import read_smiles_ensemble
 
     try:
-        molecule, charge, uhf = smiles_to_molecule(smiles, max_atoms=limits.max_atoms)
+        ens = read_smiles_ensemble(smiles, max_atoms=limits.max_atoms, conformers=ensemble)
     except InputError as exc:
-        return BadRecord(where, str(exc))
-    return ReadMolecule(molecule, sanitize_name(smiles)[:40] or f"molecule_{where.index}",
-                        where, charge, uhf)
+        yield BadRecord(where, str(exc))
+        return
+    yield from _named(ens, sanitize_name(smiles)[:40] or f"molecule_{where.index}", where,
+                      ensemble)
+
+
+def _named(ens: Ensemble, name: str, where: Where, ensemble: ConformerOptions | None
+           ) -> Iterator[ReadMolecule]:
+    if ensemble is None:
+        yield ReadMolecule(ens.molecules[0], name, where, ens.charge, ens.uhf, ens.topology,
+                           ens.smiles)
+        return
+    for k, molecule in enumerate(ens.molecules, start=1):
+        yield ReadMolecule(molecule, conformer_name(name, k, ensemble.count), where,
+                           ens.charge, ens.uhf, ens.topology, ens.smiles,
+                           (k, ensemble.count))
 
 
 def _from_qcschema(data: Mapping[str, Any], where: Where) -> ReadMolecule | BadRecord:
@@ -150,17 +179,16 @@ def _from_qcschema(data: Mapping[str, Any], where: Where) -> ReadMolecule | BadR
                         sanitize_name(name) else f"molecule_{where.index}", where, charge, uhf)
 
 
-def _from_rdkit(mol: Any, where: Where) -> ReadMolecule | BadRecord:
+def _from_rdkit(mol: Any, where: Where, ensemble: ConformerOptions | None
+                ) -> Iterator[ReadMolecule | BadRecord]:
     from rdkit import Chem
 
-    from qforge.inputs.chem import molblock_to_molecule
+    from qforge.inputs.chem import read_molblock_ensemble
 
     try:
-        molecule, charge, uhf = molblock_to_molecule(Chem.MolToMolBlock(mol))
+        ens = read_molblock_ensemble(Chem.MolToMolBlock(mol), ensemble)
     except InputError as exc:
-        return BadRecord(where, str(exc))
+        yield BadRecord(where, str(exc))
+        return
     title = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-    return ReadMolecule(molecule, sanitize_name(title) or f"molecule_{where.index}", where,
-                        charge, uhf)
-
-
+    yield from _named(ens, sanitize_name(title) or f"molecule_{where.index}", where, ensemble)

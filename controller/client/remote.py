@@ -139,7 +139,8 @@ class RemoteManager:
                         finished_in_window=data["finished_in_window"],
                         window_minutes=data["window_minutes"],
                         owners=None if by_owner is None else {
-                            o: (c["running"], c["queued"]) for o, c in by_owner.items()})
+                            o: (c["running"], c["queued"]) for o, c in by_owner.items()},
+                        molecules=data.get("molecules"))
 
     def show(self, job_id: str) -> JobView:
         return JobView.model_validate(self._get(f"/jobs/{_seg(job_id)}"))
@@ -150,8 +151,9 @@ class RemoteManager:
 
     def export(self, fmt: Literal["csv", "jsonl", "sdf", "xyz"], status: Status | None = None,
                group: str | None = None, warn: Callable[[str], None] = lambda line: None,
-               ) -> tuple[int, Iterator[str]]:
-        return self._stream("/export", _params(format=fmt, status=status, group=group))
+               *, per_molecule: bool = False) -> tuple[int, Iterator[str]]:
+        return self._stream("/export", _params(format=fmt, status=status, group=group,
+                                               per_molecule=per_molecule or None))
 
     def progress(self, job_ids: list[str], group: str | None) -> Progress:
         path, params = _followed(job_ids, group, "progress")

@@ -17,11 +17,13 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from qforge.inputs.topology import Topology, from_rdkit
+from qforge.inputs.conformers import ConformerOptions, canonical_smiles, embed_conformers
+from qforge.inputs.topology import Source, Topology, from_rdkit
 from qforge_runner.errors import InputError
 from qforge_runner.molecule import Molecule
 
@@ -85,9 +87,9 @@ def _electrons(mol: Any) -> tuple[int, int]:
     return int(chem.GetFormalCharge(mol)), int(descriptors.NumRadicalElectrons(mol))
 
 
-def _to_molecule(mol: Any, comment: str) -> Molecule:
+def _to_molecule(mol: Any, comment: str, conformer: int = -1) -> Molecule:
     symbols = [atom.GetSymbol() for atom in mol.GetAtoms()]
-    conf = mol.GetConformer()
+    conf = mol.GetConformer(conformer)
     geometry = [(float(p.x), float(p.y), float(p.z))
                 for p in (conf.GetAtomPosition(i) for i in range(mol.GetNumAtoms()))]
     try:
@@ -125,6 +127,45 @@ def smiles_to_molecule(smiles: str, *, max_atoms: int) -> tuple[Molecule, int, i
 def read_smiles_record(smiles: str, *, max_atoms: int
                        ) -> tuple[Molecule, int, int, Topology | None]:
     """`smiles_to_molecule`, and the molecule's bond table (topology.py)."""
+    ens = read_smiles_ensemble(smiles, max_atoms=max_atoms)
+    return ens.molecules[0], ens.charge, ens.uhf, ens.topology
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A record read: one structure, or its conformers (conformers.py), each with the
+    same atoms in the same order; its electrons, bond table and canonical SMILES."""
+
+    molecules: tuple[Molecule, ...]
+    charge: int
+    uhf: int
+    topology: Topology | None
+    smiles: str | None  # canonical isomeric SMILES (None when RDKit cannot write one)
+
+
+def _ensemble(mol: Any, comment: str, what: str, source: Source,
+              conformers: ConformerOptions | None, *, embedded: bool) -> Ensemble:
+    """From a molecule with explicit hydrogens: embedded (one conformer, as ever) unless
+    `embedded`, or its conformers when asked for."""
+    if conformers is not None:
+        with _messages():
+            ids = embed_conformers(mol, conformers, what, EMBED_SEED)
+        molecules = tuple(_to_molecule(mol, comment, cid) for cid in ids)
+    else:
+        if not embedded:
+            embed(mol, what)
+        molecules = (_to_molecule(mol, comment),)
+    charge, uhf = _electrons(mol)
+    try:
+        smiles: str | None = canonical_smiles(mol)
+    except Exception:  # RDKit cannot write every molecule it reads as SMILES
+        smiles = None
+    return Ensemble(molecules, charge, uhf, from_rdkit(mol, source), smiles)
+
+
+def read_smiles_ensemble(smiles: str, *, max_atoms: int,
+                         conformers: ConformerOptions | None = None) -> Ensemble:
+    """A SMILES embedded in 3D: once (ETKDGv3, MMFF94), or as an ensemble of conformers."""
     chem, _, _ = _rdkit()
     with _messages() as messages:
         try:
@@ -137,9 +178,7 @@ def read_smiles_record(smiles: str, *, max_atoms: int
     if mol.GetNumAtoms() > max_atoms:
         raise InputError(f"SMILES {smiles!r} has {mol.GetNumAtoms()} atoms with hydrogens, "
                          f"more than MAX_ATOMS={max_atoms}")
-    charge, uhf = _electrons(mol)
-    embed(mol, f"SMILES {smiles!r}")
-    return _to_molecule(mol, smiles), charge, uhf, from_rdkit(mol, "smiles")
+    return _ensemble(mol, smiles, f"SMILES {smiles!r}", "smiles", conformers, embedded=False)
 
 
 def molblock_to_molecule(block: str) -> tuple[Molecule, int, int]:
@@ -150,11 +189,19 @@ def molblock_to_molecule(block: str) -> tuple[Molecule, int, int]:
 
 def read_molblock_record(block: str) -> tuple[Molecule, int, int, Topology | None]:
     """An SDF/MOL record (hydrogens kept) with its charge, unpaired electrons and bond
-    table (topology.py).
+    table (topology.py)."""
+    ens = read_molblock_ensemble(block)
+    return ens.molecules[0], ens.charge, ens.uhf, ens.topology
+
+
+def read_molblock_ensemble(block: str, conformers: ConformerOptions | None = None
+                           ) -> Ensemble:
+    """An SDF/MOL record (hydrogens kept).
 
     3D records keep their coordinates; implicit hydrogens, if any, are added at
     positions RDKit derives from their neighbours. A 2D (or 0D) record is embedded in
-    3D like a SMILES.
+    3D like a SMILES. With `conformers`, the record's bond table is embedded afresh as
+    an ensemble (its own coordinates, if any, are not one of them).
     """
     chem, _, _ = _rdkit()
     with _messages() as messages:
@@ -166,12 +213,12 @@ def read_molblock_record(block: str) -> tuple[Molecule, int, int, Topology | Non
         raise InputError(f"RDKit cannot read the record: {_reason(messages, 'invalid MOL block')}")
     if mol.GetNumAtoms() == 0:
         raise InputError("the record has no atoms")
-    if mol.GetNumConformers() and mol.GetConformer().Is3D():
+    title = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
+    is3d = bool(mol.GetNumConformers() and mol.GetConformer().Is3D())
+    if is3d:
         if any(atom.GetNumImplicitHs() for atom in mol.GetAtoms()):
             mol = chem.AddHs(mol, addCoords=True)
     else:
         mol = chem.AddHs(mol)
-        embed(mol, "the 2D record")
-    charge, uhf = _electrons(mol)
-    title = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
-    return _to_molecule(mol, title), charge, uhf, from_rdkit(mol, "sdf")
+    return _ensemble(mol, title, "the 2D record" if not is3d else "the record", "sdf",
+                     conformers, embedded=is3d)

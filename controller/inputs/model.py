@@ -36,6 +36,9 @@ class ReadMolecule:
     `name` is already a valid job name (sanitized). `charge` and `uhf` are what the
     record says (SMILES, SDF, QCSchema); None when the format carries none (XYZ).
     `topology`: the bond table of an SDF/MOL or SMILES record (topology.py).
+    `smiles`: its canonical isomeric SMILES (RDKit's; None for XYZ and QCSchema), which
+    names the molecule (conformers.molecule_key). `conformer`: (its number, how many
+    were asked for) when it is one conformer of an ensemble; `name` then ends `.cNN`.
     """
 
     molecule: Molecule
@@ -44,6 +47,8 @@ class ReadMolecule:
     charge: int | None = None
     uhf: int | None = None
     topology: Topology | None = None
+    smiles: str | None = None
+    conformer: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,9 @@ class BadRecord:
 
 @dataclass(frozen=True)
 class Raw:
-    """A record as a format reader yields it: its own title (if any), not yet named."""
+    """A record as a format reader yields it: its own title (if any), not yet named;
+    with an ensemble asked for, `conformers` holds every conformer (`molecule` is the
+    first) and `asked` how many were asked for."""
 
     molecule: Molecule
     where: Where
@@ -68,3 +75,6 @@ class Raw:
     charge: int | None = None
     uhf: int | None = None
     topology: Topology | None = None
+    smiles: str | None = None
+    conformers: tuple[Molecule, ...] = ()
+    asked: int = 0

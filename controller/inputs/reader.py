@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qforge.inputs.conformers import ConformerOptions, conformer_name
 from qforge.inputs.formats import EXTENSIONS, Format, from_extension, sniff
 from qforge.inputs.model import BadRecord, Limits, Raw, ReadMolecule
 from qforge.inputs.names import file_stem, pick_name
@@ -91,36 +92,51 @@ def _named(raws: Iterator[Raw | BadRecord], stem: str) -> Iterator[ReadMolecule 
     second = next(raws, None)
     single = second is None
 
-    def named(item: Raw | BadRecord) -> ReadMolecule | BadRecord:
+    def named(item: Raw | BadRecord) -> Iterator[ReadMolecule | BadRecord]:
         if isinstance(item, BadRecord):
-            return item
+            yield item
+            return
         name = pick_name(item.title, stem, item.where.index, single=single)
-        return ReadMolecule(item.molecule, name, item.where, item.charge, item.uhf,
-                            item.topology)
+        if not item.conformers:
+            yield ReadMolecule(item.molecule, name, item.where, item.charge, item.uhf,
+                               item.topology, item.smiles)
+            return
+        for k, molecule in enumerate(item.conformers, start=1):
+            yield ReadMolecule(molecule, conformer_name(name, k, item.asked), item.where,
+                               item.charge, item.uhf, item.topology, item.smiles,
+                               (k, item.asked))
 
-    yield named(pending)
+    yield from named(pending)
     if second is not None:
-        yield named(second)
+        yield from named(second)
         for item in raws:
-            yield named(item)
+            yield from named(item)
 
 
-def _records(src: Source, stream: Stream, limits: Limits) -> Iterator[Raw | BadRecord]:
+def _records(src: Source, stream: Stream, limits: Limits,
+             conformers: ConformerOptions | None) -> Iterator[Raw | BadRecord]:
     if not stream.head().strip():
         raise InputError(f"{src.file}: empty, no molecule in it")
     fmt = src.format or sniff(stream.head())
     if fmt is None:
         raise InputError(f"{src.file}: cannot tell the molecule format; name it with "
                          "--format xyz|sdf|smi|json")
+    if conformers is not None and fmt in (Format.xyz, Format.json):
+        raise InputError(f"{src.file}: --conformers needs SMILES or SDF/MOL input (bonds "
+                         f"to embed), not {fmt.value}")
     if fmt is Format.json:
         return read_qcschema(stream.read_text(), src.file, limits)
-    reader = {Format.xyz: read_xyz, Format.sdf: read_sdf, Format.smi: read_smiles}[fmt]
-    return reader(stream.lines(), src.file, limits)
+    if fmt is Format.xyz:
+        return read_xyz(stream.lines(), src.file, limits)
+    reader = read_sdf if fmt is Format.sdf else read_smiles
+    return reader(stream.lines(), src.file, limits, conformers)
 
 
-def read_sources(sources: Sequence[Source], limits: Limits
+def read_sources(sources: Sequence[Source], limits: Limits,
+                 conformers: ConformerOptions | None = None
                  ) -> Iterator[ReadMolecule | BadRecord]:
-    """Every molecule of every source, in order, or the bad record in its place.
+    """Every molecule of every source, in order, or the bad record in its place; with
+    `conformers`, every conformer of every molecule (SMILES and SDF/MOL only).
 
     InputError (nothing should be submitted) for what spoils a whole input: over
     MAX_INPUT_BYTES, not text, unreadable, of an unknown format, or empty.
@@ -136,7 +152,8 @@ def read_sources(sources: Sequence[Source], limits: Limits
             raise InputError(f"{src.file}: {exc.strerror or exc}") from None
         with stream:
             count = 0
-            for item in _named(_records(src, stream, limits), file_stem(src.file)):
+            for item in _named(_records(src, stream, limits, conformers),
+                               file_stem(src.file)):
                 count += 1
                 yield item
             if count == 0:

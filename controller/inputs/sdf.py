@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from qforge.inputs.chem import read_molblock_record
+from qforge.inputs.chem import read_molblock_ensemble
+from qforge.inputs.conformers import ConformerOptions
 from qforge.inputs.model import BadRecord, Limits, Raw, Where
+from qforge.inputs.smiles import raw_of
 from qforge_runner.errors import InputError
 
 _END = "$$$$"
@@ -28,8 +30,8 @@ def _declared_atoms(lines: list[str]) -> int | None:
     return None
 
 
-def read_sdf(lines: Iterator[tuple[int, str]], file: str, limits: Limits
-             ) -> Iterator[Raw | BadRecord]:
+def read_sdf(lines: Iterator[tuple[int, str]], file: str, limits: Limits,
+             conformers: ConformerOptions | None = None) -> Iterator[Raw | BadRecord]:
     index = 0
     block: list[str] = []
     start = 0
@@ -40,7 +42,7 @@ def read_sdf(lines: Iterator[tuple[int, str]], file: str, limits: Limits
         if line.rstrip() == _END:
             if block and not skipping:
                 index += 1
-                yield _record(block, Where(file, index, start))
+                yield _record(block, Where(file, index, start), conformers)
             block, skipping = [], False
             continue
         if skipping:
@@ -55,13 +57,14 @@ def read_sdf(lines: Iterator[tuple[int, str]], file: str, limits: Limits
                 block, skipping = [], True
     if any(line.strip() for line in block):
         index += 1
-        yield _record(block, Where(file, index, start))
+        yield _record(block, Where(file, index, start), conformers)
 
 
-def _record(block: list[str], where: Where) -> Raw | BadRecord:
+def _record(block: list[str], where: Where, conformers: ConformerOptions | None
+            ) -> Raw | BadRecord:
     try:
-        molecule, charge, uhf, topology = read_molblock_record("\n".join(block) + "\n")
+        ens = read_molblock_ensemble("\n".join(block) + "\n", conformers)
     except InputError as exc:
         return BadRecord(where, str(exc))
     title = block[0].strip() if block else None
-    return Raw(molecule, where, title or None, charge, uhf, topology)
+    return raw_of(ens, where, title or None, conformers)

@@ -275,8 +275,8 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
                                              "or SDF and XYZ as text"}})
     def export(who: Who, format: Literal["csv", "jsonl", "sdf", "xyz"],
                status: Status | None = None,
-               group: GroupQ = None) -> Response:
-        n, pieces = manager(who).export(format, status, group)
+               group: GroupQ = None, per_molecule: bool = False) -> Response:
+        n, pieces = manager(who).export(format, status, group, per_molecule=per_molecule)
         media = {"csv": "text/csv", "jsonl": "application/x-ndjson"}.get(format, "text/plain")
         return StreamingResponse(_chunks(pieces), media_type=f"{media}; charset=utf-8",
                                  headers={"X-Qforge-Count": str(n)})

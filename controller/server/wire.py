@@ -7,7 +7,7 @@ validates each molecule's job spec as for a local submission."""
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +51,10 @@ class WireMolecule(BaseModel):
     uhf: int | None = None
     where: WireWhere = WireWhere()
     topology: WireTopology | None = None
+    # canonical isomeric SMILES (names the molecule: conformers.molecule_key) and, for
+    # one conformer of an ensemble, (its number, how many were asked for)
+    smiles: str | None = Field(None, min_length=1, max_length=100_000)
+    conformer: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | None = None
 
 
 def encode_molecule(item: ReadMolecule) -> str:
@@ -64,6 +68,10 @@ def encode_molecule(item: ReadMolecule) -> str:
     if top is not None:
         data["topology"] = {"source": top.source, "bonds": top.bonds, "charges": top.charges,
                             "radicals": top.radicals}
+    if item.smiles is not None:
+        data["smiles"] = item.smiles
+    if item.conformer is not None:
+        data["conformer"] = item.conformer
     return json.dumps(data, separators=(",", ":"))
 
 
@@ -130,4 +138,5 @@ def decode_molecule(line: bytes, number: int, max_atoms: int) -> ReadMolecule | 
         except TopologyError as exc:
             return BadRecord(where, f"topology: {exc}")
     return ReadMolecule(molecule=molecule, name=name, where=where, charge=wire.charge,
-                        uhf=wire.uhf, topology=topology)
+                        uhf=wire.uhf, topology=topology, smiles=wire.smiles,
+                        conformer=wire.conformer)

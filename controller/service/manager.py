@@ -8,7 +8,6 @@ it over as it is.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -23,18 +22,19 @@ from qforge.auth.roles import (
     require_read,
     require_submit,
 )
-from qforge.cli import export
 from qforge.ids import validate_job_id
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import JobRecord, Status
 from qforge.scheduling.quota import check_owner_quota
-from qforge.service import submission
+from qforge.service import export, permolecule, submission
 from qforge.service import table as tables_module
+from qforge.service.ensemble import ensemble_counts
 from qforge.service.models import (
     CancelResult,
     Deleted,
     JobPage,
     JobView,
+    MoleculeCounts,
     Overview,
     Progress,
     ResultView,
@@ -162,12 +162,17 @@ class JobManager:
         if began is not None and began > since:  # younger than the window
             since = began
             window_minutes = max(now - began, 1e9) / 60e9  # at least a second
-        for st, finished_at in self.store.groups.states(group).values():
+        keys: dict[str, tuple[str | None, bool, str | None]] = {}
+        states = self.store.groups.states(group, molecules=keys)
+        for st, finished_at in states.values():
             counts[st] += 1
             if st.terminal and _iso_ns(finished_at) >= since:
                 recent += 1
+        ensemble = ensemble_counts((j, k, f, states[j][0].terminal, n)
+                                   for j, (k, f, n) in keys.items())
         return Overview(group=group, counts=counts, finished_in_window=recent,
-                        window_minutes=window_minutes)
+                        window_minutes=window_minutes,
+                        molecules=None if ensemble is None else MoleculeCounts.of(ensemble))
 
     def _owner_counts(self) -> dict[str, tuple[int, int]]:
         """Running and queued jobs per owner (each queued job's owner is read once per
@@ -238,11 +243,14 @@ class JobManager:
 
     def export(self, fmt: ExportFormat, status: Status | None = None,
                group: str | None = None, warn: Callable[[str], None] = lambda line: None,
-               ) -> tuple[int, Iterator[str]]:
-        """How many jobs an export holds, and its text in pieces (each record read once;
-        nothing is written before the selection is known)."""
+               *, per_molecule: bool = False) -> tuple[int, Iterator[str]]:
+        """How many jobs (molecules, `per_molecule`) an export holds, and its text in
+        pieces (each record read once; nothing is written before the selection is known)."""
         records = self.records(status, group, warn)
-        return len(records), export_pieces(fmt, records, self.store.layout.job_dir, group)
+        if per_molecule:
+            return permolecule.pieces(fmt, records, self.store.layout.job_dir, group)
+        return len(records), export.export_pieces(fmt, records, self.store.layout.job_dir,
+                                                  group)
 
     def watch(self, job_ids: list[str], group: str | None) -> Watch:
         """A set of jobs to follow (a group, or ids: not both)."""
@@ -366,7 +374,9 @@ class JobManager:
         log.info("%s submitted %d molecule(s) to group %s: %d new", self.identity.name,
                  len(jobs), group, new)
         self._changed()
-        return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what)
+        molecules = len({j.molecule for j in jobs}) if first.ensembles else None
+        return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what,
+                            molecules=molecules)
 
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
         if bool(job_ids) == (group is not None):
@@ -455,28 +465,6 @@ def _log_tail(job_dir: Any) -> tuple[str | None, str]:
             text = text.partition("\n")[2]
         return name, text
     return None, ""
-
-
-def export_pieces(fmt: ExportFormat, records: list[dict[str, Any]],
-                  layout_dir: Callable[[str], Any], group: str | None,
-                  chunk: int = 200) -> Iterator[str]:
-    """An export's text in pieces of `chunk` jobs, as the writers of `qforge export`
-    produce it (the server streams them: memory bounded by one piece, not the export)."""
-    header = len(",".join(export.COLUMNS)) + 1
-    for start in range(0, max(len(records), 1), chunk):
-        part = records[start:start + chunk]
-        buf = io.StringIO()
-        if fmt == "csv":
-            export.write_csv(part, buf, group)
-            text = buf.getvalue()
-            yield text if start == 0 else text[header:]
-            continue
-        if fmt == "jsonl":
-            export.write_jsonl(part, buf, group)
-        else:
-            items = ((r, layout_dir(r["job_id"])) for r in part)
-            (export.write_sdf if fmt == "sdf" else export.write_xyz)(items, buf, group)
-        yield buf.getvalue()
 
 
 def follow(watch: Watch, interval: float,

@@ -38,6 +38,7 @@ class Submitted(BaseModel):
     name: str | None
     status: Status
     duplicate_of: str | None = None
+    molecule: str | None = None  # its molecule key (JobRecord.molecule)
 
 
 class SubmitResult(BaseModel):
@@ -45,9 +46,33 @@ class SubmitResult(BaseModel):
 
     group: str
     jobs: list[Submitted]
+    # how many molecules the jobs are conformers of, when the submission asked for
+    # conformer ensembles (`--conformers`); None otherwise
+    molecules: int | None = None
     skipped: list[str] = Field(default_factory=list)  # one line per invalid molecule
     # the first molecule's formula, method and task (the one-molecule summary line)
     first_what: str = ""
+
+
+class MoleculeCounts(BaseModel):
+    """A group of conformer ensembles counted by molecule (service.ensemble)."""
+
+    model_config = _FROZEN
+
+    complete: int  # molecules whose conformer jobs are all finished
+    total: int  # molecules
+    jobs_finished: int  # conformer jobs finished
+    jobs: int  # conformer jobs
+
+    @classmethod
+    def of(cls, counts: tuple[int, int, int, int]) -> MoleculeCounts:
+        return cls(complete=counts[0], total=counts[1], jobs_finished=counts[2],
+                   jobs=counts[3])
+
+    def line(self) -> str:
+        from qforge.service.ensemble import ensemble_line
+
+        return ensemble_line((self.complete, self.total, self.jobs_finished, self.jobs))
 
 
 class Overview(BaseModel):
@@ -61,6 +86,8 @@ class Overview(BaseModel):
     window_minutes: float  # the window the rate is measured over
     # owner -> (running, queued), when asked for (`qforge status --owners`)
     owners: dict[str, tuple[int, int]] | None = None
+    # by molecule, for a group of conformer ensembles (None otherwise)
+    molecules: MoleculeCounts | None = None
 
     @property
     def total(self) -> int:
@@ -94,6 +121,7 @@ class Overview(BaseModel):
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
             **({} if self.owners is None else {"owners": {
                 o: {"running": r, "queued": q} for o, (r, q) in self.owners.items()}}),
+            **({} if self.molecules is None else {"molecules": self.molecules.model_dump()}),
         }
 
 

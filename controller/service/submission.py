@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from qforge.inputs import BadRecord, ReadMolecule
+from qforge.inputs.conformers import conformer_name, molecule_key
 from qforge.inputs.names import indexed_name
 from qforge.inputs.topology import Topology, kept_topology, packed_json
 from qforge.service.models import Submitted
@@ -53,15 +54,16 @@ class Pending:
     charge: int
     uhf: int
     topology: bytes | None = None  # the bond table, packed (qforge.inputs.topology)
+    molecule_key: str | None = None  # JobRecord.molecule (conformers.molecule_key)
 
     @classmethod
     def of(cls, spec: JobSpec, symbols_cache: dict[tuple[str, ...], tuple[str, ...]],
-           topology: Topology | None = None) -> Pending:
+           topology: Topology | None = None, key: str | None = None) -> Pending:
         mol = spec.molecule
         symbols = symbols_cache.setdefault(mol.symbols, mol.symbols)  # shared by isomers
         coords = array("d", [c for xyz in mol.geometry for c in xyz])
         return cls(symbols, coords, mol.comment, spec.name or "", spec.charge, spec.uhf,
-                   kept_topology(topology, spec))
+                   kept_topology(topology, spec), key)
 
     def molecule(self) -> Molecule:
         """The validated molecule again (not validated a second time)."""
@@ -72,7 +74,7 @@ class Pending:
 
     def renamed(self, name: str) -> Pending:
         return Pending(self.symbols, self.coords, self.comment, name, self.charge, self.uhf,
-                       self.topology)
+                       self.topology, self.molecule_key)
 
 
 def check_options(options: dict[str, Any], name: str | None) -> dict[str, Any]:
@@ -108,6 +110,10 @@ class FirstPass:
         self.pending: list[Pending] = []
         self.bad: list[BadRecord] = []
         self._symbols: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._keys: dict[str, str] = {}  # one string per molecule, shared by its conformers
+        self.ensembles = False  # whether any molecule came as conformers
+        self._molecules = 0  # molecules seen (a conformer counts with its molecule)
+        self._last: tuple[str, int] | None = None  # (file, index) of the last molecule
 
     def add(self, item: ReadMolecule | BadRecord) -> None:
         if isinstance(item, BadRecord):
@@ -115,14 +121,25 @@ class FirstPass:
             return
         charge = self.charge if self.charge is not None else (item.charge or 0)
         uhf = self.uhf if self.uhf is not None else (item.uhf or 0)
-        position = len(self.pending) + 1
-        job_name = item.name if self.name is None else indexed_name(self.name, position)
+        here = (item.where.file, item.where.index)
+        if item.conformer is None or item.conformer[0] == 1 or here != self._last:
+            self._molecules += 1
+        self._last = here
+        job_name = item.name
+        if self.name is not None:
+            job_name = indexed_name(self.name, self._molecules)
+            if item.conformer is not None:
+                job_name = conformer_name(job_name, *item.conformer)
         try:
             spec = build_spec(item.molecule, job_name, charge, uhf, self.options)
         except InputError as exc:
             self.bad.append(BadRecord(item.where, str(exc)))
             return
-        self.pending.append(Pending.of(spec, self._symbols, item.topology))
+        self.ensembles |= item.conformer is not None
+        pending = Pending.of(spec, self._symbols, item.topology)
+        key = molecule_key(item.smiles, charge, uhf, b"" if item.smiles else
+                           " ".join(pending.symbols).encode() + pending.coords.tobytes())
+        self.pending.append(replace(pending, molecule_key=self._keys.setdefault(key, key)))
 
     def finish(self) -> list[Pending]:
         """The molecules to write (a single one named by `name` itself)."""
@@ -132,15 +149,16 @@ class FirstPass:
 
 
 def rebuild(chunk: Sequence[Pending], validated: dict[str, Any]
-            ) -> list[tuple[JobSpec, str, str | None]]:
-    """The second pass's (spec, input XYZ, topology.json or None) items, from a template
+            ) -> list[tuple[JobSpec, str, str | None, str | None]]:
+    """The second pass's (spec, input XYZ, topology.json or None, molecule key) items,
+    from a template
     holding every per-job option as validated and each molecule's own values."""
     base = JobSpec(molecule=_PROBE, **validated)
     out = []
     for p in chunk:
         spec = base.model_copy(update={"molecule": p.molecule(), "name": p.name,
                                        "charge": p.charge, "uhf": p.uhf})
-        out.append((spec, spec.molecule.to_xyz(), packed_json(p.topology)))
+        out.append((spec, spec.molecule.to_xyz(), packed_json(p.topology), p.molecule_key))
     return out
 
 
@@ -159,15 +177,16 @@ def write(store: JobStore, pending: Sequence[Pending], validated: dict[str, Any]
         if not what and done:
             spec = done[0].record.spec
             what = f"({spec.molecule.formula}, {spec.method.value} {spec.task.value})"
-        out += map(_outcome, done)
+        out += map(_outcome, done, (p.molecule_key for p in pending[start:start + CHUNK]))
     return what, out
 
 
-def _outcome(sub: StoreSubmitted) -> Submitted:
+def _outcome(sub: StoreSubmitted, key: str | None) -> Submitted:
     rec = sub.record
     # every value comes from a validated record: not validated again (100,000 of them)
     return Submitted.model_construct(job_id=rec.job_id, name=rec.spec.name,
-                                     status=rec.status, duplicate_of=sub.duplicate_of)
+                                     status=rec.status, duplicate_of=sub.duplicate_of,
+                                     molecule=rec.molecule or key)
 
 
 def _offset(progress: Callable[[int], None], base: int) -> Callable[[int], None]:

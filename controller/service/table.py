@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from qforge.cli.export import formula as formula_of
 from qforge.record import Status
+from qforge.service.ensemble import ensemble_counts, ensemble_line
+from qforge.service.export import formula as formula_of
 from qforge.store.jobstore import JobStore, validate_group
 from qforge.store.layout import DONE_STATUSES
 from qforge_runner.errors import InputError
@@ -67,6 +68,8 @@ class Row:
     owner: str
     created_ns: int
     finished_ns: int | None
+    molecule: str | None = None  # its molecule key (conformers of one molecule share it)
+    followup: bool = False  # waits on other jobs (a follow-up step, not a conformer)
 
     def as_json(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "name": self.name, "formula": self.formula,
@@ -110,7 +113,9 @@ def row_of(data: dict[str, Any]) -> Row | None:
                            else None),
             owner=str(data.get("owner") or "unknown"),
             created_ns=int(data.get("created_ns") or 0),
-            finished_ns=_iso_ns(data.get("finished_at")) if status.terminal else None)
+            finished_ns=_iso_ns(data.get("finished_at")) if status.terminal else None,
+            molecule=data["molecule"] if isinstance(data.get("molecule"), str) else None,
+            followup=bool(data.get("depends_on")))
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
@@ -335,8 +340,10 @@ def live(table: Table, window_minutes: float, now_ns: int | None = None) -> dict
     rate = recent / window_minutes if window_minutes else 0.0
     left = total - finished
     eta = 0.0 if left == 0 else (None if rate <= 0 else 60.0 * left / rate)
+    molecules = summary["molecules"]
     return {"group": table.group, "version": table.version, "total": total,
             "counts": c, "finished": finished, "rate_per_minute": round(rate, 3),
+            "molecules": None if molecules is None else ensemble_line(molecules),
             "window_minutes": round(window_minutes, 3),
             "eta_seconds": None if eta is None else round(eta, 1)}
 
@@ -389,6 +396,8 @@ def summarise(table: Table) -> dict[str, Any]:
         "group": table.group, "version": table.version, "counts": counts(table),
         "began_ns": began, "points": points, "completed_with_gap": len(plotted),
         "histogram": histogram, "timeline": _timeline(rows, began),
+        "molecules": ensemble_counts((r.job_id, r.molecule, r.followup, r.status.terminal,
+                                      r.name) for r in rows),
         "failures": sorted(failures.values(), key=lambda e: -int(e["count"]))}
     return table.summary
 

@@ -98,11 +98,14 @@ class Groups:
     def statuses(self, group: str) -> dict[str, Status]:
         return {jid: st for jid, (st, _) in self.states(group).items()}
 
-    def states(self, group: str,
-               ids: Iterable[str] | None = None) -> dict[str, tuple[Status, str | None]]:
+    def states(self, group: str, ids: Iterable[str] | None = None, *,
+               molecules: dict[str, tuple[str | None, bool, str | None]] | None = None,
+               ) -> dict[str, tuple[Status, str | None]]:
         """Each member's status and finished_at, from its metadata.json without
         validating all of it (members whose folder is gone, or whose joining never
-        completed, are left out). `ids`: only those of the group's index."""
+        completed, are left out). `ids`: only those of the group's index. `molecules`,
+        when given, is filled with each member's (molecule key, waits on others?, name)
+        from the same read."""
         out: dict[str, tuple[Status, str | None]] = {}
         for job_id in self.ids(group) if ids is None else ids:
             data = self._records.peek(job_id)
@@ -116,6 +119,11 @@ class Groups:
                     self.layout.memberships(job_id) / group).exists():
                 finished = data.get("finished_at")
                 out[job_id] = (status, finished if isinstance(finished, str) else None)
+                if molecules is not None:
+                    key, name = data.get("molecule"), (data.get("spec") or {}).get("name")
+                    molecules[job_id] = (key if isinstance(key, str) else None,
+                                         bool(data.get("depends_on")),
+                                         name if isinstance(name, str) else None)
         return out
 
 

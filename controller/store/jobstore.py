@@ -109,11 +109,12 @@ class JobStore:
                      force: bool = False,
                      on_progress: Callable[[int], None] | None = None,
                      owner: str = UNKNOWN_OWNER) -> list[Submitted]:
-        """Create one job per (spec, input xyz text[, topology.json text or None]), all in
-        `group`, owned by `owner`; the topology, when given, is kept as the job's
-        topology.json. An item whose canonical input is held by a QUEUED, RUNNING or
-        COMPLETED job is not created again: that job joins `group` and is returned with
-        `duplicate_of` set, keeping its own owner (unless `force`). `on_progress(n)` is
+        """Create one job per (spec, input xyz text[, topology.json text or None[, molecule
+        key or None]]), all in `group`, owned by `owner`; the topology, when given, is
+        kept as the job's topology.json, the key as its record's `molecule`. An item whose
+        canonical input is held by a QUEUED, RUNNING or COMPLETED job is not created
+        again: that job joins `group` and is returned with `duplicate_of` set, keeping its
+        own owner and key (unless `force`). `on_progress(n)` is
         called after each item is written."""
         return self._submission.submit_batch(items, group=group, force=force,
                                              on_progress=on_progress, owner=owner)

@@ -28,9 +28,11 @@ from qforge_runner.timestamps import utcnow
 
 # A dedup claim naming a job folder that has not appeared yet: its submitter is still
 # writing it; wait up to CLAIM_WAIT_SECONDS (by this process's clock), then judge it dead.
-# What submit_batch takes: (spec, input.xyz text) or (spec, input.xyz text, topology.json
-# text or None); the topology, when there is one, is kept beside input.xyz.
-SubmitItem = tuple[JobSpec, str] | tuple[JobSpec, str, str | None]
+# What submit_batch takes: (spec, input.xyz text), (spec, input.xyz text, topology.json
+# text or None) or (spec, input.xyz text, topology.json text or None, molecule key or
+# None); the topology, when there is one, is kept beside input.xyz, the key in the record.
+SubmitItem = (tuple[JobSpec, str] | tuple[JobSpec, str, str | None]
+              | tuple[JobSpec, str, str | None, str | None])
 CLAIM_WAIT_SECONDS = 30.0
 CLAIM_POLL_SECONDS = 0.005
 
@@ -86,14 +88,16 @@ class Submission:
         out: list[Submitted] = []
         for n, (spec, text, *rest) in enumerate(items, start=1):
             out.append(self._submit_one(spec, text, group=group, force=force, owner=owner,
-                                        topology=rest[0] if rest else None))
+                                        topology=rest[0] if rest else None,
+                                        molecule=rest[1] if len(rest) > 1 else None))
             if on_progress is not None:
                 on_progress(n)
         return out
 
     def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
                     force: bool, job_id: str | None = None,
-                    owner: str = UNKNOWN_OWNER, topology: str | None = None) -> Submitted:
+                    owner: str = UNKNOWN_OWNER, topology: str | None = None,
+                    molecule: str | None = None) -> Submitted:
         digest = input_hash(spec)
         waited = 0.0
         while True:
@@ -112,14 +116,15 @@ class Submission:
             take = None if state == "live" else gen + 1
             created = self._create(spec, input_text, group=group, digest=digest,
                                    claim_gen=take, job_id=job_id, owner=owner,
-                                   topology=topology)
+                                   topology=topology, molecule=molecule)
             if created is not None:
                 return Submitted(created, None)
             waited = 0.0  # another submitter took that generation first: look again
 
     def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
                 claim_gen: int | None, job_id: str | None,
-                owner: str = UNKNOWN_OWNER, topology: str | None = None) -> JobRecord | None:
+                owner: str = UNKNOWN_OWNER, topology: str | None = None,
+                molecule: str | None = None) -> JobRecord | None:
         """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
         another submitter first (nothing is left behind then)."""
         # Paths as strings: a batch of 100,000 builds ten paths per job, and pathlib's
@@ -135,7 +140,7 @@ class Submission:
         now = utcnow()
         record = JobRecord(job_id=jid, status=Status.QUEUED, created_at=now, updated_at=now,
                            created_ns=time.time_ns(), spec=spec, group=group,
-                           input_hash=digest, owner=owner)
+                           input_hash=digest, owner=owner, molecule=molecule)
         staging = f"{index}/incoming/{jid}.{os.getpid()}.{time.monotonic_ns()}"
         try:
             os.mkdir(staging)

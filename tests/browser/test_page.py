@@ -143,6 +143,30 @@ def test_a_campaign_s_progress_moves_while_a_worker_runs_real_xtb(
     assert len(energies) == 6 and all(e.endswith(" Eh") for e in energies)
 
 
+def test_a_campaign_of_conformer_ensembles_counts_molecules_too(
+        tab: Tab, server: Server) -> None:
+    store = JobStore(server.jobs)
+    mol = parse_xyz(WATER_EXPERIMENTAL)
+    items = []
+    for i, (name, key) in enumerate((("a.c01", "ma"), ("a.c02", "ma"), ("b.c01", "mb"))):
+        moved = mol.model_copy(update={"geometry": tuple((x, y + 0.001 * i + 0.01, z)
+                                                         for x, y, z in mol.geometry)})
+        items.append((JobSpec(molecule=moved, name=name, task="sp"), moved.to_xyz(), None,
+                      key))
+    ids = [s.record.job_id for s in store.submit_batch(items, group="ens", owner="sam")]
+    _campaign(store, "plain", 2)
+    tab.sign_in(server.token("sam", "submitter"))
+    tab.open("/campaigns/ens")
+    line = tab.page.locator("#progress .molecules-line")
+    expect(line).to_have_text("0 of 2 molecules complete; 0 of 3 conformer jobs")
+    finish(store, ids[2], Status.COMPLETED)  # b's only conformer
+    expect(line).to_have_text("1 of 2 molecules complete; 1 of 3 conformer jobs",
+                              timeout=WAIT_MS)
+    tab.open("/campaigns/plain")
+    expect(tab.page.locator("#progress .done-line")).to_contain_text("0 of 2 finished")
+    expect(tab.page.locator("#progress .molecules-line")).to_have_count(0)
+
+
 def test_the_table_sorts_and_filters_on_the_server(tab: Tab, server: Server) -> None:
     store = JobStore(server.jobs)
     ids = _campaign(store, "big", 60)

@@ -46,7 +46,9 @@ const qf = {
     }
     const counts = qf.el("ul", { class: "counts" });
     for (const s of qf.STATUSES) counts.append(qf.el("li", { "data-status": s, text: `${s}: ${live.counts[s] || 0}` }));
-    wrap.append(bar, qf.el("p", { class: "done-line", text: `${live.finished} of ${total} finished (${pct} %)` }), counts,
+    wrap.append(bar, qf.el("p", { class: "done-line", text: `${live.finished} of ${total} finished (${pct} %)` }), counts);
+    if (live.molecules) wrap.append(qf.el("p", { class: "molecules-line", text: live.molecules }));
+    wrap.append(
       qf.el("p", { class: "rate", text: `Rate: ${qf.num(live.rate_per_minute, 1, "jobs/min")} over the last ${qf.num(live.window_minutes * 60, 0, "s")} · Time left: ${qf.duration(live.eta_seconds)}` }));
     return wrap;
   },

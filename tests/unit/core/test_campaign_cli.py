@@ -14,9 +14,9 @@ import pytest
 
 from qforge.auth.roles import Identity, Role
 from qforge.cli import campaign
-from qforge.cli.export import COLUMNS, export_row
 from qforge.cli.main import build_parser, main
 from qforge.record import Status
+from qforge.service.export import COLUMNS, export_row
 from qforge.service.manager import JobManager
 from qforge.service.progress import Watch
 from qforge.settings import Settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from qforge.cli import render
-from qforge.cli.export import COLUMNS, export_row_data
+from qforge.service.export import COLUMNS, export_row_data
 from qforge_runner.quality import assess
 from qforge_runner.result import JobResult
 from qforge_runner.spec import Method, Task

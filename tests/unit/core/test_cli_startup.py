@@ -11,7 +11,7 @@ from qforge.inputs import Format
 # Modules of other commands (or optional extras) that a worker start must not import.
 NOT_FOR_THE_WORKER = ("rdkit", "rich", "numpy", "prometheus_client", "kubernetes", "kopf",
                       "qforge.inputs", "qforge.cli.submit", "qforge.cli.campaign",
-                      "qforge.cli.export")
+                      "qforge.service.export")
 
 
 def test_the_worker_command_imports_nothing_it_does_not_use() -> None:

@@ -223,7 +223,7 @@ def test_the_second_pass_rebuilds_exactly_the_validated_specs(tmp_path: Path) ->
     pending, bad = first.finish(), first.bad
     assert bad == []
     rebuilt = rebuild(pending, validated)
-    for item, (spec, xyz, topology) in zip(items, rebuilt, strict=True):
+    for item, (spec, xyz, topology, _key) in zip(items, rebuilt, strict=True):
         assert isinstance(item, ReadMolecule)
         assert item.topology is not None and topology == item.topology.to_json()
         full = JobSpec(molecule=item.molecule, name=item.name, charge=item.charge,

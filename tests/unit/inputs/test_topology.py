@@ -200,7 +200,7 @@ def _record(job_id: str, symbols: list[str], geometry: list[list[float]], *,
 
 
 def test_the_sdf_export_says_where_each_records_bonds_came_from(tmp_path: Path) -> None:
-    from qforge.cli.export import write_sdf
+    from qforge.service.export import write_sdf
 
     carbon = tmp_path / "carbon"  # a carbon atom with 4 radical electrons: no MDL code
     carbon.mkdir()

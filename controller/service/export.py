@@ -8,10 +8,11 @@ a single point, a Hessian, a job that failed).
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from pydantic import ValidationError
 
@@ -30,6 +31,7 @@ COLUMNS = ("job_id", "name", "group", "formula", "method", "task", "status", "en
 THERMO_COLUMNS = {"temperature_k": "temperature", "zpe_eh": "zpe", "h_eh": "enthalpy",
                   "ts_eh": "ts", "g_rrho_eh": "g_rrho", "free_energy_eh": "free_energy"}
 FORMATS = ("csv", "jsonl", "sdf", "xyz")
+ExportFormat = Literal["csv", "jsonl", "sdf", "xyz"]
 
 
 def export_row(record: JobRecord, group: str | None = None) -> dict[str, Any]:
@@ -82,7 +84,8 @@ def input_molecule(data: dict[str, Any]) -> Molecule:
         comment=mol.get("comment", ""))
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A CSV cell (and an SDF data item): every digit of a float, '' for None."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -99,7 +102,7 @@ def write_csv(records: Iterable[dict[str, Any]], out: IO[str],
     n = 0
     for record in records:
         row = export_row_data(record, group)
-        writer.writerow([_cell(row[c]) for c in COLUMNS])
+        writer.writerow([cell(row[c]) for c in COLUMNS])
         n += 1
     return n
 
@@ -152,9 +155,10 @@ def write_xyz(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
 
 
 def write_sdf(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
-              group: str | None = None) -> int:
+              group: str | None = None, extra: list[tuple[str, str]] | None = None) -> int:
     """One record per job: its final coordinates with its bond table (qforge.molfile),
-    the export columns as data items, and how the bonds were obtained (``topology``)."""
+    the export columns as data items, and how the bonds were obtained (``topology``);
+    `extra` data items after those (the per-molecule columns, for the best conformer)."""
     n = 0
     for record, job_dir in items:
         molecule, optimised = final_geometry(record, job_dir)
@@ -165,13 +169,36 @@ def write_sdf(items: Iterable[tuple[dict[str, Any], Path]], out: IO[str],
         props = {k: row[k] for k in COLUMNS if k != "name"}
         props.update(charge=charge, uhf=uhf, geometry="optimised" if optimised else "input",
                      topology=how)
+        props.update({k: v for k, v in extra or () if k not in props})
         try:
             text = sdf_record(molecule, row["name"] or row["job_id"], topology,
-                              [(k, _cell(v)) for k, v in props.items() if v is not None])
+                              [(k, cell(v)) for k, v in props.items() if v is not None])
         except TopologyError as exc:
             props["topology"] = f"none: {exc}"
             text = sdf_record(molecule, row["name"] or row["job_id"], None,
-                              [(k, _cell(v)) for k, v in props.items() if v is not None])
+                              [(k, cell(v)) for k, v in props.items() if v is not None])
         out.write(text)
         n += 1
     return n
+
+
+def export_pieces(fmt: ExportFormat, records: list[dict[str, Any]],
+                  layout_dir: Callable[[str], Any], group: str | None,
+                  chunk: int = 200) -> Iterator[str]:
+    """An export's text in pieces of `chunk` jobs, as the writers of `qforge export`
+    produce it (the server streams them: memory bounded by one piece, not the export)."""
+    header = len(",".join(COLUMNS)) + 1
+    for start in range(0, max(len(records), 1), chunk):
+        part = records[start:start + chunk]
+        buf = io.StringIO()
+        if fmt == "csv":
+            write_csv(part, buf, group)
+            text = buf.getvalue()
+            yield text if start == 0 else text[header:]
+            continue
+        if fmt == "jsonl":
+            write_jsonl(part, buf, group)
+        else:
+            items = ((r, layout_dir(r["job_id"])) for r in part)
+            (write_sdf if fmt == "sdf" else write_xyz)(items, buf, group)
+        yield buf.getvalue()
