@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,17 @@ RESULT_FILE: Final = "result.json"
 # The start of the error of a run whose results the job folder could not take (a full
 # or read-only store): the calculation is worth running again, not a failure.
 RESULTS_UNWRITABLE: Final = "cannot write the results into"
+# xtb writes the final geometry displaced along its imaginary mode here when a Hessian
+# finds one (a saddle point): the retry ladder's start for the next attempt.
+SADDLE_DISPLACED: Final = "xtbhess.xyz"
+PREOPT_FOLDER: Final = "preopt"  # in the scratch folder: the GFN-FF pre-optimisation
 INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
 OUTPUT_FILE: Final = "xtb.log"  # xtb's standard output and error, interleaved as printed
 # What is copied from the scratch folder into the job folder, when xtb wrote it.
 ARTIFACTS: Final = (
     "xtbout.json", "xtbopt.xyz", "xtbopt.log", OUTPUT_FILE, "charges", "wbo", "gfnff_charges",
     "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
+    SADDLE_DISPLACED,
 )  # fmt: skip
 # OpenMP threads get this much stack unless the environment says otherwise (xtb's
 # manual recommends a large one: big molecules overflow the default few MB).
@@ -167,7 +173,7 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
             modes = parse_vibspectrum(vib) if vib is not None else None
         if modes is None:
             raise OutputError("the Hessian finished but xtb reported no frequencies")
-        final = geometry or spec.molecule
+        final = geometry or spec.start
         frequencies = vibrational_frequencies(modes, final.geometry)
 
     converged = text.opt_converged is not False
@@ -278,7 +284,13 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     output is read."""
     if cancel is not None and cancel.is_set():
         raise _Stop(JobError(type=ErrorType.cancelled, message="cancelled before xtb started"))
-    (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
+    start = spec.start
+    if spec.preopt_gfnff:
+        began = time.monotonic()
+        start = _preoptimise(spec, scratch, deadline, cancel, xtb_path, log, label) or start
+        if deadline is not None:  # one time limit for both runs
+            deadline = max(0.001, deadline - (time.monotonic() - began))
+    (scratch / INPUT_FILE).write_text(start.to_xyz(), encoding="utf-8")
     xcontrol = spec.xcontrol()
     if xcontrol is not None:
         (scratch / XCONTROL_FILE).write_text(xcontrol, encoding="utf-8")
@@ -327,6 +339,31 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
         log.warning("xtb failed for job %s after %.2f s (%s): %s", label, proc.elapsed,
                     error.type.value, error.message)
     return result, error
+
+
+def _preoptimise(spec: JobSpec, scratch: Path, deadline: float | None,
+                cancel: threading.Event | None, xtb_path: str, log: logging.Logger,
+                label: str) -> Molecule | None:
+    """A GFN-FF optimisation of the start geometry (`spec.preopt_gfnff`), in a folder of
+    its own: its final geometry, or None when it did not give one (the calculation then
+    starts from the geometry as it was; the log says so)."""
+    folder = scratch / PREOPT_FOLDER
+    folder.mkdir()
+    (folder / INPUT_FILE).write_text(spec.start.to_xyz(), encoding="utf-8")
+    argv = [xtb_path, INPUT_FILE, *spec.preopt_args()]
+    log.info("GFN-FF pre-optimisation for job %s: xtb %s", label, " ".join(argv[1:]))
+    try:
+        proc = run_process(argv, cwd=folder, env=xtb_environment(spec, xtb_path),
+                           stdout=folder / OUTPUT_FILE, timeout=deadline, cancel=cancel)
+        text = _read(folder / "xtbopt.xyz")
+        if proc.returncode == 0 and not proc.timed_out and not proc.cancelled and text:
+            return parse_xyz(text)
+    except (OSError, InputError) as exc:
+        log.warning("GFN-FF pre-optimisation for job %s failed: %s", label, exc)
+        return None
+    log.warning("GFN-FF pre-optimisation for job %s gave no geometry: starting from the "
+                "geometry as it was", label)
+    return None
 
 
 @dataclass(frozen=True)
