@@ -150,7 +150,7 @@ def test_a_group_retry_reruns_exactly_its_failed_jobs(
     finish(store, ids["ammonia"], Status.FAILED)
     assert qf(store, "retry", "--group", "camp", "--error-type", "timeout") == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"Retried 1 job(s) of group camp (1 skipped)",
+        "Retried 1 job(s) of group camp (1 skipped)",
         f"Skipped job {ids['ammonia']}: failed with xtb_error, not timeout"]
     assert [store.read(ids[n]).status for n in ("water", "methane", "ammonia")] == [
         Status.COMPLETED, Status.QUEUED, Status.FAILED]
