@@ -312,7 +312,8 @@ def _user_command(args: argparse.Namespace) -> int:
         return submit.submit(args, settings, manager)
     handlers = {"list": campaign.list_jobs, "status": campaign.status, "wait": campaign.wait,
                 "export": campaign.export_jobs, "delete": campaign.delete,
-                "cancel": campaign.cancel, "retry": campaign.retry, "show": commands.show, "result": commands.result}
+                "cancel": campaign.cancel, "retry": campaign.retry, "show": commands.show,
+                "result": commands.result}
     return handlers[cmd](args, manager)
 
 

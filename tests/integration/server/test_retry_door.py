@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from qforge.auth import local_owner as local_user
 from qforge.store.jobstore import JobStore
 from tests.molecules import BENZENE
 
@@ -73,4 +74,4 @@ def test_retry_through_the_server_is_the_local_retry(server: Server) -> None:
         lo = server.local("export", "--group", "camp", "--format", fmt)
         assert r.returncode == lo.returncode == 0 and r.stdout == lo.stdout, fmt
     assert [store.read(i).attempt for i in ids] == [2, 2]
-    assert [store.read(i).history[0].by for i in ids][0] == "alice"
+    assert [store.read(i).history[0].by for i in ids] == ["alice", local_user()]

@@ -73,3 +73,10 @@ def test_each_rung_changes_what_xtb_is_asked() -> None:
     assert displaced.start == DISPLACED and displaced.molecule == MOL
     with pytest.raises(ValueError, match="start_geometry"):
         JobSpec(molecule=MOL, start_geometry=parse_xyz("1\n\nH 0 0 0\n"))
+
+
+def test_the_command_line_offers_every_error_type_a_job_fails_with() -> None:
+    from qforge.cli.main import ERROR_TYPES
+
+    offered = [t.value for t in ErrorType if t is not ErrorType.cancelled]
+    assert offered == ERROR_TYPES
