@@ -33,6 +33,25 @@ H  -0.5050   0.8747  0.0
 H  -0.5050  -0.8747  0.0
 """
 
+# A benzene cation (quartet) whose atoms were jittered by up to 0.2 Å: with 10 SCC
+# iterations xtb 6.5.1 converges it neither at 300 K nor at 3000 K (nor with 11), and does
+# at 3000 K after a GFN-FF optimisation (with 9 too).
+JITTERED_BENZENE = """12
+jittered benzene
+C -0.14625 1.53577 0.10551
+C 1.11168 0.69657 -0.02020
+C 1.27029 -0.58291 -0.16246
+C -0.18866 -1.26249 -0.02689
+C -1.10474 -0.89755 -0.02185
+C -1.12104 0.58990 0.17811
+H 0.16057 2.29645 -0.18982
+H 2.16795 1.41777 -0.04752
+H 2.03803 -1.27326 -0.18838
+H -0.11132 -2.50906 -0.00168
+H -2.25816 -1.34976 -0.11249
+H -2.16755 1.15802 -0.19140
+"""
+
 
 def submit(jobs: Path, text: str, *args: str) -> str:
     out = qforge("submit", "-", "--json", *args, stdin=text, jobs=jobs)
@@ -76,6 +95,24 @@ def test_an_scc_that_does_not_converge_recovers_at_a_higher_electronic_temperatu
     plain = submit(jobs, BENZENE, *SCC_FAILS, "--force")
     run_worker(start_worker)
     assert read(jobs, plain).status is Status.FAILED and read(jobs, plain).history == ()
+
+
+def test_an_scc_that_fails_hot_too_recovers_after_a_gfnff_preoptimisation(
+        jobs: Path, start_worker: Start) -> None:
+    job_id = submit(jobs, JITTERED_BENZENE, "--charge", "1", "--uhf", "3",
+                    "--scc-iterations", "10", "--task", "sp", "--auto-retry")
+    run_worker(start_worker)
+    record = read(jobs, job_id)
+    assert record.status is Status.COMPLETED, record.error
+    assert [(a.status, a.rung) for a in record.history] == [
+        (Status.FAILED, "etemp"), (Status.FAILED, "preopt")]
+    assert record.attempt == 3 and record.spec.preopt_gfnff and record.spec.etemp == ETEMP
+    log = (jobs / job_id / "xtb.log").read_text()
+    assert "--etemp 3000" in log
+    worker_log = (jobs.parent / "worker.log").read_text()
+    assert f"GFN-FF pre-optimisation for job {job_id}" in worker_log
+    assert "gave no geometry" not in worker_log
+    assert exported(jobs)[job_id]["attempt"] == "3"
 
 
 def test_an_ohess_left_at_a_saddle_point_is_displaced_and_optimised_again(
