@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -25,9 +25,11 @@ from pydantic import ValidationError
 from qforge_runner.atomic import write_files_atomic
 from qforge_runner.connectivity import MAX_ATOMS as MAX_CONNECTIVITY_ATOMS
 from qforge_runner.connectivity import connectivity, describe_changes
+from qforge_runner.environment import xtb_environment
 from qforge_runner.errors import InputError
 from qforge_runner.failures import classify_failure
 from qforge_runner.molecule import Molecule, parse_xyz
+from qforge_runner.preopt import preoptimise
 from qforge_runner.process import find_program, run_process
 from qforge_runner.quality import assess
 from qforge_runner.result import ErrorType, JobError, JobResult, RunReport
@@ -53,7 +55,6 @@ RESULTS_UNWRITABLE: Final = "cannot write the results into"
 # xtb writes the final geometry displaced along its imaginary mode here when a Hessian
 # finds one (a saddle point): the retry ladder's start for the next attempt.
 SADDLE_DISPLACED: Final = "xtbhess.xyz"
-PREOPT_FOLDER: Final = "preopt"  # in the scratch folder: the GFN-FF pre-optimisation
 INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
 OUTPUT_FILE: Final = "xtb.log"  # xtb's standard output and error, interleaved as printed
 # What is copied from the scratch folder into the job folder, when xtb wrote it.
@@ -62,32 +63,10 @@ ARTIFACTS: Final = (
     "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
     SADDLE_DISPLACED,
 )  # fmt: skip
-# OpenMP threads get this much stack unless the environment says otherwise (xtb's
-# manual recommends a large one: big molecules overflow the default few MB).
-OMP_STACKSIZE: Final = "1G"
 
 
 class OutputError(Exception):
     """xtb finished cleanly but left no usable result."""
-
-
-def xtb_environment(spec: JobSpec, xtb_path: str,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """xtb's environment: threads from the CPU allowance, stack size, parameter path."""
-    env = dict(os.environ if base is None else base)
-    threads = str(spec.threads)
-    env["OMP_NUM_THREADS"] = threads
-    env["MKL_NUM_THREADS"] = threads
-    env["OPENBLAS_NUM_THREADS"] = threads  # Debian's xtb links OpenBLAS
-    env["OMP_MAX_ACTIVE_LEVELS"] = "1"  # no nested parallel regions: threads == cpu
-    env.setdefault("OMP_STACKSIZE", OMP_STACKSIZE)
-    if not env.get("XTBPATH"):
-        # GFN0 and GFN-FF read parameter files from XTBPATH; Debian's package puts them
-        # in <prefix>/share/xtb but sets XTBPATH only through environment modules.
-        share = Path(xtb_path).resolve().parent.parent / "share" / "xtb"
-        if share.is_dir():
-            env["XTBPATH"] = str(share)
-    return env
 
 
 def _deadline(*limits: float | None) -> float | None:
@@ -287,7 +266,7 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     start = spec.start
     if spec.preopt_gfnff:
         began = time.monotonic()
-        start = _preoptimise(spec, scratch, deadline, cancel, xtb_path, log, label) or start
+        start = preoptimise(spec, scratch, deadline, cancel, xtb_path, log, label) or start
         if deadline is not None:  # one time limit for both runs
             deadline = max(0.001, deadline - (time.monotonic() - began))
     (scratch / INPUT_FILE).write_text(start.to_xyz(), encoding="utf-8")
@@ -339,31 +318,6 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
         log.warning("xtb failed for job %s after %.2f s (%s): %s", label, proc.elapsed,
                     error.type.value, error.message)
     return result, error
-
-
-def _preoptimise(spec: JobSpec, scratch: Path, deadline: float | None,
-                cancel: threading.Event | None, xtb_path: str, log: logging.Logger,
-                label: str) -> Molecule | None:
-    """A GFN-FF optimisation of the start geometry (`spec.preopt_gfnff`), in a folder of
-    its own: its final geometry, or None when it did not give one (the calculation then
-    starts from the geometry as it was; the log says so)."""
-    folder = scratch / PREOPT_FOLDER
-    folder.mkdir()
-    (folder / INPUT_FILE).write_text(spec.start.to_xyz(), encoding="utf-8")
-    argv = [xtb_path, INPUT_FILE, *spec.preopt_args()]
-    log.info("GFN-FF pre-optimisation for job %s: xtb %s", label, " ".join(argv[1:]))
-    try:
-        proc = run_process(argv, cwd=folder, env=xtb_environment(spec, xtb_path),
-                           stdout=folder / OUTPUT_FILE, timeout=deadline, cancel=cancel)
-        text = _read(folder / "xtbopt.xyz")
-        if proc.returncode == 0 and not proc.timed_out and not proc.cancelled and text:
-            return parse_xyz(text)
-    except (OSError, InputError) as exc:
-        log.warning("GFN-FF pre-optimisation for job %s failed: %s", label, exc)
-        return None
-    log.warning("GFN-FF pre-optimisation for job %s gave no geometry: starting from the "
-                "geometry as it was", label)
-    return None
 
 
 @dataclass(frozen=True)

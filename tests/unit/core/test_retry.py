@@ -197,3 +197,30 @@ def test_a_submitter_retries_only_its_own_jobs(store: JobStore) -> None:
     admin = JobManager(store, Identity(name="root", role=Role.admin), settings)
     assert admin.retry([ids["methane"]], None).retried == [(ids["methane"], 2)]
     assert store.read(ids["methane"]).history[0].by == "root"
+
+
+def test_show_lists_the_earlier_attempts(
+        store: JobStore, capsys: pytest.CaptureFixture[str]) -> None:
+    job = store.submit(spec("water"), input_text=WATER_EXPERIMENTAL)
+    finish(store, job.job_id, Status.FAILED)
+    settings = Settings(jobs_dir=store.root)
+    JobManager(store, Identity(name="carol", role=Role.admin), settings).retry(
+        [job.job_id], None)
+    capsys.readouterr()
+    assert qf(store, "show", job.job_id) == 0
+    assert ("Attempt 1: FAILED (xtb_error); then run again as it was (carol)"
+            in capsys.readouterr().out)
+
+
+def test_the_new_spec_fields_are_written_only_when_set() -> None:
+    plain = JobSpec(molecule=parse_xyz(WATER_EXPERIMENTAL))
+    dumped = plain.model_dump(mode="json")
+    for name in ("etemp", "scc_iterations", "preopt_gfnff", "start_geometry", "auto_retry"):
+        assert name not in dumped
+    changed = JobSpec(molecule=plain.molecule, etemp=3000.0, scc_iterations=8,
+                      preopt_gfnff=True, start_geometry=plain.molecule, auto_retry=True)
+    again = JobSpec.model_validate(changed.model_dump(mode="json"))
+    assert again == changed
+    args = changed.xtb_args()
+    assert args[args.index("--etemp") + 1] == "3000"
+    assert args[args.index("--iterations") + 1] == "8"
