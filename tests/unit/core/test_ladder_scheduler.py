@@ -5,6 +5,7 @@ auto-retry, or past the last rung, ends as before."""
 
 from __future__ import annotations
 
+from qforge.k8s.executor import outcome_recorded
 from qforge.k8s.manifests import build_job_manifest
 from qforge.k8s.naming import job_name
 from qforge.record import Status
@@ -35,6 +36,10 @@ def test_an_scc_failure_climbs_the_ladder_then_fails(store: JobStore) -> None:
         names.append(job_name(job, record.attempts))
     assert ex.launched == [job] * 3
     assert len(set(names)) == 3  # each run its own Job in the cluster
+    # the earlier runs' Jobs may lose their finalizer (their outcome is in the history);
+    # the running one keeps it
+    running = store.read(job)
+    assert [outcome_recorded(running, n) for n in names] == [True, True, False]
     record = store.read(job)
     assert (record.spec.etemp, record.spec.preopt_gfnff) == (ETEMP, True)
     assert [a.status for a in record.history] == [Status.FAILED, Status.FAILED]
