@@ -46,6 +46,30 @@ class Placement(BaseModel):
     node: str | None = None
 
 
+class Attempt(BaseModel):
+    """One earlier run of a job, kept in its record's `history` when the job runs again
+    (`qforge retry`, or the retry ladder: docs/retry.md). The current run is the record
+    itself; its number is `len(history) + 1`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int = Field(ge=1)
+    status: Status  # how it ended: FAILED, CANCELLED (or COMPLETED at a saddle point)
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: JobError | None = None
+    # What the next attempt changed, in words ("run again as it was", "electronic
+    # temperature 3000 K", ...), and the ladder's rung that did it (None: a person's retry)
+    change: str
+    rung: str | None = None
+    # Who asked: "ladder" (automatic) or the name of the user who ran `qforge retry`.
+    by: str = Field(min_length=1, max_length=MAX_OWNER_LENGTH)
+    # Where its result.json and xtb's files were kept, relative to the job's folder.
+    files: str | None = None
+    # The record's `attempts` (claims, counted over the job's life) when it ended.
+    claims: int = Field(0, ge=0)
+
+
 class JobRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -82,6 +106,20 @@ class JobRecord(BaseModel):
     # The jobs it waits for (a follow-up step): it is not queued for the cap until they
     # are done; one of them FAILED or CANCELLED ends it as CANCELLED (docs/ensembles.md).
     depends_on: tuple[str, ...] = Field((), exclude_if=lambda d: not d)
+    # The job's earlier runs, oldest first (docs/retry.md); not written while it has
+    # none, so older records are written back byte for byte.
+    history: tuple[Attempt, ...] = Field((), exclude_if=lambda h: not h)
+
+    @property
+    def attempt(self) -> int:
+        """The number of the current run: 1, then 2 after a retry, ..."""
+        return len(self.history) + 1
+
+    @property
+    def claims_this_attempt(self) -> int:
+        """How often the current attempt was claimed (`attempts` counts over all of
+        them, so that each claim has a name of its own in the cluster)."""
+        return self.attempts - (self.history[-1].claims if self.history else 0)
 
     def evolve(self, **changes: Any) -> JobRecord:
         """A copy with changes applied and `updated_at` bumped (the model is frozen).

@@ -63,6 +63,9 @@ class Settings(BaseModel):
     # its RUNNING jobs (a worker renews every poll interval).
     lease_seconds: float = Field(60, gt=0)
     max_attempts: int = Field(3, ge=1, description="runs of one job before it is failed")
+    # AUTO_RETRY: every job's failed runs go up the retry ladder (qforge.scheduling.ladder,
+    # docs/retry.md), as for a job submitted with --auto-retry. Off by default.
+    auto_retry: bool = False
     # Seconds between two syncs of the indexes with the job folders while a worker or
     # controller runs (listings, and a read of only the folders no index holds): a
     # marker lost by hand or by a damaged disk is found again within this time.

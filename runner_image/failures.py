@@ -39,6 +39,11 @@ _INPUT: Final = re.compile(
 _PARAMETERS: Final = re.compile(r"parameter file .* not found|could not open parameter file", re.I)
 
 
+# How the message of an SCC that did not converge begins (the retry ladder tells it from
+# a geometry optimisation that did not converge by it).
+SCC_NOT_CONVERGED: Final = "the SCC (electronic structure) did not converge"
+
+
 def _signal_name(returncode: int) -> str:
     try:
         return signal.Signals(-returncode).name
@@ -79,7 +84,7 @@ def classify_failure(
         where = " during the geometry optimisation" if optimising else ""
         return JobError(
             type=ErrorType.convergence_error,
-            message=f"the SCC (electronic structure) did not converge{where}: check that "
+            message=f"{SCC_NOT_CONVERGED}{where}: check that "
             f"charge {spec.charge} and uhf {spec.uhf} fit {spec.molecule.formula}, or try "
             "another method or a more reasonable starting geometry",
             detail=detail,

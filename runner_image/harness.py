@@ -14,7 +14,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -24,9 +25,11 @@ from pydantic import ValidationError
 from qforge_runner.atomic import write_files_atomic
 from qforge_runner.connectivity import MAX_ATOMS as MAX_CONNECTIVITY_ATOMS
 from qforge_runner.connectivity import connectivity, describe_changes
+from qforge_runner.environment import xtb_environment
 from qforge_runner.errors import InputError
 from qforge_runner.failures import classify_failure
 from qforge_runner.molecule import Molecule, parse_xyz
+from qforge_runner.preopt import preoptimise
 from qforge_runner.process import find_program, run_process
 from qforge_runner.quality import assess
 from qforge_runner.result import ErrorType, JobError, JobResult, RunReport
@@ -49,39 +52,21 @@ RESULT_FILE: Final = "result.json"
 # The start of the error of a run whose results the job folder could not take (a full
 # or read-only store): the calculation is worth running again, not a failure.
 RESULTS_UNWRITABLE: Final = "cannot write the results into"
+# xtb writes the final geometry displaced along its imaginary mode here when a Hessian
+# finds one (a saddle point): the retry ladder's start for the next attempt.
+SADDLE_DISPLACED: Final = "xtbhess.xyz"
 INPUT_FILE: Final = "input.xyz"  # in the scratch folder; the job folder's input.xyz is the user's
 OUTPUT_FILE: Final = "xtb.log"  # xtb's standard output and error, interleaved as printed
 # What is copied from the scratch folder into the job folder, when xtb wrote it.
 ARTIFACTS: Final = (
     "xtbout.json", "xtbopt.xyz", "xtbopt.log", OUTPUT_FILE, "charges", "wbo", "gfnff_charges",
     "vibspectrum", "hessian", "g98.out", "NOT_CONVERGED",
+    SADDLE_DISPLACED,
 )  # fmt: skip
-# OpenMP threads get this much stack unless the environment says otherwise (xtb's
-# manual recommends a large one: big molecules overflow the default few MB).
-OMP_STACKSIZE: Final = "1G"
 
 
 class OutputError(Exception):
     """xtb finished cleanly but left no usable result."""
-
-
-def xtb_environment(spec: JobSpec, xtb_path: str,
-                    base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """xtb's environment: threads from the CPU allowance, stack size, parameter path."""
-    env = dict(os.environ if base is None else base)
-    threads = str(spec.threads)
-    env["OMP_NUM_THREADS"] = threads
-    env["MKL_NUM_THREADS"] = threads
-    env["OPENBLAS_NUM_THREADS"] = threads  # Debian's xtb links OpenBLAS
-    env["OMP_MAX_ACTIVE_LEVELS"] = "1"  # no nested parallel regions: threads == cpu
-    env.setdefault("OMP_STACKSIZE", OMP_STACKSIZE)
-    if not env.get("XTBPATH"):
-        # GFN0 and GFN-FF read parameter files from XTBPATH; Debian's package puts them
-        # in <prefix>/share/xtb but sets XTBPATH only through environment modules.
-        share = Path(xtb_path).resolve().parent.parent / "share" / "xtb"
-        if share.is_dir():
-            env["XTBPATH"] = str(share)
-    return env
 
 
 def _deadline(*limits: float | None) -> float | None:
@@ -167,7 +152,7 @@ def collect_result(scratch: Path, stdout: str, spec: JobSpec, wall_time: float, 
             modes = parse_vibspectrum(vib) if vib is not None else None
         if modes is None:
             raise OutputError("the Hessian finished but xtb reported no frequencies")
-        final = geometry or spec.molecule
+        final = geometry or spec.start
         frequencies = vibrational_frequencies(modes, final.geometry)
 
     converged = text.opt_converged is not False
@@ -278,7 +263,13 @@ def _execute(spec: JobSpec, scratch: Path, label: str, deadline: float | None,
     output is read."""
     if cancel is not None and cancel.is_set():
         raise _Stop(JobError(type=ErrorType.cancelled, message="cancelled before xtb started"))
-    (scratch / INPUT_FILE).write_text(spec.molecule.to_xyz(), encoding="utf-8")
+    start = spec.start
+    if spec.preopt_gfnff:
+        began = time.monotonic()
+        start = preoptimise(spec, scratch, deadline, cancel, xtb_path, log, label) or start
+        if deadline is not None:  # one time limit for both runs
+            deadline = max(0.001, deadline - (time.monotonic() - began))
+    (scratch / INPUT_FILE).write_text(start.to_xyz(), encoding="utf-8")
     xcontrol = spec.xcontrol()
     if xcontrol is not None:
         (scratch / XCONTROL_FILE).write_text(xcontrol, encoding="utf-8")

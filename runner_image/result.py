@@ -186,6 +186,13 @@ def _keywords(spec: JobSpec) -> dict[str, Any]:
         keywords["opt_level"] = spec.opt_level.value
     if spec.solvent:
         keywords["alpb_solvent"] = spec.solvent
+    # what the retry ladder (or the user) changed about the SCC and the start, when set
+    if spec.etemp is not None:
+        keywords["etemp"] = spec.etemp
+    if spec.scc_iterations is not None:
+        keywords["scc_iterations"] = spec.scc_iterations
+    if spec.preopt_gfnff:
+        keywords["preopt_gfnff"] = True
     return keywords
 
 

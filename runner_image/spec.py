@@ -167,6 +167,23 @@ class JobSpec(BaseModel):
                                exclude_if=lambda t: t == DEFAULT_TEMPERATURE)
     name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
     labels: dict[str, str] = Field(default_factory=dict)
+    # How the SCC is run, and where the run starts (docs/retry.md: the retry ladder sets
+    # these on a new attempt; a user may set the first two at submission). Each is left
+    # out of a record at its default, so records of jobs that do not set them stay as
+    # they were before they existed (byte for byte), and older runners read them.
+    etemp: float | None = Field(None, gt=0, le=50000.0, allow_inf_nan=False,
+                                description="K, xtb's electronic temperature (--etemp)",
+                                exclude_if=lambda t: t is None)
+    scc_iterations: int | None = Field(None, ge=1, le=10000,
+                                       description="xtb's SCC iterations (--iterations)",
+                                       exclude_if=lambda n: n is None)
+    # A GFN-FF optimisation first; the calculation starts from its geometry.
+    preopt_gfnff: bool = Field(False, exclude_if=lambda b: not b)
+    # The geometry the calculation starts from instead of the molecule's own (the same
+    # atoms in the same order): a displaced start after a saddle point.
+    start_geometry: Molecule | None = Field(None, exclude_if=lambda m: m is None)
+    # Failed runs are retried by the ladder of qforge.scheduling.ladder (docs/retry.md).
+    auto_retry: bool = Field(False, exclude_if=lambda b: not b)
 
     @property
     def threads(self) -> int:
@@ -263,6 +280,18 @@ class JobSpec(BaseModel):
         problem = electron_problem(self.molecule, self.charge, self.uhf)
         if problem:
             raise ValueError(problem)
+        start = self.start_geometry
+        if start is not None and start.symbols != self.molecule.symbols:
+            raise ValueError("start_geometry must have the molecule's atoms in its order")
+
+    @property
+    def start(self) -> Molecule:
+        """The geometry xtb starts from: `start_geometry`, else the molecule."""
+        return self.start_geometry or self.molecule
+
+    def preopt_args(self) -> list[str]:
+        """xtb's flags for the GFN-FF pre-optimisation (`preopt_gfnff`)."""
+        return ["--gfnff", "--opt", "normal", "--chrg", str(self.charge)]
 
     @property
     def electrons(self) -> int:
@@ -285,6 +314,10 @@ class JobSpec(BaseModel):
         else:  # opt, ohess
             args += [f"--{self.task.value}", self.opt_level.value]
         args += ["--chrg", str(self.charge), "--uhf", str(self.uhf)]
+        if self.etemp is not None:
+            args += ["--etemp", f"{self.etemp:g}"]
+        if self.scc_iterations is not None:
+            args += ["--iterations", str(self.scc_iterations)]
         if self.solvent:
             args += ["--alpb", self.solvent]
         if self.xcontrol() is not None:

@@ -1,4 +1,4 @@
-"""The commands for many jobs at once: list, status, wait, cancel, delete, export.
+"""The commands for many jobs at once: list, status, wait, cancel, retry, delete, export.
 
 Each asks the service layer (a `Manager`: the store here, or a server) and renders what it
 answers; a group or a job that does not exist exits 3.
@@ -208,6 +208,20 @@ def cancel(args: argparse.Namespace, manager: Manager) -> int:
             print(f"Cancel requested for job {job_id} ({requested[job_id].value}); "
                   "the worker or controller will stop it")
     return EXIT_NO_JOB if res.missing else EXIT_OK
+
+
+# ---------------------------------------------------------------- retry
+def retry(args: argparse.Namespace, manager: Manager) -> int:
+    res = manager.retry(args.job_ids, args.group, error_type=args.error_type,
+                        include_cancelled=args.include_cancelled)
+    if res.group is not None:
+        print(f"Retried {len(res.retried)} job(s) of group {res.group}"
+              + (f" ({len(res.skipped)} skipped)" if res.skipped else ""))
+    for job_id, attempt in res.retried if res.group is None else []:
+        print(f"Retried job {job_id}: attempt {attempt} queued")
+    for job_id, why in res.skipped:
+        print(f"Skipped job {job_id}: {why}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------- delete

@@ -1,5 +1,5 @@
-"""`qforge`: submit, list, status, show, wait, result, export, cancel, delete, worker,
-controller.
+"""`qforge`: submit, list, status, show, wait, result, export, cancel, retry, delete,
+worker, controller.
 
 Exit codes: 0 success; 1 the job failed (with --wait, or `result` of a failed job);
 2 invalid input or usage (one line on stderr, nothing written); 3 no such job.
@@ -34,6 +34,9 @@ STATUSES = ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 # commands' modules, are imported by the command that needs them, so that `qforge worker`
 # starts without them.
 FORMATS = ["xyz", "sdf", "smi", "json"]
+# qforge_runner.result.ErrorType's values but `cancelled` (a test keeps them equal).
+ERROR_TYPES = ["input_error", "convergence_error", "timeout", "resource_error", "xtb_error",
+               "infrastructure_error"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=_positive_float, help="seconds (default JOB_TIMEOUT)")
     s.add_argument("--temperature", type=_positive_float,
                    help="K, for the thermochemistry of hess and ohess (default 298.15)")
+    s.add_argument("--etemp", type=_positive_float,
+                   help="K, xtb's electronic temperature (default: xtb's, 300)")
+    s.add_argument("--scc-iterations", type=_positive_int, dest="scc_iterations",
+                   help="xtb's SCC iterations (default: xtb's, 250)")
+    s.add_argument("--auto-retry", action="store_true", default=None, dest="auto_retry",
+                   help="retry failed runs by the ladder: a higher electronic temperature, "
+                        "a displaced start, more time (docs/retry.md)")
     s.add_argument("--cpu", type=_positive_int, help="cores (OMP_NUM_THREADS)")
     s.add_argument("--memory", help="memory limit in the cluster, e.g. 1Gi")
     s.add_argument("--priority", type=_int, help="higher runs first (-1000..1000)")
@@ -169,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="cancel queued or running jobs, or a whole group")
     c.add_argument("job_ids", nargs="*", metavar="JOB_ID")
     c.add_argument("--group", type=_group)
+
+    rt = sub.add_parser("retry", help="run FAILED (or CANCELLED) jobs again as a new attempt",
+                        description="Queue FAILED jobs (and CANCELLED ones with "
+                        "--include-cancelled) again, each as a new attempt of the same job; "
+                        "the earlier attempt is kept in its history (docs/retry.md). Every "
+                        "id is checked first; an unknown one retries nothing.")
+    rt.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    rt.add_argument("--group", type=_group, help="the group's FAILED jobs")
+    rt.add_argument("--error-type", dest="error_type", choices=ERROR_TYPES,
+                    help="only the jobs that failed with this error type")
+    rt.add_argument("--include-cancelled", action="store_true", dest="include_cancelled",
+                    help="CANCELLED jobs too")
 
     d = sub.add_parser("delete", help="remove finished jobs from the store",
                        description="Remove finished jobs (COMPLETED, FAILED, CANCELLED): "
@@ -282,7 +304,7 @@ def run(argv: Sequence[str] | None = None, *, exit_when_done: bool = False) -> i
 # The commands a user runs: each goes through the service layer, on the store mounted here
 # or through a server (QFORGE_SERVER / `qforge login`), with the same output and exit codes.
 USER_COMMANDS = frozenset({"submit", "list", "status", "wait", "export", "cancel", "delete",
-                           "show", "result"})
+                           "show", "result", "retry"})
 
 
 def _user_command(args: argparse.Namespace) -> int:
@@ -290,7 +312,7 @@ def _user_command(args: argparse.Namespace) -> int:
     from qforge.cli.door import manager_for
 
     cmd = args.command
-    if cmd in ("wait", "cancel") and bool(args.job_ids) == (args.group is not None):
+    if cmd in ("wait", "cancel", "retry") and bool(args.job_ids) == (args.group is not None):
         raise UsageError(f"{cmd}: give job ids or --group, not both (nor neither)")
     settings = _settings(args)
     manager = manager_for(args.jobs_dir, settings)
@@ -300,7 +322,8 @@ def _user_command(args: argparse.Namespace) -> int:
         return submit.submit(args, settings, manager)
     handlers = {"list": campaign.list_jobs, "status": campaign.status, "wait": campaign.wait,
                 "export": campaign.export_jobs, "delete": campaign.delete,
-                "cancel": campaign.cancel, "show": commands.show, "result": commands.result}
+                "cancel": campaign.cancel, "retry": campaign.retry, "show": commands.show,
+                "result": commands.result}
     return handlers[cmd](args, manager)
 
 

@@ -150,6 +150,9 @@ def print_show(view: JobView) -> None:
         out.extend(result_lines(record.result))
     if record.error:
         out.append(_row("Error", f"{record.error.type}: {record.error.message}"))
+    for a in record.history:  # earlier attempts (docs/retry.md)
+        how = f"{a.status.value}" + (f" ({a.error.type})" if a.error else "")
+        out.append(_row(f"Attempt {a.number}", f"{how}; then {a.change} ({a.by})"))
     out.append(_row("Folder", view.folder))
     print("\n".join(out))
 

@@ -142,6 +142,12 @@ class Client:
     def delete(self, job_ids: Iterable[str]) -> Any:
         return self.manager.delete(list(job_ids))
 
+    def retry(self, job_ids: Iterable[str] = (), *, group: str | None = None,
+              error_type: str | None = None, include_cancelled: bool = False) -> Any:
+        """FAILED (and CANCELLED, when asked) jobs run again as a new attempt each."""
+        return self.manager.retry(list(job_ids), group, error_type=error_type,
+                                  include_cancelled=include_cancelled)
+
 
 def _from_smiles(smiles: str, where: Where, limits: Limits,
                  ensemble: ConformerOptions | None) -> Iterator[ReadMolecule | BadRecord]:

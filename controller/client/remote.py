@@ -22,6 +22,7 @@ from qforge.service.models import (
     Overview,
     Progress,
     ResultView,
+    RetryResult,
     SubmitOptions,
     SubmitResult,
 )
@@ -209,6 +210,17 @@ class RemoteManager:
 
     def delete(self, job_ids: list[str]) -> Deleted:
         return Deleted.model_validate(self._json("POST", "/delete", json={"job_ids": job_ids}))
+
+    def retry(self, job_ids: list[str], group: str | None, *, error_type: str | None = None,
+              include_cancelled: bool = False) -> RetryResult:
+        if bool(job_ids) == (group is not None):
+            raise UsageError("retry: give job ids or --group, not both (nor neither)")
+        body: dict[str, Any] = {"group": group} if group is not None else {"job_ids": job_ids}
+        if error_type is not None:
+            body["error_type"] = error_type
+        if include_cancelled:
+            body["include_cancelled"] = True
+        return RetryResult.model_validate(self._json("POST", "/retry", json=body))
 
 
 def _followed(job_ids: list[str], group: str | None, what: str

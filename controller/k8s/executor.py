@@ -34,7 +34,7 @@ from qforge.k8s.manifests import build_job_manifest
 from qforge.k8s.status import PodView, failure_error, job_end_state, pod_view
 from qforge.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
 from qforge.k8s.view import JobView
-from qforge.record import Placement
+from qforge.record import JobRecord, Placement
 from qforge.scheduling.executor import Outcome, Update
 from qforge.settings import Settings
 from qforge.store.jobstore import (
@@ -667,7 +667,7 @@ class KubernetesExecutor:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            if not self.store.read(job_id).status.terminal:
+            if not outcome_recorded(self.store.read(job_id), name):
                 return  # not recorded (yet): the finalizer stays
         except JobNotFound:
             pass
@@ -726,7 +726,7 @@ class KubernetesExecutor:
             return
         except CorruptRecord:
             record = None
-        if record is not None and record.status.terminal:
+        if record is not None and outcome_recorded(record, name):
             self._submit(lambda: self._release(state.job_id or "", name))
         else:
             with self._lock:
@@ -767,6 +767,16 @@ class KubernetesExecutor:
         except (ApiException, OSError, NoAnswer) as exc:  # best effort; never fail a job
             log.warning("Could not post Event %s on Job %s: %s", reason, name,
                         getattr(exc, "reason", exc))
+
+
+def outcome_recorded(record: JobRecord, name: str) -> bool:
+    """Whether the run of the Job `name` is over and in the record: the record is
+    terminal, or that run is one of the earlier attempts in its history (the retry
+    ladder queued the job again: docs/retry.md)."""
+    if record.status.terminal:
+        return True
+    claims = record.history[-1].claims if record.history else 0
+    return any(naming.job_name(record.job_id, k) == name for k in range(1, claims + 1))
 
 
 def _this_run(report: RunReport, t: _Tracked) -> bool:

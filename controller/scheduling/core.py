@@ -23,6 +23,7 @@ from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
 from qforge.scheduling.owners import Owners, Tag
 from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
+from qforge.scheduling.retrying import retry_by_ladder
 from qforge.settings import Settings
 from qforge.store.heartbeats import Heartbeats, instance_name, others_may_recover
 from qforge.store.index import IndexKeeper
@@ -410,6 +411,8 @@ class Scheduler:
                                     placement=placement)
             log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
                      error.type, error.message)
+        if retry_by_ladder(self.store, self.settings, claimed, record, report) is not None:
+            return  # queued again as its next attempt (scheduling/ladder.py)
         self.store.queue.finish(claimed, record)
         self.observer.job_finished(record)
 
@@ -518,18 +521,18 @@ class Scheduler:
         who = marker.instance
         if self.store.cancels.requested(record.job_id):
             self._finish(claimed, record.cancelled_by_user(started=True))
-        elif record.attempts >= self.settings.max_attempts:
+        elif (claims := record.claims_this_attempt) >= self.settings.max_attempts:
             log.warning("Job %s: worker %s died running it; attempt %d of %d: failing it",
-                        record.job_id, who, record.attempts, self.settings.max_attempts)
+                        record.job_id, who, claims, self.settings.max_attempts)
             self._finish(claimed, record.evolve(
                 status=Status.FAILED, finished_at=utcnow(),
                 error=JobError(
                     type=ErrorType.infrastructure_error,
                     message=(f"the worker running it stopped responding "
-                             f"{record.attempts} times; giving up"))))
+                             f"{claims} times; giving up"))))
         else:
             log.warning("Job %s: worker %s stopped responding; requeued (attempt %d of %d)",
-                        record.job_id, who, record.attempts, self.settings.max_attempts)
+                        record.job_id, who, claims, self.settings.max_attempts)
             self.store.queue.requeue(record, mine, count_attempt=True)
         report.recovered.append(record.job_id)
 

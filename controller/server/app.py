@@ -40,6 +40,7 @@ from qforge.service.models import (
     Overview,
     Progress,
     ResultView,
+    RetryResult,
     SubmitResult,
 )
 from qforge.service.overview import STATUS_TTL, OverviewCache
@@ -368,6 +369,14 @@ def create_app(settings: Settings, options: Options | None = None) -> FastAPI:
             return manager(who).cancel([], body.group)
         return manager(who).cancel(body.job_ids, None)
 
+    @app.post(f"{API}/retry", tags=["jobs"])
+    def retry(who: Who, body: RetryJobs | RetryGroup) -> RetryResult:
+        """FAILED (and CANCELLED, with include_cancelled) jobs run again as a new
+        attempt each (docs/retry.md); every id is checked before any is retried."""
+        ids, group = ([], body.group) if isinstance(body, RetryGroup) else (body.job_ids, None)
+        return manager(who).retry(ids, group, error_type=body.error_type,
+                                  include_cancelled=body.include_cancelled)
+
     @app.post(f"{API}/delete", tags=["jobs"])
     def delete(who: Who, body: DeleteBody) -> Deleted:
         return manager(who).delete(body.job_ids)
@@ -390,6 +399,27 @@ class CancelJobs(BaseModel):
 
     job_ids: list[Annotated[str, StringConstraints(pattern=JOB_ID)]] = Field(
         min_length=1, max_length=100_000)
+
+
+RetryErrorType = Literal["input_error", "convergence_error", "timeout", "resource_error",
+                         "xtb_error", "infrastructure_error", "cancelled"]
+
+
+class RetryJobs(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    job_ids: list[Annotated[str, StringConstraints(pattern=JOB_ID)]] = Field(
+        min_length=1, max_length=100_000)
+    error_type: RetryErrorType | None = None
+    include_cancelled: bool = False
+
+
+class RetryGroup(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: Annotated[str, StringConstraints(pattern=GROUP, max_length=63)]
+    error_type: RetryErrorType | None = None
+    include_cancelled: bool = False
 
 
 class CancelGroup(BaseModel):

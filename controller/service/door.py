@@ -15,6 +15,7 @@ from qforge.service.models import (
     Overview,
     Progress,
     ResultView,
+    RetryResult,
     SubmitOptions,
     SubmitResult,
 )
@@ -49,3 +50,6 @@ class Manager(Protocol):
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult: ...
 
     def delete(self, job_ids: list[str]) -> Deleted: ...
+
+    def retry(self, job_ids: list[str], group: str | None, *, error_type: str | None = None,
+              include_cancelled: bool = False) -> RetryResult: ...

@@ -26,7 +26,7 @@ from qforge_runner.molecule import Molecule
 COLUMNS = ("job_id", "name", "group", "formula", "method", "task", "status", "energy_eh",
            "gap_ev", "dipole_debye", "converged", "topology_changed", "n_imaginary",
            "temperature_k", "zpe_eh", "h_eh", "ts_eh", "g_rrho_eh", "free_energy_eh",
-           "wall_time_s", "error_type", "error_message")
+           "wall_time_s", "error_type", "error_message", "attempt")
 # The thermochemistry's columns and their keys in the result summary (hess, ohess).
 THERMO_COLUMNS = {"temperature_k": "temperature", "zpe_eh": "zpe", "h_eh": "enthalpy",
                   "ts_eh": "ts", "g_rrho_eh": "g_rrho", "free_energy_eh": "free_energy"}
@@ -73,6 +73,8 @@ def export_row_data(data: dict[str, Any], group: str | None = None) -> dict[str,
         "wall_time_s": res.get("wall_time"),
         "error_type": err.get("type"),
         "error_message": err.get("message"),
+        # which attempt of the job gave the row: 1, or more after retries (docs/retry.md)
+        "attempt": len(data.get("history") or ()) + 1,
     }
 
 

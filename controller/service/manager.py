@@ -38,6 +38,7 @@ from qforge.service.models import (
     Overview,
     Progress,
     ResultView,
+    RetryResult,
     Structure,
     SubmitOptions,
     SubmitResult,
@@ -428,6 +429,17 @@ class JobManager:
                 (after.job_id, after.status))
         self._changed()
         return CancelResult(requested=out_req, already=out_done, missing=missing)
+
+    def retry(self, job_ids: list[str], group: str | None, *, error_type: str | None = None,
+              include_cancelled: bool = False) -> RetryResult:
+        """FAILED (and CANCELLED, when asked) jobs queued again as a new attempt each
+        (qforge.service.retry)."""
+        from qforge.service.retry import retry_jobs
+
+        out = retry_jobs(self.store, self.identity, job_ids, group, error_type=error_type,
+                         include_cancelled=include_cancelled)
+        self._changed()
+        return out
 
     def delete(self, job_ids: list[str]) -> Deleted:
         """All or nothing: every id is checked (a bad one ends the command with its one

@@ -204,3 +204,14 @@ class JobPage(BaseModel):
     log_tail: str = ""
     input: Structure
     optimised: Structure | None = None
+
+
+class RetryResult(BaseModel):
+    """`qforge retry`: the jobs queued again (with the number of their new attempt) and
+    the ones left as they were, each with the reason."""
+
+    model_config = _FROZEN
+
+    group: str | None = None
+    retried: list[tuple[str, int]] = Field(default_factory=list)
+    skipped: list[tuple[str, str]] = Field(default_factory=list)

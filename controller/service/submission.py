@@ -36,7 +36,8 @@ from qforge_runner.spec import JobSpec
 
 # Options of a submission that go into every molecule's spec as they are.
 SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",
-                       "priority", "temperature", "labels")
+                       "priority", "temperature", "labels", "etemp", "scc_iterations",
+                       "auto_retry")
 CHUNK: Final = 500  # specs rebuilt and written per submit_batch call
 # A molecule any option set can be checked against once, before any file is read.
 _PROBE: Final = Molecule(symbols=("H", "H"), geometry=((0.0, 0.0, 0.0), (0.0, 0.0, 0.74)))

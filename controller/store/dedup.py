@@ -56,6 +56,11 @@ def canonical_input(spec: JobSpec) -> str:
     # its default (and for other tasks), so the hashes of earlier jobs stay as they were.
     if spec.task in (Task.hess, Task.ohess) and spec.temperature != DEFAULT_TEMPERATURE:
         data["temperature"] = repr(spec.temperature)
+    # The SCC's settings change a result too; left out when unset, as above.
+    if spec.etemp is not None:
+        data["etemp"] = repr(spec.etemp)
+    if spec.scc_iterations is not None:
+        data["scc_iterations"] = spec.scc_iterations
     return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
 

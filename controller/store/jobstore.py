@@ -13,6 +13,7 @@ concern is an attribute holding the object that owns it:
     store.dedup      the dedup claims (qforge.store.dedup)
     store.repair     the markers a record implies, made when missing (qforge.store.markers)
     store.queries    counts and selections over the indexes (qforge.store.queries)
+    store.retries    a finished job queued again as a new attempt (qforge.store.retries)
 
 The store's one listing cache (qforge.store.listings) is shared by the queue and the
 queries.
@@ -36,6 +37,7 @@ from qforge.store.markers import IndexRepair
 from qforge.store.queries import Queries
 from qforge.store.queue import Claimed, Queue
 from qforge.store.records import Records, finished_ns, load_report, load_result_json
+from qforge.store.retries import Retries
 from qforge.store.submission import Submission, SubmitItem, Submitted
 from qforge_runner.spec import JobSpec
 
@@ -54,6 +56,7 @@ class JobStore:
         self.queries = Queries(self.layout, self._records, listings, self.queue, self.groups)
         self._submission = Submission(self.layout, self._records, self.dedup, self.groups)
         self._deletion = Deletion(self.layout, self._records, self.dedup, self.groups)
+        self.retries = Retries(self.layout, self._records)
 
     def ensure(self) -> None:
         """Create the store and its index folders (StoreError when it cannot be used)."""
