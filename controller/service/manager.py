@@ -30,6 +30,7 @@ from qforge.record import JobRecord, Status
 from qforge.scheduling.quota import check_owner_quota
 from qforge.service import submission
 from qforge.service import table as tables_module
+from qforge.service.followups import check_then, submit_follow_ups
 from qforge.service.models import (
     CancelResult,
     Deleted,
@@ -155,7 +156,8 @@ class JobManager:
                          if n[:20] >= threshold)
             return Overview(group=None, counts=counts, finished_in_window=recent,
                             window_minutes=window_minutes,
-                            owners=self._owner_counts() if owners else None)
+                            owners=self._owner_counts() if owners else None,
+                            waiting=self.store.queries.waiting())
         counts = dict.fromkeys(Status, 0)
         recent = 0
         began = self._group_began_ns(group)
@@ -167,7 +169,8 @@ class JobManager:
             if st.terminal and _iso_ns(finished_at) >= since:
                 recent += 1
         return Overview(group=group, counts=counts, finished_in_window=recent,
-                        window_minutes=window_minutes)
+                        window_minutes=window_minutes,
+                        waiting=self.store.queries.waiting(group))
 
     def _owner_counts(self) -> dict[str, tuple[int, int]]:
         """Running and queued jobs per owner (each queued job's owner is read once per
@@ -342,6 +345,7 @@ class JobManager:
         (unless `force`) and joins the group."""
         require_submit(self.identity)
         validated = submission.check_options(dict(options.spec), options.name)
+        check_then(options)  # the follow-up's step, checked as early
         group = (validate_group(options.group) if options.group is not None
                  else default_group(options.first_input, datetime.now(UTC)))
         first = submission.FirstPass(dict(options.spec), charge=options.charge,
@@ -357,16 +361,19 @@ class JobManager:
             raise InvalidMolecules(bad, len(bad)) if len(bad) == 1 else UsageError(
                 "no valid molecule; nothing was submitted")
         # past the owner's OWNER_MAX_QUEUED: refused whole, before anything is written
-        check_owner_quota(self.store, self.identity.name, len(pending), self.settings,
+        check_owner_quota(self.store, self.identity.name,
+                          len(pending) * (2 if options.then else 1), self.settings,
                           owners=owners_cache(self.store))
         what, jobs = submission.write(self.store, pending, validated, group=group,
                                       force=options.force, owner=self.identity.name,
                                       progress=progress)
+        follow = submit_follow_ups(self.store, jobs, options, group, self.identity.name)
         new = sum(1 for j in jobs if j.duplicate_of is None)
-        log.info("%s submitted %d molecule(s) to group %s: %d new", self.identity.name,
-                 len(jobs), group, new)
+        log.info("%s submitted %d molecule(s) to group %s: %d new, %d follow-ups",
+                 self.identity.name, len(jobs), group, new, len(follow))
         self._changed()
-        return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what)
+        return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what,
+                            follow_ups=follow)
 
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
         if bool(job_ids) == (group is not None):
