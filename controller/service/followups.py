@@ -25,11 +25,19 @@ from pydantic import ValidationError
 
 from qforge.record import JobRecord
 from qforge.service.models import SubmitOptions, Submitted
-from qforge.service.submission import check_options
+from qforge.service.submission import Pending, check_options
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import TOPOLOGY_FILE
+from qforge_runner.elements import ATOMIC_NUMBER
 from qforge_runner.errors import InputError
-from qforge_runner.spec import JobSpec, Method, Task, is_label_value
+from qforge_runner.spec import (
+    MAX_ATOMIC_NUMBER,
+    METHOD_NAMES,
+    JobSpec,
+    Method,
+    Task,
+    is_label_value,
+)
 
 MAX_NAME = 63
 
@@ -75,6 +83,20 @@ def check_then(options: SubmitOptions) -> None:
     if options.then is not None:
         method = {"method": options.then_method} if options.then_method else {}
         check_options({**options.spec, "task": options.then, **method}, options.name)
+
+
+def check_then_elements(options: SubmitOptions, pending: Sequence[Pending]) -> None:
+    """Before anything is written: every molecule has parameters in the follow-up's
+    method (`--then-method gfn2` after `--method gfnff` on an actinide, say)."""
+    method = options.then_method
+    if options.then is None or method is None:
+        return
+    limit = MAX_ATOMIC_NUMBER[method]
+    for n, p in enumerate(pending, start=1):
+        heavy = [s for s in set(p.symbols) if ATOMIC_NUMBER[s] > limit]
+        if heavy:
+            raise InputError(f"molecule {n} ({p.name or 'unnamed'}): {METHOD_NAMES[method]} "
+                             f"(--then-method) has no parameters for {', '.join(sorted(heavy))}")
 
 
 def submit_follow_ups(store: JobStore, jobs: Sequence[Submitted], options: SubmitOptions,

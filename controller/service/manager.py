@@ -30,7 +30,7 @@ from qforge.record import JobRecord, Status
 from qforge.scheduling.quota import check_owner_quota
 from qforge.service import submission
 from qforge.service import table as tables_module
-from qforge.service.followups import check_then, submit_follow_ups
+from qforge.service.followups import check_then, check_then_elements, submit_follow_ups
 from qforge.service.models import (
     CancelResult,
     Deleted,
@@ -360,6 +360,7 @@ class JobManager:
         if not pending:
             raise InvalidMolecules(bad, len(bad)) if len(bad) == 1 else UsageError(
                 "no valid molecule; nothing was submitted")
+        check_then_elements(options, pending)
         # past the owner's OWNER_MAX_QUEUED: refused whole, before anything is written
         check_owner_quota(self.store, self.identity.name,
                           len(pending) * (2 if options.then else 1), self.settings,

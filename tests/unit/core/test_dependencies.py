@@ -3,9 +3,14 @@ parent's optimised geometry, their cancellation, and the index rebuilt from reco
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
+import pytest
+
+from qforge.cli.main import main
 from qforge.record import JobRecord, Status
 from qforge.scheduling.dependencies import Cancel, Release, Wait, decide
 from qforge.scheduling.executor import Outcome
@@ -18,6 +23,7 @@ from qforge_runner.molecule import Molecule, parse_xyz
 from qforge_runner.result import ErrorType, JobError, JobResult, Quality, RunReport
 from qforge_runner.spec import Task
 from qforge_runner.timestamps import utcnow
+from tests.molecules import METHANE
 
 from .conftest import WATER, water_spec
 from .test_scheduler import make
@@ -310,3 +316,75 @@ def test_a_restarted_instance_settles_what_it_had_taken(store: JobStore) -> None
     store.waiting.take(other, "ctl")
     make(store, instance="ctl")  # the restart: settles it at start
     assert store.read(other).status is Status.CANCELLED
+
+
+# ------------------------------------------------------------------ the submit door
+def test_submit_then_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LOGNAME", "chemist7")
+    (tmp_path / "w.xyz").write_text(WATER)
+    (tmp_path / "m.xyz").write_text(METHANE)
+    jobs = str(tmp_path / "jobs")
+    # the same water twice: one job, one follow-up (per molecule, by default)
+    assert main(["--jobs-dir", jobs, "submit", str(tmp_path / "w.xyz"), str(tmp_path / "w.xyz"),
+                 str(tmp_path / "m.xyz"), "--group", "g", "--then", "ohess",
+                 "--then-method", "gfn1"]) == 0
+    out = capsys.readouterr().out
+    assert "Then ohess: 2 follow-up jobs of each molecule's lowest-energy job, waiting " \
+        "for their parents" in out
+    store = JobStore(tmp_path / "jobs")
+    records = [store.read(j) for j in store.job_ids()]
+    follow = [r for r in records if r.depends_on]
+    assert len(records) == 4 and len(follow) == 2
+    for r in follow:
+        assert r.spec.task is Task.ohess and r.spec.method.value == "gfn1"
+        assert r.owner == "chemist7" and r.group == "g" and r.status is Status.QUEUED
+        assert r.spec.name is not None and r.spec.name.endswith("-ohess")
+    # submitted again: the parents and the follow-ups are all in the store already
+    assert main(["--jobs-dir", jobs, "submit", str(tmp_path / "w.xyz"), "--then", "ohess",
+                 "--then-method", "gfn1", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[1]["follow_up"] is True and lines[1]["duplicate_of"] in {
+        r.job_id for r in follow}
+    assert len(store.job_ids()) == 4
+    # status counts them, show says what they wait for
+    assert main(["--jobs-dir", jobs, "status"]) == 0
+    assert "(2 waiting for other jobs)" in capsys.readouterr().out
+    assert main(["--jobs-dir", jobs, "show", follow[0].job_id]) == 0
+    assert f"waiting for job {follow[0].depends_on[0]} (QUEUED) to finish" in \
+        capsys.readouterr().out
+
+
+def test_a_follow_up_step_the_molecules_cannot_run_is_refused_before_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "uf6.xyz").write_text(URANIUM_HEXAFLUORIDE)
+    jobs = tmp_path / "jobs"
+    code = main(["--jobs-dir", str(jobs), "submit", str(tmp_path / "uf6.xyz"), "--method",
+                 "gfnff", "--task", "sp", "--then", "sp", "--then-method", "gfn2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "GFN2-xTB (--then-method) has no parameters for U" in err
+    assert JobStore(jobs).job_ids() == []
+
+
+def test_a_long_name_is_shortened_for_the_follow_up(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "w.xyz").write_text(WATER)
+    jobs = tmp_path / "jobs"
+    assert main(["--jobs-dir", str(jobs), "submit", str(tmp_path / "w.xyz"), "--name",
+                 "x" * 63, "--then", "hess"]) == 0
+    store = JobStore(jobs)
+    [follow] = [store.read(j) for j in store.job_ids() if store.read(j).depends_on]
+    assert follow.spec.name == "x" * 58 + "-hess"
+
+
+URANIUM_HEXAFLUORIDE = """7
+UF6
+U   0.0  0.0  0.0
+F   2.0  0.0  0.0
+F  -2.0  0.0  0.0
+F   0.0  2.0  0.0
+F   0.0 -2.0  0.0
+F   0.0  0.0  2.0
+F   0.0  0.0 -2.0
+"""
