@@ -140,7 +140,8 @@ class Dependencies:
 
     def settle(self) -> SettleReport:
         """The pass's part: every signalled parent's dependents settled; a releasing
-        marker of a dead instance taken over (at most every RECOVER_EVERY)."""
+        marker of a dead instance taken over, or one of this instance's left by a store
+        error, settled again (at most every RECOVER_EVERY)."""
         report = SettleReport([], [])
         waiting = self.store.waiting
         if self._clock() - self._last_recover >= RECOVER_EVERY:
@@ -252,7 +253,11 @@ class Dependencies:
         others = {m.instance for m in markers} - {self.instance}
         dead = self._dead(others) if others else set()
         for marker in markers:
-            if marker.instance in dead:
+            if marker.instance == self.instance:
+                # one of ours left by a store error mid-way (nothing is settled between
+                # passes): settled again
+                self._settle_taken(marker, report)
+            elif marker.instance in dead:
                 mine = self.store.waiting.take_over(marker, self.instance)
                 if mine is not None:
                     log.warning("Job %s: %s stopped while settling it; settled here",

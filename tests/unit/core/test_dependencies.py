@@ -388,3 +388,29 @@ F   0.0 -2.0  0.0
 F   0.0  0.0  2.0
 F   0.0  0.0 -2.0
 """
+
+
+def test_a_store_error_while_settling_is_retried(store: JobStore,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = opt_job(store)
+    [child] = follow_up(store, parent)
+    sched, ex, clock = make(store)
+    sched.run_once()
+    ex.finish(finished(store, parent.job_id, -5.07))
+    real = store.repair.ensure_queued
+    calls: list[str] = []
+
+    def full_disk(record: JobRecord) -> bool:
+        if record.job_id == child and not calls:
+            calls.append(child)
+            raise OSError(28, "No space left on device")
+        return real(record)
+
+    monkeypatch.setattr(store.repair, "ensure_queued", full_disk)
+    with pytest.raises(OSError):  # run() counts it and tries again a poll interval later
+        sched.run_once()
+    assert calls == [child] and [m.job_id for m in store.waiting.releasing_markers()] == [child]
+    clock.now += 2
+    sched.run_once()
+    sched.run_once()
+    assert store.waiting.releasing_markers() == [] and child in ex.launched
