@@ -58,7 +58,9 @@ def _window(minutes: float) -> str:
 def status_lines(view: Overview) -> list[str]:
     title = f"Group {view.group}" if view.group else "All jobs"
     lines = [f"{title}: {view.total} job(s)"]
-    lines += [f"  {s.value:<10} {n:>8}" for s, n in view.counts.items()]
+    lines += [f"  {s.value:<10} {n:>8}" + (
+        f"  ({view.waiting} waiting for other jobs)"
+        if s is Status.QUEUED and view.waiting else "") for s, n in view.counts.items()]
     pct = 100.0 * view.finished / view.total if view.total else 100.0
     lines.append(f"Finished {view.finished} of {view.total} ({pct:.0f}%); "
                  f"{view.rate_per_minute:.1f} jobs/min over the last "

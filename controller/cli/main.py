@@ -133,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "the stem of NAME_1, NAME_2, ...")
     s.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label copied onto the Kubernetes Job (repeatable)")
+    s.add_argument("--then", choices=["opt", "sp", "hess", "ohess"],
+                   help="a follow-up step started from the optimised geometry once its "
+                        "parents end (docs/ensembles.md)")
+    s.add_argument("--then-method", dest="then_method",
+                   choices=["gfn2", "gfn1", "gfn0", "gfnff"],
+                   help="the follow-up's method (default: the parent's)")
+    s.add_argument("--then-for", dest="then_for", choices=["best", "all"], default="best",
+                   help="best: one follow-up per molecule, on its lowest-energy completed "
+                        "job (default); all: one per job")
     s.add_argument("--wait", action="store_true", help="wait for the result, showing progress")
     s.add_argument("--wait-timeout", type=_positive_float, default=None,
                    help="give up waiting after this many seconds (exit 1)")

@@ -42,7 +42,10 @@ def options_of(args: argparse.Namespace) -> SubmitOptions:
     check_options(spec, args.name)  # one line for a bad option, before any file is read
     return SubmitOptions(group=args.group, first_input=args.inputs[0], name=args.name,
                          charge=args.charge, uhf=args.uhf, force=args.force,
-                         skip_invalid=args.skip_invalid, spec=spec)
+                         skip_invalid=args.skip_invalid, spec=spec,
+                         then=getattr(args, "then", None),
+                         then_method=getattr(args, "then_method", None),
+                         then_for=getattr(args, "then_for", None) or "best")
 
 
 def conformer_options(args: argparse.Namespace) -> ConformerOptions | None:
@@ -86,10 +89,12 @@ def _json_line(job: Submitted, status: str | None = None) -> str:
 def report(args: argparse.Namespace, manager: Manager, result: SubmitResult) -> int:
     jobs = result.jobs
     if args.wait:
-        return _wait(args, manager, jobs)
+        return _wait(args, manager, jobs + result.follow_ups)
     if args.json:
         for job in jobs:
             print(_json_line(job))
+        for job in result.follow_ups:
+            print(_json_line(job)[:-1] + ', "follow_up": true}')
         return 0
     if len(jobs) == 1 and result.molecules is None:
         job = jobs[0]
@@ -98,6 +103,7 @@ def report(args: argparse.Namespace, manager: Manager, result: SubmitResult) -> 
         else:
             print(f"Job {job.job_id} {result.first_what} is already in the store: "
                   f"{job.status.value} (--force runs it again)")
+        _follow_up_line(args, result)
         return 0
     dups = sum(1 for j in jobs if j.duplicate_of is not None)
     skipped_note = f", {len(result.skipped)} invalid skipped" if result.skipped else ""
@@ -107,7 +113,18 @@ def report(args: argparse.Namespace, manager: Manager, result: SubmitResult) -> 
           f"{len(jobs) - dups} new jobs, {dups} already in the store{skipped_note}")
     print(f"  follow with: qforge status --group {result.group}; "
           f"qforge wait --group {result.group}")
+    _follow_up_line(args, result)
     return 0
+
+
+def _follow_up_line(args: argparse.Namespace, result: SubmitResult) -> None:
+    ups = result.follow_ups
+    if ups:
+        dups = sum(1 for j in ups if j.duplicate_of is not None)
+        per = "of each molecule's lowest-energy job" if args.then_for == "best" \
+            else "of each job"
+        print(f"Then {args.then}: {len(ups)} follow-up jobs {per}, waiting for their "
+              f"parents" + (f" ({dups} already in the store)" if dups else ""))
 
 
 def _count(n: int, what: str) -> str:

@@ -139,6 +139,7 @@ class RemoteManager:
         return Overview(group=data["group"], counts=data["counts"],
                         finished_in_window=data["finished_in_window"],
                         window_minutes=data["window_minutes"],
+                        waiting=data.get("waiting", 0),
                         owners=None if by_owner is None else {
                             o: (c["running"], c["queued"]) for o, c in by_owner.items()},
                         molecules=data.get("molecules"))

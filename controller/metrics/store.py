@@ -108,7 +108,9 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily(
             "qforge_store_up", "1 when the job store could be read at this scrape, else 0.")
         try:
-            counts = {Status.QUEUED: len(self.store.queue.queued()),
+            # QUEUED: in the queue, and waiting for other jobs (docs/ensembles.md)
+            counts = {Status.QUEUED: len(self.store.queue.queued())
+                      + self.store.waiting.count(),
                       Status.RUNNING: len(self.store.queue.running_markers()),
                       **self.terminal_counts()}
         except OSError as exc:

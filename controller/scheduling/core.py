@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from qforge.record import JobRecord, Placement, Status
+from qforge.scheduling.dependencies import Dependencies
 from qforge.scheduling.executor import Executor, Outcome, Update
 from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
@@ -29,6 +30,7 @@ from qforge.store.heartbeats import Heartbeats, instance_name, others_may_recove
 from qforge.store.index import IndexKeeper
 from qforge.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
 from qforge.store.layout import QueueKey, RunningMarker, sanitize_instance
+from qforge.store.waiting import is_waiting
 from qforge_runner.result import ErrorType, JobError
 from qforge_runner.timestamps import utcnow
 
@@ -87,6 +89,12 @@ class Scheduler:
         self.heartbeats = Heartbeats(store, self.instance, settings.worker_id,
                                      settings.lease_seconds, clock)
         self._claimed: dict[str, Claimed] = {}
+        # Jobs waiting for others: released or ended when a parent ends (dependencies.py)
+        # (its own verdict on the dead: a Heartbeats forgets instances it is not asked of)
+        verdict = Heartbeats(store, self.instance, settings.worker_id,
+                             settings.lease_seconds, clock)
+        self.deps = Dependencies(store, self.instance, verdict.dead, clock,
+                                 on_finished=lambda r: self.observer.job_finished(r))
         # Fair share (scheduling/fairshare.py): who owns each queued and running job,
         # the queue per owner and group, the weights and limits.
         self.owners = Owners.of(store)
@@ -126,6 +134,7 @@ class Scheduler:
         self.store.ensure()
         self._sync_index()
         self._adopt_own()
+        self.deps.adopt_own()
         self.heartbeats.beat(0)
 
     def _sync_index(self) -> None:
@@ -194,7 +203,8 @@ class Scheduler:
         """Whether the store changed since the last pass (`report`) in a way a pass
         should act on now: a cancel request came or went, or a job was submitted while
         the queue was left empty."""
-        if self.store.cancels.pending() != self._cancels_seen:
+        if self.store.cancels.pending() != self._cancels_seen \
+                or self.store.waiting.settled() != self.deps.seen:
             return True
         return report.queued == 0 and not self.store.queue.is_empty()
 
@@ -221,6 +231,7 @@ class Scheduler:
         for update in self.executor.updates():
             self._apply(update)
         self._handle_cancels(report)
+        report.cancelled += self.deps.settle().cancelled  # waiting jobs whose parents ended
         self._recover_dead(report)
         self._launch(report)
         # Strays come only from a store error; and a job whose final record and marker
@@ -457,6 +468,9 @@ class Scheduler:
                 continue
             if record.status.terminal:
                 self.store.cancels.clear(job_id)
+            elif is_waiting(record):
+                if self.deps.cancel(job_id) is not None:
+                    report.cancelled.append(job_id)
             elif record.status is Status.QUEUED:
                 key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
                 cancelled = self.store.queue.cancel_queued(key, self.instance, self._placement())
@@ -499,6 +513,8 @@ class Scheduler:
         self.store.queue.drop_running_marker(marker)
         if record.status is Status.QUEUED:
             self.store.repair.ensure_queued(record)
+        elif record.status.terminal:
+            self.store.repair.ensure_done(record)  # and its dependents signalled
         return None
 
     def _recover(self, marker: RunningMarker, report: PassReport) -> None:

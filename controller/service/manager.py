@@ -29,6 +29,7 @@ from qforge.scheduling.quota import check_owner_quota
 from qforge.service import export, permolecule, submission
 from qforge.service import table as tables_module
 from qforge.service.ensemble import ensemble_counts
+from qforge.service.followups import check_then, check_then_elements, submit_follow_ups
 from qforge.service.models import (
     CancelResult,
     Deleted,
@@ -156,7 +157,8 @@ class JobManager:
                          if n[:20] >= threshold)
             return Overview(group=None, counts=counts, finished_in_window=recent,
                             window_minutes=window_minutes,
-                            owners=self._owner_counts() if owners else None)
+                            owners=self._owner_counts() if owners else None,
+                            waiting=self.store.queries.waiting())
         counts = dict.fromkeys(Status, 0)
         recent = 0
         began = self._group_began_ns(group)
@@ -173,6 +175,7 @@ class JobManager:
                                    for j, (k, f, n) in keys.items())
         return Overview(group=group, counts=counts, finished_in_window=recent,
                         window_minutes=window_minutes,
+                        waiting=self.store.queries.waiting(group),
                         molecules=None if ensemble is None else MoleculeCounts.of(ensemble))
 
     def _owner_counts(self) -> dict[str, tuple[int, int]]:
@@ -351,6 +354,7 @@ class JobManager:
         (unless `force`) and joins the group."""
         require_submit(self.identity)
         validated = submission.check_options(dict(options.spec), options.name)
+        check_then(options)  # the follow-up's step, checked as early
         group = (validate_group(options.group) if options.group is not None
                  else default_group(options.first_input, datetime.now(UTC)))
         first = submission.FirstPass(dict(options.spec), charge=options.charge,
@@ -365,19 +369,22 @@ class JobManager:
         if not pending:
             raise InvalidMolecules(bad, len(bad)) if len(bad) == 1 else UsageError(
                 "no valid molecule; nothing was submitted")
+        check_then_elements(options, pending)
         # past the owner's OWNER_MAX_QUEUED: refused whole, before anything is written
-        check_owner_quota(self.store, self.identity.name, len(pending), self.settings,
+        check_owner_quota(self.store, self.identity.name,
+                          len(pending) * (2 if options.then else 1), self.settings,
                           owners=owners_cache(self.store))
         what, jobs = submission.write(self.store, pending, validated, group=group,
                                       force=options.force, owner=self.identity.name,
                                       progress=progress)
+        follow = submit_follow_ups(self.store, jobs, options, group, self.identity.name)
         new = sum(1 for j in jobs if j.duplicate_of is None)
-        log.info("%s submitted %d molecule(s) to group %s: %d new", self.identity.name,
-                 len(jobs), group, new)
+        log.info("%s submitted %d molecule(s) to group %s: %d new, %d follow-ups",
+                 self.identity.name, len(jobs), group, new, len(follow))
         self._changed()
         molecules = len({j.molecule for j in jobs}) if first.ensembles else None
         return SubmitResult(group=group, jobs=jobs, skipped=bad, first_what=what,
-                            molecules=molecules)
+                            follow_ups=follow, molecules=molecules)
 
     def cancel(self, job_ids: list[str], group: str | None) -> CancelResult:
         if bool(job_ids) == (group is not None):

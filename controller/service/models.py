@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from qforge.record import Status
+from qforge_runner.spec import Method, Task
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -24,6 +25,12 @@ class SubmitOptions(BaseModel):
     uhf: int | None = None
     force: bool = False
     skip_invalid: bool = False
+    # a follow-up step for each job (`all`) or each molecule's lowest-energy job
+    # (`best`), started from its optimised geometry once its parents end
+    # (docs/ensembles.md); its method: `then_method`, else the parent's
+    then: Task | None = None
+    then_method: Method | None = None
+    then_for: Literal["best", "all"] = "best"
     # the spec's per-job options (method, task, opt_level, solvent, timeout, cpu, memory,
     # priority, labels), validated by JobSpec before any molecule is read
     spec: dict[str, Any] = Field(default_factory=dict)
@@ -52,6 +59,8 @@ class SubmitResult(BaseModel):
     skipped: list[str] = Field(default_factory=list)  # one line per invalid molecule
     # the first molecule's formula, method and task (the one-molecule summary line)
     first_what: str = ""
+    # the follow-up steps (`then`): jobs waiting for these jobs (docs/ensembles.md)
+    follow_ups: list[Submitted] = Field(default_factory=list)
 
 
 class MoleculeCounts(BaseModel):
@@ -86,6 +95,8 @@ class Overview(BaseModel):
     window_minutes: float  # the window the rate is measured over
     # owner -> (running, queued), when asked for (`qforge status --owners`)
     owners: dict[str, tuple[int, int]] | None = None
+    # of the QUEUED ones, those waiting for other jobs (follow-up steps, docs/ensembles.md)
+    waiting: int = 0
     # by molecule, for a group of conformer ensembles (None otherwise)
     molecules: MoleculeCounts | None = None
 
@@ -114,6 +125,7 @@ class Overview(BaseModel):
             "group": self.group,
             "total": self.total,
             "counts": {s.value: n for s, n in self.counts.items()},
+            "waiting": self.waiting,
             "finished": self.finished,
             "window_minutes": self.window_minutes,
             "finished_in_window": self.finished_in_window,

@@ -13,6 +13,7 @@ from qforge.settings import Settings
 from qforge.store.heartbeats import beat_ages, others_may_recover
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import QueueKey
+from qforge.store.waiting import WAITING_FOR, is_waiting
 
 
 def queue_position(store: JobStore, record: JobRecord) -> tuple[int, int] | None:
@@ -80,7 +81,21 @@ def nobody_line(settings: Settings, beats: BeatSummary, *, cluster: bool) -> str
             "start one with `qforge worker`")
 
 
+def dependency_line(store: JobStore, record: JobRecord) -> str:
+    """"waiting for job a (RUNNING), b (COMPLETED) to finish; then it starts from the
+    lowest-energy completed one's optimised geometry" (one record read per parent)."""
+    states = []
+    for parent in record.depends_on:
+        data = store.peek(parent)
+        states.append(f"{parent} ({data.get('status', '?') if data else 'gone'})")
+    return (f"{WAITING_FOR}{'jobs' if len(states) > 1 else 'job'} {', '.join(states)} to "
+            "finish; then it starts from the optimised geometry of the lowest-energy one "
+            "that completed (none completed: it is cancelled)")
+
+
 def waiting_line(store: JobStore, record: JobRecord) -> str:
+    if is_waiting(record):
+        return f"(waiting for {len(record.depends_on)} job(s) to finish)"
     if record.status is Status.QUEUED:
         pos = queue_position(store, record)
         return f"(position {pos[0]} of {pos[1]} in the queue)" if pos else ""
@@ -130,7 +145,9 @@ def why_waiting(store: JobStore, record: JobRecord, settings: Settings) -> list[
         fair = fair_line(store, record, settings)
         if fair:
             lines.append(fair)
-    if record.waiting_reason:
+    if is_waiting(record):
+        lines.append(dependency_line(store, record))
+    elif record.waiting_reason:
         lines.append(record.waiting_reason)
     nobody = nobody_line(settings, beats, cluster=cluster)
     if nobody:

@@ -28,6 +28,7 @@ from qforge.store.jobstore import JobStore
 from qforge.store.layout import DONE_ID_AT, DONE_STATUSES, QueueKey
 from qforge.store.queue import ORPHAN_MARKER_SECONDS
 from qforge.store.records import done_name
+from qforge.store.waiting import is_waiting
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class IndexKeeper:
         indexed: set[str] = {k.job_id for k in queue_keys}
         running = store.queue.running_markers()
         indexed.update(m.job_id for m in running)
+        indexed.update(store.waiting.ids())  # jobs waiting for others (store/waiting.py)
+        indexed.update(m.job_id for m in store.waiting.releasing_markers())
         done_dirs: dict[str, list[str]] = {}
         for status in DONE_STATUSES:
             listing = os.listdir(store.layout.done(status))
@@ -82,6 +85,10 @@ class IndexKeeper:
                     (store.layout.done(status) / name).unlink(missing_ok=True)
                     report.stale_removed += 1
         report.markers_removed += self._drop_orphan_queue_markers(queue_keys, present, None)
+        ended = {n[DONE_ID_AT:] for listing in done_dirs.values() for n in listing}
+        for parent in store.waiting.parents_with_dependents():  # a signal lost in a crash
+            if parent in ended or parent not in present:
+                store.waiting.signal(parent)
         report.queued = len(store.queue.queued())
         self._known = present
         self._log(report)
@@ -116,6 +123,7 @@ class IndexKeeper:
         self._root_mtime = _mtime(store)
         names = store.job_ids()
         queued_ids: set[str] = set()
+        waiting_ids: set[str] = set()
         members: dict[str, set[str]] = {}
         done_names: dict[str, set[str]] = {s: set() for s in DONE_STATUSES}
         for job_id in names:
@@ -126,7 +134,9 @@ class IndexKeeper:
             if record is None:
                 continue
             self._index_record(record, report)
-            if record.status is Status.QUEUED:
+            if is_waiting(record):
+                waiting_ids.add(job_id)
+            elif record.status is Status.QUEUED:
                 queued_ids.add(job_id)
                 report.queued += 1
             for group in store.groups.of(record):
@@ -146,6 +156,7 @@ class IndexKeeper:
                         name != done_name(record):
                     (folder / name).unlink(missing_ok=True)
                     report.stale_removed += 1
+        report.stale_removed += self._drop_stale_waiting(waiting_ids)
         # Group markers of jobs that are not members (older than a submission takes).
         now = time.time()
         for group in os.listdir(store.layout.groups):
@@ -241,6 +252,26 @@ class IndexKeeper:
                     continue
             path.unlink(missing_ok=True)
             removed += 1
+        return removed
+
+    def _drop_stale_waiting(self, waiting_ids: set[str]) -> int:
+        """Waiting markers and edges of jobs that are not waiting (a full rebuild); a
+        parent with waiting dependents that has ended is signalled."""
+        waiting = self.store.waiting
+        removed = 0
+        for job_id in os.listdir(waiting.waiting) if waiting.waiting.is_dir() else []:
+            if job_id not in waiting_ids:
+                (waiting.waiting / job_id).unlink(missing_ok=True)
+                removed += 1
+        for parent in waiting.parents_with_dependents():
+            children = waiting.dependents(parent)
+            for child in children:
+                if child not in waiting_ids:
+                    (waiting.after / parent / child).unlink(missing_ok=True)
+                    removed += 1
+            data = self.store.peek(parent)
+            if data is None or data.get("status") in DONE_STATUSES:
+                waiting.signal(parent)
         return removed
 
     def _log(self, report: RebuildReport) -> None:

@@ -13,6 +13,7 @@ concern is an attribute holding the object that owns it:
     store.dedup      the dedup claims (qforge.store.dedup)
     store.repair     the markers a record implies, made when missing (qforge.store.markers)
     store.queries    counts and selections over the indexes (qforge.store.queries)
+    store.waiting    jobs waiting for others (qforge.store.waiting)
     store.retries    a finished job queued again as a new attempt (qforge.store.retries)
 
 The store's one listing cache (qforge.store.listings) is shared by the queue and the
@@ -39,6 +40,7 @@ from qforge.store.queue import Claimed, Queue
 from qforge.store.records import Records, finished_ns, load_report, load_result_json
 from qforge.store.retries import Retries
 from qforge.store.submission import Submission, SubmitItem, Submitted
+from qforge.store.waiting import WaitingIndex
 from qforge_runner.spec import JobSpec
 
 
@@ -52,9 +54,12 @@ class JobStore:
         self.cancels = CancelRequests(self.layout, self._records)
         self.groups = Groups(self.layout, self._records)
         self.dedup = DedupIndex(self.layout)
-        self.repair = IndexRepair(self.layout, self._records, self.queue)
-        self.queries = Queries(self.layout, self._records, listings, self.queue, self.groups)
-        self._submission = Submission(self.layout, self._records, self.dedup, self.groups)
+        self.waiting = WaitingIndex(self.layout, listings)
+        self.repair = IndexRepair(self.layout, self._records, self.queue, self.waiting)
+        self.queries = Queries(self.layout, self._records, listings, self.queue, self.groups,
+                               self.waiting)
+        self._submission = Submission(self.layout, self._records, self.dedup, self.groups,
+                                      self.waiting)
         self._deletion = Deletion(self.layout, self._records, self.dedup, self.groups)
         self.retries = Retries(self.layout, self._records)
 
@@ -121,6 +126,17 @@ class JobStore:
         called after each item is written."""
         return self._submission.submit_batch(items, group=group, force=force,
                                              on_progress=on_progress, owner=owner)
+
+    def submit_follow_up(self, spec: JobSpec, *, input_text: str,
+                         depends_on: tuple[str, ...], molecule: str | None, group: str,
+                         owner: str = UNKNOWN_OWNER,
+                         topology: str | None = None) -> Submitted:
+        """Create a job that waits for `depends_on` and then starts from the best of
+        them (qforge.scheduling.dependencies); the same step on the same parents, while
+        live, is returned instead (`duplicate_of`) and joins `group`."""
+        return self._submission.submit_follow_up(
+            spec, input_text, depends_on=depends_on, molecule=molecule, group=group,
+            owner=owner, topology=topology)
 
     # ---------------------------------------------------------------- delete
     def deletable(self, job_id: str) -> JobRecord:

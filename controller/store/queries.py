@@ -14,11 +14,13 @@ from qforge.store.layout import DONE_ID_AT, Layout
 from qforge.store.listings import Listings
 from qforge.store.queue import Queue
 from qforge.store.records import Records
+from qforge.store.waiting import WaitingIndex
 
 
 class Queries:
     def __init__(self, layout: Layout, records: Records, listings: Listings, queue: Queue,
-                 groups: Groups) -> None:
+                 groups: Groups, waiting: WaitingIndex) -> None:
+        self._waiting = waiting
         self.layout = layout
         self._records = records
         self._listings = listings
@@ -34,8 +36,8 @@ class Queries:
 
     def ids_with_status(self, status: Status) -> list[str]:
         """The job ids the index holds for a status: O(jobs with that status)."""
-        if status is Status.QUEUED:
-            return [k.job_id for k in self._queue.queued()]
+        if status is Status.QUEUED:  # in the queue, and waiting for other jobs
+            return [k.job_id for k in self._queue.queued()] + list(self._waiting.ids())
         if status is Status.RUNNING:
             return [m.job_id for m in self._queue.running_markers()]
         return self.finished_ids(status)
@@ -51,8 +53,16 @@ class Queries:
             return out
         out = {s: len(self.done_names(s)) for s in Status if s.terminal}
         out[Status.RUNNING] = len(self._queue.running_markers())
-        out[Status.QUEUED] = len(self._queue.queued())
+        out[Status.QUEUED] = len(self._queue.queued()) + self._waiting.count()
         return {s: out[s] for s in Status}
+
+    def waiting(self, group: str | None = None) -> int:
+        """How many QUEUED jobs wait for others (of a group: its members among them)."""
+        ids = self._waiting.ids()
+        if group is None or not ids:
+            return len(ids)
+        members = set(self._groups.ids(group))
+        return sum(1 for job_id in ids if job_id in members)
 
     def _selected_ids(self, status: Status | None, group: str | None) -> list[str]:
         """The candidates of a selection, from the indexes: a group's members, a

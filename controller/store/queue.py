@@ -21,6 +21,7 @@ from qforge.store.files import touch
 from qforge.store.layout import Layout, QueueKey, RunningMarker
 from qforge.store.listings import Listings
 from qforge.store.records import Records, done_name
+from qforge.store.waiting import is_waiting, signal_dependents
 from qforge_runner.timestamps import utcnow
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,14 @@ def make_done_marker(layout: Layout, record: JobRecord) -> bool:
         return False
     path = layout.done(record.status.value) / done_name(record)
     if path.exists():
+        signal_dependents(layout, record.job_id)
         return False
     try:
         touch(path)
     except FileNotFoundError:  # an old store, or the index was removed
         path.parent.mkdir(parents=True, exist_ok=True)
         touch(path)
+    signal_dependents(layout, record.job_id)  # jobs waiting for it: docs/ensembles.md
     return True
 
 
@@ -152,8 +155,8 @@ class Queue:
             log.error("Skipping job %s: %s", key.job_id, exc.reason)
             dst.unlink(missing_ok=True)
             return None
-        if record.status is not Status.QUEUED:
-            dst.unlink(missing_ok=True)  # stale index entry
+        if record.status is not Status.QUEUED or is_waiting(record):
+            dst.unlink(missing_ok=True)  # stale index entry (a waiting job: not yet)
             if record.status.terminal:
                 make_done_marker(self.layout, record)
             return None
@@ -201,6 +204,7 @@ class Queue:
             started_at=None,
             placement=None,
             attempts=record.attempts if count_attempt else max(0, record.attempts - 1),
+            waiting_reason=None,  # a pending pod's words; a requeued job waits for no job
         )
         self._records.write(queued)
         touch(self.layout.queue / QueueKey.make(record.spec.priority, record.created_ns,

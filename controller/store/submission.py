@@ -8,11 +8,13 @@ is renamed into the store: that rename is the commit point (docs/store.md).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from qforge.ids import new_job_id, validate_job_id
 from qforge.record import MAX_OWNER_LENGTH, UNKNOWN_OWNER, JobRecord, Status
@@ -20,8 +22,9 @@ from qforge.store.dedup import DedupIndex, input_hash
 from qforge.store.errors import StoreError
 from qforge.store.files import touch, write_durable
 from qforge.store.groups import Groups, validate_group
-from qforge.store.layout import TOPOLOGY_FILE, Layout, QueueKey
+from qforge.store.layout import DONE_STATUSES, TOPOLOGY_FILE, Layout, QueueKey
 from qforge.store.records import Records, serialize
+from qforge.store.waiting import WaitingIndex, touch_in, waiting_reason
 from qforge_runner.atomic import fsync_dir
 from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
@@ -45,6 +48,13 @@ class Submitted:
     duplicate_of: str | None  # the existing job's id when deduplicated, else None
 
 
+def follow_up_hash(spec: JobSpec, depends_on: tuple[str, ...]) -> str:
+    """A follow-up's dedup key: its parents and its step (its own input, a placeholder
+    until it is released, is part of the step's options only)."""
+    text = "follow-up\0" + ",".join(sorted(depends_on)) + "\0" + input_hash(spec)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def check_owner(owner: str) -> None:
     """Refuse an owner a record cannot hold before anything of a submission is written."""
     if not isinstance(owner, str) or not 0 < len(owner) <= MAX_OWNER_LENGTH:
@@ -53,7 +63,8 @@ def check_owner(owner: str) -> None:
 
 class Submission:
     def __init__(self, layout: Layout, records: Records, dedup: DedupIndex,
-                 groups: Groups) -> None:
+                 groups: Groups, waiting: WaitingIndex) -> None:
+        self._waiting = waiting
         self.layout = layout
         self._records = records
         self._dedup = dedup
@@ -94,11 +105,30 @@ class Submission:
                 on_progress(n)
         return out
 
+    def submit_follow_up(self, spec: JobSpec, input_text: str, *, depends_on: tuple[str, ...],
+                         molecule: str | None, group: str, owner: str,
+                         topology: str | None = None) -> Submitted:
+        """Create a job that waits for `depends_on` (a follow-up step, docs/ensembles.md):
+        QUEUED, but in the waiting index rather than the queue until its parents end.
+        Its dedup key is its parents and its step (its input is not known yet): the same
+        step on the same parents is one job; it never merges with an unrelated job."""
+        check_owner(owner)
+        validate_group(group)
+        if not depends_on:
+            raise StoreError("a follow-up needs the jobs it depends on")
+        self._records.ensure()
+        self.layout.group(group).mkdir(exist_ok=True)
+        digest = follow_up_hash(spec, depends_on)
+        return self._submit_one(spec, input_text, group=group, force=False, owner=owner,
+                                topology=topology, digest=digest,
+                                after=(tuple(depends_on), molecule))
+
     def _submit_one(self, spec: JobSpec, input_text: str, *, group: str | None,
                     force: bool, job_id: str | None = None,
                     owner: str = UNKNOWN_OWNER, topology: str | None = None,
-                    molecule: str | None = None) -> Submitted:
-        digest = input_hash(spec)
+                    digest: str | None = None, molecule: str | None = None,
+                    after: tuple[tuple[str, ...], str | None] | None = None) -> Submitted:
+        digest = digest or input_hash(spec)
         waited = 0.0
         while True:
             gen, holder = self._dedup.holder(digest)
@@ -116,7 +146,7 @@ class Submission:
             take = None if state == "live" else gen + 1
             created = self._create(spec, input_text, group=group, digest=digest,
                                    claim_gen=take, job_id=job_id, owner=owner,
-                                   topology=topology, molecule=molecule)
+                                   topology=topology, molecule=molecule, after=after)
             if created is not None:
                 return Submitted(created, None)
             waited = 0.0  # another submitter took that generation first: look again
@@ -124,9 +154,11 @@ class Submission:
     def _create(self, spec: JobSpec, input_text: str, *, group: str | None, digest: str,
                 claim_gen: int | None, job_id: str | None,
                 owner: str = UNKNOWN_OWNER, topology: str | None = None,
-                molecule: str | None = None) -> JobRecord | None:
+                molecule: str | None = None,
+                after: tuple[tuple[str, ...], str | None] | None = None) -> JobRecord | None:
         """Write a new QUEUED job; None when the dedup claim `claim_gen` was taken by
-        another submitter first (nothing is left behind then)."""
+        another submitter first (nothing is left behind then). With `after` (the ids it
+        depends on, its molecule key), a waiting job: waiting markers, no queue marker."""
         # Paths as strings: a batch of 100,000 builds ten paths per job, and pathlib's
         # objects cost more than the system calls they name.
         root, index = os.fspath(self.layout.root), os.fspath(self.layout.index)
@@ -141,6 +173,9 @@ class Submission:
         record = JobRecord(job_id=jid, status=Status.QUEUED, created_at=now, updated_at=now,
                            created_ns=time.time_ns(), spec=spec, group=group,
                            input_hash=digest, owner=owner, molecule=molecule)
+        if after is not None:
+            record = record.evolve(depends_on=after[0], molecule=after[1] or molecule,
+                                   updated_at=now, waiting_reason=waiting_reason(after[0]))
         staging = f"{index}/incoming/{jid}.{os.getpid()}.{time.monotonic_ns()}"
         try:
             os.mkdir(staging)
@@ -157,10 +192,16 @@ class Submission:
                 return None
             if group is not None:
                 markers.append(f"{index}/groups/{group}/{jid}")
-            markers.append(
-                f"{index}/queue/{QueueKey.make(spec.priority, record.created_ns, jid).name}")
+            if after is None:
+                markers.append(
+                    f"{index}/queue/{QueueKey.make(spec.priority, record.created_ns, jid).name}")
+            else:
+                markers += self._waiting.edge_paths(record)
             for marker in markers:
-                touch(marker)
+                if after is None:
+                    touch(marker)
+                else:  # an edge's folder may not exist yet
+                    touch_in(Path(marker).parent, Path(marker).name)
             try:
                 os.rename(staging, job_dir)
             except OSError:
@@ -173,4 +214,9 @@ class Submission:
         finally:
             if os.path.exists(staging):
                 shutil.rmtree(staging, ignore_errors=True)
+        if after is not None:  # a parent that ended before the edge was made: signalled
+            for parent in after[0]:
+                data = self._records.peek(parent)
+                if data is None or data.get("status") in DONE_STATUSES:
+                    self._waiting.signal(parent)
         return record
