@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qforge.service.door import Manager
+from qforge.service.local import local_manager
 from qforge.settings import Settings
 
 
@@ -20,13 +21,3 @@ def manager_for(jobs_dir: Path | None, settings: Settings) -> Manager:
 
         return RemoteManager(remote.url, remote.token)
     return local_manager(settings)
-
-
-def local_manager(settings: Settings) -> Manager:
-    """The store mounted here, as its OS user: whoever can write the folder can do
-    everything there (the admin role); the user's name becomes the jobs' owner."""
-    from qforge.auth import local_identity
-    from qforge.service.manager import JobManager
-    from qforge.store.jobstore import JobStore
-
-    return JobManager(JobStore(settings.jobs_dir), local_identity(), settings)

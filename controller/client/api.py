@@ -40,7 +40,7 @@ class Client:
             self.manager: Manager = RemoteManager(server, token)
             self.settings = Settings.from_env(None)
         else:
-            from qforge.cli.door import local_manager
+            from qforge.service.local import local_manager
 
             self.settings = Settings.from_env(None, jobs_dir=jobs_dir)
             self.manager = local_manager(self.settings)

@@ -14,7 +14,7 @@ import httpx
 from qforge.auth.roles import Denied
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import Status
-from qforge.server.wire import encode_bad, encode_molecule
+from qforge.service.wire import encode_bad, encode_molecule
 from qforge.service.models import (
     CancelResult,
     Deleted,

@@ -26,7 +26,7 @@ from qforge.auth.tokens import TokenStore
 from qforge.ids import InvalidJobId, validate_job_id
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import Status
-from qforge.server import wire
+from qforge.service import wire
 from qforge.server.hub import ProgressHub
 from qforge.server.limits import BodyLimit
 from qforge.server.metrics import ServerMetrics

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from qforge.cli.door import local_manager
+from qforge.service.local import local_manager
 from qforge.record import Status
 from qforge.service.ensemble import KB_EH_PER_K
 from qforge.service.permolecule import COLUMNS

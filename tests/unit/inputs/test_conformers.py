@@ -12,7 +12,7 @@ from qforge.inputs import BadRecord, Limits, ReadMolecule, expand_sources, read_
 from qforge.inputs.chem import read_smiles_ensemble
 from qforge.inputs.conformers import ConformerOptions, conformer_name, molecule_key
 from qforge.record import JobRecord
-from qforge.server.wire import decode_molecule, encode_molecule
+from qforge.service.wire import decode_molecule, encode_molecule
 from qforge.service.ensemble import rmsd
 from qforge.service.permolecule import heavy_atoms
 from qforge_runner.errors import InputError
