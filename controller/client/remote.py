@@ -14,7 +14,6 @@ import httpx
 from qforge.auth.roles import Denied
 from qforge.inputs import BadRecord, ReadMolecule
 from qforge.record import Status
-from qforge.service.wire import encode_bad, encode_molecule
 from qforge.service.models import (
     CancelResult,
     Deleted,
@@ -33,6 +32,7 @@ from qforge.service.problems import (
     Unauthenticated,
     UsageError,
 )
+from qforge.service.wire import encode_bad, encode_molecule
 from qforge.store.jobstore import CorruptRecord, JobNotFound, StoreError
 from qforge_runner.errors import InputError
 
