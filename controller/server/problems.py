@@ -19,7 +19,7 @@ from qforge.service.problems import USER_ERRORS, InvalidMolecules, Problem, prob
 from qforge.store.groups import validate_group
 from qforge_runner.errors import InputError
 
-log = logging.getLogger("qforge.server.app")
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 

@@ -4,6 +4,9 @@ members not finished yet (and, for a group, lists its index for newcomers)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
+
 from qforge.record import Status
 from qforge.service.models import Progress
 from qforge.store.jobstore import JobStore
@@ -53,3 +56,15 @@ class Watch:
                   if self.done else {})
         return Progress(total=len(self.final) + len(self.open), counts=counts,
                         done=self.done, failed=list(failed), failed_status=failed)
+
+
+def follow(watch: Watch, interval: float,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[Progress]:
+    """A snapshot of the followed jobs every `interval` seconds, until all are done."""
+    while True:
+        snap = watch.snapshot()
+        yield snap
+        if snap.done:
+            return
+        sleep(interval)
+        watch.poll()

@@ -22,7 +22,7 @@ from qforge.service.manager import JobManager
 from qforge.service.models import SubmitResult
 from qforge.service.problems import TooLarge, UsageError
 
-log = logging.getLogger("qforge.server.app")
+log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024 * 1024  # one molecule's line in a submission
 

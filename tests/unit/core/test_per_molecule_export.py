@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from qforge.service.local import local_manager
 from qforge.record import Status
 from qforge.service.ensemble import KB_EH_PER_K
+from qforge.service.local import local_manager
 from qforge.service.permolecule import COLUMNS
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore

@@ -12,9 +12,9 @@ from qforge.inputs import BadRecord, Limits, ReadMolecule, expand_sources, read_
 from qforge.inputs.chem import read_smiles_ensemble
 from qforge.inputs.conformers import ConformerOptions, conformer_name, molecule_key
 from qforge.record import JobRecord
-from qforge.service.wire import decode_molecule, encode_molecule
 from qforge.service.ensemble import rmsd
 from qforge.service.permolecule import heavy_atoms
+from qforge.service.wire import decode_molecule, encode_molecule
 from qforge_runner.errors import InputError
 
 LIBRARY = "CCCC butane\nOCCO ethanediol\nc1ccccc1 benzene\nO water\n"
