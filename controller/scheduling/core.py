@@ -182,11 +182,18 @@ class Scheduler:
                 self._store_failed(exc, "a pass over the job store")
                 stop.wait(self.settings.poll_interval)
                 continue
-            if until_idle and report.queued == 0 and report.running_anywhere == 0 \
-                    and not self.executor.active() and not self.writes.pending():
+            if until_idle and self.idle(report):
                 log.info("Nothing queued or running: worker is idle, exiting")
                 return
             self.wait_for_work(stop, report)
+
+    def idle(self, report: PassReport) -> bool:
+        """Nothing left for a worker run `--until-idle`: nothing queued or running
+        anywhere, no record to write, no waiting job to settle (a dead worker's is taken
+        over after its lease)."""
+        return report.queued == 0 and report.running_anywhere == 0 \
+            and not self.executor.active() and not self.writes.pending() \
+            and not self.deps.unsettled()
 
     def wait_for_work(self, stop: threading.Event, report: PassReport) -> None:
         """Sleep until the next pass is due: one poll interval, or sooner when a running

@@ -160,6 +160,13 @@ class Dependencies:
         self.seen = waiting.settled()
         return report
 
+    def unsettled(self) -> bool:
+        """Whether settling work is left in the store: a signalled parent, or a waiting
+        job being settled (by anyone: a dead instance's is taken over after its lease).
+        A worker run `--until-idle` is not idle while there is."""
+        waiting = self.store.waiting
+        return waiting.has_settled() or bool(waiting.releasing_markers())
+
     def cancel(self, job_id: str) -> JobRecord | None:
         """A user's cancel of a waiting job (the cancel request is in the store)."""
         marker = self.store.waiting.take(job_id, self.instance)

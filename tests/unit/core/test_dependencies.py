@@ -303,6 +303,31 @@ def test_a_dead_instance_settling_a_job_is_taken_over(store: JobStore) -> None:
     assert store.waiting.releasing_markers() == []
 
 
+def test_a_worker_until_idle_is_not_idle_while_a_dead_instance_holds_a_waiting_job(
+        store: JobStore) -> None:
+    """`qforge worker --until-idle` started after a worker died settling a follow-up
+    (its parent COMPLETED, nothing queued or running) waits out the lease and releases
+    it, rather than exiting with the follow-up stranded."""
+    parent = opt_job(store)
+    [child] = follow_up(store, parent)
+    sched, ex, clock = make(store, lease_seconds=10)
+    sched.run_once()
+    ex.finish(finished(store, parent.job_id, -5.07))
+    store.waiting.take(child, "dead.host.1")
+    report = sched.run_once()
+    assert report.queued == 0 and report.running_anywhere == 0
+    assert not sched.idle(report)  # the dead instance's releasing marker is work left
+    clock.now += 11
+    sched.run_once()
+    clock.now += 11
+    sched.run_once()
+    report = sched.run_once()  # the released child launched
+    assert store.read(child).waiting_reason is None and ex.launched[-1] == child
+    ex.finish(finished(store, child, -5.08))
+    report = sched.run_once()
+    assert sched.idle(report)
+
+
 def test_a_restarted_instance_settles_what_it_had_taken(store: JobStore) -> None:
     parent = opt_job(store)
     [child] = follow_up(store, parent)
