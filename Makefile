@@ -63,7 +63,7 @@ test-unit: setup
 # The chart tests render and lint with the real helm: build it (only it) first, so that a
 # cold machine runs them rather than skipping them.
 test-integration: setup helm prometheus
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=10 tests/integration
 
 # Debian's Prometheus (and promtool) for the metrics tests: a real server scrapes a real
 # worker; promtool checks the chart's alert rules. Its systemd unit is left stopped.
@@ -95,7 +95,7 @@ chromium:
 # The controller against a real control plane (tests/kube: etcd, apiserver, controller-
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
-	$(PY) -m pytest -q tests/cluster
+	$(PY) -m pytest -q --durations=15 tests/cluster
 
 # Chaos on the control plane (docs/reliability.md): a control plane of its own, whose
 # kube-apiserver and etcd it restarts; 300 kwok jobs at cap 30 through 15 controller
@@ -151,7 +151,7 @@ images-base: setup k8s-tools node-deps
 	@$(PY) -m tests.kube images
 
 test-infra: setup k8s-tools node-deps
-	$(PY) -m pytest -q tests/infra
+	$(PY) -m pytest -q --durations=10 tests/infra
 
 cluster-up: setup k8s-tools
 	@$(PY) -m tests.kube up --name $(KUBE_CLUSTER)

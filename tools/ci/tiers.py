@@ -40,6 +40,10 @@ class Step:
     after: tuple[str, ...] = ()  # steps that must have finished (passed) first
     # steps that must have finished, whatever their result: order only (CPU, the one node)
     after_any: tuple[str, ...] = ()
+    # QFORGE_TEST_PORTS: the tier's own loopback ports (tests/kube/procs.py free_port),
+    # below the kernel's ephemeral range (32768-60999 by default): tiers side by side
+    # never pick the same port, nor one an outgoing connection holds.
+    ports: str = ""
 
 
 FAST = ("lint", "unit", "integration", "browser")
@@ -53,12 +57,13 @@ PLAN: tuple[Step, ...] = (
     Step("integration", "test-integration", after=("k8s-helm",), after_any=("unit",)),
     Step("browser", "test-browser", after_any=("integration",)),
     # The wait-bound tiers, side by side once the fast tiers are done.
-    Step("cluster", "test-cluster", after=("k8s-tools",), after_any=FAST),
-    Step("chaos", "test-chaos", after=("k8s-tools",), after_any=FAST),
-    Step("autoscale", "test-autoscale", after=("k8s-tools",), after_any=FAST),
+    Step("cluster", "test-cluster", after=("k8s-tools",), after_any=FAST, ports="20000-20999"),
+    Step("chaos", "test-chaos", after=("k8s-tools",), after_any=FAST, ports="21000-21999"),
+    Step("autoscale", "test-autoscale", after=("k8s-tools",), after_any=FAST,
+         ports="22000-22999"),
     # The real node of this machine: infra, then e2e, never both at once.
-    Step("infra", "test-infra", after=("k8s-tools",), after_any=FAST),
-    Step("e2e", "e2e", after=("k8s-tools",), after_any=(*FAST, "infra")),
+    Step("infra", "test-infra", after=("k8s-tools",), after_any=FAST, ports="23000-23999"),
+    Step("e2e", "e2e", after=("k8s-tools",), after_any=(*FAST, "infra"), ports="24000-24999"),
 )
 
 
@@ -112,6 +117,8 @@ class Runner:
             env = dict(os.environ)
             # Tiers side by side in one checkout: pytest's cache folder is not shared.
             env["PYTEST_ADDOPTS"] = (env.get("PYTEST_ADDOPTS", "") + " -p no:cacheprovider").strip()
+            if step.ports:
+                env["QFORGE_TEST_PORTS"] = step.ports
             rc = subprocess.run(
                 [*self.make, "--no-print-directory", step.target],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
@@ -189,7 +196,7 @@ def select(plan: tuple[Step, ...], only: list[str]) -> tuple[Step, ...]:
                 keep.add(dep)
                 todo.append(dep)
     return tuple(Step(s.name, s.target, tuple(d for d in s.after if d in keep),
-                      tuple(d for d in s.after_any if d in keep))
+                      tuple(d for d in s.after_any if d in keep), s.ports)
                  for s in plan if s.name in keep)
 
 
