@@ -9,7 +9,7 @@ export QFORGE_CACHE ?= /var/cache/qforge
 # Under make every tool is installed or built first: a skipped test fails (tests/conftest.py).
 export QFORGE_NO_SKIPS ?= 1
 
-.PHONY: setup demo test test-unit test-integration test-browser test-cluster test-chaos test-autoscale fuzz lint bench k8s-tools helm prometheus chromium test-infra clean
+.PHONY: setup demo test test-serial test-unit test-integration test-browser test-cluster test-chaos test-autoscale fuzz lint bench k8s-tools helm prometheus chromium test-infra clean
 
 # Every dependency at one version (constraints.txt): `make setup`, both Dockerfiles and the
 # kind workflow install from it. `make lock` regenerates it after a change to pyproject.toml.
@@ -45,7 +45,17 @@ lock:
 demo: setup
 	@$(PY) -m qforge.demo
 
-test: lint test-unit test-integration test-browser test-cluster test-chaos test-autoscale test-infra e2e
+# Every tier (tools/ci/tiers.py; docs/testing.md, CI): the Kubernetes tools build in the
+# background while lint, unit, integration and browser run; then cluster, chaos and
+# autoscale side by side, and beside them infra then e2e (the one real node). One log per
+# tier in build/test-logs/; a failed tier fails the run, named, with its log's tail.
+# TIERS=cluster,chaos runs only those (and the tool builds they need).
+TIERS ?=
+test: setup
+	@$(PYTHON) tools/ci/tiers.py --make "$(MAKE)" $(if $(TIERS),--only $(TIERS))
+
+# The same tiers one after another, each to the console (what `make test` did before).
+test-serial: lint test-unit test-integration test-browser test-cluster test-chaos test-autoscale test-infra e2e
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit
@@ -53,7 +63,7 @@ test-unit: setup
 # The chart tests render and lint with the real helm: build it (only it) first, so that a
 # cold machine runs them rather than skipping them.
 test-integration: setup helm prometheus
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q --durations=10 tests/integration
 
 # Debian's Prometheus (and promtool) for the metrics tests: a real server scrapes a real
 # worker; promtool checks the chart's alert rules. Its systemd unit is left stopped.
@@ -85,7 +95,7 @@ chromium:
 # The controller against a real control plane (tests/kube: etcd, apiserver, controller-
 # manager, scheduler, kwok nodes), the chart installed with the real helm.
 test-cluster: setup k8s-tools
-	$(PY) -m pytest -q tests/cluster
+	$(PY) -m pytest -q --durations=15 tests/cluster
 
 # Chaos on the control plane (docs/reliability.md): a control plane of its own, whose
 # kube-apiserver and etcd it restarts; 300 kwok jobs at cap 30 through 15 controller
@@ -104,10 +114,11 @@ test-autoscale: setup k8s-tools
 	$(PY) -m pytest -q --durations=0 tests/autoscale
 
 lint: setup
-	$(VENV)/bin/ruff check controller runner_image tests $(wildcard bench)
+	$(VENV)/bin/ruff check controller runner_image tests tools $(wildcard bench)
 	@mkdir -p build/typecheck && ln -sfn ../../controller build/typecheck/qforge && \
 	  ln -sfn ../../runner_image build/typecheck/qforge_runner
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tools/ci
 
 bench: setup
 	@for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
@@ -140,7 +151,7 @@ images-base: setup k8s-tools node-deps
 	@$(PY) -m tests.kube images
 
 test-infra: setup k8s-tools node-deps
-	$(PY) -m pytest -q tests/infra
+	$(PY) -m pytest -q --durations=10 tests/infra
 
 cluster-up: setup k8s-tools
 	@$(PY) -m tests.kube up --name $(KUBE_CLUSTER)

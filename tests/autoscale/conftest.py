@@ -91,5 +91,5 @@ def site(autoscale_cluster: AutoscaleCluster, tmp_path: Path, results: Results,
                        namespace_prefix(request.node.name))
     yield site
     for ctl in site.controllers:
-        ctl.stop()
+        ctl.stop(timeout=5)  # teardown only: see tests/cluster/conftest.py's site
     site.delete()

@@ -16,12 +16,46 @@ from tests import waiting
 
 from .tools import KubeToolsError
 
+PORT_RANGE_ENV = "QFORGE_TEST_PORTS"
+_handed_out: set[int] = set()
+
+
+def port_range() -> range | None:
+    """``QFORGE_TEST_PORTS=<lo>-<hi>``: this test session's own ports (tools/ci/tiers.py
+    gives each tier run side by side a range of its own, below the kernel's ephemeral
+    range, so neither another tier nor an outgoing connection takes a port between its
+    pick and its daemon's bind). Unset: the OS picks."""
+    spec = os.environ.get(PORT_RANGE_ENV, "")
+    if not spec:
+        return None
+    lo, _, hi = spec.partition("-")
+    if not (lo.isdigit() and hi.isdigit() and 1024 <= int(lo) < int(hi) < 65536):
+        raise KubeToolsError(f"{PORT_RANGE_ENV}={spec!r}: expected <lo>-<hi>, 1024 <= lo < hi")
+    return range(int(lo), int(hi) + 1)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on ``host`` right now: from this session's range when one is set
+    (never the same port twice in a process), else the OS picks it."""
+    ports = port_range()
+    if ports is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    for port in ports:
+        if port not in _handed_out and _bindable(host, port):
+            _handed_out.add(port)
+            return port
+    raise KubeToolsError(f"no free port left in {PORT_RANGE_ENV}={ports.start}-{ports.stop - 1}")
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

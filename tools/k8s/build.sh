@@ -245,6 +245,15 @@ build_one() {
 want=("$@"); [[ ${#want[@]} -gt 0 ]] || want=("${ALL[@]}")
 for c in "${want[@]}"; do version_of "$c" >/dev/null || exit 2; done
 
+# All cached: nothing to build, so no lock to wait for (`make helm` returns at once while
+# another run builds the other components: tools/ci/tiers.py).
+missing=0
+for c in "${want[@]}"; do is_built "$c" || missing=1; done
+if [[ $missing -eq 0 ]]; then
+  for c in "${want[@]}"; do echo ">> $c $(version_of "$c"): cached ($(dir_of "$c")/bin)"; done
+  exit 0
+fi
+
 # One build at a time per cache (two `make` runs must not build into the same folder).
 exec 9>"$CACHE/.build.lock"
 if ! flock -n 9; then
