@@ -130,14 +130,21 @@ def test_timeout_kills_xtb_and_fails_the_job(jobs: Path, start_worker: Start) ->
     assert rec.error is not None and rec.error.type == "timeout"
 
 
+# Cholesterol (74 atoms): an `ohess` of it runs for minutes, so the cancel below always
+# finds it running, however loaded the machine (caffeine's ~10 s could end, COMPLETED,
+# before a cancel sent under a load of 13 got to it). Cancelled, it costs seconds.
+CHOLESTEROL = "CC(C)CCCC(C)C1CCC2C1(CCC3C2CC=C4C3(CCC(C4)O)C)C cholesterol\n"
+
+
 def test_cancel_stops_a_running_job(jobs: Path, start_worker: Start) -> None:
-    out = qforge("submit", "-", "--task", "ohess", "--opt-level", "extreme", "--json",
-                 stdin=CAFFEINE, jobs=jobs)
+    out = qforge("submit", "-", "--format", "smi", "--task", "ohess", "--json",
+                 stdin=CHOLESTEROL, jobs=jobs)
     job_id = json.loads(out.stdout)["job_id"]
     start_worker("--poll-interval", "0.5")
     wait_until(lambda: status(jobs, job_id) == "RUNNING", 60, "the job to start")
     assert qforge("cancel", job_id, jobs=jobs).returncode == 0
-    wait_until(lambda: status(jobs, job_id) == "CANCELLED", 60, "the job to be cancelled")
+    wait_until(lambda: status(jobs, job_id) != "RUNNING", 120, "the job to be cancelled")
+    assert status(jobs, job_id) == "CANCELLED"
     assert qforge("result", job_id, jobs=jobs).returncode == 1
 
 
