@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -63,8 +64,12 @@ class ListWatch:
         self._stop.set()
         resp = self._response
         if resp is not None:
-            with contextlib.suppress(Exception):
-                resp.close()
+            # Not resp.close(): the watch thread is blocked reading that response, and
+            # closing its buffered reader waits for the reader's lock, which the read
+            # holds until the server sends something (up to WATCH_SECONDS): the
+            # controller hung on SIGTERM until it was killed. Shutting the socket down
+            # ends the read at once; the thread then sees _stop and returns.
+            _shutdown(resp)
         self._thread.join(timeout=10)
 
     # ------------------------------------------------------------------ loop
@@ -154,3 +159,14 @@ class ListWatch:
             with contextlib.suppress(Exception):
                 resp.release_conn()
         return rv
+
+
+def _shutdown(resp: Any) -> None:
+    """Shut down the socket under a streaming urllib3 response (the plain socket's
+    shutdown, under TLS too: it wakes a thread blocked in a read of it)."""
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    with contextlib.suppress(Exception):
+        if sock is not None:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        else:
+            resp.close()

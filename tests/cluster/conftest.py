@@ -72,10 +72,9 @@ def site(control_plane: ControlPlane, tmp_path: Path, results: Results,
     site = Site.create(control_plane, tmp_path, results, namespace_prefix(request.node.name),
                        claim=not bare)
     yield site
-    # Teardown only: nothing is asserted about the stop. A controller sent SIGTERM here
-    # often logs "Operator is stopping" and then nothing until the SIGKILL (7 tests of
-    # this tier lost 20 s each in teardown to Controller.stop's default wait): 5 s, then
-    # SIGKILL. Tests that check a clean stop call ctl.stop() themselves.
+    # Teardown only: nothing is asserted about the stop, so 5 s, then SIGKILL (a
+    # controller stopped in seconds once its watches closed properly: docs/testing.md).
+    # Tests that check a clean stop call ctl.stop() themselves.
     for ctl in site.controllers:
         ctl.stop(timeout=5)
     site.delete()

@@ -93,3 +93,58 @@ def test_every_listed_and_watched_object_is_compacted() -> None:
                    resync_due=lambda age: False, compact=compact)
     lw._watch(lw._list())
     assert len(seen) == LIST_PAGE + 4 and all(o.get("small") for o in seen)
+
+
+def test_close_ends_a_watch_blocked_on_a_silent_server_at_once() -> None:
+    """A watch blocked reading a real socket (an API server with nothing to say) is
+    ended by close() at once: the client hangs up, not the server. (Closing the
+    response instead waited for the read's lock until the server spoke or ended the
+    watch: a controller sent SIGTERM hung until it was killed.)"""
+    import socket
+    import threading
+
+    import urllib3
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client_left, server_gave_up = threading.Event(), threading.Event()
+
+    def silent_server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)  # the watch request
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            conn.settimeout(30)  # the bound: then the server hangs up itself
+            try:
+                if conn.recv(1) == b"":
+                    client_left.set()
+            except TimeoutError:
+                server_gave_up.set()
+
+    server = threading.Thread(target=silent_server, daemon=True)
+    server.start()
+    pool = urllib3.PoolManager()
+    listed: list[Any] = []
+
+    def call(namespace: str, **params: Any) -> Any:
+        if not params.get("watch"):
+            return SimpleNamespace(data=json.dumps({"metadata": {"resourceVersion": "1"},
+                                                    "items": []}).encode(),
+                                   release_conn=lambda: None)
+        return pool.request("GET", f"http://127.0.0.1:{port}/jobs?watch=1",
+                            preload_content=False)
+
+    watch = ListWatch("jobs", call, "ns", "a=b", on_list=lambda items, at: listed.append(1),
+                      on_event=lambda kind, obj: None, resync_due=lambda age: False)
+    watch.start()
+    try:
+        from tests.waiting import wait_until
+
+        wait_until(lambda: watch._response is not None, 30, "the watch to be open")
+    finally:
+        watch.close()
+    server.join(timeout=60)
+    listener.close()
+    assert client_left.is_set() and not server_gave_up.is_set()
+    assert not watch._thread.is_alive()
