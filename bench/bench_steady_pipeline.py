@@ -15,6 +15,7 @@ Each workload runs in alternating rounds (qforge, xargs, lean, qforge, ...):
             stime of its process, all its threads, its children excluded: from
             /proc/<pid>/stat) from before the submission to the end, per job.
   xargs     the same xtb command lines (bench_pipeline.baseline: `JobSpec.xtb_args()`,
+            started as the runner starts them: `setsid setpriv --pdeathsig KILL -- xtb`,
             `xtb_environment()`, a scratch folder each holding its input.xyz) by
             `xargs -P 2`, timed from its start to its exit.
   lean      the leanest Python worker doing the same durable store operations through
@@ -39,6 +40,7 @@ import compileall
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -93,6 +95,16 @@ def jobs_of(w: Workload) -> list[tuple[str, JobSpec]]:
     built = {name: JobSpec(molecule=MOLECULES[name]) for name in w.molecules}
     return [(w.molecules[i % len(w.molecules)], built[w.molecules[i % len(w.molecules)]])
             for i in range(w.count)]
+
+
+def runner_prefix() -> tuple[str, ...]:
+    """What the runner puts before xtb (qforge_runner.process): a session of its own
+    (which, with the kernel's autogroup scheduling, also gives it a CPU share of its
+    own on a busy machine) and setpriv's parent-death signal."""
+    setsid, setpriv = shutil.which("setsid"), shutil.which("setpriv")
+    if setsid is None or setpriv is None:
+        raise SystemExit("bench_steady_pipeline: setsid and setpriv (util-linux) needed")
+    return (setsid, setpriv, "--pdeathsig", "KILL", "--")
 
 
 def own_cpu(pid: int) -> float:
@@ -206,6 +218,7 @@ def lean_worker(root: Path, xtb: str, count: int) -> None:
         time.sleep(0.05)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     before = usage.ru_utime + usage.ru_stime
+    prefix = runner_prefix()[1:]  # a new session from Popen itself
     running: dict[int, tuple[Claimed, Path, subprocess.Popen[bytes], float]] = {}
     done = 0
     keys = store.queue.queued()
@@ -219,10 +232,10 @@ def lean_worker(root: Path, xtb: str, count: int) -> None:
             scratch.mkdir()
             (scratch / "input.xyz").write_text(spec.molecule.to_xyz())
             with open(scratch / "xtb.log", "wb") as out:
-                proc = subprocess.Popen([xtb, "input.xyz", *spec.xtb_args()], cwd=scratch,
-                                        env=xtb_environment(spec, xtb), stdout=out,
-                                        stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                proc = subprocess.Popen([*prefix, xtb, "input.xyz", *spec.xtb_args()],
+                                        cwd=scratch, env=xtb_environment(spec, xtb),
+                                        stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
             running[proc.pid] = (claimed, scratch, proc, time.monotonic())
         pid, status = os.wait()
         claimed, scratch, proc, began = running.pop(pid)
@@ -252,7 +265,7 @@ def run_workload(w: Workload, rounds: int, tmp: Path, xtb: str) -> Rounds:
     for r in range(rounds):
         q, cpu_q = through_qforge(jobs, tmp / f"{w.key}-qforge{r}")
         load = os.getloadavg()[0]
-        b, _ = baseline(jobs, tmp / f"{w.key}-xargs{r}", xtb)
+        b, _ = baseline(jobs, tmp / f"{w.key}-xargs{r}", xtb, prefix=runner_prefix())
         lean, cpu_l = through_lean(jobs, tmp / f"{w.key}-lean{r}", xtb)
         out.qforge.append(q)
         out.xargs.append(b)

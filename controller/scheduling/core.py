@@ -194,7 +194,11 @@ class Scheduler(Recovery):
     def new_work(self, report: PassReport) -> bool:
         """Whether the store changed since the last pass (`report`) in a way a pass
         should act on now: a cancel request came or went, or a job was submitted while
-        the queue was left empty."""
+        the queue was left empty; or an outcome waits to be collected (an executor that
+        says so: `outcomes_waiting()`)."""
+        waiting = getattr(self.executor, "outcomes_waiting", None)  # optional
+        if waiting is not None and waiting():
+            return True
         if self.store.cancels.pending() != self._cancels_seen \
                 or self.store.waiting.settled() != self.deps.seen:
             return True

@@ -43,6 +43,7 @@ class LocalExecutor:
         self._running: dict[str, tuple[Future[RunReport], threading.Event]] = {}
         self._calculating: set[str] = set()
         self._stopping = False
+        self._ready = 0  # outcomes not yet collected
         self._wake: threading.Event | None = None
 
     def attach(self, wake: threading.Event) -> None:
@@ -73,11 +74,21 @@ class LocalExecutor:
             self._wake.set()
 
     def _done(self, _future: Future[RunReport]) -> None:
+        """A job's results are saved: its outcome is ready to be collected. While
+        another calculation runs, the pass its end triggers collects this outcome too
+        (and the scheduler looks for waiting outcomes every `WATCH_EVERY` seconds):
+        one pass per job instead of two, and one hand-over of the GIL fewer."""
         with self._lock:
             done = {jid for jid, (f, _) in self._running.items() if f.done()}
             self._calculating -= done
-        if self._wake is not None:
+            self._ready += 1
+            calculating = bool(self._calculating)
+        if self._wake is not None and not calculating:
             self._wake.set()
+
+    def outcomes_waiting(self) -> bool:
+        """Whether a job's outcome waits to be collected."""
+        return self._ready > 0
 
     def _run(self, job_dir: Path, record: JobRecord, timeout: float,
              cancel: threading.Event, scratch: Path | None) -> RunReport:
@@ -119,6 +130,7 @@ class LocalExecutor:
             done = [(jid, f) for jid, (f, _) in self._running.items() if f.done()]
             for jid, _ in done:
                 del self._running[jid]
+            self._ready = max(0, self._ready - len(done))
         return [self._outcome(jid, f) for jid, f in done]
 
     def _outcome(self, job_id: str, future: Future[RunReport]) -> Outcome:
