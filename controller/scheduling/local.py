@@ -43,7 +43,6 @@ class LocalExecutor:
         self._running: dict[str, tuple[Future[RunReport], threading.Event]] = {}
         self._calculating: set[str] = set()
         self._stopping = False
-        self._ready = 0  # outcomes not yet collected
         self._wake: threading.Event | None = None
 
     def attach(self, wake: threading.Event) -> None:
@@ -81,14 +80,15 @@ class LocalExecutor:
         with self._lock:
             done = {jid for jid, (f, _) in self._running.items() if f.done()}
             self._calculating -= done
-            self._ready += 1
             calculating = bool(self._calculating)
         if self._wake is not None and not calculating:
             self._wake.set()
 
     def outcomes_waiting(self) -> bool:
-        """Whether a job's outcome waits to be collected."""
-        return self._ready > 0
+        """Whether a job's outcome waits to be collected (a look at at most
+        2 * max_concurrent_jobs futures)."""
+        with self._lock:
+            return any(f.done() for f, _ in self._running.values())
 
     def _run(self, job_dir: Path, record: JobRecord, timeout: float,
              cancel: threading.Event, scratch: Path | None) -> RunReport:
@@ -130,7 +130,6 @@ class LocalExecutor:
             done = [(jid, f) for jid, (f, _) in self._running.items() if f.done()]
             for jid, _ in done:
                 del self._running[jid]
-            self._ready = max(0, self._ready - len(done))
         return [self._outcome(jid, f) for jid, f in done]
 
     def _outcome(self, job_id: str, future: Future[RunReport]) -> Outcome:
