@@ -116,8 +116,10 @@ def timed_child(argv: list[str], **popen: Any) -> tuple[float, int, float]:
     return elapsed, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str) -> tuple[float, float]:
-    """The same xtb runs by `xargs -P 2`, one scratch folder each: (wall, CPU) seconds."""
+def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str,
+             prefix: tuple[str, ...] = ()) -> tuple[float, float]:
+    """The same xtb runs by `xargs -P 2`, one scratch folder each: (wall, CPU) seconds.
+    `prefix`: programs that exec xtb, as the runner starts it (setsid, setpriv)."""
     root.mkdir()
     folders = []
     for i, (name, spec) in enumerate(jobs):
@@ -128,7 +130,7 @@ def baseline(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str) -> tuple[flo
     flags = {tuple(spec.xtb_args()) for _, spec in jobs}
     if len(flags) != 1:
         raise SystemExit("bench_pipeline: the jobs should all have the same flags")
-    argv = " ".join(shlex.quote(a) for a in (xtb, "input.xyz", *flags.pop()))
+    argv = " ".join(shlex.quote(a) for a in (*prefix, xtb, "input.xyz", *flags.pop()))
     script = f'cd "$1" && exec {argv} > xtb.log 2>&1'
     env = xtb_environment(jobs[0][1], xtb)
     listing = root.with_name(root.name + ".folders")

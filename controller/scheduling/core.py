@@ -3,6 +3,11 @@ taking turns between owners (fair share: scheduling/fairshare.py; priority and f
 come first served within an owner's group), claims, launches, records outcomes, acts on
 cancel requests and recovers the jobs of dead workers. The same core drives the local
 executor (`qforge worker`) and the Kubernetes executor (`qforge controller`).
+
+One module per concern: this one holds the pass (launching under the fair share, the
+wait between passes); scheduling/outcomes.py writes what became of a job;
+scheduling/recovery.py acts on cancel requests and recovers the jobs of dead workers;
+scheduling/report.py holds `PassReport` (re-exported here).
 """
 
 from __future__ import annotations
@@ -15,22 +20,21 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from qforge.record import JobRecord, Placement, Status
+from qforge.record import Status
 from qforge.scheduling.dependencies import Dependencies
-from qforge.scheduling.executor import Executor, Outcome, Update
+from qforge.scheduling.executor import Executor, Outcome
 from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
 from qforge.scheduling.owners import Owners, Tag
 from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
-from qforge.scheduling.retrying import retry_by_ladder
+from qforge.scheduling.recovery import Recovery
+from qforge.scheduling.report import PassReport as PassReport  # re-exported: the API
 from qforge.settings import Settings
-from qforge.store.heartbeats import Heartbeats, instance_name, others_may_recover
+from qforge.store.heartbeats import Heartbeats, instance_name
 from qforge.store.index import IndexKeeper
-from qforge.store.jobstore import Claimed, CorruptRecord, JobNotFound, JobStore
-from qforge.store.layout import QueueKey, RunningMarker, sanitize_instance
-from qforge.store.waiting import is_waiting
+from qforge.store.jobstore import Claimed, JobStore
+from qforge.store.layout import RunningMarker, sanitize_instance
 from qforge_runner.result import ErrorType, JobError
 from qforge_runner.timestamps import utcnow
 
@@ -45,25 +49,13 @@ BEAT_EVERY = 1.0
 WATCH_EVERY = 0.25
 
 
-@dataclass
-class PassReport:
-    queued: int = 0
-    launched: list[str] = field(default_factory=list)
-    finished: list[str] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)
-    running_anywhere: int = 0
-    # owner -> (running, queued) jobs in the whole store (running: every instance's)
-    owners: dict[str, tuple[int, int]] = field(default_factory=dict)
-
-
 def make_instance(worker_id: str) -> str:
     """A unique name for this process: two workers sharing WORKER_ID never collide."""
     host = socket.gethostname().split(".")[0]
     return sanitize_instance(f"{worker_id}.{host}.{os.getpid()}.{secrets.token_hex(2)}")
 
 
-class Scheduler:
+class Scheduler(Recovery):
     def __init__(
         self,
         store: JobStore,
@@ -209,7 +201,11 @@ class Scheduler:
     def new_work(self, report: PassReport) -> bool:
         """Whether the store changed since the last pass (`report`) in a way a pass
         should act on now: a cancel request came or went, or a job was submitted while
-        the queue was left empty."""
+        the queue was left empty; or an outcome waits to be collected (an executor that
+        says so: `outcomes_waiting()`)."""
+        waiting = getattr(self.executor, "outcomes_waiting", None)  # optional
+        if waiting is not None and waiting():
+            return True
         if self.store.cancels.pending() != self._cancels_seen \
                 or self.store.waiting.settled() != self.deps.seen:
             return True
@@ -342,19 +338,6 @@ class Scheduler:
         self.fair.exclude(tag.owner)
         return False
 
-    def _requeue_strays(self) -> None:
-        """Claims of this instance that no job in flight stands behind: an operation
-        interrupted by a store error (a claim whose RUNNING record could not be written,
-        a take-over whose requeue failed) is undone here, so no job stays RUNNING."""
-        for marker in self.store.queue.running_markers():
-            if marker.instance != self.instance or marker.job_id in self._claimed:
-                continue
-            claimed = self._still_running(marker, "a stray claim")
-            if claimed is not None:
-                log.warning("Job %s: claimed here but not running: back in the queue",
-                            marker.job_id)
-                self.store.queue.requeue(claimed.record, marker, count_attempt=False)
-
     def _store_failed(self, exc: OSError, doing: str) -> None:
         """Count and log a store error (from the pass, or the record-writer thread)."""
         with self._errors_lock:
@@ -364,200 +347,6 @@ class Scheduler:
         self.last_store_error = f"{what}{where}"
         log.error("Job store error during %s: %s%s; nothing is lost, retrying in %gs",
                   doing, what, where, self.settings.poll_interval)
-
-    def _placement(self) -> Placement:
-        return Placement(
-            executor="kubernetes" if self.executor.kind == "kubernetes" else "local",
-            worker_id=self.settings.worker_id,
-            instance=self.instance,
-            host=socket.gethostname(),
-        )
-
-    # -------------------------------------------------------------- outcomes
-    def _record(self, outcome: Outcome) -> None:
-        claimed = self._claimed.pop(outcome.job_id, None)
-        if claimed is None:
-            log.warning("Outcome for job %s that this worker did not claim", outcome.job_id)
-            return
-        self.writes.submit(lambda: self._write_outcome(claimed, outcome))
-
-    def _write_outcome(self, claimed: Claimed, outcome: Outcome) -> None:
-        """Read the record as it is now, write the job's terminal state (or put it back
-        in the queue) and drop its running marker."""
-        try:
-            self._record_claimed(claimed, outcome)
-        except OSError:
-            if isinstance(self.writes, Inline):
-                # Still ours: run_once keeps the outcome and records it at a later pass.
-                # (Behind the pass, the writer retries this very write instead.)
-                self._claimed[outcome.job_id] = claimed
-            raise
-
-    def _record_claimed(self, claimed: Claimed, outcome: Outcome) -> None:
-        try:
-            current = self.store.read(outcome.job_id)
-        except CorruptRecord as exc:
-            # Only the scheduler writes a claimed job's record: this instance's copy from
-            # the claim is the record as it should be. The outcome is not lost.
-            log.error("Job %s: %s; its record is rewritten from this worker's copy",
-                      outcome.job_id, exc)
-            current = claimed.record
-        except JobNotFound as exc:
-            log.error("Job %s: cannot record its outcome: %s", outcome.job_id, exc)
-            self.store.queue.drop_running_marker(claimed.marker)
-            return
-        if outcome.requeue:
-            log.info("Job %s interrupted: back in the queue", outcome.job_id)
-            self.store.queue.requeue(current, claimed.marker, count_attempt=False)
-            return
-        now = utcnow()
-        placement = outcome.placement or current.placement
-        report = outcome.report
-        if report is not None and report.success and report.result is not None:
-            result = report.result
-            record = current.evolve(
-                status=Status.COMPLETED, finished_at=now, result=result.summary(),
-                error=None, placement=placement)
-            gap = f", gap {result.gap:.4f} eV" if result.gap is not None else ""
-            log.info("Job %s completed: E=%.10f Eh%s in %.2f s",
-                     outcome.job_id, result.energy, gap, result.wall_time)
-        else:
-            error = outcome.error or (report.error if report else None) or JobError(
-                type=ErrorType.infrastructure_error, message="the runner reported nothing")
-            status = Status.CANCELLED if error.type == ErrorType.cancelled else Status.FAILED
-            record = current.evolve(status=status, finished_at=now, error=error,
-                                    placement=placement)
-            log.info("Job %s %s (%s): %s", outcome.job_id, status.value.lower(),
-                     error.type, error.message)
-        if retry_by_ladder(self.store, self.settings, claimed, record, report) is not None:
-            return  # queued again as its next attempt (scheduling/ladder.py)
-        self.store.queue.finish(claimed, record)
-        self.observer.job_finished(record)
-
-    def _apply(self, update: Update) -> None:
-        if update.job_id in self._claimed:
-            self.writes.submit(lambda: self._write_update(update))
-
-    def _write_update(self, update: Update) -> None:
-        try:
-            record = self.store.read(update.job_id)
-        except (JobNotFound, CorruptRecord):
-            return
-        if record.status is not Status.RUNNING:
-            return
-        changes: dict[str, object] = {}
-        if update.placement is not None and update.placement != record.placement:
-            changes["placement"] = update.placement
-        if update.waiting_reason != record.waiting_reason:
-            changes["waiting_reason"] = update.waiting_reason
-        if changes:
-            self.store.write(record.evolve(**changes))
-            if update.waiting_reason:
-                log.info("Job %s waits: %s", update.job_id, update.waiting_reason)
-
-    def _finish(self, claimed: Claimed, record: JobRecord) -> None:
-        self.writes.submit(lambda: self.store.queue.finish(claimed, record))
-        self.observer.job_finished(record)
-
-    # ---------------------------------------------------------------- cancel
-    def _handle_cancels(self, report: PassReport) -> None:
-        active = self.executor.active()
-        self._cancels_seen = self.store.cancels.pending()
-        for job_id in self._cancels_seen:
-            if job_id in active:
-                if self.executor.cancel(job_id):
-                    log.info("Cancelling running job %s", job_id)
-                continue
-            try:
-                record = self.store.read(job_id)
-            except (JobNotFound, CorruptRecord):
-                self.store.cancels.clear(job_id)
-                continue
-            if record.status.terminal:
-                self.store.cancels.clear(job_id)
-            elif is_waiting(record):
-                if self.deps.cancel(job_id) is not None:
-                    report.cancelled.append(job_id)
-            elif record.status is Status.QUEUED:
-                key = QueueKey.make(record.spec.priority, record.created_ns, job_id)
-                cancelled = self.store.queue.cancel_queued(key, self.instance, self._placement())
-                if cancelled is not None:
-                    log.info("Job %s cancelled before it started", job_id)
-                    report.cancelled.append(job_id)
-                    self.observer.job_finished(cancelled)
-            # RUNNING elsewhere: its owner acts on the request.
-
-    # -------------------------------------------------------------- recovery
-    def _recover_dead(self, report: PassReport) -> None:
-        markers = self.store.queue.running_markers()
-        instances = {m.instance for m in markers} | self.heartbeats.beating()
-        # Only the jobs of instances whose executor ran them in its own process: a
-        # controller's run in the cluster, and only a controller (adopting) acts on them.
-        instances = {i for i in instances if others_may_recover(i)}
-        dead = self.heartbeats.dead(instances)
-        if not dead:
-            return
-        for marker in markers:
-            if marker.instance in dead:
-                self._recover(marker, report)
-        still_owning = {m.instance for m in self.store.queue.running_markers()}
-        for inst in dead - still_owning:
-            self.heartbeats.forget(inst)
-
-    def _still_running(self, marker: RunningMarker, what: str) -> Claimed | None:
-        """The RUNNING record behind a running marker, or None after tidying up: the
-        marker goes when the record is unreadable or no longer RUNNING, and a QUEUED
-        record (its claimant stopped between the claim and writing RUNNING) gets its
-        queue marker back."""
-        try:
-            record = self.store.read(marker.job_id)
-        except (JobNotFound, CorruptRecord) as exc:
-            log.error("Job %s: dropped %s: %s", marker.job_id, what, exc)
-            self.store.queue.drop_running_marker(marker)
-            return None
-        if record.status is Status.RUNNING:
-            return Claimed(record, marker)
-        self.store.queue.drop_running_marker(marker)
-        if record.status is Status.QUEUED:
-            self.store.repair.ensure_queued(record)
-        elif record.status.terminal:
-            self.store.repair.ensure_done(record)  # and its dependents signalled
-        return None
-
-    def _recover(self, marker: RunningMarker, report: PassReport) -> None:
-        mine = self.store.queue.take_over(marker, self.instance)
-        if mine is None:
-            return  # another worker is recovering it
-        try:
-            self._recover_taken(marker, mine, report)
-        except OSError:
-            # back to the dead owner: the recovery is tried again at a later pass
-            self.store.queue.take_over(mine, marker.instance)
-            raise
-
-    def _recover_taken(self, marker: RunningMarker, mine: RunningMarker,
-                       report: PassReport) -> None:
-        claimed = self._still_running(mine, "the dead worker's claim")
-        if claimed is None:
-            return
-        record = claimed.record
-        who = marker.instance
-        if self.store.cancels.requested(record.job_id):
-            self._finish(claimed, record.cancelled_by_user(started=True))
-        elif (claims := record.claims_this_attempt) >= self.settings.max_attempts:
-            log.warning("Job %s: worker %s died running it; attempt %d of %d: failing it",
-                        record.job_id, who, claims, self.settings.max_attempts)
-            self._finish(claimed, record.evolve(
-                status=Status.FAILED, finished_at=utcnow(),
-                error=JobError(
-                    type=ErrorType.infrastructure_error,
-                    message=(f"the worker running it stopped responding "
-                             f"{claims} times; giving up"))))
-        else:
-            log.warning("Job %s: worker %s stopped responding; requeued (attempt %d of %d)",
-                        record.job_id, who, claims, self.settings.max_attempts)
-            self.store.queue.requeue(record, mine, count_attempt=True)
-        report.recovered.append(record.job_id)
 
     # ---------------------------------------------------------------- health
     def _health(self) -> None:

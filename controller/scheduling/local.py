@@ -73,11 +73,22 @@ class LocalExecutor:
             self._wake.set()
 
     def _done(self, _future: Future[RunReport]) -> None:
+        """A job's results are saved: its outcome is ready to be collected. While
+        another calculation runs, the pass its end triggers collects this outcome too
+        (and the scheduler looks for waiting outcomes every `WATCH_EVERY` seconds):
+        one pass per job instead of two, and one hand-over of the GIL fewer."""
         with self._lock:
             done = {jid for jid, (f, _) in self._running.items() if f.done()}
             self._calculating -= done
-        if self._wake is not None:
+            calculating = bool(self._calculating)
+        if self._wake is not None and not calculating:
             self._wake.set()
+
+    def outcomes_waiting(self) -> bool:
+        """Whether a job's outcome waits to be collected (a look at at most
+        2 * max_concurrent_jobs futures)."""
+        with self._lock:
+            return any(f.done() for f, _ in self._running.values())
 
     def _run(self, job_dir: Path, record: JobRecord, timeout: float,
              cancel: threading.Event, scratch: Path | None) -> RunReport:

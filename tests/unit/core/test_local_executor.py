@@ -116,3 +116,47 @@ def test_xtb_runs_under_the_scratch_root_of_either_name(
     finally:
         sched.shutdown()
     assert roots == [tmp_path / "fast"]
+
+
+def test_an_outcome_saved_while_another_job_calculates_waits_for_the_next_pass(
+        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One pass per job: a job whose results are saved while another calculates does
+    not wake the scheduler (the other's end will, or the scheduler's look every
+    WATCH_EVERY: `outcomes_waiting`); the last one to end, with nothing calculating,
+    does."""
+    gates = {"quick": threading.Event(), "slow": threading.Event()}
+    gates["quick"].set()
+
+    def fake(job_dir: Path, spec: Any, config: RunConfig, *,
+             job_id: str | None = None) -> RunReport:
+        assert job_id is not None
+        gates[names[job_id]].wait(30)  # 'calculating' until the test lets it go
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
+
+    monkeypatch.setattr(local, "run_job", fake)
+    slow = store.submit(water_spec(), input_text=WATER).job_id
+    quick = store.submit(water_spec(), input_text=WATER).job_id
+    names = {slow: "slow", quick: "quick"}
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=2)
+    executor = LocalExecutor(store, settings)
+    sched = Scheduler(store, executor, settings, instance="me")
+    sched.start()
+    try:
+        sched.run_once()
+        assert executor.active() == {slow, quick}
+        wait_until(executor.outcomes_waiting, 30, "the quick job's outcome")
+        sched.wake.clear()  # set by the quick job's calculation end
+        assert executor.holding() == {slow}
+        assert not sched.wake.is_set()  # its saved results did not wake the scheduler
+        assert [o.job_id for o in executor.collect()] == [quick]
+        assert not executor.outcomes_waiting()
+        gates["slow"].set()
+        wait_until(executor.outcomes_waiting, 30, "the slow job's outcome")
+        assert sched.wake.is_set()  # nothing calculates: woken at once
+        assert [o.job_id for o in executor.collect()] == [slow]
+    finally:
+        sched.shutdown()
