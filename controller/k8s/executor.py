@@ -14,8 +14,10 @@ It puts together:
   Job deletion, then, once the outcome is recorded, the Job's clean-up;
 - the early look for result.json (controller/k8s/results.py).
 
-The API budget of a job in steady state: one create, one Event on its outcome, one patch
-taking qforge's finalizer off once the outcome is in the store; no LIST and no read.
+The API budget of a job in steady state is the bare loop's: its create, and its deletion
+JOB_KEEP_SECONDS after its outcome is in the store; no LIST, no read, an Event only on a
+failure (SUCCESS_EVENTS adds one per success). With TTL_SECONDS_AFTER_FINISHED set,
+Kubernetes deletes the Jobs instead, and a patch takes qforge's finalizer off each.
 With an autoscaler, one bounded LIST of pod Events while runner pods stay unschedulable
 (controller/k8s/autoscaling.py): a pod no node can fit fails its job.
 """
@@ -31,6 +33,7 @@ from typing import Any
 
 from qforge.k8s import autoscaling, events, naming
 from qforge.k8s.apiwriter import ApiWriter, Submit, api_message
+from qforge.k8s.compact import compact_job
 from qforge.k8s.manifests import build_job_manifest
 from qforge.k8s.phase import ANNOUNCED, Phase, Signal, Tracked
 from qforge.k8s.results import ResultLooks
@@ -213,27 +216,50 @@ class KubernetesExecutor:
         from the view (one LIST for all of them, not a read each).
 
         A RUNNING record whose Job is not in the cluster: if the record names its Job,
-        it was launched and is gone (deleted by hand, its finalizer forced off): its
-        verdict follows from result.json or the deletion. If not, the controller
-        stopped around the create: create it now (the same deterministic name). A Job
-        cannot vanish behind a stopped controller's back, however long it stays down:
-        qforge's finalizer keeps it until its outcome is in the store."""
+        it was launched and is gone (deleted by hand): its verdict follows from
+        result.json or the deletion. If not, the controller stopped around the create:
+        create it now (the same deterministic name). A Job cannot vanish behind a
+        stopped controller's back, however long it stays down: the controller is the
+        only deleter of its Jobs and deletes them once their outcome is in the store
+        (with a TTL, qforge's finalizer keeps them until then). A Job that finished
+        meanwhile is read once (the listing keeps no body of a finished Job)."""
         tracker = self.tracker
         if not tracker.synced.wait(SYNC_TIMEOUT):
             raise RuntimeError("the runner Jobs could not be listed: adoption waits")
         record = claimed.record
         name = naming.job_name(record.job_id, max(1, record.attempts))
+        recorded = record.placement.k8s_job if record.placement else None
         with tracker.lock:
             if tracker.view.state(name) is not None:
                 tracker.track(Tracked(claimed, name, phase=Phase.SEEN))
                 tracker.sweep.discard(name)
-                return True
-            recorded = record.placement.k8s_job if record.placement else None
-            if recorded == name:
+                unread = tracker.view.body(name) is None
+            elif recorded == name:
                 tracker.track(Tracked(claimed, name, phase=Phase.GONE))
                 return True
-        self.launch(claimed)
+            else:
+                unread = None
+        if unread is None:
+            self.launch(claimed)
+        elif unread:
+            self._read_finished(record.job_id, name)
         return True
+
+    def _read_finished(self, job_id: str, name: str) -> None:
+        """A Job that finished while no controller tracked it: the listing kept only its
+        state (no finalizer keeps its body), so it is read once for its verdict."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            body = compact_job(self.api.read_job(name))
+        except ApiException as exc:
+            if exc.status == 404:
+                self.tracker.signal(job_id, Signal.GONE)
+            else:  # the verdict waits for the next event or listing of the Job
+                log.warning("Job %s: could not read its Job %s: %s", job_id, name,
+                            exc.reason)
+            return
+        self.tracker.job_event("MODIFIED", body)
 
     def cancel(self, job_id: str) -> bool:
         t = self.tracker.signal(job_id, Signal.CANCEL)

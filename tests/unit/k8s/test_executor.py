@@ -390,6 +390,26 @@ def test_adoption_reads_the_view_not_the_api(store: JobStore,
     assert executor.batch.calls == [] and executor.active() == {claimed.record.job_id}
 
 
+def test_a_job_that_finished_while_no_controller_ran_is_read_once_at_adoption(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """No finalizer keeps a finished Job's body in the view: the new controller reads
+    the Job once, and records its outcome from it (a failure, here)."""
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    job = executor.batch.jobs[name]
+    job["status"] = {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    fresh = make_executor(store)  # a new controller, its first listing
+    fresh.api.batch = executor.batch
+    fresh.tracker.jobs_listed([job], 0.0)
+    assert fresh.view.body(name) is None
+    assert fresh.adopt(claimed)
+    (outcome,) = fresh.collect()
+    assert outcome.error is not None and outcome.error.type is ErrorType.timeout
+    assert fresh.requests["get jobs"] == 1 and fresh.batch.creates == 1
+
+
 def test_adopt_creates_the_job_a_crash_left_uncreated(store: JobStore,
                                                       executor: KubernetesExecutor) -> None:
     """Claimed, then the controller died before the create: the record names no Job.
