@@ -138,11 +138,16 @@ class Settler:
         return True
 
     def _delete(self, name: str) -> None:
+        """Delete a Job. Its name stays in `releasing` until the watch shows it gone
+        (events of it still in flight must not sweep it again), unless the deletion
+        failed: then a later listing or event sweeps it again."""
+        deleted = False
         try:
-            self.api.delete_job(name)
+            deleted = self.api.delete_job(name)
         finally:
-            with self.tracker.lock:
-                self.tracker.releasing.discard(name)
+            if not deleted:
+                with self.tracker.lock:
+                    self.tracker.releasing.discard(name)
 
     def sweep_one(self, name: str) -> None:
         """An untracked Job to clean up, once its outcome is recorded (a crash between

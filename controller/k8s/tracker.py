@@ -105,6 +105,8 @@ class Tracker:
                     self.signal_locked(t.job_id, Signal.GONE)
             self.sweep = {n for n, s in self.view.states()
                           if n not in self.by_name and self._to_clean(s)}
+            self.releasing = {n for n in self.releasing  # those gone are done
+                              if self.view.state(n) is not None or self.view.pending(n)}
         self.synced.set()
         self.poke()
 
@@ -143,6 +145,7 @@ class Tracker:
 
     def _job_gone(self, name: str) -> bool:
         self.pods.pop(name, None)
+        self.releasing.discard(name)  # its clean-up is over
         return self.signal_locked(self.by_name.get(name), Signal.GONE) is not None
 
     # ----------------------------------------------------------- pod feed

@@ -264,6 +264,31 @@ def test_a_jobs_life_costs_two_writes_its_create_and_its_deletion(store: JobStor
     assert dict(executor.requests) == {"create jobs": 1, "delete jobs": 1}
 
 
+def test_an_event_in_flight_after_the_deletion_deletes_nothing_twice(
+        store: JobStore) -> None:
+    """The Job's last status update can arrive after the controller's delete: the Job
+    stays in clean-up until the watch shows it gone."""
+    executor, _ = _clocked(store, job_keep_seconds=0)
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    job = executor.batch.jobs[name]
+    _succeed(store, record.job_id)
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    scheduler.run_once()
+    scheduler.run_once()
+    assert executor.batch.calls == ["create", "delete"]
+    late = {**job, "metadata": {k: v for k, v in job["metadata"].items()
+                                if k != "deletionTimestamp"}, "status": {"succeeded": 1}}
+    executor.tracker.job_event("MODIFIED", late)  # sent before the deletion took effect
+    scheduler.run_once()
+    executor.tracker.job_event("DELETED", job)
+    scheduler.run_once()
+    assert executor.batch.calls == ["create", "delete"]
+
+
 def test_success_events_are_a_setting_failures_always_get_one(store: JobStore) -> None:
     executor, _ = _clocked(store, success_events=True)
     scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
