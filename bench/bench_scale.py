@@ -10,7 +10,9 @@ kube-scheduler, kwok with 5 fake nodes of 1,000 pods each; pods live RUN_FOR):
 2. qforge: 5,000 jobs in the store, `qforge controller` at cap 500: Jobs created per
    second (sustained: first to last creation), time until all are COMPLETED in the store
    (ratio baseline/qforge, target >= 0.95), API requests per job (the controller's own
-   count), peak RSS of the controller process (target < 300 MB);
+   count, once it has deleted every Job, BENCH_SCALE_KEEP_SECONDS after its outcome:
+   target <= 2 writes, the bare loop's create and deletion), peak RSS of the controller
+   process (target < 300 MB);
 3. restart: the store gets 100,000 finished records; a controller with 500 running Jobs
    is SIGKILLed (its Lease names a pod that no longer exists); a new controller starts:
    seconds from its start to its first new Job (target <= 10 s).
@@ -52,6 +54,7 @@ CAP = env_int("BENCH_SCALE_CAP", 500)
 RECORDS = env_int("BENCH_SCALE_RECORDS", 100_000)
 RUNNING = env_int("BENCH_SCALE_RUNNING", 500)
 POD_LIFE = os.environ.get("BENCH_SCALE_POD_LIFE", "5s")
+KEEP_SECONDS = env_int("BENCH_SCALE_KEEP_SECONDS", 10)
 WRITERS = Settings().kube_api_writers
 
 
@@ -108,7 +111,7 @@ def baseline(site: Site, kube: Any, meter: CpuMeter) -> tuple[float, float, dict
     manifests = []
     for i in range(JOBS):
         m = build_job_manifest(f"base-{i:05d}", spec, settings)
-        m["metadata"].pop("finalizers")  # nobody would take it off
+        m["metadata"].pop("finalizers", None)  # (none without a TTL) nobody would take it off
         manifests.append(m)
     watch = Watch(kube, site.namespace)
     created = 0
@@ -205,7 +208,10 @@ def qforge_run(site: Site, kube: Any, meter: CpuMeter
     before = set(watch.added)
     meter.start()
     t0 = time.monotonic()
-    ctl = site.controller({RUN_FOR: POD_LIFE}, MAX_CONCURRENT_JOBS=str(CAP), **SMALL)
+    # Jobs deleted by the controller KEEP_SECONDS after their outcome is recorded: the
+    # deletions fall inside the timed phase (the bare loop's come after it, at once)
+    ctl = site.controller({RUN_FOR: POD_LIFE}, MAX_CONCURRENT_JOBS=str(CAP),
+                          JOB_KEEP_SECONDS=str(KEEP_SECONDS), **SMALL)
     peak, stop = [0.0, 0.0], threading.Event()
     sampler = threading.Thread(target=process_sampler, args=(ctl.pid, peak, stop),
                                daemon=True)
@@ -227,6 +233,15 @@ def qforge_run(site: Site, kube: Any, meter: CpuMeter
     with watch.lock:
         rate = launch_rate([t for n, t in watch.added.items() if n not in before])
     watch.close()
+    from kubernetes import client
+
+    batch = client.BatchV1Api(kube)
+
+    def all_deleted() -> bool:  # every Job deleted by the controller (its writes counted)
+        return not json.loads(batch.list_namespaced_job(
+            site.namespace, limit=1, _preload_content=False).data).get("items")
+
+    wait_until(all_deleted, KEEP_SECONDS + 600, "the controller to delete every Job")
     ctl.stop(timeout=60)
     requests = json.loads(re.findall(r"Kubernetes API requests made: (\{.*\})",
                                      ctl.log_text())[-1])
@@ -323,7 +338,8 @@ def main() -> int:
                   f"{base_total:.1f} s ({base_rate:.1f} Jobs/s): ratio {ratio:.2f} "
                   f"(target >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'} {load}")
             print(f"bench: scale API requests per job {per_job:.2f}, writes per job "
-                  f"{writes:.2f} (target <= 3): {'met' if writes <= 3 else 'NOT met'} "
+                  f"{writes:.2f} vs the bare loop's 2 (its create, and its deletion; "
+                  f"target <= 2): {'met' if writes <= 2.005 else 'NOT met'} "
                   f"{json.dumps(requests)}")
             print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with "
                   f"{JOBS} runner Jobs in its namespace (target < 300 MB): "

@@ -112,10 +112,11 @@ class Settings(BaseModel):
     release: str = Field("qforge", min_length=1, max_length=53,
                          pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     # The controller's own client-side limit on Kubernetes API requests (token bucket):
-    # a job costs about 3 writes, so 200/s holds ~65 launches/s with as many completions.
+    # a job costs 2 writes (its create, its deletion), so 200/s holds ~100 launches/s
+    # with as many completions.
     kube_api_qps: float = Field(200, gt=0)
     kube_api_burst: int = Field(400, ge=1)
-    # Threads that make the API writes (Job creates, Events, finalizer removals) off the
+    # Threads that make the API writes (Job creates, deletions, Events) off the
     # scheduling thread.
     kube_api_writers: int = Field(8, ge=1, le=64)
     # Safety net of the watch-fed view of runner Jobs: a full LIST this often while
@@ -124,6 +125,14 @@ class Settings(BaseModel):
     # LAUNCH_EVENTS: also post an Event when a Job is launched (one more API write per
     # job; the Job's own labels and the Job controller's SuccessfulCreate say as much).
     launch_events: bool = False
+    # SUCCESS_EVENTS: also post a "Completed" Event when a job succeeds (one more API
+    # write per job; successes are in the store, the metrics and `qforge show`). Failures
+    # always get their "Failed" Event.
+    success_events: bool = False
+    # JOB_KEEP_SECONDS: how long a finished runner Job stays (so `kubectl get jobs` shows
+    # recent ones) after its outcome is in the store; then the controller deletes it. The
+    # controller is the only deleter of its Jobs and deletes only recorded ones.
+    job_keep_seconds: float = Field(300, ge=0)
     # The controller's own pod (downward API): a standby takes the Lease at once when
     # the pod that holds it no longer exists.
     pod_name: str | None = None
@@ -146,7 +155,10 @@ class Settings(BaseModel):
     # karpenter.sh/do-not-disrupt and cluster-autoscaler.kubernetes.io/safe-to-evict=false
     # on runner pods: an autoscaler never evicts a running calculation to consolidate.
     runner_disruption_protection: bool = True
-    ttl_seconds_after_finished: int | None = Field(3600, ge=0)
+    # TTL_SECONDS_AFTER_FINISHED: let Kubernetes' TTL controller delete finished runner
+    # Jobs instead (unset by default). Its Jobs then carry qforge's outcome finalizer, so
+    # a Job the TTL removes while no controller runs stays until its outcome is recorded.
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
     # sizeLimit of the runner pod's scratch emptyDir (xtb's temporary files, HOME, TMPDIR).
     runner_scratch_size: str = Field("1Gi", min_length=1)
     # Folder of the job store inside the PVC ("" = the PVC's root, as the chart mounts it):

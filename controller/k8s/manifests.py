@@ -287,18 +287,16 @@ def build_job_manifest(
             "spec": pod_spec,
         },
     }
-    if settings.ttl_seconds_after_finished is not None:
-        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
-
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": naming.job_name(job_id, attempt),
-            "namespace": settings.namespace,
-            "labels": labels,
-            "annotations": annotations,
-            "finalizers": [naming.FINALIZER],
-        },
-        "spec": job_spec,
+    metadata: dict[str, Any] = {
+        "name": naming.job_name(job_id, attempt),
+        "namespace": settings.namespace,
+        "labels": labels,
+        "annotations": annotations,
     }
+    if settings.ttl_seconds_after_finished is not None:
+        # Kubernetes' TTL controller deletes the finished Job: qforge's finalizer keeps
+        # it until its outcome is recorded (else the controller alone deletes it).
+        job_spec["ttlSecondsAfterFinished"] = settings.ttl_seconds_after_finished
+        metadata["finalizers"] = [naming.FINALIZER]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
+            "spec": job_spec}

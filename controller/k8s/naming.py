@@ -104,10 +104,12 @@ MANAGED_BY: Final = "qforge-controller"
 # Label domains a user's labels may not write into (ours, and Kubernetes' own).
 RESERVED_LABEL_DOMAINS: Final = (QFORGE_PREFIX, "kubernetes.io", "k8s.io")
 
-# On every runner Job from its creation until its outcome is in the store: a finished Job
-# that its TTL removes while no controller runs stays (deletionTimestamp set) until a
-# controller has recorded its outcome, so a restarted controller never takes a vanished
-# Job for one that was never created, and never launches that job again.
+# On runner Jobs that Kubernetes' TTL controller deletes (TTL_SECONDS_AFTER_FINISHED set),
+# from their creation until their outcome is in the store: a finished Job that its TTL
+# removes while no controller runs stays (deletionTimestamp set) until a controller has
+# recorded its outcome, so a restarted controller never takes a vanished Job for one that
+# was never created, and never launches that job again. Without a TTL (the default) no
+# finalizer is needed: the controller is the only deleter, and deletes recorded Jobs only.
 FINALIZER: Final = f"{QFORGE_PREFIX}/record-outcome"
 
 JOB_NAME_PREFIX: Final = "qf-"

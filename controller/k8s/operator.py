@@ -170,14 +170,14 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     selector = naming.selector(release=qsettings.release)
     watches = [
         ListWatch("jobs", batch.list_namespaced_job, qsettings.namespace, selector,
-                  on_list=executor.jobs_listed, on_event=executor.job_event,
+                  on_list=executor.tracker.jobs_listed, on_event=executor.tracker.job_event,
                   resync_due=executor.resync_due, bucket=executor.bucket,
                   compact=compact_job),
         ListWatch("pods", core.list_namespaced_pod, qsettings.namespace, selector,
-                  on_list=executor.pods_listed if metrics is None
-                  else metrics.kubernetes.pods.tee_list(executor.pods_listed),
-                  on_event=executor.pod_event if metrics is None
-                  else metrics.kubernetes.pods.tee_event(executor.pod_event),
+                  on_list=executor.tracker.pods_listed if metrics is None
+                  else metrics.kubernetes.pods.tee_list(executor.tracker.pods_listed),
+                  on_event=executor.tracker.pod_event if metrics is None
+                  else metrics.kubernetes.pods.tee_event(executor.tracker.pod_event),
                   # no safety net for pods: the Jobs' view decides the cap and outcomes;
                   # a pod is listed again only when its watch cannot be resumed
                   resync_due=_never, bucket=executor.bucket,

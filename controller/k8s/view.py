@@ -6,8 +6,9 @@ events (`apply`) by controller/k8s/watch.py, asked by the executor under its loc
 What it keeps, per Job name:
 - every Job of the release: a small `JobState` (a few hundred bytes; a namespace
   holding 10,000 finished Jobs within their TTL costs a few MB and no work per pass);
-- the whole body only of the Jobs that still matter: unfinished ones, and finished ones
-  whose outcome is not recorded yet (they carry qforge's finalizer).
+- the whole body only of the Jobs that still matter: unfinished ones, finished ones
+  whose outcome is not recorded yet (they carry qforge's finalizer), and the ones the
+  owner says it tracks (`keep`).
 
 The cap counts the Jobs that hold a slot (unfinished by their own status) plus the
 Jobs created (or being created) that no listing or event has shown yet, so a burst of
@@ -17,7 +18,7 @@ incrementally: asking costs O(1), whatever the number of finished Jobs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,9 @@ class JobState:
 
 
 class JobView:
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[str], bool] | None = None) -> None:
+        # Bodies of finished Jobs kept besides the finalizer's: the owner's tracked ones.
+        self._keep = keep or (lambda name: False)
         self._jobs: dict[str, JobState] = {}
         self._bodies: dict[str, dict[str, Any]] = {}
         self._holding: set[str] = set()
@@ -80,7 +83,7 @@ class JobView:
             self._holding.add(name)
         else:
             self._holding.discard(name)
-        if state.holding or state.finalizer:
+        if state.holding or state.finalizer or self._keep(name):
             self._bodies[name] = body
         else:
             self._bodies.pop(name, None)
@@ -146,6 +149,9 @@ class JobView:
 
     def known(self) -> int:
         return len(self._jobs)
+
+    def states(self) -> Iterator[tuple[str, JobState]]:
+        return iter(self._jobs.items())
 
     def unrecorded(self) -> list[tuple[str, JobState]]:
         """Jobs that still carry qforge's finalizer and no longer hold a slot, or are

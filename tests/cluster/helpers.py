@@ -536,8 +536,9 @@ class JobWatch(ListWatch):
             return sum(1 for j in self.jobs.values() if holds_a_slot(j))
 
     def seen(self) -> int:
+        """Jobs seen so far (the controller deletes finished ones: not only those here)."""
         with self._lock:
-            return len(self.jobs)
+            return sum(len(names) for names in self.names_by_job_id.values())
 
     def _apply(self, event: str, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]

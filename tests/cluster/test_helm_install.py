@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from qforge.k8s import events, naming
+from qforge.k8s import events
 from tests.cluster.helpers import ROOT, Site, unique_name
 from tests.kube import ControlPlane
 from tests.waiting import wait_until
@@ -102,7 +102,8 @@ def test_default_install_works_and_its_role_is_least_privilege_and_enough(
     # kwok's fake, so this one is the only controller at work).
     kubeconfig = _sa_kubeconfig(site, sa, tmp_path / "sa.kubeconfig")
     env = {**config, "JOBS_DIR": str(site.jobs_dir), "POLL_INTERVAL": "0.5",
-           "KUBECONFIG": str(kubeconfig), "HEALTH_CHECK_INTERVAL": "5"}
+           "KUBECONFIG": str(kubeconfig), "HEALTH_CHECK_INTERVAL": "5",
+           "SUCCESS_EVENTS": "true", "JOB_KEEP_SECONDS": "1"}
     ctl = site.controller(**env)
     ctl.wait_leading()
     job_id = site.submit_succeeding()
@@ -113,9 +114,8 @@ def test_default_install_works_and_its_role_is_least_privilege_and_enough(
     name = record["placement"]["k8s_job"]
     reasons = {e["reason"] for e in site.events_of("Job", name)}
     assert events.REASON_COMPLETED in reasons  # Events posted with the account's rights
-    # and the outcome finalizer taken off (a patch) with the account's rights
-    wait_until(lambda: naming.FINALIZER not in (site.kubectl_json("get", "job", name)[
-        "metadata"].get("finalizers") or []), 30, f"the finalizer off Job {name}")
+    # and the finished Job deleted (after its keep time) with the account's rights
+    wait_until(lambda: site.k8s_jobs(job_id) == [], 30, f"Job {name} deleted")
 
 
 @pytest.mark.bare_site

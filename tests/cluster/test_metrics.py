@@ -23,7 +23,8 @@ def test_controller_metrics_agree_with_the_store_and_the_cluster(site: Site) -> 
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     ctl = site.controller(METRICS_PORT=str(port), METRICS_ADDRESS="127.0.0.1",
-                          LOG_FORMAT="json", MAX_CONCURRENT_JOBS="4")
+                          LOG_FORMAT="json", MAX_CONCURRENT_JOBS="4",
+                          SUCCESS_EVENTS="true")  # Events posted, and counted
     ctl.wait_leading()
     done = site.submit_many(SUCCEEDING, "--task", "sp")
     stuck = site.submit("--cpu", "16")  # every kwok node has 4: Pending, Unschedulable

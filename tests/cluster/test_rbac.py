@@ -34,8 +34,9 @@ SA = "qforge"
 TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 # What controller/k8s/* and kopf call (kopf --standalone, one namespace, no peering,
-# no CRD): runner Jobs created, watched, counted, deleted on cancel and patched to take
-# qforge's outcome finalizer off; pods read for why a job waits or failed; Events posted,
+# no CRD): runner Jobs created, watched, counted, deleted (once recorded, and on a
+# cancel) and, with a TTL, patched to take qforge's outcome finalizer off; pods read
+# for why a job waits or failed; Events posted,
 # and pod Events listed (bounded) for an autoscaler's "fits no node" verdict; one Lease
 # for leader election.
 USED: dict[str, set[str]] = {

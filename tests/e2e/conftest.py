@@ -329,6 +329,9 @@ def release(kube: Kube) -> Iterator[Release]:
     for key, ref in (("runner", runner), ("controller", controller)):
         repo, _, tag = ref.rpartition(":")
         set_args += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
+    # a "Completed" Event on each success (off by default: failures only), which
+    # test_kubectl_inspection_as_documented reads with `kubectl describe job`
+    set_args += ["--set", "kubeApi.successEvents=true"]
     if storage == "hostpath":
         if not isinstance(kube, NodeCluster):
             raise E2EError(

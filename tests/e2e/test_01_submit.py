@@ -116,8 +116,9 @@ def test_kubectl_inspection_as_documented(release: Release) -> None:
     job_name = release.runner_jobs(job_id)[0]["metadata"]["name"]
     assert job_name in listing
 
-    # kubectl describe job shows qforge's Event: Completed with the energy (a "Launched"
-    # Event only with kubeApi.launchEvents: it would cost one more API write per job)
+    # kubectl describe job shows qforge's Event: Completed with the energy (with
+    # kubeApi.successEvents, as the e2e release sets it; a "Launched" Event only with
+    # kubeApi.launchEvents: each would cost one more API write per job)
     def events() -> str | None:
         text = release.k("describe", "job", job_name).stdout
         return text if f"job {job_id} completed, total energy" in text else None

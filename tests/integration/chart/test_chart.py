@@ -271,6 +271,8 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
         "AFFINITY",
         "PRIORITY_CLASS",
         "TTL_SECONDS_AFTER_FINISHED",
+        "JOB_KEEP_SECONDS",
+        "SUCCESS_EVENTS",
         "IMAGE_PULL_POLICY",
         "RELEASE",
         "KUBE_API_QPS",
@@ -298,7 +300,10 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
     assert settings.tolerations == []
     assert settings.affinity == {}
     assert settings.priority_class is None
-    assert settings.ttl_seconds_after_finished == 3600
+    # the controller deletes its finished Jobs (no TTL, no finalizer), 5 min after
+    # their outcome is recorded; Events for failures only
+    assert settings.ttl_seconds_after_finished is None
+    assert settings.job_keep_seconds == 300 and settings.success_events is False
     assert settings.runner_disruption_protection is True
 
 

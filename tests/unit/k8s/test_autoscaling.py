@@ -171,7 +171,7 @@ def _launched(store: JobStore, clock: Clock, core: EventCore,
               batch: FakeBatch) -> tuple[KubernetesExecutor, str, str]:
     executor = KubernetesExecutor(store, Settings(namespace="ns"), batch, core, clock=clock,
                                   submit=lambda task: task())
-    executor.jobs_listed([], 0.0)
+    executor.tracker.jobs_listed([], 0.0)
     store.submit(JobSpec(molecule=parse_xyz(WATER), cpu=32), input_text=WATER)
     instance = "k8s.ns.worker_1"
     claimed = store.queue.claim(store.queue.queued()[0], instance, Placement(
@@ -184,8 +184,8 @@ def _launched(store: JobStore, clock: Clock, core: EventCore,
 def test_a_pod_no_node_can_fit_fails_its_job_with_karpenters_reason(store: JobStore) -> None:
     clock, core, batch = Clock(), EventCore(), FakeBatch()
     executor, job_id, name = _launched(store, clock, core, batch)
-    executor.observe_job(batch.jobs[name])
-    executor.observe_pod(_pending_pod(name, job_id))
+    executor.tracker.observe_job(batch.jobs[name])
+    executor.tracker.observe_pod(_pending_pod(name, job_id))
     (update,) = executor.updates()
     assert update.waiting_reason is not None and "cpu 32" in update.waiting_reason
     assert update.waiting_reason.startswith("waiting for a new node")
@@ -209,12 +209,12 @@ def test_a_pod_no_node_can_fit_fails_its_job_with_karpenters_reason(store: JobSt
 def test_a_pod_placed_before_the_verdict_is_not_failed(store: JobStore) -> None:
     clock, core, batch = Clock(), EventCore(), FakeBatch()
     executor, job_id, name = _launched(store, clock, core, batch)
-    executor.observe_job(batch.jobs[name])
+    executor.tracker.observe_job(batch.jobs[name])
     pod = _pending_pod(name, job_id)
-    executor.observe_pod(pod)
+    executor.tracker.observe_pod(pod)
     core.pod_events = [event(TOO_BIG, pod=f"{name}-x")]
     clock.now += UNFIT_GRACE_SECONDS / 2
-    executor.observe_pod({**pod, "spec": {**pod["spec"], "nodeName": "n1"},
+    executor.tracker.observe_pod({**pod, "spec": {**pod["spec"], "nodeName": "n1"},
                           "status": {"phase": "Running"}})
     clock.now += UNFIT_GRACE_SECONDS
     assert executor.collect() == []

@@ -23,8 +23,8 @@ MANAGED = [{"manager": "kube-controller-manager", "operation": "Update",
 
 def served_job(**status: Any) -> dict[str, Any]:
     """The runner's Job as the API server serves it back."""
-    job = build_job_manifest(JOB_ID, JobSpec(molecule=WATER), Settings(),
-                             attempt=1)
+    job = build_job_manifest(JOB_ID, JobSpec(molecule=WATER),
+                             Settings(ttl_seconds_after_finished=3600), attempt=1)
     job["metadata"].update(uid="u-1", resourceVersion="42", managedFields=MANAGED,
                            creationTimestamp="2026-12-01T10:00:00Z")
     job["status"] = status

@@ -100,7 +100,7 @@ class FakeCore:
 def make_executor(store: JobStore, **settings: Any) -> KubernetesExecutor:
     executor = KubernetesExecutor(store, Settings(namespace="ns", **settings), FakeBatch(),
                                   FakeCore(), submit=lambda task: task())
-    executor.jobs_listed([], 0.0)  # the watch's first listing: an empty namespace
+    executor.tracker.jobs_listed([], 0.0)  # the watch's first listing: an empty namespace
     return executor
 
 
@@ -153,11 +153,11 @@ def test_the_cap_is_counted_from_the_view_without_an_api_call(store: JobStore) -
     running = {"metadata": {"name": "qf-other", "finalizers": [naming.FINALIZER]},
                "status": {}}
     finished = {"metadata": {"name": "qf-done"}, "status": {"succeeded": 1}}
-    executor.jobs_listed([running, finished], 0.0)
+    executor.tracker.jobs_listed([running, finished], 0.0)
     assert executor.free_slots() == 1
     executor.launch(claim(store))  # created, and not yet seen by the watch: counts
     assert executor.free_slots() == 0
-    executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
+    executor.tracker.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
     assert executor.free_slots() == 1
     assert executor.batch.calls == ["create"]
 
@@ -225,11 +225,124 @@ def test_a_job_of_another_release_with_the_same_name_is_not_adopted(
 # ------------------------------------------------------- a job's whole life
 
 
-def test_a_jobs_life_costs_three_writes_and_no_read(store: JobStore,
-                                                    executor: KubernetesExecutor) -> None:
+def _clocked(store: JobStore, **settings: Any) -> tuple[KubernetesExecutor, list[float]]:
+    now = [1000.0]
+    executor = KubernetesExecutor(store, Settings(namespace="ns", **settings), FakeBatch(),
+                                  FakeCore(), submit=lambda task: task(),
+                                  clock=lambda: now[0])
+    executor.tracker.jobs_listed([], 0.0)
+    return executor, now
+
+
+def test_a_jobs_life_costs_two_writes_its_create_and_its_deletion(store: JobStore) -> None:
+    """The bare loop's cost: the Job's create, and its deletion by the controller
+    JOB_KEEP_SECONDS after the outcome is in the store; no finalizer, no TTL, no Event
+    on a success, no read. The success is judged from the pod's own Succeeded phase,
+    before the Job controller has counted it."""
+    executor, now = _clocked(store, job_keep_seconds=300)
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    job = executor.batch.jobs[name]
+    assert "finalizers" not in job["metadata"] and "ttlSecondsAfterFinished" not in job["spec"]
+    assert job["metadata"]["labels"][naming.LABEL_INSTANCE] == "qforge"
+    executor.tracker.job_event("ADDED", job)
+    _succeed(store, record.job_id)
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    scheduler.run_once()
+    assert store.read(record.job_id).status is Status.COMPLETED
+    executor.tracker.job_event("MODIFIED", {**job, "status": {"succeeded": 1}})
+    scheduler.run_once()
+    now[0] += 299
+    scheduler.run_once()
+    assert "delete" not in executor.batch.calls  # kept: `kubectl get jobs` shows it
+    now[0] += 1
+    scheduler.run_once()
+    assert executor.batch.calls == ["create", "delete"] and executor.core.events == []
+    assert dict(executor.requests) == {"create jobs": 1, "delete jobs": 1}
+
+
+def test_an_event_in_flight_after_the_deletion_deletes_nothing_twice(
+        store: JobStore) -> None:
+    """The Job's last status update can arrive after the controller's delete: the Job
+    stays in clean-up until the watch shows it gone."""
+    executor, _ = _clocked(store, job_keep_seconds=0)
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    job = executor.batch.jobs[name]
+    _succeed(store, record.job_id)
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    scheduler.run_once()
+    scheduler.run_once()
+    assert executor.batch.calls == ["create", "delete"]
+    late = {**job, "metadata": {k: v for k, v in job["metadata"].items()
+                                if k != "deletionTimestamp"}, "status": {"succeeded": 1}}
+    executor.tracker.job_event("MODIFIED", late)  # sent before the deletion took effect
+    scheduler.run_once()
+    executor.tracker.job_event("DELETED", job)
+    scheduler.run_once()
+    assert executor.batch.calls == ["create", "delete"]
+
+
+def test_success_events_are_a_setting_failures_always_get_one(store: JobStore) -> None:
+    executor, _ = _clocked(store, success_events=True)
+    scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
+    scheduler.start()
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    _succeed(store, record.job_id)
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    scheduler.run_once()
+    assert [e["reason"] for e in executor.core.events] == [events.REASON_COMPLETED]
+
+
+def test_a_job_is_never_deleted_before_its_outcome_is_recorded(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    executor.tracker.job_event("ADDED", {**executor.batch.jobs[name],
+                                         "status": {"succeeded": 1}})
+    executor.record_done(claimed.record.job_id, name)  # record still RUNNING
+    fresh = make_executor(store, job_keep_seconds=0)  # nor by a controller sweeping
+    fresh.api.batch = executor.batch
+    fresh.tracker.jobs_listed([{**executor.batch.jobs[name], "status": {"succeeded": 1}}],
+                              0.0)
+    fresh.collect()
+    assert executor.batch.calls == ["create"]
+
+
+def test_a_crash_between_recording_and_the_deletion_is_swept_at_the_next_listing(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    store.queue.finish(claimed, claimed.record.evolve(status=Status.COMPLETED))
+    job = executor.batch.jobs[name]
+    job["status"] = {"succeeded": 1}
+    fresh = make_executor(store, job_keep_seconds=0)  # a new controller: tracks nothing
+    fresh.api.batch = executor.batch
+    fresh.tracker.jobs_listed([job], 0.0)
+    fresh.collect()
+    assert executor.batch.calls == ["create", "delete"]
+
+
+# With TTL_SECONDS_AFTER_FINISHED set, Kubernetes' TTL controller deletes the Jobs and
+# qforge's finalizer guards their outcome (as before JOB_KEEP_SECONDS).
+TTL = {"ttl_seconds_after_finished": 3600, "success_events": True}
+
+
+def test_with_a_ttl_a_jobs_life_costs_three_writes_and_no_read(store: JobStore) -> None:
     """Create, one Event on the outcome, the finalizer off once the outcome is in the
     store. The success is judged from the pod's own Succeeded phase, before the Job
     controller has counted it."""
+    executor = make_executor(store, **TTL)
     scheduler = Scheduler(store, executor, Settings(namespace="ns"), instance=INSTANCE)
     scheduler.start()
     record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
@@ -238,9 +351,9 @@ def test_a_jobs_life_costs_three_writes_and_no_read(store: JobStore,
     job = executor.batch.jobs[name]
     assert job["metadata"]["finalizers"] == [naming.FINALIZER]
     assert job["metadata"]["labels"][naming.LABEL_INSTANCE] == "qforge"
-    executor.job_event("ADDED", job)
+    executor.tracker.job_event("ADDED", job)
     _succeed(store, record.job_id)
-    executor.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Succeeded"))
     scheduler.run_once()
     assert store.read(record.job_id).status is Status.COMPLETED
     assert executor.batch.patches == []  # not before the record is written
@@ -261,8 +374,8 @@ def test_launch_events_are_a_setting(store: JobStore) -> None:
     assert [e["reason"] for e in executor.core.events] == [events.REASON_LAUNCHED]
 
 
-def test_finalizer_stays_until_the_record_is_terminal(store: JobStore,
-                                                      executor: KubernetesExecutor) -> None:
+def test_finalizer_stays_until_the_record_is_terminal(store: JobStore) -> None:
+    executor = make_executor(store, **TTL)
     claimed = claim(store)
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
@@ -271,18 +384,20 @@ def test_finalizer_stays_until_the_record_is_terminal(store: JobStore,
 
 
 def test_a_crash_between_recording_and_the_finalizer_is_swept_at_the_next_listing(
-        store: JobStore, executor: KubernetesExecutor) -> None:
+        store: JobStore) -> None:
+    executor = make_executor(store, **TTL)
     claimed = claim(store)
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
     store.queue.finish(claimed, claimed.record.evolve(status=Status.COMPLETED))
     job = executor.batch.jobs[name]
     job["status"] = {"succeeded": 1}
-    fresh = make_executor(store)  # a new controller: tracks nothing
-    fresh.batch = executor.batch
-    fresh.jobs_listed([job], 0.0)
+    fresh = make_executor(store, **TTL)  # a new controller: tracks nothing
+    fresh.api.batch = executor.batch
+    fresh.tracker.jobs_listed([job], 0.0)
     fresh.collect()
     assert [n for n, _ in executor.batch.patches] == [name]
+    assert "delete" not in executor.batch.calls  # the TTL's part
 
 
 # ---------------------------------------------------------------- adoption
@@ -292,12 +407,32 @@ def test_adoption_reads_the_view_not_the_api(store: JobStore,
                                              executor: KubernetesExecutor) -> None:
     claimed = claim(store)
     name = naming.job_name(claimed.record.job_id)
-    executor.jobs_listed([{"metadata": {"name": name, "finalizers": [naming.FINALIZER],
+    executor.tracker.jobs_listed([{"metadata": {"name": name, "finalizers": [naming.FINALIZER],
                                         "annotations": {naming.ANNOTATION_JOB_ID:
                                                         claimed.record.job_id}},
                            "status": {}}], 0.0)
     assert executor.adopt(claimed)
     assert executor.batch.calls == [] and executor.active() == {claimed.record.job_id}
+
+
+def test_a_job_that_finished_while_no_controller_ran_is_read_once_at_adoption(
+        store: JobStore, executor: KubernetesExecutor) -> None:
+    """No finalizer keeps a finished Job's body in the view: the new controller reads
+    the Job once, and records its outcome from it (a failure, here)."""
+    claimed = claim(store)
+    executor.launch(claimed)
+    name = naming.job_name(claimed.record.job_id)
+    job = executor.batch.jobs[name]
+    job["status"] = {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    fresh = make_executor(store)  # a new controller, its first listing
+    fresh.api.batch = executor.batch
+    fresh.tracker.jobs_listed([job], 0.0)
+    assert fresh.view.body(name) is None
+    assert fresh.adopt(claimed)
+    (outcome,) = fresh.collect()
+    assert outcome.error is not None and outcome.error.type is ErrorType.timeout
+    assert fresh.requests["get jobs"] == 1 and fresh.batch.creates == 1
 
 
 def test_adopt_creates_the_job_a_crash_left_uncreated(store: JobStore,
@@ -322,7 +457,7 @@ def test_the_record_names_its_job_only_once_the_api_server_took_it(
     writes: list[Any] = []
     executor = KubernetesExecutor(store, Settings(namespace="ns"), FakeBatch(), FakeCore(),
                                   submit=writes.append)
-    executor.jobs_listed([], 0.0)
+    executor.tracker.jobs_listed([], 0.0)
     claimed = claim(store)
     executor.launch(claimed)
     assert executor.updates() == []  # the create is not answered: no Job named yet
@@ -362,10 +497,10 @@ def test_failed_job_reads_its_pod_when_the_pod_watch_lags(
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
     pod = _pod(name, claimed.record.job_id, "Running")
-    executor.pod_event("ADDED", pod)
+    executor.tracker.pod_event("ADDED", pod)
     job = executor.batch.jobs[name]
     _fail(job, "BackoffLimitExceeded")
-    executor.job_event("MODIFIED", job)
+    executor.tracker.job_event("MODIFIED", job)
     executor.core.pods = [{**pod, "status": {"phase": "Failed", "containerStatuses": [
         {"state": {"terminated": {"reason": "OOMKilled", "exitCode": 137}}}]}}]
     (outcome,) = executor.collect()
@@ -387,7 +522,7 @@ def test_runner_error_in_result_json_is_passed_through(
         {"state": {"terminated": {"reason": "Error", "exitCode": 1}}}])]
     job = executor.batch.jobs[name]
     _fail(job, "PodFailurePolicy")
-    executor.job_event("MODIFIED", job)
+    executor.tracker.job_event("MODIFIED", job)
     (outcome,) = executor.collect()
     assert outcome.error == report.error
 
@@ -398,10 +533,10 @@ def test_a_job_deleted_while_running_is_a_deletion_even_behind_the_finalizer(
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
     job = executor.batch.jobs[name]
-    executor.job_event("ADDED", job)
+    executor.tracker.job_event("ADDED", job)
     assert executor.collect() == []
     job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    executor.job_event("MODIFIED", job)
+    executor.tracker.job_event("MODIFIED", job)
     (outcome,) = executor.collect()
     assert outcome.error is not None and "deleted before it finished" in outcome.error.message
 
@@ -411,9 +546,9 @@ def test_a_deletion_the_watch_missed_is_found_by_the_next_listing(
     claimed = claim(store)
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
-    executor.job_event("ADDED", executor.batch.jobs[name])
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
     assert executor.collect() == []
-    executor.jobs_listed([], 10.0)  # gone while the watch was reconnecting
+    executor.tracker.jobs_listed([], 10.0)  # gone while the watch was reconnecting
     (outcome,) = executor.collect()
     assert outcome.error is not None and outcome.error.type == ErrorType.infrastructure_error
 
@@ -450,9 +585,9 @@ def test_a_freed_slot_wakes_the_scheduler_even_for_a_job_already_recorded(
     wake = threading.Event()
     executor.attach(wake)
     running = {"metadata": {"name": "qf-x", "finalizers": [naming.FINALIZER]}, "status": {}}
-    executor.job_event("ADDED", running)
+    executor.tracker.job_event("ADDED", running)
     assert not wake.is_set() and executor.unfinished_jobs() == 1
-    executor.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
+    executor.tracker.job_event("MODIFIED", {**running, "status": {"succeeded": 1}})
     assert wake.is_set() and executor.unfinished_jobs() == 0
 
 
@@ -462,7 +597,7 @@ def test_every_raw_answer_is_read_and_its_connection_handed_back(
     (a TLS handshake per request)."""
     released: list[bool] = []
     answer = SimpleNamespace(data=b"{}", release_conn=lambda: released.append(True))
-    assert executor._api("get jobs", lambda: answer) is answer
+    assert executor.api.call("get jobs", lambda: answer) is answer
     assert released == [True]
 
 
@@ -484,12 +619,12 @@ def test_a_pod_not_yet_scheduled_is_no_record_update(
     executor.launch(claimed)
     name = naming.job_name(claimed.record.job_id)
     job_id = claimed.record.job_id
-    executor.observe_job(executor.batch.jobs[name])
+    executor.tracker.observe_job(executor.batch.jobs[name])
     unbound = _pod(name, job_id, "Pending")
     unbound["spec"] = {}
-    executor.observe_pod(unbound)
+    executor.tracker.observe_pod(unbound)
     assert executor.updates() == []  # nothing to say yet: no write to the store
-    executor.observe_pod(_pod(name, job_id, "Running"))
+    executor.tracker.observe_pod(_pod(name, job_id, "Running"))
     (update,) = executor.updates()
     assert update.placement is not None and update.placement.node == "n1"
     assert update.placement.pod == f"{name}-x"
@@ -506,21 +641,21 @@ def test_a_success_is_taken_from_result_json_before_the_pod_ends(
     record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
     scheduler.run_once()
     name = naming.job_name(record.job_id)
-    executor.job_event("ADDED", executor.batch.jobs[name])
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
     unbound = _pod(name, record.job_id, "Pending")
     unbound["spec"] = {}
-    executor.pod_event("MODIFIED", unbound)
+    executor.tracker.pod_event("MODIFIED", unbound)
     _succeed(store, record.job_id, started_at=utcnow())
     assert executor.look_for_results() == 0  # its pod is on no node: nothing looked at
     # on its node, still Pending: a short runner is over before the kubelet says Running
-    executor.pod_event("MODIFIED", _pod(name, record.job_id, "Pending"))
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Pending"))
     assert executor.look_for_results() == 1
     scheduler.run_once()
     final = store.read(record.job_id)
     assert final.status is Status.COMPLETED and final.placement is not None
     assert final.placement.node == "n1"
     assert executor.unfinished_jobs() == 1  # the pod still runs: its slot stays taken
-    assert [e["reason"] for e in executor.core.events] == ["Completed"]
+    assert executor.core.events == []  # a success's Event is a setting (SUCCESS_EVENTS)
 
 
 def test_a_result_left_by_an_earlier_attempt_or_a_failure_waits_for_the_pod(
@@ -531,8 +666,8 @@ def test_a_result_left_by_an_earlier_attempt_or_a_failure_waits_for_the_pod(
     _succeed(store, record.job_id)  # written before this launch (started 2026-01-01)
     scheduler.run_once()
     name = naming.job_name(record.job_id)
-    executor.job_event("ADDED", executor.batch.jobs[name])
-    executor.pod_event("MODIFIED", _pod(name, record.job_id, "Running"))
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    executor.tracker.pod_event("MODIFIED", _pod(name, record.job_id, "Running"))
     assert executor.look_for_results() == 1
     scheduler.run_once()
     assert store.read(record.job_id).status is Status.RUNNING

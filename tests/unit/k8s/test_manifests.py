@@ -128,9 +128,12 @@ def test_the_group_is_a_label_of_job_and_pod_when_it_can_be_one() -> None:
         "metadata"]["labels"]["qforge.io/group"] == "mine"
 
 
-def test_every_job_carries_the_outcome_finalizer() -> None:
-    """Its TTL cannot remove it before a controller has recorded its outcome."""
-    assert job()["metadata"]["finalizers"] == [naming.FINALIZER] == ["qforge.io/record-outcome"]
+def test_a_job_a_ttl_deletes_carries_the_outcome_finalizer() -> None:
+    """Its TTL cannot remove it before a controller has recorded its outcome. Without a
+    TTL (the default) the controller is the only deleter: no finalizer."""
+    assert job(st=settings(ttl_seconds_after_finished=60))["metadata"]["finalizers"] == [
+        naming.FINALIZER] == ["qforge.io/record-outcome"]
+    assert "finalizers" not in job()["metadata"]
 
 
 def test_pod_carries_the_same_labels_and_the_exact_id() -> None:
@@ -271,7 +274,7 @@ def test_no_retries_but_disruptions_are_ignored_and_runner_errors_fail_fast() ->
 
 
 def test_ttl_after_finished_follows_the_settings() -> None:
-    assert job()["spec"]["ttlSecondsAfterFinished"] == 3600
+    assert "ttlSecondsAfterFinished" not in job()["spec"]  # the controller deletes them
     assert job(st=settings(ttl_seconds_after_finished=0))["spec"]["ttlSecondsAfterFinished"] == 0
     assert (
         "ttlSecondsAfterFinished" not in job(st=settings(ttl_seconds_after_finished=None))["spec"]
