@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from qforge.k8s import naming
-from tests.cluster.helpers import ROOT, Site
+from tests.cluster.helpers import ROOT, Site, refusals
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -185,7 +185,7 @@ def test_controller_holds_exactly_what_it_uses_and_runner_pods_hold_nothing(
         assert not [m for m in container.get("volumeMounts", [])
                     if m["mountPath"].startswith(TOKEN_PATH)], container["volumeMounts"]
     log = ctl.log_text()
-    assert "Forbidden" not in log and "403" not in log, log[-3000:]
+    assert refusals(log) == [], log[-3000:]
 
     # --- the NetworkPolicy, as the API server stored it ------------------------------
     policy = site.kubectl_json("get", "networkpolicy", "qforge-runner")["spec"]

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from qforge.cli.main import main
 from qforge.record import JobRecord, Placement, Status
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import QueueKey
+from qforge_runner.molecule import parse_xyz
 from qforge_runner.result import JobError
+from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
+from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
 
 HERE = Placement(executor="local", worker_id="w", instance="w-1")
+# A few small molecules by name, for the command-line tests of campaigns, delete, retry.
+MOLECULES = {"water": WATER_EXPERIMENTAL, "methane": METHANE, "ammonia": AMMONIA}
+
+
+def spec(name: str) -> JobSpec:
+    return JobSpec(molecule=parse_xyz(MOLECULES[name]), name=name)
+
+
+def qf(store: JobStore, *argv: str) -> int:
+    """`qforge --jobs-dir <store> ARGV...` in this process: its exit code."""
+    return main(["--jobs-dir", str(store.root), *argv])
 
 
 def summary(energy: float, *, gap: float | None = 10.5, imaginary: int = 0) -> dict[str, Any]:

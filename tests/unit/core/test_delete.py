@@ -8,32 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from qforge.cli.main import main
 from qforge.record import Status
 from qforge.store.index import IndexKeeper
 from qforge.store.jobstore import JobStore
-from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
-from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
+from tests.molecules import METHANE, WATER_EXPERIMENTAL
 
-from .campaign_helpers import finish
-
-MOLECULES = {"water": WATER_EXPERIMENTAL, "methane": METHANE, "ammonia": AMMONIA}
-
-
-def spec(name: str) -> JobSpec:
-    return JobSpec(molecule=parse_xyz(MOLECULES[name]), name=name)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "jobs")
-    s.ensure()
-    return s
-
-
-def qf(store: JobStore, *argv: str) -> int:
-    return main(["--jobs-dir", str(store.root), *argv])
+from .campaign_helpers import MOLECULES, finish, qf, spec
 
 
 def names_under(folder: Path) -> set[str]:

@@ -5,13 +5,11 @@ nothing else changes; an unknown id changes nothing."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from qforge.auth.roles import Denied, Identity, Role
-from qforge.cli.main import main
 from qforge.record import Attempt, JobRecord, Status
 from qforge.service.manager import JobManager
 from qforge.settings import Settings
@@ -21,26 +19,9 @@ from qforge.store.records import serialize
 from qforge_runner.molecule import parse_xyz
 from qforge_runner.result import JobError
 from qforge_runner.spec import JobSpec
-from tests.molecules import AMMONIA, METHANE, WATER_EXPERIMENTAL
+from tests.molecules import WATER_EXPERIMENTAL
 
-from .campaign_helpers import finish
-
-MOLECULES = {"water": WATER_EXPERIMENTAL, "methane": METHANE, "ammonia": AMMONIA}
-
-
-def spec(name: str) -> JobSpec:
-    return JobSpec(molecule=parse_xyz(MOLECULES[name]), name=name)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "jobs")
-    s.ensure()
-    return s
-
-
-def qf(store: JobStore, *argv: str) -> int:
-    return main(["--jobs-dir", str(store.root), *argv])
+from .campaign_helpers import MOLECULES, finish, qf, spec
 
 
 def campaign(store: JobStore) -> dict[str, str]:
