@@ -224,7 +224,7 @@ def check_qforge_round(store: JobStore, names: dict[str, str], reference: Path |
                 raise SystemExit(f"bench_pipeline: {rec.job_id} ({name}): energy "
                                  f"{energy} vs bare xtb {ref[name]}")
         log(f"energies equal the bare xtb runs (1e-6 Eh) for all {len(records)} jobs")
-    xtb_s = sum((rec.result or {}).get("wall_time", 0.0) for rec in records)
+    xtb_s = sum(rec.result.wall_time for rec in records if rec.result is not None)
     return (elapsed * CONCURRENCY - xtb_s) / len(records)
 
 
