@@ -47,9 +47,9 @@ from typing import Any
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
 from qforge.record import Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore, load_result_json
 from qforge_runner.harness import xtb_environment
-from qforge_runner.spec import JobSpec
 
 CONCURRENCY = 2
 LEAN_WORKER = Path(__file__).resolve().with_name("lean_worker.py")

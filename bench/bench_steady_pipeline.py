@@ -55,11 +55,11 @@ from bench_pipeline import CONCURRENCY, baseline, xtb_path
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
 from qforge.record import Placement, Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import Claimed, JobStore
 from qforge_runner.atomic import write_files_atomic
 from qforge_runner.environment import xtb_environment
 from qforge_runner.harness import artifacts
-from qforge_runner.spec import JobSpec
 from qforge_runner.summary import QualitySummary, ResultSummary
 from qforge_runner.timestamps import utcnow
 

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from qforge.record import Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
 
 WATER = """3
 water

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qforge.spec import JobSpec
 from qforge_runner.result import JobError
-from qforge_runner.spec import JobSpec
 from qforge_runner.summary import ResultSummary
 from qforge_runner.timestamps import utcnow
 
