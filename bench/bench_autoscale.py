@@ -33,9 +33,9 @@ from typing import Any
 
 from benchlib import env_int, log, median
 
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
 from tests.cluster.helpers import RUN_FOR, Results, Site
 from tests.kube.autoscale import (
     INSTANCE_CPUS,

@@ -52,12 +52,12 @@ from benchlib import (
 )
 
 from qforge.record import JobRecord, Placement, Status
+from qforge.spec import JobSpec
 from qforge.store.dedup import claim_name
 from qforge.store.index import IndexKeeper
 from qforge.store.jobstore import JobStore, finished_ns
 from qforge.store.layout import DoneKey, QueueKey
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
 
 TARGET_RATIO = 1.5
 TARGET_START = 2.0

@@ -29,10 +29,11 @@ from benchlib import MOLECULES, log, ms, scratch_dir, timed, write_file, write_q
 from qforge.record import JobRecord, Status
 from qforge.scheduling.core import Scheduler
 from qforge.settings import Settings
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge.store.listings import MTIME_MARGIN
 from qforge.store.waiting import waiting_reason
-from qforge_runner.spec import JobSpec, Task
+from qforge_runner.spec import Task
 
 TARGET = 1.2
 CREATED = "2026-12-07T08:00:00.000000Z"

@@ -60,7 +60,7 @@ from qforge.k8s import naming
 from qforge.k8s.manifests import build_job_manifest
 from qforge.record import Status
 from qforge.settings import Settings
-from qforge_runner.spec import JobSpec
+from qforge.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:

@@ -35,8 +35,8 @@ from benchlib import (
     write_queued_job,
 )
 
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
-from qforge_runner.spec import JobSpec
 
 TARGET_MB = 150.0
 

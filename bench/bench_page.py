@@ -41,11 +41,11 @@ import httpx
 from benchlib import env_int, log
 
 from qforge.record import JobRecord, Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import DoneKey, QueueKey
 from qforge_runner.molecule import parse_xyz
 from qforge_runner.result import JobError
-from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 from tests.integration.server.conftest import Server
 from tests.molecules import WATER_EXPERIMENTAL

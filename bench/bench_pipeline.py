@@ -47,9 +47,9 @@ from typing import Any
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
 from qforge.record import Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore, load_result_json
 from qforge_runner.harness import xtb_environment
-from qforge_runner.spec import JobSpec
 
 CONCURRENCY = 2
 LEAN_WORKER = Path(__file__).resolve().with_name("lean_worker.py")
@@ -224,7 +224,7 @@ def check_qforge_round(store: JobStore, names: dict[str, str], reference: Path |
                 raise SystemExit(f"bench_pipeline: {rec.job_id} ({name}): energy "
                                  f"{energy} vs bare xtb {ref[name]}")
         log(f"energies equal the bare xtb runs (1e-6 Eh) for all {len(records)} jobs")
-    xtb_s = sum((rec.result or {}).get("wall_time", 0.0) for rec in records)
+    xtb_s = sum(rec.result.wall_time for rec in records if rec.result is not None)
     return (elapsed * CONCURRENCY - xtb_s) / len(records)
 
 

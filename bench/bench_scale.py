@@ -40,9 +40,9 @@ from qforge.k8s.manifests import build_job_manifest
 from qforge.k8s.watch import ListWatch
 from qforge.record import JobRecord, Status
 from qforge.settings import Settings
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 from tests.cluster.helpers import RUN_FOR, NodeLeases, Results, Site, api_client, wait_until
 from tests.cluster.test_scale import SMALL, submit_direct

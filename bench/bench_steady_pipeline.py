@@ -55,11 +55,12 @@ from bench_pipeline import CONCURRENCY, baseline, xtb_path
 from benchlib import MOLECULES, REPO, env_int, log, qforge_command, scratch_dir
 
 from qforge.record import Placement, Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import Claimed, JobStore
 from qforge_runner.atomic import write_files_atomic
 from qforge_runner.environment import xtb_environment
 from qforge_runner.harness import artifacts
-from qforge_runner.spec import JobSpec
+from qforge_runner.summary import QualitySummary, ResultSummary
 from qforge_runner.timestamps import utcnow
 
 POLL = 0.01
@@ -207,6 +208,16 @@ def through_lean(jobs: list[tuple[str, JobSpec]], root: Path, xtb: str
     return last - first_start(store), cpu / len(jobs)
 
 
+def lean_summary(spec: JobSpec, energy: float, wall: float) -> ResultSummary:
+    """The lean worker's result summary: its energy and time, nothing assessed."""
+    return ResultSummary(
+        energy=energy, gap=None, converged=True, formula=None, method=spec.method,
+        task=spec.task, wall_time=round(wall, 3), xtb_version=None, dipole_debye=None,
+        topology_changed=None, thermochemistry=None,
+        quality=QualitySummary(ok=True, converged=True, gap_ok=True, imaginary_frequencies=0,
+                               from_text_output=False, topology_changed=False, warnings=()))
+
+
 def lean_worker(root: Path, xtb: str, count: int) -> None:
     """The leanest durable worker on the store API: one thread, `os.wait` for xtb."""
     store = JobStore(root / "jobs")
@@ -241,16 +252,17 @@ def lean_worker(root: Path, xtb: str, count: int) -> None:
         claimed, scratch, proc, began = running.pop(pid)
         proc.returncode = os.waitstatus_to_exitcode(status)
         energy = json.loads((scratch / "xtbout.json").read_bytes())["total energy"]
+        wall = time.monotonic() - began
         job_dir = store.layout.job_dir(claimed.record.job_id)
-        body = json.dumps({"success": True, "energy": energy,
-                           "wall_time": time.monotonic() - began}).encode()
+        body = json.dumps({"success": True, "energy": energy, "wall_time": wall}).encode()
         write_files_atomic([*artifacts(scratch, job_dir), (job_dir / "result.json", body)],
                            move=True)
         for leftover in scratch.iterdir():
             leftover.unlink()
         scratch.rmdir()
         record = claimed.record.evolve(
-            status=Status.COMPLETED, finished_at=utcnow(), result={"energy": energy})
+            status=Status.COMPLETED, finished_at=utcnow(),
+            result=lean_summary(claimed.record.spec, energy, wall))
         store.queue.finish(claimed, record)
         done += 1
         if not keys:

@@ -49,10 +49,10 @@ from qforge.record import JobRecord, Placement, Status
 from qforge.scheduling.core import Scheduler
 from qforge.scheduling.executor import Outcome, Update
 from qforge.settings import Settings
+from qforge.spec import JobSpec
 from qforge.store.jobstore import Claimed, JobStore, finished_ns
 from qforge.store.layout import DoneKey
 from qforge.store.listings import MTIME_MARGIN
-from qforge_runner.spec import JobSpec
 
 TARGET = 1.5
 ID_HOLE = "placeholder000000"  # a valid job id, replaced in the template text

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from qforge.record import JobRecord, Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import QueueKey
-from qforge_runner.spec import JobSpec
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:

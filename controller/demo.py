@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from qforge.record import Status
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import JobSpec
 
 WATER = """3
 water
@@ -67,11 +67,11 @@ def main() -> int:
         if worker.poll() is None:
             worker.terminate()
             worker.wait(timeout=30)
-    if record.status is Status.COMPLETED and record.result:
+    if record.status is Status.COMPLETED and record.result is not None:
         info("✓ Job completed successfully!")
-        info(f"  Energy: {record.result['energy']:.12f} Hartree")
-        if record.result.get("gap") is not None:
-            info(f"  HOMO-LUMO gap: {record.result['gap']:.6f} eV")
+        info(f"  Energy: {record.result.energy:.12f} Hartree")
+        if record.result.gap is not None:
+            info(f"  HOMO-LUMO gap: {record.result.gap:.6f} eV")
         info(f"  Results: {jobs / record.job_id}")
         return 0
     error = f": {record.error.type}: {record.error.message}" if record.error else ""

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from qforge.spec import JobSpec
 from qforge_runner.result import JobError
-from qforge_runner.spec import JobSpec
+from qforge_runner.summary import ResultSummary
 from qforge_runner.timestamps import utcnow
 
 SCHEMA_VERSION = 1
@@ -83,7 +84,9 @@ class JobRecord(BaseModel):
     # Nanosecond submit stamp: orders jobs FIFO within one priority.
     created_ns: int
     spec: JobSpec
-    result: dict[str, Any] | None = None
+    # The result summary (JobResult.summary()); a record written by an older release
+    # reads and is written back as it was (qforge_runner.summary).
+    result: ResultSummary | None = None
     error: JobError | None = None
     placement: Placement | None = None
     attempts: int = Field(0, ge=0)

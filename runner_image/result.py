@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from qforge_runner import version
 from qforge_runner.molecule import Molecule
 from qforge_runner.spec import METHOD_NAMES, JobSpec, Method, Task
+from qforge_runner.summary import QualitySummary, ResultSummary
 from qforge_runner.thermo import Thermochemistry
 
 DEBYE_PER_AU: Final = 2.541746473  # 1 e·bohr in debye
@@ -93,32 +94,21 @@ class JobResult(BaseModel):
             return None
         return math.hypot(*self.dipole) * DEBYE_PER_AU
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> ResultSummary:
         """The few numbers metadata.json keeps (no per-atom arrays)."""
         dipole = self.dipole_debye
-        return {
-            "energy": self.energy,
-            "gap": self.gap,
-            "converged": self.converged,
-            "formula": self.formula,
-            "method": self.method.value,
-            "task": self.task.value,
-            "wall_time": round(self.wall_time, 3),
-            "xtb_version": self.xtb_version,
-            "dipole_debye": None if dipole is None else round(dipole, 4),
-            "topology_changed": self.topology_changed,
-            "thermochemistry": None if self.thermochemistry is None
-            else self.thermochemistry.model_dump(mode="json"),
-            "quality": {
-                "ok": self.quality.ok,
-                "converged": self.quality.converged,
-                "gap_ok": self.quality.gap_ok,
-                "imaginary_frequencies": self.quality.imaginary_frequencies,
-                "from_text_output": self.quality.from_text_output,
-                "topology_changed": self.quality.topology_changed,
-                "warnings": list(self.quality.warnings),
-            },
-        }
+        q = self.quality
+        return ResultSummary(
+            energy=self.energy, gap=self.gap, converged=self.converged, formula=self.formula,
+            method=self.method, task=self.task, wall_time=round(self.wall_time, 3),
+            xtb_version=self.xtb_version,
+            dipole_debye=None if dipole is None else round(dipole, 4),
+            topology_changed=self.topology_changed, thermochemistry=self.thermochemistry,
+            quality=QualitySummary(
+                ok=q.ok, converged=q.converged, gap_ok=q.gap_ok,
+                imaginary_frequencies=q.imaginary_frequencies,
+                from_text_output=q.from_text_output, topology_changed=q.topology_changed,
+                warnings=q.warnings))
 
 
 class RunReport(BaseModel):

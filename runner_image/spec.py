@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -73,43 +73,15 @@ MAX_ATOMIC_NUMBER: Final[Mapping[Method, int]] = {
     Method.gfnff: 103,
 }
 
-# Kubernetes label syntax (a job's name and labels are copied onto its Kubernetes Job):
-# the one check of it (qforge.k8s uses these too). Whole strings only (fullmatch: a
-# trailing newline is not a label).
-_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# Memory as a Kubernetes quantity: 512Mi, 2Gi, 1.5G, 1e9 (bytes).
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?|\.\d+)([KMGTPE]i|[kMGTPE]|[eE]\d+)?$")
-_SUFFIX: Final[Mapping[str, int]] = {
-    "": 1,
-    **{s + "i": 1024 ** (k + 1) for k, s in enumerate("KMGTPE")},
-    **{s: 1000 ** (k + 1) for k, s in enumerate("kMGTPE")},
-}
-MIN_MEMORY: Final = 64 * 1024**2  # below this xtb cannot even start
-
-
-def is_label_value(value: str) -> bool:
-    """A valid Kubernetes label value: empty, or ≤63 of [A-Za-z0-9-_.], alphanumeric ends."""
-    return value == "" or _LABEL_NAME.fullmatch(value) is not None
-
-
-def is_label_key(key: str) -> bool:
-    """A valid Kubernetes label key: ``[prefix/]name``, prefix a DNS subdomain ≤253."""
-    prefix, slash, name = key.rpartition("/")
-    if slash and not (0 < len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
-        return False
-    return _LABEL_NAME.fullmatch(name) is not None
-
-
-def memory_bytes(quantity: str) -> int:
-    """Bytes in a Kubernetes memory quantity (``"512Mi"`` → 536870912); ValueError if bad."""
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"memory {quantity!r} is not a Kubernetes quantity like 512Mi or 2Gi")
-    number, suffix = match.group(1), match.group(2) or ""
-    if suffix[:1] in ("e", "E"):
-        return int(float(number) * 10 ** int(suffix[1:]))
-    return int(float(number) * _SUFFIX[suffix])
+# Length limits of the strings a job carries beside its chemistry. The runner holds them
+# as plain strings: their Kubernetes syntax (a job's name and labels go onto its
+# Kubernetes Job, its memory is the pod's request) is qforge's to check
+# (qforge.kubesyntax, qforge.spec.JobSpec).
+MAX_NAME: Final = 63  # a Kubernetes label value
+MAX_LABEL_KEY: Final = 253 + 1 + 63  # [DNS subdomain prefix/]name
+MAX_LABEL_VALUE: Final = 63
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_LABEL_KEY)]
+LabelValue = Annotated[str, StringConstraints(max_length=MAX_LABEL_VALUE)]
 
 
 def electron_problem(molecule: Molecule, charge: int, uhf: int) -> str | None:
@@ -157,7 +129,7 @@ class JobSpec(BaseModel):
     # Cores for xtb (OMP_NUM_THREADS). None: the executor's default — 1 for the local
     # worker, RUNNER_CPU for a runner pod.
     cpu: int | None = Field(None, ge=1, le=64)
-    memory: str | None = Field(None, description="Kubernetes quantity, e.g. 512Mi or 2Gi")
+    memory: str | None = Field(None, description="e.g. 512Mi or 2Gi (a Kubernetes quantity)")
     priority: int = Field(0, ge=-1000, le=1000)
     # K; the thermochemistry of hess and ohess (xtb's $thermo temp), unused otherwise.
     # Left out of a record at its default, so records (and the inputs' hashes) of jobs
@@ -165,8 +137,9 @@ class JobSpec(BaseModel):
     temperature: float = Field(DEFAULT_TEMPERATURE, ge=1.0, le=10000.0, allow_inf_nan=False,
                                description="K, for the thermochemistry of hess and ohess",
                                exclude_if=lambda t: t == DEFAULT_TEMPERATURE)
-    name: str | None = Field(None, description="a Kubernetes label value, ≤63 characters")
-    labels: dict[str, str] = Field(default_factory=dict)
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME,
+                             description="a Kubernetes label value, ≤63 characters")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     # How the SCC is run, and where the run starts (docs/retry.md: the retry ladder sets
     # these on a new attempt; a user may set the first two at submission). Each is left
     # out of a record at its default, so records of jobs that do not set them stay as
@@ -215,56 +188,18 @@ class JobSpec(BaseModel):
             f"{', '.join(_COMMON_SOLVENTS)} ({len(ALPB_SOLVENTS)} in all, see xtb --help)"
         )
 
-    @field_validator("memory")
-    @classmethod
-    def _memory_quantity(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        size = memory_bytes(value)
-        if size < MIN_MEMORY:
-            raise ValueError(
-                f"memory {value!r} is only {size} bytes; xtb needs at least 64Mi "
-                "(write units: 512Mi, 2Gi)"
-            )
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_label_value(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value or not is_label_value(value):
-            raise ValueError(
-                f"name {value!r} must be 1-63 letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key, value in labels.items():
-            if not is_label_key(key):
-                raise ValueError(
-                    f"label key {key!r} is not a valid Kubernetes label key "
-                    "([prefix/]name, name 1-63 of letters, digits, '-', '_', '.')"
-                )
-            if not is_label_value(value):
-                raise ValueError(
-                    f"label {key}={value!r}: a value is at most 63 letters, digits, '-', "
-                    "'_' or '.', starting and ending with a letter or digit"
-                )
-        return labels
-
     @model_validator(mode="wrap")
     @classmethod
     def _chemistry(cls, data: Any, handler: ModelWrapValidatorHandler[JobSpec]) -> JobSpec:
-        """The method's elements and the electron count. A JobSpec instance (a record
-        rebuilt around its spec) is returned as it is, as `Molecule._consistent` argues:
-        frozen, it is what was validated when it was made."""
-        if isinstance(data, JobSpec):
+        """The method's elements and the electron count. An instance of this class (a
+        record rebuilt around its spec) is returned as it is, as `Molecule._consistent`
+        argues: frozen, it is what was validated when it was made. A JobSpec of another
+        class (the runner's, where qforge's subclass is asked for) is validated again as
+        this class from the values it was given (its molecule not parsed again)."""
+        if isinstance(data, cls):
             return data
+        if isinstance(data, JobSpec):
+            data = {name: getattr(data, name) for name in data.model_fields_set}
         spec = handler(data)
         spec._check_chemistry()
         return spec
@@ -296,10 +231,6 @@ class JobSpec(BaseModel):
     @property
     def electrons(self) -> int:
         return self.molecule.nuclear_charge_sum() - self.charge
-
-    @property
-    def memory_bytes(self) -> int | None:
-        return None if self.memory is None else memory_bytes(self.memory)
 
     def xtb_args(self) -> list[str]:
         """xtb's command-line flags for this spec; the geometry file goes before them.

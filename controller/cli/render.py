@@ -10,6 +10,7 @@ from typing import Any
 from qforge.record import JobRecord, Status
 from qforge.service.models import JobView
 from qforge_runner.quality import NOT_A_MINIMUM, NOT_CONVERGED
+from qforge_runner.summary import QualitySummary, ResultSummary
 
 
 def print_json(data: Any) -> None:
@@ -46,11 +47,13 @@ def _number(value: Any, fmt: str, unit: str) -> str:
     return str(value)
 
 
-def quality_text(quality: Mapping[str, Any]) -> str:
+def quality_text(quality: QualitySummary | Mapping[str, Any]) -> str:
     """A quality assessment in words: the verdict, then the notes behind it.
 
     "ok", or e.g. "not a minimum — 1 imaginary frequency (lowest -68.7 cm⁻¹)".
     """
+    if isinstance(quality, QualitySummary):
+        quality = quality.model_dump(mode="json")
     verdicts = []
     if quality.get("converged") is False:
         verdicts.append("not converged")
@@ -72,8 +75,11 @@ def quality_text(quality: Mapping[str, Any]) -> str:
     return ", ".join(verdicts) + (" — " + "; ".join(notes) if notes else "")
 
 
-def result_lines(result: Mapping[str, Any]) -> list[str]:
-    """The result summary metadata.json keeps, in words and units."""
+def result_lines(result: ResultSummary | Mapping[str, Any]) -> list[str]:
+    """The result summary metadata.json keeps, in words and units: a record's, or one
+    as JSON (a hand-edited one is shown as it is)."""
+    if isinstance(result, ResultSummary):
+        result = result.model_dump(mode="json")
     out = [_row("Energy", _number(result.get("energy"), ".8f", "Eh"))]
     if result.get("gap") is not None:
         out.append(_row("Gap", _number(result["gap"], ".3f", "eV")))
@@ -146,7 +152,7 @@ def print_show(view: JobView) -> None:
             where = f"worker {p.worker_id} ({p.instance}) on {p.host}"
         out.append(_row("Runs on" if record.status is Status.RUNNING else "Ran on", where))
     out.extend(_row("Waiting", line) for line in view.waiting)
-    if record.result:
+    if record.result is not None:
         out.extend(result_lines(record.result))
     if record.error:
         out.append(_row("Error", f"{record.error.type}: {record.error.message}"))
@@ -158,10 +164,10 @@ def print_show(view: JobView) -> None:
 
 
 def print_outcome(record: JobRecord) -> None:
-    if record.status is Status.COMPLETED and record.result:
+    if record.status is Status.COMPLETED and record.result is not None:
         res = record.result
-        print(f"Job {record.job_id} COMPLETED: energy {_number(res.get('energy'), '.8f', 'Eh')}"
-              + (f", gap {_number(res['gap'], '.3f', 'eV')}" if res.get("gap") else ""))
+        print(f"Job {record.job_id} COMPLETED: energy {_number(res.energy, '.8f', 'Eh')}"
+              + (f", gap {_number(res.gap, '.3f', 'eV')}" if res.gap else ""))
     elif record.error is not None:
         print(f"Job {record.job_id} {record.status.value}: {record.error.type}: "
               f"{record.error.message}")

@@ -33,8 +33,9 @@ from typing import Any, Final
 from qforge.ids import JOB_ID_RE
 from qforge.k8s import naming
 from qforge.k8s.autoscaling import protection_annotations
+from qforge.kubesyntax import is_label_key, is_label_value
 from qforge.settings import Settings
-from qforge_runner.spec import JobSpec, is_label_key, is_label_value
+from qforge_runner.spec import JobSpec
 
 __all__ = [
     "JOB_MOUNT_PATH",

@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from qforge_runner.spec import is_label_value
+from qforge.kubesyntax import is_label_value
 
 __all__ = [
     "ANNOTATION_ATTEMPT",

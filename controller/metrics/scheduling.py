@@ -105,9 +105,7 @@ class SchedulingMetrics:
             if ran is not None:
                 self.run_time.observe(ran)
         if record.status is Status.COMPLETED and record.result is not None:
-            wall = record.result.get("wall_time")
-            if isinstance(wall, int | float) and not isinstance(wall, bool):
-                self.xtb_wall.observe(float(wall))
+            self.xtb_wall.observe(record.result.wall_time)
 
     def pass_done(self, report: PassReport, seconds: float) -> None:
         self.pass_duration.observe(seconds)

@@ -66,9 +66,8 @@ Decision = Wait | Release | Cancel
 
 
 def energy_of(record: JobRecord) -> float | None:
-    value = (record.result or {}).get("energy")
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
+    if record.result is not None and math.isfinite(record.result.energy):
+        return record.result.energy
     return None
 
 

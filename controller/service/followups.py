@@ -23,21 +23,16 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from qforge.kubesyntax import is_label_value
 from qforge.record import JobRecord
 from qforge.service.models import SubmitOptions, Submitted
 from qforge.service.submission import Pending, check_options
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge.store.layout import TOPOLOGY_FILE
 from qforge_runner.elements import ATOMIC_NUMBER
 from qforge_runner.errors import InputError
-from qforge_runner.spec import (
-    MAX_ATOMIC_NUMBER,
-    METHOD_NAMES,
-    JobSpec,
-    Method,
-    Task,
-    is_label_value,
-)
+from qforge_runner.spec import MAX_ATOMIC_NUMBER, METHOD_NAMES, Method, Task
 
 MAX_NAME = 63
 

@@ -28,11 +28,11 @@ from qforge.inputs.conformers import conformer_name, molecule_key
 from qforge.inputs.names import indexed_name
 from qforge.inputs.topology import Topology, kept_topology, packed_json
 from qforge.service.models import Submitted
+from qforge.spec import JobSpec
 from qforge.store.jobstore import JobStore
 from qforge.store.jobstore import Submitted as StoreSubmitted
 from qforge_runner.errors import InputError
 from qforge_runner.molecule import Molecule
-from qforge_runner.spec import JobSpec
 
 # Options of a submission that go into every molecule's spec as they are.
 SPEC_OPTIONS: Final = ("method", "task", "opt_level", "solvent", "timeout", "cpu", "memory",

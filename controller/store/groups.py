@@ -18,12 +18,12 @@ from datetime import datetime
 from pathlib import PurePath
 
 from qforge.ids import InvalidJobId, validate_job_id
+from qforge.kubesyntax import is_label_value
 from qforge.record import JobRecord, Status
 from qforge.store.files import touch
 from qforge.store.layout import Layout
 from qforge.store.records import Records
 from qforge_runner.errors import InputError
-from qforge_runner.spec import is_label_value
 
 MAX_GROUP = 63
 _CLEAN = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qforge.record import UNKNOWN_OWNER, JobRecord
+from qforge.spec import JobSpec
 from qforge.store.cancels import CancelRequests
 from qforge.store.dedup import DedupIndex
 from qforge.store.deletion import Deletion
@@ -41,7 +42,6 @@ from qforge.store.records import Records, finished_ns, load_report, load_result_
 from qforge.store.retries import Retries
 from qforge.store.submission import Submission, SubmitItem, Submitted
 from qforge.store.waiting import WaitingIndex
-from qforge_runner.spec import JobSpec
 
 
 class JobStore:

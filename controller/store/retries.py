@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Final
 
 from qforge.record import Attempt, JobRecord, Status
+from qforge.spec import JobSpec
 from qforge.store.files import touch
 from qforge.store.layout import Layout, QueueKey, RunningMarker
 from qforge.store.queue import make_done_marker
 from qforge.store.records import Records, done_name
 from qforge_runner.harness import ARTIFACTS, RESULT_FILE
 from qforge_runner.result import JobError
-from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 
 ATTEMPTS_DIR: Final = "attempts"  # <job_id>/attempts/<n>/: attempt n's files

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from qforge.ids import new_job_id, validate_job_id
 from qforge.record import MAX_OWNER_LENGTH, UNKNOWN_OWNER, JobRecord, Status
+from qforge.spec import JobSpec
 from qforge.store.dedup import DedupIndex, input_hash
 from qforge.store.errors import StoreError
 from qforge.store.files import touch, write_durable
@@ -26,7 +27,6 @@ from qforge.store.layout import DONE_STATUSES, TOPOLOGY_FILE, Layout, QueueKey
 from qforge.store.records import Records, serialize
 from qforge.store.waiting import WaitingIndex, touch_in, waiting_reason
 from qforge_runner.atomic import fsync_dir
-from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 
 # A dedup claim naming a job folder that has not appeared yet: its submitter is still

@@ -336,7 +336,7 @@ class Chaos:
         attempts = []
         for job_id in ids:
             record = store.read(job_id)
-            assert record.result is not None and record.result["energy"] < 0, job_id
+            assert record.result is not None and record.result.energy < 0, job_id
             attempts.append(record.attempts)
         self.figures.max_attempts = max(attempts)
         assert os.listdir(self.layout.running) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qforge.record import Status
+from qforge.record import JobRecord, Status
 from qforge.service.followups import make_follow_ups
 from qforge.service.models import Submitted
 from qforge.store.jobstore import JobStore, load_report
@@ -47,6 +47,11 @@ def status(jobs: Path, job_id: str) -> str:
     return json.loads((jobs / job_id / "metadata.json").read_text())["status"]
 
 
+def energy(record: JobRecord) -> float:
+    assert record.result is not None, record.job_id
+    return record.result.energy
+
+
 def test_then_hess_best_runs_one_hessian_per_molecule_on_the_best_geometry(
         jobs: Path, start_worker: Start) -> None:
     store = JobStore(jobs)
@@ -76,7 +81,7 @@ def test_then_hess_best_runs_one_hessian_per_molecule_on_the_best_geometry(
         mine = [store.read(p) for p in hess.depends_on]
         assert len(mine) == len(conformers[key])
         # the lowest energy (xtb prints 8 decimals: a tie goes to the smaller job id)
-        best = min(mine, key=lambda r: ((r.result or {})["energy"], r.job_id))
+        best = min(mine, key=lambda r: (energy(r), r.job_id))
         report = load_report(jobs / best.job_id)
         assert report is not None and report.result is not None
         assert report.result.geometry is not None
@@ -85,9 +90,8 @@ def test_then_hess_best_runs_one_hessian_per_molecule_on_the_best_geometry(
         assert [c for xyz in written for c in xyz] == pytest.approx(
             [c for xyz in report.result.geometry.geometry for c in xyz], abs=1e-6)
         # the same geometry and method: the Hessian's energy is the optimised one's
-        assert (hess.result or {})["energy"] == pytest.approx(
-            (best.result or {})["energy"], abs=1e-6)
-        assert (hess.result or {})["thermochemistry"] is not None
+        assert energy(hess) == pytest.approx(energy(best), abs=1e-6)
+        assert hess.result is not None and hess.result.thermochemistry is not None
     all_jobs = [store.read(j) for j in store.job_ids()]
     assert Counter(r.spec.task for r in all_jobs) == Counter({Task.opt: 5, Task.hess: 2})
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from qforge.record import Status
+from qforge.record import JobRecord, Status
 from qforge.store.jobstore import JobStore, load_report
 from qforge_runner.spec import Task
 
@@ -30,6 +30,11 @@ LIBRARY = {"butane": "CCCC", "propanol": "CCCO", "water": "O"}
 def _ok(out: subprocess.CompletedProcess[str]) -> str:
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
+
+
+def energy(record: JobRecord) -> float:
+    assert record.result is not None, record.job_id
+    return record.result.energy
 
 
 def test_conformers_then_hess_gives_one_free_energy_per_molecule(
@@ -68,12 +73,13 @@ def test_conformers_then_hess_gives_one_free_energy_per_molecule(
         # one Hessian per molecule, waiting for every conformer of it
         assert sorted(hess.depends_on) == sorted(mine)
         best = min((records[j] for j in mine),
-                   key=lambda r: ((r.result or {})["energy"], r.job_id))
+                   key=lambda r: (energy(r), r.job_id))
         report = load_report(jobs / best.job_id)
         assert report is not None and report.result is not None
         assert report.result.geometry is not None
         assert hess.spec.molecule.geometry == report.result.geometry.geometry
         row = rows[str(hess.molecule)]
         assert row["best_job_id"] == best.job_id
-        free = (hess.result or {})["thermochemistry"]["free_energy"]
+        assert hess.result is not None and hess.result.thermochemistry is not None
+        free = hess.result.thermochemistry.free_energy
         assert float(row["free_energy_eh"]) == pytest.approx(free, abs=1e-10)

@@ -134,7 +134,7 @@ def test_worker_metrics_agree_with_the_store(run: Run) -> None:
     assert m.value("qforge_job_queue_wait_seconds_count") == 3
     assert m.value("qforge_job_run_seconds_count") == 3
     assert m.value("qforge_xtb_wall_seconds_count") == 2
-    walls = [records[k].result["wall_time"] for k in ("water", "methane")]  # type: ignore[index]
+    walls = [records[k].result.wall_time for k in ("water", "methane")]  # type: ignore[union-attr]
     assert m.value("qforge_xtb_wall_seconds_sum") == pytest.approx(sum(walls), abs=1e-6)
     assert m.value("qforge_xtb_wall_seconds_bucket", le="+Inf") == 2
     assert m.value("qforge_scheduling_pass_duration_seconds_count") >= 3

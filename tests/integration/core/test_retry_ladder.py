@@ -126,7 +126,7 @@ def test_an_ohess_left_at_a_saddle_point_is_displaced_and_optimised_again(
     assert record.spec.start_geometry is not None
     assert record.spec.molecule == JobStore(jobs).read(job_id).spec.molecule  # as submitted
     assert record.result is not None
-    assert record.result["quality"]["imaginary_frequencies"] == 0
+    assert record.result.quality.imaginary_frequencies == 0
     kept = json.loads((jobs / job_id / str(first.files) / "result.json").read_text())
     assert kept["result"]["quality"]["imaginary_frequencies"] == 1
     assert exported(jobs)[job_id]["attempt"] == "2"
@@ -138,7 +138,7 @@ def test_a_timeout_recovers_with_twice_the_time(jobs: Path, start_worker: Start)
     # what happened when a try ran faster or slower than measured (at most 4 tries).
     probe = submit(jobs, CAFFEINE, "--task", "hess")
     run_worker(start_worker)
-    took = read(jobs, probe).result["wall_time"]  # type: ignore[index]
+    took = read(jobs, probe).result.wall_time  # type: ignore[union-attr]
     limit = took / 1.45
     outcomes = []
     for _ in range(4):

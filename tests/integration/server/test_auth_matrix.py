@@ -16,6 +16,7 @@ from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
 from qforge_runner.spec import JobSpec
 from tests.molecules import WATER_EXPERIMENTAL
+from tests.unit.core.campaign_helpers import summary
 
 from .conftest import Server
 
@@ -94,7 +95,7 @@ def _job(store: JobStore, i: int, *, finished: bool) -> tuple[str, str]:
     if finished:
         rec = sub.record
         store.write(rec.evolve(status=Status.COMPLETED, finished_at=rec.created_at,
-                               started_at=rec.created_at, result={"energy": -5.07}))
+                               started_at=rec.created_at, result=summary(-5.07)))
         for marker in store.layout.queue.iterdir():
             if marker.name.endswith(rec.job_id):
                 marker.unlink()

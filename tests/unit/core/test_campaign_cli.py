@@ -241,11 +241,11 @@ def test_export_csv_columns_equal_the_records(camp: JobStore,
         assert row["method"] == "gfn2" and row["task"] == "opt"
         if rec.status is Status.COMPLETED:
             assert rec.result is not None
-            assert float(row["energy_eh"]) == rec.result["energy"] == -5.0705443744
-            assert float(row["gap_ev"]) == rec.result["gap"]
-            assert float(row["dipole_debye"]) == rec.result["dipole_debye"]
+            assert float(row["energy_eh"]) == rec.result.energy == -5.0705443744
+            assert float(row["gap_ev"]) == rec.result.gap
+            assert float(row["dipole_debye"]) == rec.result.dipole_debye
             assert row["converged"] == "true" and row["n_imaginary"] == "0"
-            assert float(row["wall_time_s"]) == rec.result["wall_time"]
+            assert float(row["wall_time_s"]) == rec.result.wall_time
             assert row["error_type"] == ""
         elif rec.status is Status.FAILED:
             assert rec.error is not None

@@ -10,6 +10,7 @@ from qforge.service.export import COLUMNS, export_row_data
 from qforge_runner.quality import assess
 from qforge_runner.result import JobResult
 from qforge_runner.spec import Method, Task
+from qforge_runner.summary import ResultSummary
 from qforge_runner.thermo import Thermochemistry
 
 THERMO = Thermochemistry(temperature=298.15, zpe=0.020297021404, enthalpy=-5.046293052395,
@@ -17,7 +18,7 @@ THERMO = Thermochemistry(temperature=298.15, zpe=0.020297021404, enthalpy=-5.046
 
 
 def _summary(*, thermo: Thermochemistry | None = None, moved: str | None = None,
-             task: Task = Task.ohess) -> dict[str, Any]:
+             task: Task = Task.ohess) -> ResultSummary:
     quality = assess(method=Method.gfn2, converged=True, gap=14.38, frequencies=(1600.0,),
                      from_text_output=False, topology_change=moved)
     return JobResult(
@@ -27,7 +28,10 @@ def _summary(*, thermo: Thermochemistry | None = None, moved: str | None = None,
         topology_changed=None if task is Task.hess else moved is not None).summary()
 
 
-def _record(summary: dict[str, Any]) -> dict[str, Any]:
+def _record(summary: ResultSummary | dict[str, Any]) -> dict[str, Any]:
+    """A record as metadata.json holds it (the export reads those)."""
+    if isinstance(summary, ResultSummary):
+        summary = summary.model_dump(mode="json")
     return {"job_id": "water_1", "status": "COMPLETED", "group": "g", "result": summary,
             "spec": {"name": "water", "molecule": {"symbols": ["O", "H", "H"]},
                      "method": "gfn2", "task": summary["task"]}}
@@ -48,7 +52,7 @@ def test_a_hessian_row_carries_the_thermochemistry_in_eh() -> None:
 
 
 def test_a_row_without_thermochemistry_or_an_old_record_has_empty_cells() -> None:
-    old = _summary()
+    old = _summary().model_dump(mode="json")
     del old["thermochemistry"], old["topology_changed"]  # written before these existed
     row = export_row_data(_record(old))
     assert {row[c] for c in ("topology_changed", "zpe_eh", "free_energy_eh")} == {None}
@@ -57,7 +61,7 @@ def test_a_row_without_thermochemistry_or_an_old_record_has_empty_cells() -> Non
 def test_a_moved_proton_is_a_verdict_and_a_column() -> None:
     summary = _summary(moved="broken O1-H2; formed H2-O5")
     assert export_row_data(_record(summary))["topology_changed"] is True
-    assert render.quality_text(summary["quality"]) == (
+    assert render.quality_text(summary.quality) == (
         "structure changed — the optimisation changed the bonds (broken O1-H2; formed H2-O5)")
     assert render.result_lines(summary)[4] == "Bonds:     CHANGED in the optimisation " \
         "(see Quality)"

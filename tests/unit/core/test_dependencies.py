@@ -25,6 +25,7 @@ from qforge_runner.spec import Task
 from qforge_runner.timestamps import utcnow
 from tests.molecules import METHANE
 
+from .campaign_helpers import summary
 from .conftest import WATER, water_spec
 from .test_scheduler import make
 
@@ -76,7 +77,7 @@ def record_of(status: Status, energy: float | None = None, job_id: str = "p") ->
     now = utcnow()
     return JobRecord(job_id=job_id, status=status, created_at=now, updated_at=now,
                      created_ns=1, spec=water_spec(task="opt"),
-                     result=None if energy is None else {"energy": energy},
+                     result=None if energy is None else summary(energy),
                      error=None if status is not Status.FAILED else JobError(
                          type=ErrorType.convergence_error, message="no SCC"))
 

@@ -52,16 +52,20 @@ def test_rows_per_molecule_and_calculation_with_follow_ups(tmp_path: Path) -> No
     finish(store, a2, Status.COMPLETED, result=summary(-9.999, gap=6.0))
     finish(store, a3, Status.FAILED)
     finish(store, a_ff, Status.COMPLETED, result=summary(-3.0))
-    bad = summary(-7.0)
-    bad["gap"] = "n/a"  # not a number: left out, not a crash
-    finish(store, b1, Status.COMPLETED, result=bad)
+    finish(store, b1, Status.COMPLETED, result=summary(-7.0))
+    # edited by hand: not a number, left out, not a crash (a typed record refuses it)
+    meta = store.layout.metadata(b1)
+    bad = json.loads(meta.read_text())
+    bad["result"]["gap"] = "n/a"
+    meta.write_text(json.dumps(bad, indent=2) + "\n")
     # a hess follow-up on a's best conformer, and one of a molecule with no conformer here
     h1, h2 = _submit(store, [("a_hess", "ma", {"task": "hess"}),
                              ("d_hess", "md", {"task": "hess"})])
     for job, parent in ((h1, a1), (h2, a1)):
         store.write(store.read(job).evolve(depends_on=(parent,)))
     hess = summary(-10.0)
-    hess["thermochemistry"] = {"free_energy": -9.98, "temperature": 298.15}
+    hess["thermochemistry"] = {"temperature": 298.15, "zpe": 0.02, "enthalpy": -9.96,
+                               "ts": 0.02, "g_rrho": 0.02, "free_energy": -9.98}
     finish(store, h1, Status.COMPLETED, result=hess)
 
     n, text = _rows(tmp_path)

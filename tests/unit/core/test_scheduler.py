@@ -152,7 +152,7 @@ def test_outcomes_become_terminal_records(store: JobStore) -> None:
     sched.run_once()  # c is relaunched in the same pass
     ra, rb, rc = (store.read(j) for j in (a, b, c))
     assert ra.status is Status.COMPLETED and ra.result is not None
-    assert ra.result["energy"] == -5.07 and ra.finished_at is not None
+    assert ra.result.energy == -5.07 and ra.finished_at is not None
     assert rb.status is Status.FAILED and rb.error is not None and rb.error.type == "timeout"
     assert rc.status is Status.RUNNING and ex.launched.count(c) == 2
     assert rc.attempts == 1  # an interruption is not counted as an attempt

@@ -19,12 +19,13 @@ from qforge.store.jobstore import JobStore
 from qforge_runner.quality import assess
 from qforge_runner.result import JobResult
 from qforge_runner.spec import Method, Task
+from qforge_runner.summary import QualitySummary, ResultSummary
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.unit.core.conftest import water_spec
 
 
 def _summary(*, frequencies: tuple[float, ...] | None = None, converged: bool = True,
-             gap: float | None = 14.38, wall_time: float = 3.934) -> dict[str, object]:
+             gap: float | None = 14.38, wall_time: float = 3.934) -> ResultSummary:
     """A result summary as the scheduler stores it (JobResult.summary of a real assess)."""
     quality = assess(method=Method.gfn2, converged=converged, gap=gap,
                      frequencies=frequencies, from_text_output=False)
@@ -35,7 +36,7 @@ def _summary(*, frequencies: tuple[float, ...] | None = None, converged: bool = 
     return result.summary()
 
 
-def _completed(store: JobStore, summary: dict[str, object]) -> JobRecord:
+def _completed(store: JobStore, summary: ResultSummary) -> JobRecord:
     record = store.submit(water_spec(), input_text=WATER)
     done = record.evolve(status=Status.COMPLETED, result=summary,
                          started_at=record.created_at, finished_at=record.created_at,
@@ -81,10 +82,10 @@ def test_every_field_of_show_lines_up() -> None:
     (_summary(converged=False, frequencies=(-99.0,)),
      "not converged, not a minimum — 1 imaginary frequency (lowest -99.0 cm⁻¹)"),
 ])
-def test_quality_reads_as_a_verdict_then_its_reasons(summary: dict[str, object],
+def test_quality_reads_as_a_verdict_then_its_reasons(summary: ResultSummary,
                                                      expected: str) -> None:
-    quality = summary["quality"]
-    assert isinstance(quality, dict)
+    quality = summary.quality
+    assert isinstance(quality, QualitySummary)
     assert render.quality_text(quality) == expected
 
 

@@ -59,7 +59,7 @@ def test_every_record_reads_as_written_and_is_written_back_byte_for_byte(
         raw = store.layout.metadata(record.job_id).read_bytes()
         assert (record.model_dump_json(indent=2) + "\n").encode() == raw
     water = store.read(ids["water"])
-    assert water.result is not None and water.result["energy"] == -5.070544440612
+    assert water.result is not None and water.result.energy == -5.070544440612
     assert store.read(ids["ammonia"]).error is not None
 
 

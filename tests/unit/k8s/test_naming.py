@@ -9,7 +9,7 @@ import pytest
 
 from qforge.k8s import naming
 from qforge.k8s.naming import job_id_label_value, job_name
-from qforge_runner.spec import is_label_key, is_label_value
+from qforge.kubesyntax import is_label_key, is_label_value
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -56,7 +56,7 @@ def test_an_optimisation_that_moved_a_proton_is_flagged(tmp_path: Path) -> None:
     assert result.quality.topology_changed is True
     assert result.quality.ok is False
     assert result.quality.warnings == ("the optimisation changed the bonds (formed O1-H2)",)
-    assert result.summary()["topology_changed"] is True
+    assert result.summary().topology_changed is True
 
 
 def test_an_unchanged_structure_is_not_flagged(tmp_path: Path) -> None:

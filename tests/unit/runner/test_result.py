@@ -34,16 +34,17 @@ def _water_opt(tmp_path: Path, **spec_fields: Any) -> tuple[JobSpec, JobResult]:
 def test_summary_is_small_and_flat(tmp_path: Path) -> None:
     _, result = _water_opt(tmp_path)
     summary = result.summary()
-    assert summary["energy"] == pytest.approx(-5.0705442, abs=1e-6)
-    assert summary["gap"] == pytest.approx(14.37, abs=0.01)
-    assert summary["converged"] is True
-    assert summary["formula"] == "H2O"
-    assert summary["method"] == "gfn2" and summary["task"] == "opt"
-    assert summary["wall_time"] == 0.25
-    assert summary["dipole_debye"] == pytest.approx(2.219, abs=0.001)  # xtb prints 2.218
-    assert summary["quality"]["ok"] is True
-    assert "geometry" not in summary and "partial_charges" not in summary
-    json.dumps(summary)  # plain JSON
+    assert summary.energy == pytest.approx(-5.0705442, abs=1e-6)
+    assert summary.gap == pytest.approx(14.37, abs=0.01)
+    assert summary.converged is True
+    assert summary.formula == "H2O"
+    assert summary.method == "gfn2" and summary.task == "opt"
+    assert summary.wall_time == 0.25
+    assert summary.dipole_debye == pytest.approx(2.219, abs=0.001)  # xtb prints 2.218
+    assert summary.quality.ok is True
+    data = summary.model_dump(mode="json")
+    assert "geometry" not in data and "partial_charges" not in data
+    json.dumps(data)  # plain JSON
 
 
 def test_report_round_trips_as_result_json(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_models_accept_the_controllers_minimal_construction() -> None:
         energy=-5.0705444, gap=14.38, dipole=None, partial_charges=None, geometry=None,
         frequencies=None, converged=True, xtb_version="6.5.1", method="gfn2", task="opt",
         wall_time=0.1, quality=Quality(converged=True, gap_ok=True, ok=True))
-    assert result.summary()["formula"] is None
+    assert result.summary().formula is None
     assert [e.value for e in ErrorType] == [
         "input_error", "convergence_error", "timeout", "resource_error", "xtb_error",
         "infrastructure_error", "cancelled"]

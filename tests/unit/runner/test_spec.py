@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from qforge_runner.errors import InputError
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.spec import ALPB_SOLVENTS, JobSpec, Method, OptLevel, Task, memory_bytes
+from qforge_runner.spec import ALPB_SOLVENTS, JobSpec, Method, OptLevel, Task
 from tests.unit.runner.helpers import HYDROXYL, WATER, water, water_spec
 
 
@@ -95,32 +95,6 @@ def test_elements_beyond_a_methods_parameters_are_rejected() -> None:
     assert JobSpec(molecule=radon_and_beyond, uhf=1, method="gfnff").method is Method.gfnff
 
 
-@pytest.mark.parametrize("memory", ["512Mi", "2Gi", "1G", "1.5Gi", "100000000", "1e9"])
-def test_memory_quantities(memory: str) -> None:
-    assert water_spec(memory=memory).memory == memory
-
-
-def test_memory_bytes() -> None:
-    assert memory_bytes("512Mi") == 512 * 1024**2
-    assert memory_bytes("2G") == 2 * 10**9
-    assert memory_bytes("1e9") == 10**9
-    assert water_spec(memory="64Mi").memory_bytes == 64 * 1024**2
-
-
-@pytest.mark.parametrize(
-    ("memory", "message"),
-    [
-        ("lots", "memory 'lots' is not a Kubernetes quantity like 512Mi or 2Gi"),
-        ("512MB", "is not a Kubernetes quantity"),
-        ("500m", "is not a Kubernetes quantity"),
-        ("-1Gi", "is not a Kubernetes quantity"),
-        ("512", "memory '512' is only 512 bytes; xtb needs at least 64Mi"),
-    ],
-)
-def test_bad_memory(memory: str, message: str) -> None:
-    assert message in _message(molecule=water(), memory=memory)
-
-
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -140,35 +114,18 @@ def test_field_errors_name_the_field(fields: dict[str, Any], message: str) -> No
     assert message in _message(molecule=water(), **fields)
 
 
-@pytest.mark.parametrize("name", ["water", "test_water.1", "a" * 63, "A-1"])
-def test_valid_names(name: str) -> None:
-    assert water_spec(name=name).name == name
-
-
-@pytest.mark.parametrize("name", ["", "-water", "water_", "has space", "a" * 64, "ü"])
-def test_invalid_names(name: str) -> None:
-    assert f"name {name!r} must be 1-63 letters" in _message(molecule=water(), name=name)
-
-
-def test_valid_labels() -> None:
-    labels = {"team": "theory", "example.com/project": "x-1", "empty": "", "a.b_c": "v"}
-    assert water_spec(labels=labels).labels == labels
-
-
-@pytest.mark.parametrize(
-    ("labels", "message"),
-    [
-        ({"bad key": "v"}, "label key 'bad key' is not a valid Kubernetes label key"),
-        ({"Bad_Prefix/key": "v"}, "label key 'Bad_Prefix/key'"),
-        ({"/key": "v"}, "label key '/key'"),
-        ({"k" * 64: "v"}, "is not a valid Kubernetes label key"),
-        ({"team": "has space"}, "label team='has space': a value is at most 63"),
-        ({"team": "v" * 64}, "label team="),
-        ({"team": "-dash"}, "label team='-dash'"),
-    ],
-)
-def test_invalid_labels(labels: dict[str, str], message: str) -> None:
-    assert message in _message(molecule=water(), labels=labels)
+def test_name_labels_and_memory_are_plain_strings_with_length_limits() -> None:
+    """Their Kubernetes syntax is qforge's (tests/unit/core/test_spec_syntax.py)."""
+    spec = water_spec(name="has space", labels={"bad key": "-dash"}, memory="lots")
+    assert (spec.name, spec.labels, spec.memory) == ("has space", {"bad key": "-dash"}, "lots")
+    assert "name: String should have at most 63 characters" in _message(
+        molecule=water(), name="a" * 64)
+    assert "name: String should have at least 1 character" in _message(
+        molecule=water(), name="")
+    assert "String should have at most 63 characters" in _message(
+        molecule=water(), labels={"team": "v" * 64})
+    assert "String should have at most 317 characters" in _message(
+        molecule=water(), labels={"k" * 318: "v"})
 
 
 def test_molecule_may_be_given_as_text_or_qcschema() -> None:
@@ -244,8 +201,9 @@ def test_an_impossible_temperature_is_refused(bad: float) -> None:
 
 def test_a_validated_spec_handed_over_is_kept_and_data_is_checked() -> None:
     from qforge.record import JobRecord, Status
+    from qforge.spec import JobSpec as QforgeSpec  # a record's spec is qforge's
 
-    spec = water_spec(charge=1, uhf=1)
+    spec = QforgeSpec(molecule=water(), charge=1, uhf=1)
     record = JobRecord(job_id="w", status=Status.QUEUED, created_at="t", updated_at="t",
                        created_ns=1, spec=spec)
     assert record.spec is spec  # not validated (nor copied) again

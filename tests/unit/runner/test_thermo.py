@@ -53,8 +53,8 @@ def test_an_ohess_result_carries_the_thermochemistry(tmp_path: Path) -> None:
     assert result.thermochemistry.free_energy == pytest.approx(
         result.energy + result.thermochemistry.g_rrho, abs=1e-8)
     assert result.quality.ok is True
-    summary = result.summary()["thermochemistry"]
-    assert summary["zpe"] == result.thermochemistry.zpe
+    summary = result.summary().thermochemistry
+    assert summary is not None and summary.zpe == result.thermochemistry.zpe
 
 
 def test_a_missing_block_is_a_quality_flag_not_a_crash(tmp_path: Path) -> None:
