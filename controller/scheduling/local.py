@@ -4,13 +4,13 @@ scheduling thread.
 No thread and no new Python interpreter per job. `launch` starts xtb through the runner
 harness's first step (`qforge_runner.harness.begin`: the scratch folder, then xtb in a
 process group of its own) and returns. The scheduler then waits on the xtb processes'
-pidfds and the store together (`wait_for_ends`): the moment an xtb exits, the next pass reaps it
-(`collect`), which frees its calculation slot; the pass refills the slot, and only then
-are the finished runs' results read and saved (`save_next`: the harness's second step,
-`conclude`) and their records written, one job at a time: a slot that frees meanwhile is
-refilled between two of them. At most `max_concurrent_jobs` xtb processes run
-at once; a job whose results are being saved is still RUNNING in the store for those
-few milliseconds.
+pidfds and the store together (`wait_for_ends`): the moment an xtb exits, the next pass
+reaps it (`collect`), which frees its calculation slot; the pass refills the slot, and
+only then are the finished runs' results read and saved (`save_next`: the harness's
+second step, `conclude`) and their records written, one job at a time: a slot that
+frees meanwhile is refilled between two of them. At most `max_concurrent_jobs` xtb
+processes run at once; a job whose results are being saved is still RUNNING in the
+store for those few milliseconds.
 
 Deadlines and cancels need no thread either: a job past its time limit, or one a user
 cancels, gets SIGTERM to its process group, and SIGKILL `GRACE_SECONDS` later if it
@@ -71,7 +71,8 @@ class LocalExecutor:
         self._stopping = False
 
     def attach(self, wake: threading.Event) -> None:
-        """Nothing to wake: the scheduler waits on the xtb processes themselves (`wait_for_ends`)."""
+        """Nothing to wake: the scheduler waits on the xtb processes themselves
+        (`wait_for_ends`)."""
 
     # ------------------------------------------------------------ calculations
     def free_slots(self) -> int:

@@ -16,8 +16,8 @@ from qforge.scheduling.core import Scheduler
 from qforge.scheduling.local import LocalExecutor
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
-from qforge_runner.result import ErrorType
 from qforge_runner.molecule import parse_xyz
+from qforge_runner.result import ErrorType
 from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import living_members
 from tests.molecules import WATER_EXPERIMENTAL as WATER

@@ -12,8 +12,8 @@ import pytest
 
 from qforge_runner import harness
 from qforge_runner.harness import RunConfig, begin, conclude, run_job
-from qforge_runner.process import watch
 from qforge_runner.molecule import parse_xyz
+from qforge_runner.process import watch
 from qforge_runner.result import ErrorType, RunReport
 from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wrapper
