@@ -12,14 +12,18 @@ from pathlib import Path
 import pytest
 
 from qforge.record import Status
+from qforge.scheduling.core import Scheduler
+from qforge.scheduling.local import LocalExecutor
+from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 from qforge_runner.molecule import parse_xyz
 from qforge_runner.result import ErrorType
 from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import living_members
-from tests.local_worker import WAIT, local_worker, run_until_idle
 from tests.molecules import WATER_EXPERIMENTAL as WATER
 from tests.waiting import wait_until
+
+WAIT = 60.0  # seconds: the bound of every wait below
 
 
 def fake_xtb(folder: Path, body: str) -> str:
@@ -28,6 +32,20 @@ def fake_xtb(folder: Path, body: str) -> str:
     path.write_text(f"#!/bin/sh\n{body}\n")
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
+
+
+def run_until_idle(store: JobStore, executor: LocalExecutor, settings: Settings) -> Scheduler:
+    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
+    sched.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=sched.run, args=(stop,), kwargs={"until_idle": True})
+    runner.start()
+    runner.join(WAIT)
+    stop.set()
+    runner.join(WAIT)
+    sched.shutdown()
+    assert not runner.is_alive()
+    return sched
 
 
 def spec(**kw: object) -> JobSpec:
@@ -47,7 +65,9 @@ def test_many_programs_at_once_on_one_thread(store: JobStore, tmp_path: Path) ->
     xtb = fake_xtb(tmp_path, f"date +%s.%N >> {tmp_path}/starts; sleep 0.2; "
                              f"date +%s.%N >> {tmp_path}/ends; exit 1")
     ids = [store.submit(spec(), input_text=WATER).job_id for _ in range(12)]
-    sched, executor = local_worker(store, cap=3, xtb=xtb, POLL_INTERVAL="0.5")
+    settings = Settings.from_env({"POLL_INTERVAL": "0.5"}, jobs_dir=store.root,
+                                 max_concurrent_jobs=3)
+    executor = LocalExecutor(store, settings, xtb=xtb)
     most = [0]
     names: set[str] = set()
     launch = executor.launch
@@ -58,7 +78,7 @@ def test_many_programs_at_once_on_one_thread(store: JobStore, tmp_path: Path) ->
         names.update(t.name for t in threading.enumerate())
 
     executor.launch = counting  # type: ignore[method-assign]
-    run_until_idle(sched)
+    run_until_idle(store, executor, settings)
     assert most[0] == 3
     # no thread per job and no record writer: the scheduler's thread (and the few
     # long-lived fsync threads of qforge_runner.atomic, made once per process)
@@ -81,8 +101,9 @@ def test_a_deadline_stops_the_whole_group_and_a_deaf_program_is_killed(
     xtb = fake_xtb(tmp_path, f"echo $$ > {tmp_path}/pgid; trap '' TERM; "
                              "sleep 300 & while :; do sleep 0.05; done")
     job = store.submit(spec(timeout=0.5), input_text=WATER).job_id
-    sched, _ = local_worker(store, xtb=xtb, grace=0.3, POLL_INTERVAL="0.5")
-    run_until_idle(sched)
+    settings = Settings.from_env({"POLL_INTERVAL": "0.5"}, jobs_dir=store.root)
+    executor = LocalExecutor(store, settings, xtb=xtb, grace=0.3)
+    run_until_idle(store, executor, settings)
     record = store.read(job)
     assert record.status is Status.FAILED and record.error is not None
     assert record.error.type is ErrorType.timeout
@@ -93,11 +114,20 @@ def test_a_deadline_stops_the_whole_group_and_a_deaf_program_is_killed(
 def test_a_cancel_request_stops_a_running_program(store: JobStore, tmp_path: Path) -> None:
     xtb = fake_xtb(tmp_path, f"touch {tmp_path}/started; exec sleep 300")
     job = store.submit(spec(), input_text=WATER).job_id
-    sched, _ = local_worker(store, xtb=xtb, POLL_INTERVAL="0.5")
-
-    def cancel_once_started() -> None:
+    settings = Settings.from_env({"POLL_INTERVAL": "0.5"}, jobs_dir=store.root)
+    executor = LocalExecutor(store, settings, xtb=xtb)
+    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
+    sched.start()
+    stop = threading.Event()
+    runner = threading.Thread(target=sched.run, args=(stop,), kwargs={"until_idle": True})
+    runner.start()
+    try:
         wait_until((tmp_path / "started").exists, WAIT, "the program to start")
         store.cancels.request(job)
-
-    run_until_idle(sched, cancel_once_started)
+        runner.join(WAIT)
+        assert not runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(WAIT)
+        sched.shutdown()
     assert store.read(job).status is Status.CANCELLED

@@ -16,13 +16,20 @@ from qforge.scheduling.local import LocalExecutor
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
 from qforge_runner.result import ErrorType
-from tests.local_worker import local_worker
 from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
 from .fake_runs import FakeRuns
 
 WAIT = 20.0  # seconds: the bound of every wait below
+
+
+def _scheduler(store: JobStore, cap: int, **env: str) -> tuple[Scheduler, LocalExecutor]:
+    settings = Settings.from_env(env, jobs_dir=store.root, max_concurrent_jobs=cap)
+    executor = LocalExecutor(store, settings)
+    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
+    sched.start()
+    return sched, executor
 
 
 def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
@@ -33,7 +40,7 @@ def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
     ends: dict[str, threading.Event] = {}
     runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(4)]
-    sched, executor = local_worker(store, cap=2)
+    sched, executor = _scheduler(store, cap=2)
     holding_at_save: dict[str, set[str]] = {}
     runs.on_save = lambda job_id: holding_at_save.setdefault(job_id, executor.holding())
     most = 0
@@ -67,7 +74,7 @@ def test_xtb_runs_under_the_scratch_root_of_either_name(
     """QFORGE_SCRATCH, or the deprecated WORKDIR, is where the worker's xtb runs."""
     runs = FakeRuns(monkeypatch)
     store.submit(water_spec(), input_text=WATER)
-    sched, _ = local_worker(store, cap=1, **{variable: str(tmp_path / "fast")})
+    sched, _ = _scheduler(store, cap=1, **{variable: str(tmp_path / "fast")})
     try:
         sched.run_once()
     finally:
@@ -83,7 +90,7 @@ def test_the_wait_between_passes_ends_when_a_calculation_ends(
     ends: dict[str, threading.Event] = {}
     runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
     job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = local_worker(store, cap=1)
+    sched, executor = _scheduler(store, cap=1)
     try:
         sched.run_once()
         assert runs.began == [job]
@@ -104,7 +111,7 @@ def test_a_cancel_stops_the_calculation_and_frees_its_slot(
     ends: dict[str, threading.Event] = {}
     runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
     job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = local_worker(store, cap=1)
+    sched, executor = _scheduler(store, cap=1)
     try:
         sched.run_once()
         assert executor.cancel(job) is True and executor.cancel("someone-else") is False
@@ -146,7 +153,7 @@ def test_shutdown_stops_calculations_and_gives_them_back(
     ends: dict[str, threading.Event] = {}
     FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
     job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = local_worker(store, cap=1)
+    sched, executor = _scheduler(store, cap=1)
     sched.run_once()
     assert executor.holding() == {job}
     sched.shutdown()
@@ -170,7 +177,7 @@ def test_a_run_that_could_not_start_frees_its_slot_at_once(
 
     monkeypatch.setattr("qforge.scheduling.local.begin", no_child)
     job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = local_worker(store, cap=1)
+    sched, executor = _scheduler(store, cap=1)
     try:
         report = sched.run_once()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from qforge.settings import Settings
 from qforge.store.jobstore import Claimed, JobStore
 from qforge.store.listings import Listings
 from qforge.store.queue import Queue
-from tests.local_worker import local_worker, run_until_idle
 from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
@@ -121,6 +121,14 @@ class RecordingStore(JobStore):
         self.queue = RecordingQueue(self, self.events, refusals)
 
 
+def _worker(store: JobStore, cap: int, **env: str) -> tuple[Scheduler, LocalExecutor]:
+    settings = Settings.from_env(env, jobs_dir=store.root, max_concurrent_jobs=cap)
+    executor = LocalExecutor(store, settings)
+    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
+    sched.start()
+    return sched, executor
+
+
 def test_a_freed_slot_is_refilled_before_the_last_jobs_record_is_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the record written inline the pass would write it before it launched the
@@ -130,7 +138,7 @@ def test_a_freed_slot_is_refilled_before_the_last_jobs_record_is_written(
     store = RecordingStore(tmp_path / "jobs")
     store.ensure()
     first, second = (store.submit(water_spec(), input_text=WATER).job_id for _ in range(2))
-    sched, executor = local_worker(store, cap=1)
+    sched, executor = _worker(store, cap=1)
     launch = executor.launch
     monkeypatch.setattr(executor, "launch", lambda c: (
         store.events.append(f"launched {c.record.job_id}"), launch(c)))
@@ -155,8 +163,17 @@ def test_until_idle_exits_only_once_every_record_is_written(
     store = RecordingStore(tmp_path / "jobs", refusals=5)
     store.ensure()
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(3)]
-    sched, _ = local_worker(store, cap=2, POLL_INTERVAL="0.05")
-    run_until_idle(sched)
+    sched, _ = _worker(store, cap=2, POLL_INTERVAL="0.05")
+    stop = threading.Event()
+    runner = threading.Thread(target=sched.run, args=(stop,), kwargs={"until_idle": True})
+    runner.start()
+    try:
+        runner.join(WAIT)
+        assert not runner.is_alive()
+    finally:
+        stop.set()
+        runner.join(WAIT)
+        sched.shutdown()
     assert sched.store_errors >= 5
     assert [store.read(j).status for j in ids] == [Status.FAILED] * 3
     assert store.queue.running_markers() == []
