@@ -41,7 +41,7 @@ def run_worker(settings: Settings, *, until_idle: bool = False) -> int:
     store = JobStore(settings.jobs_dir)
     executor = LocalExecutor(store, settings)
     metrics = start_metrics(settings, executor.active)
-    scheduler = Scheduler(store, executor, settings, writes_after_pass=True,
+    scheduler = Scheduler(store, executor, settings, write_behind=True,
                           observer=metrics.scheduling if metrics else None)
     stop = threading.Event()
 

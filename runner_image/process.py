@@ -85,67 +85,6 @@ def _with_parent_death_signal(argv: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]]
 
 
-class Child:
-    """A program started in a session of its own (so a process group led by it), not yet
-    waited for: the caller watches `fd` (a pidfd, readable once the program exits; None
-    where the kernel has none: poll `exited()`), stops it with `stop`, and ends with
-    `reap`. `run_process` is the blocking use; the local worker's one thread keeps many
-    at once (qforge.scheduling.local)."""
-
-    def __init__(self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str],
-                 stdout: Path, stderr: Path | None = None) -> None:
-        """Start `argv`; output goes to files, never to pipes (no deadlock, no memory
-        held for big outputs); without `stderr`, both streams go to `stdout`,
-        interleaved as printed. Raises OSError when the program cannot be started."""
-        with contextlib.ExitStack() as files:
-            out = files.enter_context(open(stdout, "wb"))
-            err: IO[bytes] | int = (
-                subprocess.STDOUT if stderr is None
-                else files.enter_context(open(stderr, "wb"))
-            )
-            self.started = time.monotonic()
-            self._proc = subprocess.Popen(
-                _with_parent_death_signal(argv), cwd=cwd, env=dict(env),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
-            )
-        self.pid = self._proc.pid  # a new session: the child leads its own process group
-        self.fd: int | None = None
-        # A pidfd becomes readable the moment the child exits: no polling latency on
-        # the common path (Linux >= 5.3).
-        with contextlib.suppress(AttributeError, OSError):
-            self.fd = os.pidfd_open(self.pid)
-        self.stopping_since: float | None = None  # when SIGTERM was sent
-
-    def exited(self) -> bool:
-        return _exited(self.pid)
-
-    def stop(self) -> None:
-        """SIGTERM to the whole group (once); `kill_late` sends SIGKILL after the grace."""
-        if self.stopping_since is None:
-            self.stopping_since = time.monotonic()
-            kill_group(self.pid, signal.SIGTERM)
-
-    def kill_late(self, grace: float) -> bool:
-        """SIGKILL the group when it was stopped at least `grace` seconds ago and
-        still lives; True when it did."""
-        if self.stopping_since is None or time.monotonic() - self.stopping_since < grace:
-            return False
-        return kill_group(self.pid, signal.SIGKILL)
-
-    def reap(self, *, timed_out: bool = False, cancelled: bool = False) -> ProcessOutcome:
-        """Kill whatever is left of the group and wait for the leader: call it once the
-        leader has exited (it blocks until then otherwise)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        kill_group(self.pid, signal.SIGKILL)  # the leader if it ignored SIGTERM; any children
-        self._proc.wait()  # reap the leader (SIGKILL cannot be caught: no waiting here)
-        return ProcessOutcome(
-            returncode=self._proc.returncode, elapsed=time.monotonic() - self.started,
-            pid=self.pid, timed_out=timed_out, cancelled=cancelled,
-        )
-
-
 def run_process(
     argv: Sequence[str],
     *,
@@ -160,24 +99,33 @@ def run_process(
 ) -> ProcessOutcome:
     """Run `argv` to its end, to the deadline (`timeout` s), or until `cancel` is set.
 
-    Output goes to files (`Child`). Raises OSError when the program cannot be started.
+    Output goes to files, never to pipes (no deadlock, no memory held for big outputs);
+    without `stderr`, both streams go to `stdout`, interleaved as printed.
+    Raises OSError when the program cannot be started.
     """
-    child = Child(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
-    return watch(child, timeout=timeout, cancel=cancel, poll=poll, grace=grace)
-
-
-def watch(child: Child, *, timeout: float | None = None,
-          cancel: threading.Event | None = None, poll: float = POLL_SECONDS,
-          grace: float = GRACE_SECONDS) -> ProcessOutcome:
-    """Wait for `child` to exit, to its deadline (`timeout` s from its start), or until
-    `cancel` is set; then stop what is left of its group and reap it."""
-    deadline = None if timeout is None else child.started + timeout
+    with contextlib.ExitStack() as files:
+        out = files.enter_context(open(stdout, "wb"))
+        err: IO[bytes] | int = (
+            subprocess.STDOUT if stderr is None else files.enter_context(open(stderr, "wb"))
+        )
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            _with_parent_death_signal(argv), cwd=cwd, env=dict(env),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+        )
+    pgid = proc.pid  # a new session: the child leads its own process group
+    deadline = None if timeout is None else start + timeout
     timed_out = cancelled = False
+    pidfd: int | None = None
     try:
+        # A pidfd becomes readable the moment the child exits: no polling latency on the
+        # common path (Linux >= 5.3); elsewhere, sleep in short steps.
+        with contextlib.suppress(AttributeError, OSError):
+            pidfd = os.pidfd_open(pgid)
         waiter = select.poll()
-        if child.fd is not None:
-            waiter.register(child.fd, select.POLLIN)
-        while not child.exited():
+        if pidfd is not None:
+            waiter.register(pidfd, select.POLLIN)
+        while not _exited(pgid):
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
@@ -186,17 +134,23 @@ def watch(child: Child, *, timeout: float | None = None,
                 timed_out = True
                 break
             wait = poll if deadline is None else min(poll, deadline - now)
-            if child.fd is not None:
+            if pidfd is not None:
                 waiter.poll(max(1, int(wait * 1000)))
             elif cancel is not None:
                 cancel.wait(wait)
             else:
                 time.sleep(wait)
     finally:
+        if pidfd is not None:
+            os.close(pidfd)
         # Reached on exit, deadline, cancel, or an exception in this thread: nothing of
         # the group may outlive this call.
-        if not child.exited():
-            child.stop()
-            _wait_exited(child.pid, grace, poll)
-        outcome = child.reap(timed_out=timed_out, cancelled=cancelled)
-    return outcome
+        if not _exited(pgid):
+            kill_group(pgid, signal.SIGTERM)
+            _wait_exited(pgid, grace, poll)
+        kill_group(pgid, signal.SIGKILL)  # the leader if it ignored SIGTERM; any children
+        proc.wait()  # reap the leader (SIGKILL cannot be caught: no waiting here)
+    return ProcessOutcome(
+        returncode=proc.returncode, elapsed=time.monotonic() - start, pid=pgid,
+        timed_out=timed_out, cancelled=cancelled,
+    )

@@ -27,7 +27,7 @@ from qforge.scheduling.executor import Executor, Outcome
 from qforge.scheduling.fairshare import FairQueue, Policy
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
 from qforge.scheduling.owners import Owners, Tag
-from qforge.scheduling.recorder import AfterPass, Inline, Recorder
+from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
 from qforge.scheduling.recovery import Recovery
 from qforge.scheduling.report import PassReport as PassReport  # re-exported: the API
 from qforge.settings import Settings
@@ -64,13 +64,12 @@ class Scheduler(Recovery):
         *,
         instance: str | None = None,
         clock: Callable[[], float] = time.monotonic,
-        writes_after_pass: bool = False,
+        write_behind: bool = False,
         observer: SchedulerObserver | None = None,
     ) -> None:
-        """`writes_after_pass`: record writes (claims, outcomes, heartbeats) wait until
-        the pass has launched what it could (`recorder.AfterPass`), so a freed slot
-        never waits for the disk; the local worker uses it. Off, each is written during
-        the pass."""
+        """`write_behind`: record writes (claims, outcomes, heartbeats) go to a
+        background thread (`recorder.WriteBehind`) so a pass never waits for the disk;
+        the local worker uses it. Off, each is written during the pass."""
         self.observer: SchedulerObserver = observer or NullObserver()
         self.store = store
         self.executor = executor
@@ -96,9 +95,10 @@ class Scheduler(Recovery):
         self.wake = threading.Event()
         self._errors_lock = threading.Lock()
         self.writes: Recorder = (
-            AfterPass(retry_seconds=min(1.0, settings.poll_interval),
-                      on_store_error=lambda exc: self._store_failed(exc, "a record write"))
-            if writes_after_pass else Inline())
+            WriteBehind(on_idle=self._writes_drained,
+                        retry_seconds=min(1.0, settings.poll_interval),
+                        on_store_error=lambda exc: self._store_failed(exc, "a record write"))
+            if write_behind else Inline())
         executor.attach(self.wake)
         self._last_beat = -1e18
         self._last_health = -1e18
@@ -113,6 +113,13 @@ class Scheduler(Recovery):
         self.store_errors = 0
         self._strays_checked = 0  # store_errors when claims were last checked for strays
         self.last_store_error: str | None = None
+
+    def _writes_drained(self) -> None:
+        """The record writer's queue emptied: a pass may now find the worker idle — but
+        only when it holds no job (one that does is woken again when a job ends), so
+        the writer does not add a pass per job."""
+        if not self._claimed:
+            self.wake.set()
 
     # ------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -186,13 +193,9 @@ class Scheduler(Recovery):
         pass left nothing in the queue, a job is submitted. (At the cap, a submission
         cannot start before a job ends, so it does not cut the sleep short then.)"""
         deadline = self.clock() + self.settings.poll_interval
-        # An executor whose jobs are processes of this one waits on them itself (the
-        # local one: pidfds); the others set `wake` from their own threads.
-        wait = getattr(self.executor, "wait_for_ends", None) or self.wake.wait
         while not stop.is_set():
             left = deadline - self.clock()
-            if left <= 0 or self.wake.is_set() or wait(min(WATCH_EVERY, left)) \
-                    or self.new_work(report):
+            if left <= 0 or self.wake.wait(min(WATCH_EVERY, left)) or self.new_work(report):
                 return
 
     def new_work(self, report: PassReport) -> bool:
@@ -220,16 +223,22 @@ class Scheduler(Recovery):
             self._sync_index()
         else:
             self.index.refresh()
-        self._record_all(self._unrecorded + self.executor.collect(), report)
+        outcomes, self._unrecorded = self._unrecorded + self.executor.collect(), []
+        for i, outcome in enumerate(outcomes):
+            try:
+                self._record(outcome)
+            except OSError:
+                self._unrecorded = outcomes[i:]  # recorded at a later pass
+                raise
+            report.finished.append(outcome.job_id)
         for update in self.executor.updates():
             self._apply(update)
         self._handle_cancels(report)
         report.cancelled += self.deps.settle().cancelled  # waiting jobs whose parents ended
         self._recover_dead(report)
         self._launch(report)
-        self._save_ended(report)
         # Strays come only from a store error; and a job whose final record and marker
-        # removal still wait for the end of the pass (AfterPass) is not one.
+        # removal are still queued for the write-behind thread is not one.
         if self.store_errors != self._strays_checked and self.writes.pending() == 0:
             self._requeue_strays()
             self._strays_checked = self.store_errors
@@ -243,34 +252,9 @@ class Scheduler(Recovery):
         queued = self.fair.queued_by_owner
         report.owners = {o: (running[o], queued[o]) for o in sorted(set(running) | set(queued))}
         self._health()
-        self.writes.flush()
         self.last_pass_finished = self.clock()
         self.observer.pass_done(report, time.perf_counter() - began)
         return report
-
-    def _save_ended(self, report: PassReport) -> None:
-        """An executor that saves a job's results on this thread (the local one:
-        `save_next`) saves them here, after the launches, one job at a time, each
-        recorded at once; a slot that freed meanwhile is refilled before the next save,
-        so no calculation waits for the disk."""
-        save_next = getattr(self.executor, "save_next", None)
-        if save_next is None:
-            return
-        while save_next():
-            self._record_all(self.executor.collect(), report)
-            self.writes.flush()
-            if report.queued and self.executor.free_slots():
-                self._launch(report)
-
-    def _record_all(self, outcomes: list[Outcome], report: PassReport) -> None:
-        self._unrecorded = []
-        for i, outcome in enumerate(outcomes):
-            try:
-                self._record(outcome)
-            except OSError:
-                self._unrecorded = outcomes[i:]  # recorded at a later pass
-                raise
-            report.finished.append(outcome.job_id)
 
     def _launch(self, report: PassReport) -> None:
         keys = self.store.queue.queued()
@@ -355,7 +339,7 @@ class Scheduler(Recovery):
         return False
 
     def _store_failed(self, exc: OSError, doing: str) -> None:
-        """Count and log a store error (from the pass, or its record writes)."""
+        """Count and log a store error (from the pass, or the record-writer thread)."""
         with self._errors_lock:
             self.store_errors += 1
         what = exc.strerror or str(exc)

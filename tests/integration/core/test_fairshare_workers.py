@@ -58,15 +58,19 @@ def report_of(jobs: Path, job_id: str) -> RunReport:
 
 
 def ended_by(jobs: Path, job_id: str) -> datetime:
-    """When the worker freed the job's slot, to a millisecond or so: the runner's start
-    plus the seconds xtb ran, counted from xtb's start (which came after the runner's,
-    by the scratch folder's making) to the moment the worker reaped it, which frees the
-    slot before the pass claims the next job (qforge.scheduling.local). Not
-    result.json's finished_at: the results are saved after the freed slot is refilled."""
+    """A moment no later than the job's xtb exited (when the worker frees its slot): the
+    runner's start plus the seconds xtb ran, which began after the runner did."""
     report = report_of(jobs, job_id)
     assert report.result is not None
     return datetime.fromisoformat(report.started_at) + timedelta(
         seconds=report.result.wall_time)
+
+
+def calculation_end(jobs: Path, job_id: str) -> datetime:
+    """When the job's calculation ended, as the runner stamped it in result.json (just
+    after xtb exited: the worker frees the slot at that exit, a few milliseconds
+    earlier)."""
+    return datetime.fromisoformat(report_of(jobs, job_id).finished_at)
 
 
 def test_bob_submitting_after_alice_starts_at_the_next_free_slot(
@@ -110,15 +114,11 @@ def test_bob_submitting_after_alice_starts_at_the_next_free_slot(
     last = max(when(r.finished_at) for r in bobs)
     during = [r for r in alices if r.started_at and first < when(r.started_at) < last]
     assert len(during) >= 2, len(during)
-    # and he did not wait for her 2,000: from his submission to his last job's end only
-    # a few dozen of hers started (how many ran before he submitted depends on how fast
-    # a loaded machine starts `qforge submit`, not on the scheduler: not counted)
+    # and almost all of hers still wait: he did not wait for her 2,000
     queued = sum(1 for r in alices if r.status is Status.QUEUED)
-    meanwhile = [r for r in alices if r.started_at and submitted < when(r.started_at) < last]
     print(f"alice's jobs started between bob's submission and his first: {len(cut_in)}; "
-          f"while his ran: {len(during)}; from his submission to his end: "
-          f"{len(meanwhile)}; still queued after him: {queued} of 2000")
-    assert len(meanwhile) < 100 and queued > 1000
+          f"while his ran: {len(during)}; still queued after him: {queued} of 2000")
+    assert queued > 1900
 
 
 def test_an_owner_limit_holds_across_two_workers(jobs: Path, start_worker: Start) -> None:
@@ -174,8 +174,9 @@ def test_weights_two_to_one_with_a_real_worker(jobs: Path, start_worker: Start) 
 
     Read from the records and the runner's reports, not from the scheduler: at each
     launch (the claim's started_at), the jobs claimed by then whose calculation had not
-    ended (`ended_by`: when the worker reaped its xtb, to a millisecond, so a reading
-    can count a job that had just left). The readings taken are those where the cap is full: 6
+    ended (result.json's finished_at). That stamp comes a few milliseconds after xtb
+    exits and the worker refills the slot, so a reading can count a job that already
+    left; it never misses one. The readings taken are those where the cap is full: 6
     held. Fewer is a pass still filling the slots it found free; more is a job that
     already left still counted (it would blur the reading, not the scheduler)."""
     store = JobStore(jobs)
@@ -188,7 +189,7 @@ def test_weights_two_to_one_with_a_real_worker(jobs: Path, start_worker: Start) 
     records = {r.job_id: r for r in (store.read(j) for j in alice + bob)}
     assert all(r.status is Status.COMPLETED for r in records.values())
     claimed = {j: when(r.started_at) for j, r in records.items()}
-    ended = {j: ended_by(jobs, j) for j in records}
+    ended = {j: calculation_end(jobs, j) for j in records}
     # steady state: from the launch that first fills the cap until either owner's last
     # start (after it, that owner has nothing queued and the other takes the free slots)
     order = sorted(records, key=claimed.__getitem__)

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from qforge_runner import harness
-from qforge_runner.harness import RunConfig, begin, conclude, run_job
+from qforge_runner.harness import RunConfig, run_job
 from qforge_runner.molecule import parse_xyz
-from qforge_runner.process import watch
 from qforge_runner.result import ErrorType, RunReport
 from qforge_runner.spec import JobSpec
 from tests.integration.runner.helpers import direct_energy, group_gone, needs_xtb, wrapper
@@ -68,9 +67,8 @@ def test_water_gfn2_opt(tmp_path: Path) -> None:
 
 def test_the_slot_is_freed_when_xtb_exits_before_its_output_is_read(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run is two steps around xtb: `begin` starts it and returns, the caller learns
-    of its exit (a worker refills the slot there), and only `conclude` parses its output
-    and saves the results."""
+    """on_calculation_end (a worker refills the slot there) comes the moment xtb has
+    exited: before its output is parsed and long before the results are saved."""
     events: list[str] = []
     parse = harness.parse_text_output
 
@@ -80,16 +78,12 @@ def test_the_slot_is_freed_when_xtb_exits_before_its_output_is_read(
 
     monkeypatch.setattr(harness, "parse_text_output", parse_and_note)
     job_dir = tmp_path / "job"
-    calc = begin(job_dir, _spec(), RunConfig(scratch_root=tmp_path))
-    assert calc.error is None and calc.child is not None
-    proc = watch(calc.child, timeout=60)
-    events.append("ended, result.json there" if (job_dir / "result.json").exists()
-                  else "ended")
-    report = conclude(calc, proc)
+    report = run_job(job_dir, _spec(), RunConfig(
+        scratch_root=tmp_path,
+        on_calculation_end=lambda: events.append(
+            "ended, result.json there" if (job_dir / "result.json").exists() else "ended")))
     assert report.success, report.error
     assert events == ["ended", "parsed"]
-    assert (job_dir / "result.json").is_file() and calc.scratch is not None
-    assert not calc.scratch.exists()
 
 
 def test_charged_species_ammonium(tmp_path: Path) -> None:

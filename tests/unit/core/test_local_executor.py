@@ -1,69 +1,88 @@
-"""The local executor's cap counts calculations; a freed slot is refilled before the
-ended job's results are saved; deadlines and cancels on the one thread (fake children:
-tests/unit/core/fake_runs.py; real processes: tests/integration/core/
-test_local_executor_processes.py)."""
+"""The local executor's cap counts calculations; saving results overlaps the next one."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qforge.record import Status
+from qforge.scheduling import local
 from qforge.scheduling.core import Scheduler
 from qforge.scheduling.local import LocalExecutor
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
-from qforge_runner.result import ErrorType
+from qforge_runner.harness import RunConfig
+from qforge_runner.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
-from .fake_runs import FakeRuns
-
-WAIT = 20.0  # seconds: the bound of every wait below
 
 
-def _scheduler(store: JobStore, cap: int, **env: str) -> tuple[Scheduler, LocalExecutor]:
-    settings = Settings.from_env(env, jobs_dir=store.root, max_concurrent_jobs=cap)
-    executor = LocalExecutor(store, settings)
-    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
-    sched.start()
-    return sched, executor
+class FakeHarness:
+    """Stands in for run_job: a 'calculation' phase, then a slow 'save' phase."""
+
+    def __init__(self, save_gate: threading.Event) -> None:
+        self.lock = threading.Lock()
+        self.calculating = 0
+        self.max_calculating = 0
+        self.saving = 0
+        self.overlapped = False
+        self.save_gate = save_gate
+
+    def __call__(self, job_dir: Path, spec: Any, config: RunConfig, *,
+                 job_id: str | None = None) -> RunReport:
+        with self.lock:
+            self.calculating += 1
+            self.max_calculating = max(self.max_calculating, self.calculating)
+            if self.saving:
+                self.overlapped = True
+        time.sleep(0.01)
+        with self.lock:
+            self.calculating -= 1
+            self.saving += 1
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
+        self.save_gate.wait(10)  # saving is slow until the test lets it go
+        with self.lock:
+            self.saving -= 1
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
 
 
 def test_a_job_saving_its_results_does_not_hold_a_calculation_slot(
         store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """When a calculation ends, the pass refills its slot first and saves its results
-    after: at each save, the job launched in its place already calculates; never more
-    than the cap calculate."""
-    ends: dict[str, threading.Event] = {}
-    runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
+    gate = threading.Event()
+    fake = FakeHarness(gate)
+    monkeypatch.setattr(local, "run_job", fake)
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(4)]
-    sched, executor = _scheduler(store, cap=2)
-    holding_at_save: dict[str, set[str]] = {}
-    runs.on_save = lambda job_id: holding_at_save.setdefault(job_id, executor.holding())
-    most = 0
-    try:
-        sched.run_once()
-        first, second = runs.began
-        assert executor.holding() == {first, second} and executor.free_slots() == 0
-        ends[first].set()  # its xtb exits
-        assert executor.wait_for_ends(WAIT)
-        sched.run_once()
-        third = runs.began[2]
-        assert runs.saved == [first]
-        assert holding_at_save[first] == {second, third}  # refilled before the save
-        while len(runs.saved) < 4:
-            for event in ends.values():
-                event.set()
-            executor.wait_for_ends(WAIT)
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=2)
+    executor = LocalExecutor(store, settings)
+    sched = Scheduler(store, executor, settings, instance="me")
+    sched.start()
+
+    def passes_until(done: Callable[[], bool]) -> Callable[[], bool]:
+        def probe() -> bool:
             sched.run_once()
-            most = max(most, len(executor.holding()))
-    finally:
-        sched.shutdown()
-    assert most <= 2
-    assert sorted(runs.saved) == sorted(ids)
+            return done()
+        return probe
+
+    # Two jobs calculate, end, and hang in 'save': their slots are free again, so the
+    # next two start while the first two are still saving.
+    wait_until(passes_until(lambda: len(executor.active()) >= 4), 30, "four jobs active",
+               interval=0.02)
+    assert len(executor.active()) == 4
+    assert fake.overlapped
+    assert fake.max_calculating <= 2
+    gate.set()
+    wait_until(passes_until(lambda: not executor.active()), 30, "every job collected",
+               interval=0.02)
+    sched.shutdown()
     assert all(store.read(j).status is Status.FAILED for j in ids)
 
 
@@ -72,118 +91,72 @@ def test_xtb_runs_under_the_scratch_root_of_either_name(
         store: JobStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         variable: str) -> None:
     """QFORGE_SCRATCH, or the deprecated WORKDIR, is where the worker's xtb runs."""
-    runs = FakeRuns(monkeypatch)
+    roots: list[Path | None] = []
+
+    def fake(job_dir: Path, spec: Any, config: RunConfig, *,
+             job_id: str | None = None) -> RunReport:
+        roots.append(config.scratch_root)
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
+
+    monkeypatch.setattr(local, "run_job", fake)
     store.submit(water_spec(), input_text=WATER)
-    sched, _ = _scheduler(store, cap=1, **{variable: str(tmp_path / "fast")})
-    try:
+    settings = Settings.from_env({variable: str(tmp_path / "fast")}, jobs_dir=store.root)
+    sched = Scheduler(store, LocalExecutor(store, settings), settings, instance="me")
+    sched.start()
+    def launched() -> bool:
         sched.run_once()
+        return bool(roots)
+
+    try:
+        wait_until(launched, 30, "the job launched", interval=0.02)
     finally:
         sched.shutdown()
-    assert [c.scratch_root for c in runs.configs] == [tmp_path / "fast"]
+    assert roots == [tmp_path / "fast"]
 
 
-def test_the_wait_between_passes_ends_when_a_calculation_ends(
+def test_an_outcome_saved_while_another_job_calculates_waits_for_the_next_pass(
         store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The scheduler waits on the calculations themselves: `wait` returns True as soon
-    as one has ended (and stays True until a pass reaps and saves it); with nothing
-    ended it returns False after its timeout."""
-    ends: dict[str, threading.Event] = {}
-    runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
-    job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = _scheduler(store, cap=1)
-    try:
-        sched.run_once()
-        assert runs.began == [job]
-        assert executor.wait_for_ends(0.01) is False and not executor.outcomes_waiting()
-        threading.Timer(0.05, ends[job].set).start()
-        assert executor.wait_for_ends(WAIT) is True
-        assert executor.outcomes_waiting()
-        report = sched.run_once()
-        assert report.finished == [job] and not executor.outcomes_waiting()
-        assert executor.active() == set()
-    finally:
-        sched.shutdown()
-    assert store.read(job).status is Status.FAILED
+    """One pass per job: a job whose results are saved while another calculates does
+    not wake the scheduler (the other's end will, or the scheduler's look every
+    WATCH_EVERY: `outcomes_waiting`); the last one to end, with nothing calculating,
+    does."""
+    gates = {"quick": threading.Event(), "slow": threading.Event()}
+    gates["quick"].set()
 
+    def fake(job_dir: Path, spec: Any, config: RunConfig, *,
+             job_id: str | None = None) -> RunReport:
+        assert job_id is not None
+        gates[names[job_id]].wait(30)  # 'calculating' until the test lets it go
+        assert config.on_calculation_end is not None
+        config.on_calculation_end()
+        return RunReport(success=False, result=None,
+                         error=JobError(type=ErrorType.xtb_error, message="fake"),
+                         job_id=job_id, started_at="t", finished_at="t")
 
-def test_a_cancel_stops_the_calculation_and_frees_its_slot(
-        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    ends: dict[str, threading.Event] = {}
-    runs = FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
-    job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = _scheduler(store, cap=1)
-    try:
-        sched.run_once()
-        assert executor.cancel(job) is True and executor.cancel("someone-else") is False
-        assert ends[job].is_set()  # stopped (SIGTERM to its group)
-        assert executor.wait_for_ends(WAIT)
-        outcomes = executor.collect()
-        assert outcomes == [] and executor.holding() == set() and executor.free_slots() == 1
-        assert executor.save_next()
-        [outcome] = executor.collect()
-        assert outcome.job_id == job and runs.saved == [job]
-    finally:
-        sched.shutdown()
-
-
-def test_a_calculation_past_its_deadline_is_stopped(
-        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    ends: dict[str, threading.Event] = {}
-    FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
-    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=1)
+    monkeypatch.setattr(local, "run_job", fake)
+    slow = store.submit(water_spec(), input_text=WATER).job_id
+    quick = store.submit(water_spec(), input_text=WATER).job_id
+    names = {slow: "slow", quick: "quick"}
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=2)
     executor = LocalExecutor(store, settings)
-    store.submit(water_spec(timeout=0.05), input_text=WATER)
     sched = Scheduler(store, executor, settings, instance="me")
     sched.start()
     try:
         sched.run_once()
-        [job] = ends
-        run = executor._runs[job]
-        run.deadline = run.calc.child.started + 0.05 if run.calc.child else None
-        assert executor.wait_for_ends(WAIT)  # the wait is cut to the deadline, then SIGTERM
-        assert ends[job].is_set() and run.timed_out
-        executor.collect()
-        assert executor.save_next()
+        assert executor.active() == {slow, quick}
+        wait_until(executor.outcomes_waiting, 30, "the quick job's outcome")
+        sched.wake.clear()  # set by the quick job's calculation end
+        assert executor.holding() == {slow}
+        assert not sched.wake.is_set()  # its saved results did not wake the scheduler
+        assert [o.job_id for o in executor.collect()] == [quick]
+        assert not executor.outcomes_waiting()
+        gates["slow"].set()
+        wait_until(executor.outcomes_waiting, 30, "the slow job's outcome")
+        assert sched.wake.is_set()  # nothing calculates: woken at once
+        assert [o.job_id for o in executor.collect()] == [slow]
     finally:
         sched.shutdown()
-
-
-def test_shutdown_stops_calculations_and_gives_them_back(
-        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    ends: dict[str, threading.Event] = {}
-    FakeRuns(monkeypatch, ends=lambda job_id: ends.setdefault(job_id, threading.Event()))
-    job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = _scheduler(store, cap=1)
-    sched.run_once()
-    assert executor.holding() == {job}
-    sched.shutdown()
-    assert ends[job].is_set()
-    record = store.read(job)
-    assert record.status is Status.QUEUED
-    assert store.queue.running_markers() == []
-
-
-def test_a_run_that_could_not_start_frees_its_slot_at_once(
-        store: JobStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`begin` gave no child (no xtb, no scratch folder): the run has ended; its
-    report is saved by the same pass."""
-    runs = FakeRuns(monkeypatch)
-    original = runs.begin
-
-    def no_child(*args: object, **kw: object) -> object:
-        calc = original(*args, **kw)  # type: ignore[arg-type]
-        calc.child = None
-        return calc
-
-    monkeypatch.setattr("qforge.scheduling.local.begin", no_child)
-    job = store.submit(water_spec(), input_text=WATER).job_id
-    sched, executor = _scheduler(store, cap=1)
-    try:
-        report = sched.run_once()
-    finally:
-        sched.shutdown()
-    assert report.launched == [job] and report.finished == [job]
-    record = store.read(job)
-    assert record.status is Status.FAILED and record.error is not None
-    assert record.error.type is ErrorType.xtb_error
-    wait_until(lambda: not executor.active(), WAIT, "nothing active")

@@ -1,41 +1,50 @@
-"""Record writes after the pass: in order, all of them, and never in a freed slot's way."""
+"""Record writes behind the pass: in order, all of them, and never in the pass's way."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from qforge.record import JobRecord, Status
+from qforge.scheduling import local
 from qforge.scheduling.core import Scheduler
 from qforge.scheduling.local import LocalExecutor
-from qforge.scheduling.recorder import AfterPass, Inline
+from qforge.scheduling.recorder import Inline, WriteBehind
 from qforge.settings import Settings
 from qforge.store.jobstore import Claimed, JobStore
 from qforge.store.listings import Listings
 from qforge.store.queue import Queue
+from qforge_runner.harness import RunConfig
+from qforge_runner.result import ErrorType, JobError, RunReport
 from tests.waiting import wait_until
 
 from .conftest import WATER, water_spec
-from .fake_runs import FakeRuns
 
 WAIT = 20.0  # seconds: the bound of every wait below
 
 
-def test_writes_wait_for_the_flush_and_run_in_the_order_they_were_asked_for() -> None:
-    writes = AfterPass()
+def test_writes_run_in_the_order_they_were_asked_for() -> None:
+    idle = threading.Event()
+    writes = WriteBehind(on_idle=idle.set)
     done: list[int] = []
+    gate = threading.Event()
+    writes.submit(lambda: gate.wait(WAIT))
     for i in range(50):
         writes.submit(lambda i=i: done.append(i))  # type: ignore[misc]
-    assert writes.pending() == 50 and done == []
-    assert writes.flush()
+    assert writes.pending() == 51 and not idle.is_set()
+    gate.set()
+    assert writes.drain(WAIT)
     assert done == list(range(50)) and writes.pending() == 0
+    assert idle.wait(WAIT)
+    writes.close()
 
 
 def test_a_write_with_a_bug_is_logged_and_the_next_ones_still_run(
         caplog: pytest.LogCaptureFixture) -> None:
-    writes = AfterPass()
+    writes = WriteBehind()
     done: list[str] = []
 
     def broken() -> None:
@@ -49,11 +58,10 @@ def test_a_write_with_a_bug_is_logged_and_the_next_ones_still_run(
 
 
 def test_a_write_the_store_refuses_is_retried_in_order_until_it_is_taken() -> None:
-    """A full or read-only store: the refused write is tried again at the next flush,
-    and the writes behind it wait for it (a RUNNING record never lands after the
-    terminal one)."""
+    """A full or read-only store: the refused write is tried again, and the writes
+    behind it wait for it (a RUNNING record never lands after the terminal one)."""
     errors: list[OSError] = []
-    writes = AfterPass(on_store_error=errors.append, retry_seconds=0.01)
+    writes = WriteBehind(on_store_error=errors.append, retry_seconds=0.01)
     done: list[str] = []
     refusals = iter([True, True, True, False])
 
@@ -64,15 +72,15 @@ def test_a_write_the_store_refuses_is_retried_in_order_until_it_is_taken() -> No
 
     writes.submit(running_record)
     writes.submit(lambda: done.append("COMPLETED"))
-    assert not writes.flush() and writes.pending() == 2 and done == []
+    assert writes.drain(timeout=10)
     writes.close(timeout=10)
-    assert done == ["RUNNING", "COMPLETED"] and writes.pending() == 0
+    assert done == ["RUNNING", "COMPLETED"]
     assert [e.errno for e in errors] == [28, 28, 28]
 
 
 def test_close_gives_up_a_write_the_store_never_takes(
         caplog: pytest.LogCaptureFixture) -> None:
-    writes = AfterPass(retry_seconds=0.01)
+    writes = WriteBehind(retry_seconds=0.01)
 
     def refused() -> None:
         raise OSError(30, "Read-only file system")
@@ -94,93 +102,110 @@ def test_inline_writes_happen_at_once() -> None:
     done: list[int] = []
     writes = Inline()
     writes.submit(lambda: done.append(1))
-    assert done == [1] and writes.pending() == 0 and writes.flush()
+    assert done == [1] and writes.pending() == 0 and writes.drain(0)
 
 
-class RecordingQueue(Queue):
-    """A queue that notes when each terminal record is written (`events`), and refuses
-    the first `refusals` of those writes as a full disk would."""
+class GatedQueue(Queue):
+    """A queue whose durable writes of terminal records wait for a gate: a disk that
+    takes its time."""
 
-    def __init__(self, store: JobStore, events: list[str], refusals: int = 0) -> None:
+    def __init__(self, store: JobStore, gate: threading.Event) -> None:
         super().__init__(store.layout, store._records, Listings())
-        self.events = events
-        self.refusals = refusals
+        self.gate = gate
+        self.blocked = threading.Event()
 
     def finish(self, claimed: Claimed, record: JobRecord) -> None:
-        if self.refusals > 0:
-            self.refusals -= 1
-            raise OSError(28, "No space left on device")
+        self.blocked.set()
+        self.gate.wait(WAIT)
         super().finish(claimed, record)
-        self.events.append(f"recorded {record.job_id}")
 
 
-class RecordingStore(JobStore):
-    def __init__(self, root: Path, refusals: int = 0) -> None:
+class GatedStore(JobStore):
+    """A store whose queue is a GatedQueue."""
+
+    def __init__(self, root: Path, gate: threading.Event) -> None:
         super().__init__(root)
-        self.events: list[str] = []
-        self.queue = RecordingQueue(self, self.events, refusals)
+        self.queue = self.gated = GatedQueue(self, gate)
+        self.blocked = self.gated.blocked
 
 
-def _worker(store: JobStore, cap: int, **env: str) -> tuple[Scheduler, LocalExecutor]:
-    settings = Settings.from_env(env, jobs_dir=store.root, max_concurrent_jobs=cap)
+def quick_harness(job_dir: Path, spec: Any, config: RunConfig, *,
+                  job_id: str | None = None) -> RunReport:
+    """run_job's stand-in: the calculation ends at once."""
+    assert config.on_calculation_end is not None
+    config.on_calculation_end()
+    return RunReport(success=False, result=None,
+                     error=JobError(type=ErrorType.xtb_error, message="fake"),
+                     job_id=job_id, started_at="t", finished_at="t")
+
+
+def _worker(store: JobStore, cap: int) -> tuple[Scheduler, LocalExecutor]:
+    settings = Settings.from_env({}, jobs_dir=store.root, max_concurrent_jobs=cap)
     executor = LocalExecutor(store, settings)
-    sched = Scheduler(store, executor, settings, instance="me", writes_after_pass=True)
+    sched = Scheduler(store, executor, settings, instance="me", write_behind=True)
     sched.start()
     return sched, executor
 
 
-def test_a_freed_slot_is_refilled_before_the_last_jobs_record_is_written(
+def test_a_freed_slot_is_refilled_while_the_last_jobs_record_is_still_being_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the record written inline the pass would write it before it launched the
-    next job, and the slot would wait for the disk; after the pass, the next job starts
-    first."""
-    FakeRuns(monkeypatch)
-    store = RecordingStore(tmp_path / "jobs")
+    """With the record written inline the pass would sit in the slow write and the
+    second job would wait for the disk; behind the pass, it starts at once."""
+    monkeypatch.setattr(local, "run_job", quick_harness)
+    gate = threading.Event()
+    store = GatedStore(tmp_path / "jobs", gate)
     store.ensure()
     first, second = (store.submit(water_spec(), input_text=WATER).job_id for _ in range(2))
     sched, executor = _worker(store, cap=1)
+    launched: list[str] = []
     launch = executor.launch
-    monkeypatch.setattr(executor, "launch", lambda c: (
-        store.events.append(f"launched {c.record.job_id}"), launch(c)))
+    monkeypatch.setattr(executor, "launch",
+                        lambda c: (launched.append(c.record.job_id), launch(c)))
     try:
-        def both_recorded() -> bool:
+        def both_launched() -> bool:
             sched.run_once()
-            return len([e for e in store.events if e.startswith("recorded")]) >= 2
+            return len(launched) >= 2
 
-        wait_until(both_recorded, WAIT, "both jobs recorded", interval=0.005)
+        wait_until(both_launched, WAIT, "both jobs launched", interval=0.005)
+        assert launched == [first, second]
+        # The first job's terminal record is stuck on the 'disk' (the gate stays shut
+        # until the end), yet the second job was launched.
+        assert store.blocked.wait(WAIT)
+        assert store.read(first).status is Status.RUNNING
     finally:
+        gate.set()
         sched.shutdown()
-    assert store.events.index(f"launched {second}") < store.events.index(f"recorded {first}")
     assert store.read(first).status is Status.FAILED
     assert store.read(second).status is Status.FAILED
 
 
 def test_until_idle_exits_only_once_every_record_is_written(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A store that refuses the terminal writes for a while (a full disk): the worker
-    keeps them and retries; `--until-idle` does not exit before they are all on disk."""
-    FakeRuns(monkeypatch)
-    store = RecordingStore(tmp_path / "jobs", refusals=5)
+    monkeypatch.setattr(local, "run_job", quick_harness)
+    gate = threading.Event()
+    store = GatedStore(tmp_path / "jobs", gate)
     store.ensure()
     ids = [store.submit(water_spec(), input_text=WATER).job_id for _ in range(3)]
-    sched, _ = _worker(store, cap=2, POLL_INTERVAL="0.05")
+    sched, _ = _worker(store, cap=2)
     stop = threading.Event()
     runner = threading.Thread(target=sched.run, args=(stop,), kwargs={"until_idle": True})
     runner.start()
     try:
-        runner.join(WAIT)
-        assert not runner.is_alive()
+        assert store.blocked.wait(WAIT)
+        runner.join(0.3)
+        assert runner.is_alive(), "the worker called itself idle with a record unwritten"
     finally:
-        stop.set()
+        gate.set()
         runner.join(WAIT)
+        stop.set()
         sched.shutdown()
-    assert sched.store_errors >= 5
+    assert not runner.is_alive()
     assert [store.read(j).status for j in ids] == [Status.FAILED] * 3
     assert store.queue.running_markers() == []
 
 
 def test_a_worker_that_dies_before_writing_running_loses_no_job(store: JobStore) -> None:
-    """After the pass, xtb may start before the RUNNING record is on disk. A worker
+    """Behind the pass, xtb may start before the RUNNING record is on disk. A worker
     killed in between leaves the record QUEUED under its running marker; once its
     lease is over another worker puts the job back in the queue and runs it."""
     job = store.submit(water_spec(), input_text=WATER).job_id
@@ -199,10 +224,11 @@ def test_a_worker_that_dies_before_writing_running_loses_no_job(store: JobStore)
             launched.append(claimed.record.job_id)
 
     sched = Scheduler(store, Recording(store, settings), settings, instance="alive",
-                      clock=lambda: now[0], writes_after_pass=True)
+                      clock=lambda: now[0], write_behind=True)
     sched.start()
     sched.run_once()  # the dead worker's marker is seen for the first time
     now[0] += 61
-    report = sched.run_once()  # its RUNNING record is written at the end of the pass
+    report = sched.run_once()
+    sched.writes.drain(WAIT)
     assert report.recovered == [] and launched == [job]  # its queue marker was back
     assert store.read(job).status is Status.RUNNING

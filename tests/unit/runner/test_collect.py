@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qforge_runner.collect import OutputError, collect_result
-from qforge_runner.harness import artifacts
+from qforge_runner.harness import OutputError, artifacts, collect_result
 from qforge_runner.spec import Method, Task
 from tests.unit.runner.helpers import recorded, water_spec
 

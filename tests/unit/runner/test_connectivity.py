@@ -9,8 +9,8 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdDetermineBonds
 
-from qforge_runner.collect import collect_result
 from qforge_runner.connectivity import connectivity, describe_changes
+from qforge_runner.harness import collect_result
 from qforge_runner.molecule import Molecule
 from tests.unit.runner.helpers import recorded, water_spec
 

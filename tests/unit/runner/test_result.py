@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from qforge_runner.collect import collect_result
+from qforge_runner.harness import collect_result
 from qforge_runner.molecule import BOHR_TO_ANGSTROM
 from qforge_runner.result import ErrorType, JobError, JobResult, Quality, RunReport, to_qcschema
 from qforge_runner.spec import JobSpec

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qforge_runner.collect import collect_result
+from qforge_runner.harness import collect_result
 from qforge_runner.thermo import ThermoMissing, parse_thermo
 from tests.unit.runner.helpers import recorded, water_spec
 
