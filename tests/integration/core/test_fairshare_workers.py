@@ -114,11 +114,15 @@ def test_bob_submitting_after_alice_starts_at_the_next_free_slot(
     last = max(when(r.finished_at) for r in bobs)
     during = [r for r in alices if r.started_at and first < when(r.started_at) < last]
     assert len(during) >= 2, len(during)
-    # and almost all of hers still wait: he did not wait for her 2,000
+    # and he did not wait for her 2,000: from his submission to his last job's end only
+    # a few dozen of hers started (how many ran before he submitted depends on how fast
+    # a loaded machine starts `qforge submit`, not on the scheduler: not counted)
     queued = sum(1 for r in alices if r.status is Status.QUEUED)
+    meanwhile = [r for r in alices if r.started_at and submitted < when(r.started_at) < last]
     print(f"alice's jobs started between bob's submission and his first: {len(cut_in)}; "
-          f"while his ran: {len(during)}; still queued after him: {queued} of 2000")
-    assert queued > 1900
+          f"while his ran: {len(during)}; from his submission to his end: "
+          f"{len(meanwhile)}; still queued after him: {queued} of 2000")
+    assert len(meanwhile) < 100 and queued > 1000
 
 
 def test_an_owner_limit_holds_across_two_workers(jobs: Path, start_worker: Start) -> None:
