@@ -422,12 +422,16 @@ class Controller:
         return self.proc.returncode
 
 
-_REFUSED = re.compile(r"Forbidden|\b403\b")
+# How a refusal reads in the controller's log: the API server's reason ("Forbidden",
+# "... is forbidden: User ..."), or its status as the client prints it ("(403)",
+# "status 403", "HTTP 403") — never a bare 403, which a log line's milliseconds
+# (",403") or a job id stamped at 14:03:10 ("140310") can hold.
+_REFUSED = re.compile(r"forbidden|\(403\)|(?:status|code|HTTP)[ :=]*403\b", re.IGNORECASE)
 
 
 def refusals(log: str) -> list[str]:
     """The lines of a controller log that tell of a request the API server refused
-    (Forbidden, a 403) — as a word: a job id stamped at 14:03:10 holds "140310"."""
+    (Forbidden, a 403 as a status: see `_REFUSED`)."""
     return [line for line in log.splitlines() if _REFUSED.search(line)]
 
 
