@@ -3,21 +3,29 @@
 On one test control plane (tests/kube: etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler, kwok with 5 fake nodes of 1,000 pods each; pods live RUN_FOR):
 
-1. baseline: a bare kubernetes-client loop creates the same 5,000 Jobs (the controller's
-   own manifests, without its finalizer) keeping at most 500 unfinished, counted by its
-   own watch, with as many writer threads as the controller; time until all complete;
-   then its Jobs and pods are deleted (the qforge run meets the same empty cluster);
-2. qforge: 5,000 jobs in the store, `qforge controller` at cap 500: Jobs created per
-   second (sustained: first to last creation), time until all are COMPLETED in the store
-   (ratio baseline/qforge, target >= 0.95), API requests per job (the controller's own
-   count, once it has deleted every Job, BENCH_SCALE_KEEP_SECONDS after its outcome:
-   target <= 2 writes, the bare loop's create and deletion), peak RSS of the controller
-   process (target < 300 MB);
-3. restart: the store gets 100,000 finished records; a controller with 500 running Jobs
-   is SIGKILLed (its Lease names a pod that no longer exists); a new controller starts:
-   seconds from its start to its first new Job (target <= 10 s).
+Three phases, BENCH_SCALE_ROUNDS rounds of them (1 by default), their order rotated each
+round, each in a namespace and a store of its own:
 
-Prints `bench:` lines. Heavy on 2 cores (~10 min): run by hand or by `make bench`.
+- baseline: a bare kubernetes-client loop creates the same 5,000 Jobs (the controller's
+  own manifests, without its finalizer) keeping at most 500 unfinished, counted by its
+  own watch, with as many writer threads as the controller; time until all complete;
+  then its Jobs and pods are deleted (the next phase meets the same empty cluster);
+- watch: 5,000 jobs in the store, `qforge controller` at cap 500 as it is by default:
+  Jobs created per second (sustained: first to last creation), time until all are
+  COMPLETED in the store (ratio baseline/qforge, target >= 0.95), CPU per job of every
+  process (target <= 1.1x the baseline's), API requests per job (the controller's own
+  count, once it has deleted every Job, BENCH_SCALE_KEEP_SECONDS after its outcome:
+  target <= 2 writes, the bare loop's create and deletion), peak RSS of the controller
+  process (target < 300 MB);
+- nowatch: the same with KUBE_POD_WATCH=false (no pod watch: pods read only when
+  needed), and what the pod watch costs per job.
+
+Then restart: the store gets 100,000 finished records; a controller with 500 running
+Jobs is SIGKILLed (its Lease names a pod that no longer exists); a new controller starts:
+seconds from its start to its first new Job (target <= 10 s).
+
+Prints `bench:` lines. Heavy on 2 cores (~15 min a round at 5,000 jobs): run by hand or
+by `make bench`.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from benchlib import env_int, log
@@ -56,6 +66,10 @@ RUNNING = env_int("BENCH_SCALE_RUNNING", 500)
 POD_LIFE = os.environ.get("BENCH_SCALE_POD_LIFE", "5s")
 KEEP_SECONDS = env_int("BENCH_SCALE_KEEP_SECONDS", 10)
 WRITERS = Settings().kube_api_writers
+# Rounds of the three phases, their order rotated each round (the ratios' median is the
+# figure: one round's ratio moves by 0.2 on this machine).
+ROUNDS = env_int("BENCH_SCALE_ROUNDS", 1)
+PHASES = ["baseline", "watch", "nowatch"]
 
 
 class Watch:
@@ -146,6 +160,14 @@ def clear(kube: Any, namespace: str) -> None:
     log(f"deleting the baseline's Jobs in {namespace}")
     client.BatchV1Api(kube).delete_collection_namespaced_job(
         namespace, propagation_policy="Background", _preload_content=False)
+    pods_gone(kube, namespace)
+
+
+def pods_gone(kube: Any, namespace: str) -> None:
+    """Wait until the namespace's pods are deleted (a Job's pods go after it, in the
+    background): the next phase must not pay for this one's garbage collection."""
+    from kubernetes import client
+
     core = client.CoreV1Api(kube)
 
     def gone() -> bool:
@@ -153,7 +175,7 @@ def clear(kube: Any, namespace: str) -> None:
             namespace, limit=1, _preload_content=False).data)
         return not listed.get("items")
 
-    wait_until(gone, 900, "the baseline's pods to be deleted")
+    wait_until(gone, 900, f"the pods of {namespace} to be deleted")
 
 
 HZ = os.sysconf("SC_CLK_TCK")
@@ -201,7 +223,7 @@ def process_sampler(pid: int, peak: list[float], stop: threading.Event) -> None:
         peak[1] = cpu_seconds(pid) or peak[1]
 
 
-def qforge_run(site: Site, kube: Any, meter: CpuMeter
+def qforge_run(site: Site, kube: Any, meter: CpuMeter, *, pod_watch: bool = True
                ) -> tuple[float, float, dict[str, int], int, dict[str, float]]:
     job_ids = submit_direct(site, JOBS)
     watch = Watch(kube, site.namespace)
@@ -211,7 +233,8 @@ def qforge_run(site: Site, kube: Any, meter: CpuMeter
     # Jobs deleted by the controller KEEP_SECONDS after their outcome is recorded: the
     # deletions fall inside the timed phase (the bare loop's come after it, at once)
     ctl = site.controller({RUN_FOR: POD_LIFE}, MAX_CONCURRENT_JOBS=str(CAP),
-                          JOB_KEEP_SECONDS=str(KEEP_SECONDS), **SMALL)
+                          JOB_KEEP_SECONDS=str(KEEP_SECONDS),
+                          KUBE_POD_WATCH=str(pod_watch).lower(), **SMALL)
     peak, stop = [0.0, 0.0], threading.Event()
     sampler = threading.Thread(target=process_sampler, args=(ctl.pid, peak, stop),
                                daemon=True)
@@ -242,6 +265,7 @@ def qforge_run(site: Site, kube: Any, meter: CpuMeter
             site.namespace, limit=1, _preload_content=False).data).get("items")
 
     wait_until(all_deleted, KEEP_SECONDS + 600, "the controller to delete every Job")
+    pods_gone(kube, site.namespace)
     ctl.stop(timeout=60)
     requests = json.loads(re.findall(r"Kubernetes API requests made: (\{.*\})",
                                      ctl.log_text())[-1])
@@ -316,47 +340,113 @@ def main() -> int:
         with NodeLeases(kube, nodes):
             if os.environ.get("BENCH_SCALE_ONLY") == "restart":
                 return restart_line(cluster, kube, tmp)
-            base_site = Site.create(cluster, tmp / "base", Results(tmp / "ref"), "baseline")
-            log(f"baseline: {JOBS} Jobs at cap {CAP}, a bare client loop")
             meter = CpuMeter(cluster)
-            base_total, base_rate, base_cpu = baseline(base_site, kube, meter)
-            base_load = os.getloadavg()[1]
-            log(f"baseline: {base_total:.1f} s, {base_rate:.1f} Jobs/s")
-            site = Site.create(cluster, tmp / "qforge", Results(tmp / "ref"), "qforge")
-            log(f"qforge: {JOBS} jobs at cap {CAP}")
-            total, rate, requests, peak_kb, cpu = qforge_run(site, kube, meter)
-            load = f"(load average 5 min: baseline {base_load:.1f}, qforge " \
-                   f"{os.getloadavg()[1]:.1f})"
-            per_job = sum(requests.values()) / JOBS
-            writes = sum(v for k, v in requests.items()
-                         if k.split()[0] in ("create", "patch", "delete")) / JOBS
-            ratio = base_total / total
-            print(f"bench: scale launches {rate:.1f} Jobs/s sustained at cap {CAP} with "
-                  f"{JOBS} queued, bare loop {base_rate:.1f}/s (target >= 50/s): "
-                  f"{'met' if rate >= 50 else 'NOT met'} {load}")
-            print(f"bench: scale {JOBS} jobs to COMPLETED {total:.1f} s vs bare client loop "
-                  f"{base_total:.1f} s ({base_rate:.1f} Jobs/s): ratio {ratio:.2f} "
-                  f"(target >= 0.95): {'met' if ratio >= 0.95 else 'NOT met'} {load}")
-            print(f"bench: scale API requests per job {per_job:.2f}, writes per job "
-                  f"{writes:.2f} vs the bare loop's 2 (its create, and its deletion; "
-                  f"target <= 2): {'met' if writes <= 2.005 else 'NOT met'} "
-                  f"{json.dumps(requests)}")
-            print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with "
-                  f"{JOBS} runner Jobs in its namespace (target < 300 MB): "
-                  f"{'met' if peak_kb < 300 * 1024 else 'NOT met'} {load}")
-            base_ms, ms = (1000 * sum(c.values()) / JOBS for c in (base_cpu, cpu))
-            print(f"bench: scale CPU per job, the control plane's processes, the bench and "
-                  f"the controller together: bare loop {base_ms:.1f} ms, qforge {ms:.1f} ms "
-                  f"(the controller {1000 * cpu['controller'] / JOBS:.1f} ms; kube-apiserver "
-                  f"{1000 * cpu['kube-apiserver'] / JOBS:.1f} vs "
-                  f"{1000 * base_cpu['kube-apiserver'] / JOBS:.1f} ms): CPU ratio "
-                  f"{base_ms / ms:.2f} beside the time ratio {ratio:.2f} (no target: on "
-                  f"saturated cores the time follows the CPU) {load}")
-            for ctl in base_site.controllers + site.controllers:
-                ctl.stop()
+            runs: dict[str, list[Run]] = {phase: [] for phase in PHASES}
+            for r in range(ROUNDS):
+                order = PHASES[r % len(PHASES):] + PHASES[:r % len(PHASES)]
+                for phase in order:
+                    runs[phase].append(one_phase(cluster, kube, tmp, meter, phase, r))
+            report(runs)
             return restart_line(cluster, kube, tmp)
     finally:
         cluster.stop()
+
+
+@dataclass(frozen=True)
+class Run:
+    """One phase of one round: time to all done, launch rate, CPU seconds by process, the
+    controller's API requests and peak RSS (kB; none for the bare loop), load average."""
+
+    total: float
+    rate: float
+    cpu: dict[str, float]
+    requests: dict[str, int]
+    peak_kb: int
+    load: float
+
+    def ms(self, name: str | None = None) -> float:
+        """CPU ms per job: of every process, or of one."""
+        spent = sum(self.cpu.values()) if name is None else self.cpu.get(name, 0.0)
+        return 1000 * spent / JOBS
+
+
+def one_phase(cluster: ControlPlane, kube: Any, tmp: Path, meter: CpuMeter, phase: str,
+              r: int) -> Run:
+    site = Site.create(cluster, tmp / f"{phase}-{r}", Results(tmp / "ref"), f"{phase}{r}")
+    try:
+        if phase == "baseline":
+            log(f"round {r + 1}, baseline: {JOBS} Jobs at cap {CAP}, a bare client loop")
+            total, rate, cpu = baseline(site, kube, meter)
+            run = Run(total, rate, cpu, {}, 0, os.getloadavg()[1])
+        else:
+            log(f"round {r + 1}, qforge {phase}: {JOBS} jobs at cap {CAP}")
+            total, rate, requests, peak_kb, cpu = qforge_run(site, kube, meter,
+                                                             pod_watch=phase == "watch")
+            run = Run(total, rate, cpu, requests, peak_kb, os.getloadavg()[1])
+    finally:
+        for ctl in site.controllers:
+            ctl.stop()
+    log(f"round {r + 1}, {phase}: {run.total:.1f} s, {run.rate:.1f} Jobs/s, "
+        f"{run.ms():.1f} ms CPU a job")
+    return run
+
+
+def report(runs: dict[str, list[Run]]) -> None:
+    """The bench: lines. Ratios are taken within each round (the bare loop's time over
+    qforge's), then their median: the machine's pace drifts between rounds."""
+    base, watch, nowatch = runs["baseline"], runs["watch"], runs["nowatch"]
+    load = (f"(load average 5 min: baseline {median([x.load for x in base]):.1f}, qforge "
+            f"{median([x.load for x in watch + nowatch]):.1f}; {ROUNDS} round(s), the "
+            f"phases' order rotated each round)")
+
+    def ratios(runs_: list[Run]) -> list[float]:
+        return [b.total / q.total for b, q in zip(base, runs_, strict=True)]
+
+    def cpu_ratios(runs_: list[Run]) -> list[float]:
+        return [q.ms() / b.ms() for b, q in zip(base, runs_, strict=True)]
+
+    def by_round(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    def med_ms(runs_: list[Run], name: str | None = None) -> float:
+        return median([x.ms(name) for x in runs_])
+
+    rate, base_rate = median([x.rate for x in watch]), median([x.rate for x in base])
+    print(f"bench: scale launches {rate:.1f} Jobs/s sustained at cap {CAP} with {JOBS} "
+          f"queued, bare loop {base_rate:.1f}/s (target >= 50/s): "
+          f"{'met' if rate >= 50 else 'NOT met'} {load}")
+    for name, runs_, what in (("watch", watch, "with its pod watch (the default)"),
+                              ("nowatch", nowatch, "without it (KUBE_POD_WATCH=false)")):
+        ratio, cpu = median(ratios(runs_)), median(cpu_ratios(runs_))
+        print(f"bench: scale {JOBS} jobs to COMPLETED, qforge {what}: "
+              f"{median([x.total for x in runs_]):.1f} s vs bare client loop "
+              f"{median([x.total for x in base]):.1f} s: time ratio {ratio:.2f} (by round: "
+              f"{by_round(ratios(runs_))}; target >= 0.95): "
+              f"{'met' if ratio >= 0.95 else 'NOT met'}; CPU per job of every process "
+              f"{med_ms(runs_):.1f} vs {med_ms(base):.1f} ms, {cpu:.2f}x the bare loop's "
+              f"(by round: {by_round(cpu_ratios(runs_))}; target <= 1.1x): "
+              f"{'met' if cpu <= 1.1 else 'NOT met'}; the controller "
+              f"{med_ms(runs_, 'controller'):.1f} ms, kube-apiserver "
+              f"{med_ms(runs_, 'kube-apiserver'):.1f} vs {med_ms(base, 'kube-apiserver'):.1f}"
+              f" ms {load}")
+        requests = runs_[0].requests
+        per_job = sum(requests.values()) / JOBS
+        writes = sum(v for k, v in requests.items()
+                     if k.split()[0] in ("create", "patch", "delete")) / JOBS
+        print(f"bench: scale API requests per job ({name}) {per_job:.2f}, writes per job "
+              f"{writes:.2f} vs the bare loop's 2 (its create, and its deletion; target <= "
+              f"2): {'met' if writes <= 2.005 else 'NOT met'} {json.dumps(requests)}")
+    peak_kb = max(x.peak_kb for x in watch)
+    print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with {JOBS} runner Jobs "
+          f"in its namespace (target < 300 MB): "
+          f"{'met' if peak_kb < 300 * 1024 else 'NOT met'} {load}")
+    saved = [w.ms() - n.ms() for w, n in zip(watch, nowatch, strict=True)]
+    print(f"bench: scale the pod watch costs {median(saved):+.1f} ms of CPU a job, every "
+          f"process (by round: {', '.join(f'{v:+.1f}' for v in saved)}); the controller "
+          f"{med_ms(watch, 'controller') - med_ms(nowatch, 'controller'):+.1f} ms, "
+          f"kube-apiserver "
+          f"{med_ms(watch, 'kube-apiserver') - med_ms(nowatch, 'kube-apiserver'):+.1f} ms "
+          f"{load}")
 
 
 def restart_line(cluster: ControlPlane, kube: Any, tmp: Path) -> int:

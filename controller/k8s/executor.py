@@ -12,7 +12,9 @@ It puts together:
   Job to the decision;
 - the one place that writes a decision (controller/k8s/settle.py): its Event and any
   Job deletion, then, once the outcome is recorded, the Job's clean-up;
-- the early look for result.json (controller/k8s/results.py).
+- the early look for result.json (controller/k8s/results.py);
+- without the pod watch (KUBE_POD_WATCH=false), the pods of Jobs that wait read when
+  needed (controller/k8s/podreads.py).
 
 The API budget of a job in steady state is the bare loop's: its create, and its deletion
 JOB_KEEP_SECONDS after its outcome is in the store; no LIST, no read, an Event only on a
@@ -36,9 +38,10 @@ from qforge.k8s.apiwriter import ApiWriter, Submit, api_message
 from qforge.k8s.compact import compact_job
 from qforge.k8s.manifests import build_job_manifest
 from qforge.k8s.phase import ANNOUNCED, Phase, Signal, Tracked
+from qforge.k8s.podreads import PodReads
 from qforge.k8s.results import ResultLooks
 from qforge.k8s.settle import Settler, outcome_recorded
-from qforge.k8s.status import PodView
+from qforge.k8s.status import PodView, latest_pod
 from qforge.k8s.throttle import Backoff, TokenBucket, retry_after_seconds, transient
 from qforge.k8s.tracker import Tracker
 from qforge.k8s.verdict import (
@@ -77,7 +80,8 @@ class KubernetesExecutor:
         self.tracker = Tracker(clock=clock, poke=self._poke,
                                owner_deletes=settings.ttl_seconds_after_finished is None)
         self.settler = Settler(store, self.api, self.tracker, settings, clock=clock)
-        self.results = ResultLooks(store, self.tracker)
+        self.results = ResultLooks(store, self.tracker, pods_watched=settings.kube_pod_watch)
+        self.pod_reads = None if settings.kube_pod_watch else PodReads()
         self.unfit_pods = autoscaling.UnfitPods(
             lambda: self.api.pod_events(autoscaling.EVENT_SELECTOR), clock)
         self._clock = clock
@@ -285,6 +289,7 @@ class KubernetesExecutor:
         """Outcomes of the tracked Jobs that changed; and the clean-up of the outcomes
         the scheduler recorded since the last call."""
         self._check_unfit()
+        self._read_waiting_pods()
         with self.tracker.lock:
             items = self.tracker.take_dirty()
         self.settler.flush()
@@ -347,8 +352,29 @@ class KubernetesExecutor:
         except ApiException as exc:
             log.warning("Job %s: could not read its pods: %s", name, exc.reason)
             return pod
-        ended = [v for v in views if v.phase in ("Failed", "Succeeded")]
-        return (ended or views)[-1] if ended or views else pod
+        return latest_pod(views) or pod
+
+    def _read_waiting_pods(self) -> None:
+        """Without the pod watch: read the pods of the Jobs that have waited a while for
+        a ready pod (controller/k8s/podreads.py), in the writer threads."""
+        if self.pod_reads is None:
+            return
+        with self.tracker.lock:
+            tracked = set(self.tracker.by_name)
+        for name in self.pod_reads.due(self.tracker.waiting_jobs(), tracked, self._clock()):
+            self.api.submit(lambda name=name: self._read_pods(name))  # type: ignore[misc]
+
+    def _read_pods(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError as NoAnswer
+
+        try:
+            views = self.api.job_pods(name)
+        except (ApiException, OSError, NoAnswer) as exc:
+            log.warning("Job %s: could not read its pods: %s", name,
+                        getattr(exc, "reason", exc))
+            return
+        self.tracker.pods_read(name, views)
 
     def _check_unfit(self) -> None:
         """Pods unschedulable for a while: is any of them one no node the autoscaler can

@@ -173,16 +173,20 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
                   on_list=executor.tracker.jobs_listed, on_event=executor.tracker.job_event,
                   resync_due=executor.resync_due, bucket=executor.bucket,
                   compact=compact_job),
-        ListWatch("pods", core.list_namespaced_pod, qsettings.namespace, selector,
-                  on_list=executor.tracker.pods_listed if metrics is None
-                  else metrics.kubernetes.pods.tee_list(executor.tracker.pods_listed),
-                  on_event=executor.tracker.pod_event if metrics is None
-                  else metrics.kubernetes.pods.tee_event(executor.tracker.pod_event),
-                  # no safety net for pods: the Jobs' view decides the cap and outcomes;
-                  # a pod is listed again only when its watch cannot be resumed
-                  resync_due=_never, bucket=executor.bucket,
-                  compact=compact_pod),
     ]
+    if qsettings.kube_pod_watch:
+        pods_listed: Callable[[list[dict[str, Any]], float], None] = \
+            executor.tracker.pods_listed
+        pod_event: Callable[[str, dict[str, Any]], None] = executor.tracker.pod_event
+        if metrics is not None:
+            pods = metrics.kubernetes.pods
+            pods_listed, pod_event = pods.tee_list(pods_listed), pods.tee_event(pod_event)
+        # no safety net for pods: the Jobs' view decides the cap and outcomes; a pod is
+        # listed again only when its watch cannot be resumed
+        watches.append(ListWatch("pods", core.list_namespaced_pod, qsettings.namespace,
+                                 selector, on_list=pods_listed, on_event=pod_event,
+                                 resync_due=_never, bucket=executor.bucket,
+                                 compact=compact_pod))
     for watch in watches:
         watch.start()
     memo["watches"] = watches

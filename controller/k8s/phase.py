@@ -94,6 +94,7 @@ class Tracked:
     refusal: JobError | None = None  # the API server's reason (phase REFUSED)
     unfit: str | None = None  # the autoscaler's reason (phase UNFIT)
     pending_since: float | None = None  # its pod unschedulable since (clock)
+    shown_at: float | None = None  # when a listing or the watch first showed its Job
     last_update: tuple[Any, ...] = field(default_factory=tuple)
 
     def signal(self, signal: Signal) -> bool:

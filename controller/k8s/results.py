@@ -6,7 +6,8 @@ kubelet notices the exit at its next relist, then reports). So the folders of Jo
 whose pod is on its node and has not ended are looked at (a short runner is over before
 the kubelet reports the pod Running), a bounded number each time: a success found there
 is that job's outcome at once (the slot is still counted until the Job's own status
-frees it).
+frees it). Without the pod watch (KUBE_POD_WATCH=false) the Jobs looked at are those
+whose own status counts an active pod.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ _LOOKED_AT = frozenset({Phase.LAUNCHING, Phase.CREATED, Phase.SEEN, Phase.UNFIT}
 
 
 class ResultLooks:
-    def __init__(self, store: JobStore, tracker: Tracker) -> None:
+    def __init__(self, store: JobStore, tracker: Tracker, *, pods_watched: bool = True
+                 ) -> None:
         self.store = store
         self.tracker = tracker
+        self.pods_watched = pods_watched
         self._next = 0  # round-robin offset
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -60,9 +63,7 @@ class ResultLooks:
         tracker = self.tracker
         with tracker.lock:
             running = [(t.job_id, t.name) for t in tracker.jobs.values()
-                       if t.phase in _LOOKED_AT
-                       and (pod := tracker.pods.get(t.name)) is not None
-                       and pod.node is not None and pod.phase in ("Pending", "Running")]
+                       if t.phase in _LOOKED_AT and self._runs(t.name)]
         if not running:
             return 0
         budget = max(1, int(RESULT_LOOKS_PER_SECOND * RESULT_EVERY))
@@ -79,3 +80,13 @@ class ResultLooks:
                         tracker.signal_locked(job_id, Signal.RESULT)
             tracker.poke()
         return len(batch)
+
+    def _runs(self, name: str) -> bool:
+        """Its pod is on a node and has not ended (from the pod watch), or, without
+        one, the Job's own status counts an active pod (under the tracker's lock)."""
+        if self.pods_watched:
+            pod = self.tracker.pods.get(name)
+            return pod is not None and pod.node is not None \
+                and pod.phase in ("Pending", "Running")
+        status = (self.tracker.view.body(name) or {}).get("status") or {}
+        return int(status.get("active") or 0) >= 1

@@ -101,6 +101,13 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     )
 
 
+def latest_pod(views: list[PodView]) -> PodView | None:
+    """Of a Job's pods as read from the API, the one that says most: the last that
+    ended, else the last."""
+    ended = [v for v in views if v.phase in ("Failed", "Succeeded")]
+    return (ended or views)[-1] if ended or views else None
+
+
 def failure_error(job: Mapping[str, Any], pod: PodView | None,
                   report: RunReport | None) -> JobError:
     """The typed error of a Failed Job."""

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from qforge.k8s import autoscaling
-from qforge.k8s.phase import SHOWN, Signal, Tracked
-from qforge.k8s.status import PodView, pod_view
+from qforge.k8s.phase import SHOWN, Phase, Signal, Tracked
+from qforge.k8s.podreads import waits_for_pod
+from qforge.k8s.status import PodView, latest_pod, pod_view
 from qforge.k8s.view import JobState, JobView
 
 __all__ = ["Tracker"]
@@ -74,6 +75,8 @@ class Tracker:
         t = self.jobs.get(job_id) if job_id else None
         if t is not None:
             t.signal(signal)
+            if signal is Signal.SEEN and t.shown_at is None:
+                t.shown_at = self._clock()
             self.dirty.add(t.job_id)
         return t
 
@@ -183,8 +186,12 @@ class Tracker:
                 and self.view.body(job) is None:
             self.pods.pop(job, None)
             return False
-        view = pod_view(body)
+        return self._pod_seen(job, pod_view(body))
+
+    def _pod_seen(self, job: str, view: PodView) -> bool:
+        """The pod of Job `job` as last seen (under the lock); whether it has ended."""
         self.pods[job] = view
+        job_id = self.by_name.get(job)
         t = self.jobs.get(job_id) if job_id else None
         if t is None:
             return False
@@ -193,7 +200,26 @@ class Tracker:
                                                     self._clock())
         return view.phase in ("Succeeded", "Failed")
 
+    def pods_read(self, job: str, views: list[PodView]) -> None:
+        """The pods of a tracked Job, read from the API (no pod watch: a waiting Job)."""
+        view = latest_pod(views)
+        if view is None:
+            return
+        with self.lock:
+            if job not in self.by_name:
+                return  # its verdict came meanwhile
+            self._pod_seen(job, view)
+        self.poke()
+
     # ------------------------------------------------------------ answers
+    def waiting_jobs(self) -> dict[str, float]:
+        """Job name -> shown since, of the tracked Jobs shown without a ready pod (for
+        the pod reads of a controller without its pod watch: controller/k8s/podreads.py)."""
+        with self.lock:
+            return {t.name: t.shown_at for t in self.jobs.values()
+                    if t.phase in (Phase.SEEN, Phase.UNFIT) and t.shown_at is not None
+                    and waits_for_pod(self.view.body(t.name))}
+
     def pending_pods(self) -> dict[str, float]:
         """Pod name -> unschedulable since, of tracked jobs."""
         with self.lock:

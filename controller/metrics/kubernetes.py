@@ -6,7 +6,9 @@ Requests are counted at the kubernetes client's REST layer (`instrument`), so ev
 the executor, the watches, the Lease elector or the Event poster makes is counted without
 touching them (a watch is counted when it opens, its duration is the time to the first
 byte). kopf's own requests go through aiohttp, not this client, and are not counted here.
-Runner pods are counted from the controller's pod watch (`tee_list`, `tee_event`).
+Runner pods are counted from the controller's pod watch (`tee_list`, `tee_event`); a
+controller without one (KUBE_POD_WATCH=false) does not export them (it sees no pods, and
+zeros would read as "none running").
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ class RunnerPods(Collector):
 
 
 class KubernetesMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, pods: bool = True) -> None:
         self.requests = Counter(
             "qforge_kubernetes_api_requests",
             "Requests of this controller to the Kubernetes API, by verb, resource and HTTP "
@@ -177,7 +179,8 @@ class KubernetesMetrics:
             "qforge_controller_leader", "1 while this controller holds the Lease, else 0.",
             registry=registry)
         self.pods = RunnerPods()
-        registry.register(self.pods)
+        if pods:
+            registry.register(self.pods)
 
     def bind_leader(self, leading: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if leading() else 0.0)
@@ -220,4 +223,4 @@ class ControllerMetrics(ProcessMetrics):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, "controller")
-        self.kubernetes = KubernetesMetrics(self.registry)
+        self.kubernetes = KubernetesMetrics(self.registry, pods=settings.kube_pod_watch)

@@ -273,6 +273,7 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
         "TTL_SECONDS_AFTER_FINISHED",
         "JOB_KEEP_SECONDS",
         "SUCCESS_EVENTS",
+        "KUBE_POD_WATCH",
         "IMAGE_PULL_POLICY",
         "RELEASE",
         "KUBE_API_QPS",
@@ -304,6 +305,7 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
     # their outcome is recorded; Events for failures only
     assert settings.ttl_seconds_after_finished is None
     assert settings.job_keep_seconds == 300 and settings.success_events is False
+    assert settings.kube_pod_watch is True
     assert settings.runner_disruption_protection is True
 
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from qforge.metrics.kubernetes import (
+    ControllerMetrics,
     KubernetesMetrics,
     RunnerPods,
     classify,
@@ -319,3 +320,13 @@ def test_a_listing_replaces_the_pods_and_the_tees_feed_both() -> None:
     assert value(registry, "qforge_runner_pods", phase="Pending") == 0
     assert value(registry, "qforge_runner_pods", phase="Running") == 1
     assert value(registry, "qforge_runner_pods", phase="Succeeded") == 1
+
+
+def test_a_controller_without_its_pod_watch_exports_no_runner_pod_counts() -> None:
+    """It sees no pods (KUBE_POD_WATCH=false): zeros would read as "none running"."""
+    names = {m.name for m in ControllerMetrics(Settings(kube_pod_watch=False))
+             .registry.collect()}
+    assert "qforge_runner_pods" not in names and "qforge_runner_pods_waiting" not in names
+    assert "qforge_kubernetes_api_requests" in names
+    watched = {m.name for m in ControllerMetrics(Settings()).registry.collect()}
+    assert "qforge_runner_pods" in watched
