@@ -5,7 +5,6 @@ tier's part: tests/cluster/test_pod_reads.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,9 @@ from qforge_runner.molecule import parse_xyz
 from qforge_runner.spec import JobSpec
 from qforge_runner.timestamps import utcnow
 from tests.molecules import WATER_EXPERIMENTAL as WATER
+from tests.unit.k8s.test_autoscaling import Clock
 from tests.unit.k8s.test_executor import INSTANCE, FakeBatch, FakeCore, _pod, _succeed
+from tests.unit.k8s.test_executor import store as store  # the fixture
 
 
 def _job(**status: Any) -> dict[str, Any]:
@@ -72,21 +73,6 @@ def test_the_longest_waiting_are_read_first_and_a_pass_reads_a_bounded_number() 
     assert first == sorted(waiting, key=waiting.__getitem__)[:POD_READS_PER_PASS]
     second = reads.due(waiting, set(waiting), 2000.0)
     assert len(second) == POD_READS_PER_PASS and not set(first) & set(second)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "jobs")
-    s.ensure()
-    return s
 
 
 def _unwatched(store: JobStore, clock: Clock) -> tuple[KubernetesExecutor, Scheduler]:
