@@ -345,18 +345,23 @@ class KubernetesExecutor:
         """The failed Job's pod as it ended. The pod and Job watches are two streams: the
         Job's Failed event can arrive before the pod's own last update (OOMKilled, exit
         code), so when the watched pod has not ended yet it is read once from the API."""
+        views = self._job_pods(name)
+        return (latest_pod(views) if views is not None else None) or pod
+
+    def _job_pods(self, name: str) -> list[PodView] | None:
+        """The pods of Job `name`, read from the API; None (and a warning) if refused."""
         from kubernetes.client.exceptions import ApiException
 
         try:
-            views = self.api.job_pods(name)
+            return self.api.job_pods(name)
         except ApiException as exc:
             log.warning("Job %s: could not read its pods: %s", name, exc.reason)
-            return pod
-        return latest_pod(views) or pod
+            return None
 
     def _read_waiting_pods(self) -> None:
         """Without the pod watch: read the pods of the Jobs that have waited a while for
-        a ready pod (controller/k8s/podreads.py), in the writer threads."""
+        a ready pod (controller/k8s/podreads.py), in the writer threads (which log a
+        request that got no answer)."""
         if self.pod_reads is None:
             return
         with self.tracker.lock:
@@ -365,16 +370,9 @@ class KubernetesExecutor:
             self.api.submit(lambda name=name: self._read_pods(name))  # type: ignore[misc]
 
     def _read_pods(self, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError as NoAnswer
-
-        try:
-            views = self.api.job_pods(name)
-        except (ApiException, OSError, NoAnswer) as exc:
-            log.warning("Job %s: could not read its pods: %s", name,
-                        getattr(exc, "reason", exc))
-            return
-        self.tracker.pods_read(name, views)
+        views = self._job_pods(name)
+        if views is not None:
+            self.tracker.pods_read(name, views)
 
     def _check_unfit(self) -> None:
         """Pods unschedulable for a while: is any of them one no node the autoscaler can

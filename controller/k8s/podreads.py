@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from qforge.k8s.view import holds_slot
+
 __all__ = [
     "POD_READS_PER_PASS",
     "POD_READ_AFTER",
@@ -31,16 +33,14 @@ POD_READS_PER_PASS = 20
 
 
 def waits_for_pod(job: Mapping[str, Any] | None) -> bool:
-    """The Job is unfinished and its status counts no ready pod (none yet, or one that
-    is Pending). A pod that ends makes the Job finished or counts it failed: no wait."""
-    if job is None:
+    """The Job holds its slot (controller/k8s/view.py) and its status counts no ready
+    pod (none yet, or one that is Pending), nor a failure on its way (FailureTarget)."""
+    if job is None or not holds_slot(job):
         return False
     status = job.get("status") or {}
-    if int(status.get("ready") or 0) >= 1 or int(status.get("succeeded") or 0) >= 1:
-        return False
-    return not any(c.get("type") in ("Complete", "Failed", "SuccessCriteriaMet",
-                                     "FailureTarget") and str(c.get("status")) == "True"
-                   for c in status.get("conditions") or [])
+    return int(status.get("ready") or 0) < 1 and not any(
+        c.get("type") == "FailureTarget" and str(c.get("status")) == "True"
+        for c in status.get("conditions") or [])
 
 
 class PodReads:
