@@ -24,7 +24,7 @@ from collections.abc import Callable
 from qforge.record import Status
 from qforge.scheduling.dependencies import Dependencies
 from qforge.scheduling.executor import Executor, Outcome
-from qforge.scheduling.fairshare import FairQueue, Policy
+from qforge.scheduling.fairshare import FairQueue, Policy, by_owner
 from qforge.scheduling.observer import NullObserver, SchedulerObserver
 from qforge.scheduling.owners import Owners, Tag
 from qforge.scheduling.recorder import Inline, Recorder, WriteBehind
@@ -266,6 +266,8 @@ class Scheduler(Recovery):
         if free <= 0:
             return
         log.info("Found %d queued jobs", len(keys))
+        if len(self.fair.queued_by_owner) > 1:  # whose: the turns the pass will give
+            log.info("Queued by owner: %s", by_owner(self.fair.queued_by_owner))
         placement = self._placement()
         running, running_groups = self.owners.running(self._holding_slots())
         self.fair.set_running(running, running_groups)

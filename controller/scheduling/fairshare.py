@@ -71,6 +71,15 @@ class Policy:
 Item = tuple[int, int, str, QueueKey]
 
 
+def by_owner(counts: Mapping[str, int], most: int = 5) -> str:
+    """`counts` (owner -> queued jobs) for a log line, largest first (ties by name):
+    "alice 1996, bob 10", the first `most` and then "and N more owners"."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    words = ", ".join(f"{owner} {n}" for owner, n in ranked[:most])
+    rest = len(ranked) - most
+    return words + (f", and {rest} more owner{'s' * (rest > 1)}" if rest > 0 else "")
+
+
 def item(key: QueueKey) -> Item:
     return (key.rank, key.created_ns, key.job_id, key)
 

@@ -12,7 +12,7 @@ import pytest
 
 from qforge.record import Status
 from qforge.scheduling.core import Scheduler
-from qforge.scheduling.fairshare import FairQueue, Policy
+from qforge.scheduling.fairshare import FairQueue, Policy, by_owner
 from qforge.scheduling.owners import Owners, Tag
 from qforge.settings import Settings, SettingsError
 from qforge.store.jobstore import Claimed, JobStore
@@ -79,6 +79,29 @@ def test_bob_submitting_after_alices_2000_starts_at_the_next_free_slot(
     # his 10 jobs ran two at a time, each slot refilled at the turnover that freed it
     assert step <= 1 + 10 * 4 // 2
     assert ex.launched[:4] == alice[:4]
+
+
+def test_a_pass_with_free_slots_logs_whose_jobs_it_chooses_from(
+        store: JobStore, caplog: pytest.LogCaptureFixture) -> None:
+    alice = submit(store, "alice", 3)
+    sched, ex, _ = make(store, cap=1)
+    with caplog.at_level(logging.INFO, logger="qforge.scheduling.core"):
+        sched.run_once()  # alice alone: the line of old, nothing more
+        submit(store, "bob", 2)
+        ex.finish(success(alice[0]))
+        sched.run_once()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("Found 3 queued jobs") == 1
+    assert not any(m.startswith("Queued by owner") for m in messages[:2]), messages
+    assert "Queued by owner: alice 2, bob 2" in messages, messages
+
+
+def test_the_owners_line_names_the_largest_queues_first_and_counts_the_rest() -> None:
+    assert by_owner(Counter(bob=10, alice=1996)) == "alice 1996, bob 10"
+    assert by_owner(Counter(b=1, a=1)) == "a 1, b 1"
+    many = Counter({f"user{i}": i for i in range(1, 9)})
+    assert by_owner(many, most=3) == "user8 8, user7 7, user6 6, and 5 more owners"
+    assert by_owner(Counter(a=2, b=1), most=1) == "a 2, and 1 more owner"
 
 
 def test_an_owner_alone_gets_the_whole_cap(store: JobStore) -> None:
