@@ -10,6 +10,11 @@ round, each in a namespace and a store of its own:
   own manifests, without its finalizer) keeping at most 500 unfinished, counted by its
   own watch, with as many writer threads as the controller; time until all complete;
   then its Jobs and pods are deleted (the next phase meets the same empty cluster);
+- cleanup: the same bare loop, which also deletes each Job BENCH_SCALE_KEEP_SECONDS
+  after it completed, as the controller does (the bare loop's API cost as the issue
+  states it: a Job's create and its deletion). The plain baseline's deletions and their
+  pods' garbage collection come after its timed window, the controller's inside its
+  own: the controller is compared with both;
 - watch: 5,000 jobs in the store, `qforge controller` at cap 500 as it is by default:
   Jobs created per second (sustained: first to last creation), time until all are
   COMPLETED in the store (ratio baseline/qforge, target >= 0.95), CPU per job of every
@@ -69,7 +74,7 @@ WRITERS = Settings().kube_api_writers
 # Rounds of the three phases, their order rotated each round (the ratios' median is the
 # figure: one round's ratio moves by 0.2 on this machine).
 ROUNDS = env_int("BENCH_SCALE_ROUNDS", 1)
-PHASES = ["baseline", "watch", "nowatch"]
+PHASES = ["baseline", "watch", "nowatch", "cleanup"]
 
 
 class Watch:
@@ -81,7 +86,7 @@ class Watch:
         from kubernetes import client
 
         self.added: dict[str, float] = {}
-        self.done: set[str] = set()
+        self.done: dict[str, float] = {}  # name -> when it was seen succeeded
         self.lock = threading.Lock()
         self.feed = ListWatch("Jobs", client.BatchV1Api(kube).list_namespaced_job, namespace,
                               "", on_list=self._listed, on_event=self._event,
@@ -93,7 +98,7 @@ class Watch:
         name = obj["metadata"]["name"]
         self.added.setdefault(name, time.monotonic())
         if (obj.get("status") or {}).get("succeeded"):
-            self.done.add(name)
+            self.done.setdefault(name, time.monotonic())
 
     def _listed(self, items: list[dict[str, Any]], started: float) -> None:
         with self.lock:
@@ -113,7 +118,10 @@ def launch_rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
 
 
-def baseline(site: Site, kube: Any, meter: CpuMeter) -> tuple[float, float, dict[str, float]]:
+def baseline(site: Site, kube: Any, meter: CpuMeter, *, cleanup: bool = False
+             ) -> tuple[float, float, dict[str, float]]:
+    """`cleanup`: each Job is deleted KEEP_SECONDS after it was seen complete (by the
+    loop's writer threads, in the timed window), as the controller deletes its own."""
     from kubernetes import client
 
     batch = client.BatchV1Api(kube)
@@ -129,6 +137,25 @@ def baseline(site: Site, kube: Any, meter: CpuMeter) -> tuple[float, float, dict
         manifests.append(m)
     watch = Watch(kube, site.namespace)
     created = 0
+    deleted: set[str] = set()
+
+    def delete_due(pool: ThreadPoolExecutor) -> None:
+        if not cleanup:
+            return
+        now = time.monotonic()
+        with watch.lock:
+            due = [n for n, t in watch.done.items() if n not in deleted
+                   and now - t >= KEEP_SECONDS]
+        for name in due:
+            deleted.add(name)
+            pool.submit(batch.delete_namespaced_job, name, site.namespace,
+                        propagation_policy="Background", _preload_content=False)
+
+    def all_done(pool: ThreadPoolExecutor) -> bool:
+        delete_due(pool)
+        with watch.lock:
+            return len(watch.done) >= JOBS
+
     meter.start()
     t0 = time.monotonic()
     with ThreadPoolExecutor(WRITERS) as pool:
@@ -138,12 +165,13 @@ def baseline(site: Site, kube: Any, meter: CpuMeter) -> tuple[float, float, dict
                     done = len(watch.done)
                 if created - done < CAP:
                     break
+                delete_due(pool)
                 time.sleep(0.01)
             pool.submit(batch.create_namespaced_job, site.namespace, m,
                         _preload_content=False)
             created += 1
-    wait_until(lambda: len(watch.done) >= JOBS, 1800, "the baseline's Jobs to complete")
-    total = time.monotonic() - t0
+        wait_until(lambda: all_done(pool), 1800, "the baseline's Jobs to complete")
+        total = time.monotonic() - t0
     cpu = meter.spent()
     rate = launch_rate(list(watch.added.values()))
     watch.close()
@@ -374,9 +402,11 @@ def one_phase(cluster: ControlPlane, kube: Any, tmp: Path, meter: CpuMeter, phas
               r: int) -> Run:
     site = Site.create(cluster, tmp / f"{phase}-{r}", Results(tmp / "ref"), f"{phase}{r}")
     try:
-        if phase == "baseline":
-            log(f"round {r + 1}, baseline: {JOBS} Jobs at cap {CAP}, a bare client loop")
-            total, rate, cpu = baseline(site, kube, meter)
+        if phase in ("baseline", "cleanup"):
+            log(f"round {r + 1}, {phase}: {JOBS} Jobs at cap {CAP}, a bare client loop"
+                + (f" deleting each Job {KEEP_SECONDS} s after it completed"
+                   if phase == "cleanup" else ""))
+            total, rate, cpu = baseline(site, kube, meter, cleanup=phase == "cleanup")
             run = Run(total, rate, cpu, {}, 0, os.getloadavg()[1])
         else:
             log(f"round {r + 1}, qforge {phase}: {JOBS} jobs at cap {CAP}")
@@ -395,15 +425,16 @@ def report(runs: dict[str, list[Run]]) -> None:
     """The bench: lines. Ratios are taken within each round (the bare loop's time over
     qforge's), then their median: the machine's pace drifts between rounds."""
     base, watch, nowatch = runs["baseline"], runs["watch"], runs["nowatch"]
+    cleanup = runs["cleanup"]
     load = (f"(load average 5 min: baseline {median([x.load for x in base]):.1f}, qforge "
             f"{median([x.load for x in watch + nowatch]):.1f}; {ROUNDS} round(s), the "
             f"phases' order rotated each round)")
 
-    def ratios(runs_: list[Run]) -> list[float]:
-        return [b.total / q.total for b, q in zip(base, runs_, strict=True)]
+    def ratios(runs_: list[Run], against: list[Run] = base) -> list[float]:
+        return [b.total / q.total for b, q in zip(against, runs_, strict=True)]
 
-    def cpu_ratios(runs_: list[Run]) -> list[float]:
-        return [q.ms() / b.ms() for b, q in zip(base, runs_, strict=True)]
+    def cpu_ratios(runs_: list[Run], against: list[Run] = base) -> list[float]:
+        return [q.ms() / b.ms() for b, q in zip(against, runs_, strict=True)]
 
     def by_round(values: list[float]) -> str:
         return ", ".join(f"{v:.2f}" for v in values)
@@ -436,6 +467,21 @@ def report(runs: dict[str, list[Run]]) -> None:
         print(f"bench: scale API requests per job ({name}) {per_job:.2f}, writes per job "
               f"{writes:.2f} vs the bare loop's 2 (its create, and its deletion; target <= "
               f"2): {'met' if writes <= 2.005 else 'NOT met'} {json.dumps(requests)}")
+    print(f"bench: scale the bare loop deleting each Job {KEEP_SECONDS} s after it "
+          f"completed, as the controller does (its create and its deletion, both in the "
+          f"timed window): {median([x.total for x in cleanup]):.1f} s vs "
+          f"{median([x.total for x in base]):.1f} s without the deletions, CPU per job "
+          f"{med_ms(cleanup):.1f} vs {med_ms(base):.1f} ms (kube-apiserver "
+          f"{med_ms(cleanup, 'kube-apiserver'):.1f} vs {med_ms(base, 'kube-apiserver'):.1f}"
+          f" ms) {load}")
+    for runs_, what in ((watch, "with its pod watch"), (nowatch, "without it")):
+        ratio, cpu = median(ratios(runs_, cleanup)), median(cpu_ratios(runs_, cleanup))
+        print(f"bench: scale {JOBS} jobs to COMPLETED, qforge {what} vs the bare loop "
+              f"that deletes its Jobs too: time ratio {ratio:.2f} (by round: "
+              f"{by_round(ratios(runs_, cleanup))}; target >= 0.95): "
+              f"{'met' if ratio >= 0.95 else 'NOT met'}; CPU per job of every process "
+              f"{cpu:.2f}x the bare loop's (by round: {by_round(cpu_ratios(runs_, cleanup))};"
+              f" target <= 1.1x): {'met' if cpu <= 1.1 else 'NOT met'} {load}")
     peak_kb = max(x.peak_kb for x in watch)
     print(f"bench: scale controller peak RSS {peak_kb / 1024:.0f} MB with {JOBS} runner Jobs "
           f"in its namespace (target < 300 MB): "
