@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         scratch = env.get("QFORGE_SCRATCH") or None
         config = RunConfig(scratch_root=Path(scratch) if scratch else None,
                            timeout=timeout, xtb_timeout=xtb_timeout, cancel=cancel,
-                           xtb=env.get("QFORGE_XTB") or "xtb", log=log)
+                           xtb=env.get("QFORGE_XTB") or "xtb", log=log,
+                           node=env.get("NODE_NAME") or None,
+                           pod=env.get("POD_NAME") or None)
         report = run_job(job_dir, spec, config, job_id=job_id)
     finally:
         for sig, handler in previous.items():

@@ -336,6 +336,9 @@ class RunConfig:
     log: logging.Logger | None = None
     # called once, the moment xtb has exited (or could not start)
     on_calculation_end: Callable[[], None] | None = None
+    # where it runs, said in the report (a runner pod's node and name; None elsewhere)
+    node: str | None = None
+    pod: str | None = None
 
 
 def run_job(job_dir: Path, spec: JobSpec, config: RunConfig | None = None, *,
@@ -403,7 +406,8 @@ def run_job(job_dir: Path, spec: JobSpec, config: RunConfig | None = None, *,
         error = JobError(type=ErrorType.infrastructure_error, message="xtb left no result")
     report = RunReport(success=result is not None, result=result,
                        error=None if result is not None else error,
-                       job_id=job_id, started_at=started, finished_at=utcnow())
+                       job_id=job_id, started_at=started, finished_at=utcnow(),
+                       node=config.node, pod=config.pod)
     try:
         files = artifacts(scratch, job_dir) if scratch is not None else []
         body = report.model_dump_json(indent=2) + "\n"
@@ -417,6 +421,7 @@ def run_job(job_dir: Path, spec: JobSpec, config: RunConfig | None = None, *,
                            f"{exc.strerror or exc}",
                            detail=report.error.message if report.error else None),
             job_id=job_id, started_at=started, finished_at=utcnow(),
+            node=config.node, pod=config.pod,
         )
     finally:
         if scratch is not None:

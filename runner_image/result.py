@@ -122,6 +122,10 @@ class RunReport(BaseModel):
     job_id: str | None = None
     started_at: str = Field(description="ISO-8601 UTC")
     finished_at: str = Field(description="ISO-8601 UTC")
+    # Where it ran, on Kubernetes: the runner pod's node and name (its NODE_NAME and
+    # POD_NAME, from the downward API). None elsewhere, and in reports written before.
+    node: str | None = None
+    pod: str | None = None
 
     @model_validator(mode="after")
     def _result_or_error(self) -> RunReport:

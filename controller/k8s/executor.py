@@ -336,7 +336,12 @@ class KubernetesExecutor:
             and self.store.cancels.requested(t.job_id)))
         if decision is None:
             return None
-        return self.settler.write(decision, t.name, _uid(job), self._placement(t, pod))
+        placement = self._placement(t, pod)
+        if placement.node is None and decision.report is not None \
+                and decision.report.node is not None:  # no pod seen: the runner says
+            placement = placement.model_copy(update={
+                "node": decision.report.node, "pod": placement.pod or decision.report.pod})
+        return self.settler.write(decision, t.name, _uid(job), placement)
 
     def _report(self, job_id: str) -> RunReport | None:
         return load_report(self.store.layout.job_dir(job_id))

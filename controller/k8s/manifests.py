@@ -196,7 +196,12 @@ def _runner_container(job_id: str, spec: JobSpec, settings: Settings) -> dict[st
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["qforge-runner", JOB_MOUNT_PATH],
         "workingDir": JOB_MOUNT_PATH,
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": [{"name": k, "value": v} for k, v in env.items()] + [
+            # where it runs, for its report (result.json): the controller then knows
+            # a job's node without watching or reading its pod (KUBE_POD_WATCH=false)
+            {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+            for name, path in (("NODE_NAME", "spec.nodeName"), ("POD_NAME", "metadata.name"))
+        ],
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -64,6 +64,21 @@ def test_success_exits_0(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs", "scratch"]
 
 
+def test_a_runner_pod_names_its_node_and_pod_in_the_report(tmp_path: Path) -> None:
+    """The runner Job's NODE_NAME and POD_NAME (the downward API) go into result.json:
+    without a pod watch, that is how the controller learns where a job ran."""
+    job = _job(tmp_path, JobSpec(molecule=parse_xyz(WATER)))
+    proc = _runner(job, _env(tmp_path, NODE_NAME="node-7", POD_NAME="qf-water-1-abcde"))
+    assert proc.returncode == 0, proc.stderr
+    report = _report(job)
+    assert report.success and (report.node, report.pod) == ("node-7", "qf-water-1-abcde")
+    # outside a pod: nothing said
+    other = _job(tmp_path, JobSpec(molecule=parse_xyz(WATER)), "water_20261128_133039_x2")
+    env = {k: v for k, v in _env(tmp_path).items() if k not in ("NODE_NAME", "POD_NAME")}
+    assert _runner(other, env).returncode == 0
+    assert (_report(other).node, _report(other).pod) == (None, None)
+
+
 def test_a_failed_calculation_exits_1_with_the_error_recorded(tmp_path: Path) -> None:
     job = _job(tmp_path, JobSpec(molecule=parse_xyz(water_cluster()), task="ohess"))
     proc = _runner(job, _env(tmp_path, XTB_TIMEOUT="1"))

@@ -125,14 +125,16 @@ def claim(store: JobStore) -> Claimed:
     return claimed
 
 
-def _succeed(store: JobStore, job_id: str, started_at: str = "2026-01-01T00:00:00Z") -> None:
-    """Play the runner: a successful report in the job's folder."""
+def _succeed(store: JobStore, job_id: str, started_at: str = "2026-01-01T00:00:00Z",
+             node: str | None = None, pod: str | None = None) -> None:
+    """Play the runner: a successful report in the job's folder (`node`, `pod`: where
+    it says it ran, as a runner pod does)."""
     result = JobResult(
         energy=-5.0705444, gap=14.38, dipole=None, partial_charges=None, geometry=None,
         frequencies=None, converged=True, xtb_version="6.5.1", method="gfn2", task="opt",
         wall_time=0.1, quality=Quality(converged=True, gap_ok=True, ok=True))
     report = RunReport(success=True, result=result, error=None, job_id=job_id,
-                       started_at=started_at, finished_at=started_at)
+                       started_at=started_at, finished_at=started_at, node=node, pod=pod)
     write_text_atomic(store.layout.job_dir(job_id) / "result.json", report.model_dump_json())
 
 

@@ -51,7 +51,7 @@ def runner(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def env(manifest: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in runner(manifest)["env"]}
+    return {e["name"]: e["value"] for e in runner(manifest)["env"] if "value" in e}
 
 
 # --- identity: name, labels, annotations ---------------------------------------------
@@ -339,6 +339,12 @@ def test_runner_environment() -> None:
     assert e["QFORGE_JOB_ID"] == JOB_ID
     assert env(job(st=settings(xtb_timeout=12.5)))["XTB_TIMEOUT"] == "12.5"
     assert all(isinstance(v, str) for v in e.values())
+
+
+def test_the_runner_learns_its_node_and_pod_from_the_downward_api() -> None:
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+              for e in runner(job())["env"] if "valueFrom" in e}
+    assert fields == {"NODE_NAME": "spec.nodeName", "POD_NAME": "metadata.name"}
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,28 @@ def test_without_the_pod_watch_a_waiting_job_says_why_and_then_where_it_runs(
     assert executor.api.requests["list pods"] == 2  # it runs: nothing more to read
 
 
+def test_without_the_pod_watch_a_success_is_recorded_on_the_node_its_runner_names(
+        store: JobStore) -> None:
+    """No pod seen, none read: the runner's report (its NODE_NAME and POD_NAME) says
+    where it ran, and the COMPLETED record keeps it beside its Job's name."""
+    clock = Clock()
+    executor, scheduler = _unwatched(store, clock)
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    _succeed(store, record.job_id, started_at=utcnow(), node="kwok-node-3",
+             pod=f"{name}-abcde")
+    executor.tracker.job_event("MODIFIED", {**executor.batch.jobs[name],
+                                            "status": {"succeeded": 1}})
+    scheduler.run_once()
+    final = store.read(record.job_id)
+    assert final.status is Status.COMPLETED and final.placement is not None
+    assert (final.placement.node, final.placement.pod, final.placement.k8s_job) == (
+        "kwok-node-3", f"{name}-abcde", name)
+    assert executor.api.requests["list pods"] == 0
+
+
 def test_without_the_pod_watch_a_success_costs_no_read(store: JobStore) -> None:
     clock = Clock()
     executor, scheduler = _unwatched(store, clock)
