@@ -133,11 +133,12 @@ class Settings(BaseModel):
     # recent ones) after its outcome is in the store; then the controller deletes it. The
     # controller is the only deleter of its Jobs and deletes only recorded ones.
     job_keep_seconds: float = Field(300, ge=0)
-    # KUBE_POD_WATCH: follow every runner pod with a watch (its node and why it waits in
-    # `qforge show`, pods by phase in the metrics, the autoscaler's "no node fits" check).
-    # Off, pods are read only when needed: a failed Job's pod (OOMKilled, exit code), and
-    # the pods of a Job that has had no ready pod for POD_READ_AFTER seconds (why it waits).
-    kube_pod_watch: bool = True
+    # KUBE_POD_WATCH: follow every runner pod with a watch (a running job's node and why
+    # it waits in `qforge show` at once, pods by phase in the metrics). Off (the default:
+    # it costs less), pods are read only when needed: a failed Job's pod (OOMKilled, exit
+    # code), and the pods of a Job that has had no ready pod for POD_READ_AFTER seconds
+    # (why it waits); a finished job's node comes from its runner's report.
+    kube_pod_watch: bool = False
     # The controller's own pod (downward API): a standby takes the Lease at once when
     # the pod that holds it no longer exists.
     pod_name: str | None = None

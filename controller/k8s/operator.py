@@ -174,6 +174,8 @@ def operator_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
                   resync_due=executor.resync_due, bucket=executor.bucket,
                   compact=compact_job),
     ]
+    if not qsettings.kube_pod_watch and metrics is not None:
+        metrics.kubernetes.read_waiting.source = executor.tracker.waiting_by_reason
     if qsettings.kube_pod_watch:
         pods_listed: Callable[[list[dict[str, Any]], float], None] = \
             executor.tracker.pods_listed

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qforge.k8s.autoscaling import pod_requests, unschedulable_reason
+from qforge.podreason import pod_waiting_reason
 from qforge_runner.result import ErrorType, JobError, RunReport
 
 
@@ -22,6 +23,7 @@ class PodView:
     exit_code: int | None
     evicted: bool
     unschedulable: bool = False  # the scheduler found no node for it (yet)
+    reason: str | None = None  # Pending: why, in one word (Unschedulable, ErrImagePull, ...)
 
 
 def _conditions(obj: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -98,6 +100,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         exit_code=exit_code,
         evicted=evicted,
         unschedulable=unschedulable,
+        reason=pod_waiting_reason(pod),
     )
 
 

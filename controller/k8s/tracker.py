@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -219,6 +220,14 @@ class Tracker:
             return {t.name: t.shown_at for t in self.jobs.values()
                     if t.phase in (Phase.SEEN, Phase.UNFIT) and t.shown_at is not None
                     and waits_for_pod(self.view.body(t.name))}
+
+    def waiting_by_reason(self) -> Counter[str]:
+        """The tracked Jobs' pods that wait, by reason, as last seen (the runner-pod
+        gauge of a controller without its pod watch: the pods it reads)."""
+        with self.lock:
+            return Counter(pod.reason for t in self.jobs.values()
+                           if (pod := self.pods.get(t.name)) is not None
+                           and pod.reason is not None)
 
     def pending_pods(self) -> dict[str, float]:
         """Pod name -> unschedulable since, of tracked jobs."""

@@ -6,9 +6,11 @@ Requests are counted at the kubernetes client's REST layer (`instrument`), so ev
 the executor, the watches, the Lease elector or the Event poster makes is counted without
 touching them (a watch is counted when it opens, its duration is the time to the first
 byte). kopf's own requests go through aiohttp, not this client, and are not counted here.
-Runner pods are counted from the controller's pod watch (`tee_list`, `tee_event`); a
-controller without one (KUBE_POD_WATCH=false) does not export them (it sees no pods, and
-zeros would read as "none running").
+Runner pods are counted from the controller's pod watch (`tee_list`, `tee_event`). A
+controller without one (KUBE_POD_WATCH=false) sees only the pods it reads, those of the
+Jobs that wait for a ready pod: it exports the waiting ones by reason (`ReadWaiting`,
+what QforgeRunnersWaiting reads) and not the pods by phase (zeros would read as "none
+running").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from qforge.metrics import buckets
 from qforge.metrics.process import ProcessMetrics
+from qforge.podreason import pod_waiting_reason as pod_waiting_reason  # re-exported
 from qforge.settings import Settings
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
@@ -75,24 +78,6 @@ def reason_of(code: str) -> str:
         return REASONS.get(int(code), f"HTTP{int(code)}")
     except ValueError:
         return "Unknown"
-
-
-def pod_waiting_reason(pod: Mapping[str, Any]) -> str | None:
-    """Why a Pending runner pod does not run yet, as one Kubernetes reason word:
-    a container's waiting reason (ContainerCreating, ErrImagePull, ImagePullBackOff,
-    CreateContainerConfigError, ...), else the PodScheduled condition's (Unschedulable,
-    SchedulingGated), else Scheduling (not placed yet) or Pending. None when not Pending."""
-    status = pod.get("status") or {}
-    if status.get("phase", "Pending") != "Pending":
-        return None
-    for cs in status.get("containerStatuses") or []:
-        reason = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-        if reason:
-            return str(reason)[:63]
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and str(cond.get("status")) != "True":
-            return str(cond.get("reason") or "Unschedulable")[:63]
-    return "Scheduling" if not (pod.get("spec") or {}).get("nodeName") else "Pending"
 
 
 class RunnerPods(Collector):
@@ -161,6 +146,26 @@ class RunnerPods(Collector):
         return [by_phase, waiting]
 
 
+class ReadWaiting(Collector):
+    """Without the pod watch: the waiting runner pods by reason, as the controller last
+    read them (its tracked Jobs'), asked of `source` at each scrape."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, int]] = dict
+
+    def describe(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("qforge_runner_pods_waiting", "", labels=["reason"])]
+
+    def collect(self) -> Iterable[Metric]:
+        waiting = GaugeMetricFamily(
+            "qforge_runner_pods_waiting",
+            "Pending runner pods by why they wait (Unschedulable, ErrImagePull, ...), as "
+            "read for the Jobs without a ready pod (no pod watch).", labels=["reason"])
+        for reason, n in sorted(self.source().items()):
+            waiting.add_metric([reason], n)
+        return [waiting]
+
+
 class KubernetesMetrics:
     def __init__(self, registry: CollectorRegistry, *, pods: bool = True) -> None:
         self.requests = Counter(
@@ -179,8 +184,8 @@ class KubernetesMetrics:
             "qforge_controller_leader", "1 while this controller holds the Lease, else 0.",
             registry=registry)
         self.pods = RunnerPods()
-        if pods:
-            registry.register(self.pods)
+        self.read_waiting = ReadWaiting()
+        registry.register(self.pods if pods else self.read_waiting)
 
     def bind_leader(self, leading: Callable[[], bool]) -> None:
         self.leader.set_function(lambda: 1.0 if leading() else 0.0)

@@ -362,7 +362,9 @@ class Controller:
         return f"http://127.0.0.1:{self.port}/healthz"
 
     def start(self) -> None:
-        env = self.site.env(**self.extra_env)
+        # With the pod watch unless a test says otherwise: kwok's pods run no runner to
+        # report its node (the default, without it: test_pod_reads.py, the e2e tier).
+        env = self.site.env(**{"KUBE_POD_WATCH": "true", **self.extra_env})
         if self.annotations:
             env["RUNNER_POD_ANNOTATIONS"] = json.dumps(self.annotations)
         with open(self.log_path, "ab") as log:

@@ -305,7 +305,7 @@ def test_configmap_is_exactly_what_the_settings_model_reads(
     # their outcome is recorded; Events for failures only
     assert settings.ttl_seconds_after_finished is None
     assert settings.job_keep_seconds == 300 and settings.success_events is False
-    assert settings.kube_pod_watch is True
+    assert settings.kube_pod_watch is False  # pods read when needed (docs/kubernetes.md)
     assert settings.runner_disruption_protection is True
 
 

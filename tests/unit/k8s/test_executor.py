@@ -98,6 +98,9 @@ class FakeCore:
 
 
 def make_executor(store: JobStore, **settings: Any) -> KubernetesExecutor:
+    """An executor fed by pod events as the pod watch feeds it (KUBE_POD_WATCH=true;
+    without it: test_podreads.py)."""
+    settings.setdefault("kube_pod_watch", True)
     executor = KubernetesExecutor(store, Settings(namespace="ns", **settings), FakeBatch(),
                                   FakeCore(), submit=lambda task: task())
     executor.tracker.jobs_listed([], 0.0)  # the watch's first listing: an empty namespace

@@ -18,6 +18,7 @@ from qforge.k8s.podreads import (
     PodReads,
     waits_for_pod,
 )
+from qforge.k8s.status import pod_view
 from qforge.record import Status
 from qforge.scheduling.core import Scheduler
 from qforge.settings import Settings
@@ -170,3 +171,24 @@ def test_without_the_pod_watch_a_success_costs_no_read(store: JobStore) -> None:
     assert store.read(late.job_id).status is Status.COMPLETED
     assert executor.api.requests["list pods"] == 0
     assert executor.pod_reads is not None
+
+
+def test_without_the_pod_watch_the_waiting_pods_read_are_counted_by_reason(
+        store: JobStore) -> None:
+    """What the runner-pods-waiting gauge shows without the watch: the pods read for
+    the tracked Jobs that wait, by reason; none once the pod runs."""
+    clock = Clock()
+    executor, scheduler = _unwatched(store, clock)
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    assert executor.tracker.waiting_by_reason() == {}
+    pending = _pod(name, record.job_id, "Pending", conditions=[{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient cpu."}])
+    pending["spec"] = {}
+    executor.tracker.pods_read(name, [pod_view(pending)])
+    assert executor.tracker.waiting_by_reason() == {"Unschedulable": 1}
+    executor.tracker.pods_read(name, [pod_view(_pod(name, record.job_id, "Running"))])
+    assert executor.tracker.waiting_by_reason() == {}

@@ -322,11 +322,20 @@ def test_a_listing_replaces_the_pods_and_the_tees_feed_both() -> None:
     assert value(registry, "qforge_runner_pods", phase="Succeeded") == 1
 
 
-def test_a_controller_without_its_pod_watch_exports_no_runner_pod_counts() -> None:
-    """It sees no pods (KUBE_POD_WATCH=false): zeros would read as "none running"."""
-    names = {m.name for m in ControllerMetrics(Settings(kube_pod_watch=False))
-             .registry.collect()}
-    assert "qforge_runner_pods" not in names and "qforge_runner_pods_waiting" not in names
-    assert "qforge_kubernetes_api_requests" in names
-    watched = {m.name for m in ControllerMetrics(Settings()).registry.collect()}
+def test_a_controller_without_its_pod_watch_exports_the_waiting_pods_it_read_only() -> None:
+    """It sees only the pods it reads (KUBE_POD_WATCH=false, the default): those that
+    wait, by reason, from its tracker; no pods by phase (zeros would read as "none
+    running")."""
+    metrics = ControllerMetrics(Settings(kube_pod_watch=False))
+    names = {m.name for m in metrics.registry.collect()}
+    assert "qforge_runner_pods" not in names and "qforge_kubernetes_api_requests" in names
+    assert ("qforge_runner_pods_waiting", (("reason", "Unschedulable"),)) \
+        not in samples(metrics.registry)  # nothing read yet
+    metrics.kubernetes.read_waiting.source = lambda: {"Unschedulable": 2,
+                                                      "ImagePullBackOff": 1}
+    assert value(metrics.registry, "qforge_runner_pods_waiting", reason="Unschedulable") == 2
+    assert value(metrics.registry, "qforge_runner_pods_waiting",
+                 reason="ImagePullBackOff") == 1
+    watched = {m.name for m in ControllerMetrics(Settings(kube_pod_watch=True))
+               .registry.collect()}
     assert "qforge_runner_pods" in watched
