@@ -19,7 +19,7 @@ from qforge.k8s.podreads import (
     waits_for_pod,
 )
 from qforge.k8s.status import pod_view
-from qforge.record import Status
+from qforge.record import JobRecord, Status
 from qforge.scheduling.core import Scheduler
 from qforge.settings import Settings
 from qforge.store.jobstore import JobStore
@@ -86,6 +86,16 @@ def _unwatched(store: JobStore, clock: Clock) -> tuple[KubernetesExecutor, Sched
     return executor, scheduler
 
 
+def _one_job_shown(store: JobStore) -> tuple[KubernetesExecutor, Scheduler, JobRecord, str]:
+    """A controller without the watch that launched one job, whose Job the API shows."""
+    executor, scheduler = _unwatched(store, Clock())
+    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
+    scheduler.run_once()
+    name = naming.job_name(record.job_id)
+    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    return executor, scheduler, record, name
+
+
 def test_without_the_pod_watch_a_waiting_job_says_why_and_then_where_it_runs(
         store: JobStore) -> None:
     clock = Clock()
@@ -127,12 +137,7 @@ def test_without_the_pod_watch_a_success_is_recorded_on_the_node_its_runner_name
         store: JobStore) -> None:
     """No pod seen, none read: the runner's report (its NODE_NAME and POD_NAME) says
     where it ran, and the COMPLETED record keeps it beside its Job's name."""
-    clock = Clock()
-    executor, scheduler = _unwatched(store, clock)
-    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
-    scheduler.run_once()
-    name = naming.job_name(record.job_id)
-    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    executor, scheduler, record, name = _one_job_shown(store)
     _succeed(store, record.job_id, started_at=utcnow(), node="kwok-node-3",
              pod=f"{name}-abcde")
     executor.tracker.job_event("MODIFIED", {**executor.batch.jobs[name],
@@ -177,12 +182,7 @@ def test_without_the_pod_watch_the_waiting_pods_read_are_counted_by_reason(
         store: JobStore) -> None:
     """What the runner-pods-waiting gauge shows without the watch: the pods read for
     the tracked Jobs that wait, by reason; none once the pod runs."""
-    clock = Clock()
-    executor, scheduler = _unwatched(store, clock)
-    record = store.submit(JobSpec(molecule=parse_xyz(WATER)), input_text=WATER)
-    scheduler.run_once()
-    name = naming.job_name(record.job_id)
-    executor.tracker.job_event("ADDED", executor.batch.jobs[name])
+    executor, _, record, name = _one_job_shown(store)
     assert executor.tracker.waiting_by_reason() == {}
     pending = _pod(name, record.job_id, "Pending", conditions=[{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
