@@ -42,6 +42,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class Watch:
 
         self.added: dict[str, float] = {}
         self.done: dict[str, float] = {}  # name -> when it was seen succeeded
+        self.finished: deque[tuple[float, str]] = deque()  # the same, in that order
         self.lock = threading.Lock()
         self.feed = ListWatch("Jobs", client.BatchV1Api(kube).list_namespaced_job, namespace,
                               "", on_list=self._listed, on_event=self._event,
@@ -97,8 +99,9 @@ class Watch:
     def _seen(self, obj: dict[str, Any]) -> None:
         name = obj["metadata"]["name"]
         self.added.setdefault(name, time.monotonic())
-        if (obj.get("status") or {}).get("succeeded"):
-            self.done.setdefault(name, time.monotonic())
+        if (obj.get("status") or {}).get("succeeded") and name not in self.done:
+            self.done[name] = now = time.monotonic()
+            self.finished.append((now, name))
 
     def _listed(self, items: list[dict[str, Any]], started: float) -> None:
         with self.lock:
@@ -137,17 +140,16 @@ def baseline(site: Site, kube: Any, meter: CpuMeter, *, cleanup: bool = False
         manifests.append(m)
     watch = Watch(kube, site.namespace)
     created = 0
-    deleted: set[str] = set()
 
     def delete_due(pool: ThreadPoolExecutor) -> None:
+        """The Jobs whose keep time is over, oldest first: O(due), not O(completed)."""
         if not cleanup:
             return
-        now = time.monotonic()
+        now, due = time.monotonic(), []
         with watch.lock:
-            due = [n for n, t in watch.done.items() if n not in deleted
-                   and now - t >= KEEP_SECONDS]
+            while watch.finished and now - watch.finished[0][0] >= KEEP_SECONDS:
+                due.append(watch.finished.popleft()[1])
         for name in due:
-            deleted.add(name)
             pool.submit(batch.delete_namespaced_job, name, site.namespace,
                         propagation_policy="Background", _preload_content=False)
 

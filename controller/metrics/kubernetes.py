@@ -133,17 +133,11 @@ class RunnerPods(Collector):
             "qforge_runner_pods", "Runner pods in the cluster by phase.", labels=["phase"])
         for phase in PHASES:
             by_phase.add_metric([phase], sum(1 for p, _ in pods if p == phase))
-        waiting = GaugeMetricFamily(
-            "qforge_runner_pods_waiting",
-            "Pending runner pods by why they wait (Unschedulable, ErrImagePull, ...).",
-            labels=["reason"])
         reasons: dict[str, int] = {}
         for _, reason in pods:
             if reason is not None:
                 reasons[reason] = reasons.get(reason, 0) + 1
-        for reason, n in sorted(reasons.items()):
-            waiting.add_metric([reason], n)
-        return [by_phase, waiting]
+        return [by_phase, _waiting(reasons, "")]
 
 
 class ReadWaiting(Collector):
@@ -157,13 +151,19 @@ class ReadWaiting(Collector):
         return [GaugeMetricFamily("qforge_runner_pods_waiting", "", labels=["reason"])]
 
     def collect(self) -> Iterable[Metric]:
-        waiting = GaugeMetricFamily(
-            "qforge_runner_pods_waiting",
-            "Pending runner pods by why they wait (Unschedulable, ErrImagePull, ...), as "
-            "read for the Jobs without a ready pod (no pod watch).", labels=["reason"])
-        for reason, n in sorted(self.source().items()):
-            waiting.add_metric([reason], n)
-        return [waiting]
+        return [_waiting(self.source(), ", as read for the Jobs without a ready pod "
+                                        "(no pod watch)")]
+
+
+def _waiting(reasons: Mapping[str, int], how: str) -> GaugeMetricFamily:
+    """The runner-pods-waiting gauge from counts by reason (`how`: added to its help)."""
+    waiting = GaugeMetricFamily(
+        "qforge_runner_pods_waiting",
+        f"Pending runner pods by why they wait (Unschedulable, ErrImagePull, ...){how}.",
+        labels=["reason"])
+    for reason, n in sorted(reasons.items()):
+        waiting.add_metric([reason], n)
+    return waiting
 
 
 class KubernetesMetrics:
